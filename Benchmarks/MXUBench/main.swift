@@ -1,0 +1,67 @@
+// Functional-MXU throughput, printed as CSV for Benchmarks/mxu_vs_numpy.sh to pair with
+// numpy/OpenBLAS on the same shapes.
+//   swift run -c release MXUBench [--threads 1,2] [--shapes MxKxN,...] [--seconds S]
+import Dispatch
+import Foundation
+import Sim
+
+var threadCounts = [1, 2]
+var shapes: [GEMMShape] = [
+    GEMMShape(m: 512, k: 512, n: 512),
+    // ResNet-18 convolutions lowered by im2col (M = batch x output pixels, K = 3x3 x Cin, N = Cout):
+    GEMMShape(m: 32 * 28 * 28, k: 9 * 16, n: 16),     // small scale, stage 1
+    GEMMShape(m: 32 * 7 * 7, k: 9 * 64, n: 128),      // small scale, stage 4
+    GEMMShape(m: 128 * 32 * 32, k: 9 * 64, n: 64),    // paper scale, stage 1
+    GEMMShape(m: 128 * 8 * 8, k: 9 * 256, n: 256),    // paper scale, stage 3
+    GEMMShape(m: 128 * 4 * 4, k: 9 * 512, n: 512),    // paper scale, stage 4
+]
+var minSeconds = 0.5
+var precision = OperandPrecision.bfloat16
+
+var args = CommandLine.arguments.dropFirst().makeIterator()
+while let arg = args.next() {
+    switch arg {
+    case "--threads": threadCounts = (args.next() ?? "1").split(separator: ",").compactMap { Int($0) }
+    case "--seconds": minSeconds = Double(args.next() ?? "") ?? minSeconds
+    case "--fp32": precision = .float32
+    case "--shapes":
+        shapes = (args.next() ?? "").split(separator: ",").compactMap { s in
+            let d = s.split(separator: "x").compactMap { Int($0) }
+            return d.count == 3 ? GEMMShape(m: d[0], k: d[1], n: d[2]) : nil
+        }
+    default:
+        FileHandle.standardError.write("unknown argument \(arg)\n".data(using: .utf8)!)
+        exit(2)
+    }
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+print("shape,threads,precision,gflops,seconds_per_call,checksum")
+for shape in shapes {
+    var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func next() -> Float {
+        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: seed >> 11) % 2000) / 1000 - 1
+    }
+    let a = (0..<(shape.m * shape.k)).map { _ in next() }
+    let b = (0..<(shape.k * shape.n)).map { _ in next() }
+    var reference: [Float]? = nil
+    for t in threadCounts {
+        let mxu = MXU(config: .tpuV3, precision: precision, threads: t)
+        var c = try mxu.multiply(a, b, shape: shape)     // warm-up
+        if let r = reference, r != c { print("# MISMATCH between thread counts for \(shape)") }
+        reference = c
+        var calls = 0
+        let start = now()
+        var elapsed = 0.0
+        repeat {
+            c = try mxu.multiply(a, b, shape: shape)
+            calls += 1
+            elapsed = now() - start
+        } while elapsed < minSeconds
+        let perCall = elapsed / Double(calls)
+        let checksum = c.reduce(0) { $0 &+ UInt64($1.bitPattern) }
+        print("\(shape.m)x\(shape.k)x\(shape.n),\(t),\(precision.rawValue),\(String(format: "%.2f", 2 * Double(shape.macs) / perCall / 1e9)),\(String(format: "%.6f", perCall)),\(checksum)")
+    }
+}
