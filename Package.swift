@@ -33,7 +33,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "MXUBench", dependencies: ["Sim"], path: "Benchmarks/MXUBench",
                           swiftSettings: kernelFlags),
-        .testTarget(name: "SimTests", dependencies: ["Sim"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SimTests", dependencies: ["Sim"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder"]),
         .testTarget(name: "ReplayerTests", dependencies: ["Replayer"]),
     ]

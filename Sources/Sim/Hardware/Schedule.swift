@@ -32,9 +32,10 @@ public enum TimingMode: String, Sendable, CaseIterable, Codable {
 
 /// One tile pass: a stationary tile resident in one MXU while a stream flows through it.
 ///
-/// Cycle conventions (shared with ``ReferenceArray``): the stationary tile shifts in from
-/// the top one row per cycle over cycles `loadStart ..< loadStart + rows` of the array
-/// (ws/is only); element `j` of streamed vector `t` enters array row `j` at column 0 at cycle
+/// Cycle conventions (shared with ``ReferenceArray``; registers latch at the end of a cycle):
+/// the stationary tile shifts down a load chain one row per cycle over cycles
+/// `loadStart ..< loadStart + rows` and latches into one of the PEs' two register sets at the
+/// end of the last of them (ws/is only); element `j` of streamed vector `t` enters array row `j` at column 0 at cycle
 /// `streamStart + t + j` (the input skew) and moves one PE to the right per cycle; partial
 /// sums move one PE down per cycle. PE `(r, c)` therefore performs its MAC for vector `t`
 /// at cycle `streamStart + t + r + c`.
@@ -129,10 +130,14 @@ public struct Schedule: Sendable, Equatable {
                     load = prior.last.map { $0.stream + T + R + C - 2 } ?? 0
                     stream = loads ? load + R : load
                 case (.overlapped, true):
-                    // The shift chain is free once the previous tile is in; the register set
-                    // is free once pass p-2's last vector has passed column C-1.
+                    // The load chain is free once the previous tile has latched; this tile
+                    // latches (at load + R - 1) into pass p-2's register set, which must have
+                    // seen its last MAC by then.
                     load = prior.last.map { $0.load + R } ?? 0
-                    if prior.count >= 2 { load = max(load, prior[prior.count - 2].stream + T + C - 1) }
+                    if prior.count >= 2 {
+                        let lastMACTwoBack = prior[prior.count - 2].stream + (T - 1) + (R - 1) + (C - 1)
+                        load = max(load, lastMACTwoBack - (R - 1))
+                    }
                     stream = max(prior.last.map { $0.stream + T } ?? 0, load + R)
                 case (.overlapped, false):
                     stream = prior.last.map { $0.stream + T } ?? 0

@@ -1,0 +1,154 @@
+import Foundation
+
+/// Errors in topology and configuration files; each names the file and line.
+public enum TopologyError: Error, CustomStringConvertible, Equatable {
+    case unreadable(file: String, reason: String)
+    case malformed(file: String, line: Int, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let file, let reason): return "\(file): \(reason)"
+        case .malformed(let file, let line, let reason): return "\(file):\(line): \(reason)"
+        }
+    }
+}
+
+/// SCALE-Sim topology CSV files: convolution topologies (`Layer name, IFMAP Height, IFMAP
+/// Width, Filter Height, Filter Width, Channels, Num Filter, Strides,`) and GEMM topologies
+/// (`Layer Name, M, N, K,`), told apart by their header. Trailing commas are allowed, as
+/// SCALE-Sim writes them.
+public enum SCALESimTopology {
+    public static func load(path: String) throws(TopologyError) -> [LayerWork] {
+        try parse(try readText(path), file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(TopologyError) -> [LayerWork] {
+        var lines = numberedLines(text)
+        guard let header = lines.first else {
+            throw .malformed(file: file, line: 1, reason: "empty topology file")
+        }
+        lines.removeFirst()
+        let columns = header.cells.map { $0.lowercased() }
+        let isGEMM = columns.count >= 4 && columns[1] == "m" && columns[2] == "n" && columns[3] == "k"
+        let isConv = columns.count >= 8 && columns[1].contains("ifmap height")
+        guard isGEMM || isConv else {
+            throw .malformed(file: file, line: header.number,
+                             reason: "unrecognised header; expected a SCALE-Sim conv topology ('Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides') or GEMM topology ('Layer Name, M, N, K')")
+        }
+        var layers: [LayerWork] = []
+        for line in lines {
+            let want = isGEMM ? 4 : 8
+            guard line.cells.count >= want else {
+                throw .malformed(file: file, line: line.number, reason: "expected \(want) fields, found \(line.cells.count)")
+            }
+            let name = line.cells[0]
+            guard !name.isEmpty else { throw .malformed(file: file, line: line.number, reason: "empty layer name") }
+            var values: [Int] = []
+            for (i, cell) in line.cells[1..<want].enumerated() {
+                guard let v = Int(cell) else {
+                    throw .malformed(file: file, line: line.number, reason: "\(columns.indices.contains(i + 1) ? header.cells[i + 1] : "field \(i + 2)") is '\(cell)', not an integer")
+                }
+                guard v > 0 else {
+                    throw .malformed(file: file, line: line.number, reason: "\(header.cells[i + 1]) must be positive, got \(v)")
+                }
+                values.append(v)
+            }
+            if isGEMM {
+                let gemm = GEMMShape(m: values[0], k: values[2], n: values[1])
+                layers.append(LayerWork(name: name, gemm: gemm))
+            } else {
+                let conv = ConvShape.scaleSim(inH: values[0], inW: values[1], filterH: values[2], filterW: values[3],
+                                              channels: values[4], filters: values[5], stride: values[6])
+                do { try conv.validate() } catch {
+                    throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
+                }
+                layers.append(LayerWork(name: name, gemm: conv.gemm, hbmBytes: conv.hbmBytes))
+            }
+        }
+        guard !layers.isEmpty else { throw .malformed(file: file, line: header.number, reason: "no layers after the header") }
+        return layers
+    }
+}
+
+/// The parts of a SCALE-Sim `.cfg` file that set the array: `ArrayHeight`, `ArrayWidth` and
+/// `Dataflow` in `[architecture_presets]`. Other keys are accepted and ignored (memory sizes
+/// and bandwidths do not change SCALE-Sim's compute cycles).
+public struct SCALESimConfig: Sendable, Equatable {
+    public var runName: String?
+    public var rows: Int
+    public var columns: Int
+    public var dataflow: Dataflow
+
+    public static func load(path: String) throws(TopologyError) -> SCALESimConfig {
+        try parse(try readText(path), file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(TopologyError) -> SCALESimConfig {
+        var section = ""
+        var found: [String: (value: String, line: Int)] = [:]
+        for line in numberedLines(text, separator: nil) {
+            let raw = line.text
+            if raw.hasPrefix("[") {
+                guard raw.hasSuffix("]") else { throw .malformed(file: file, line: line.number, reason: "unterminated section header '\(raw)'") }
+                section = String(raw.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces).lowercased()
+                continue
+            }
+            guard let sep = raw.firstIndex(where: { $0 == ":" || $0 == "=" }) else {
+                throw .malformed(file: file, line: line.number, reason: "expected 'key : value', found '\(raw)'")
+            }
+            let key = raw[..<sep].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = raw[raw.index(after: sep)...].trimmingCharacters(in: .whitespaces)
+            found[section + "." + key] = (value, line.number)
+        }
+        func int(_ key: String) throws(TopologyError) -> Int {
+            guard let entry = found["architecture_presets." + key.lowercased()] else {
+                throw .malformed(file: file, line: 1, reason: "missing \(key) in [architecture_presets]")
+            }
+            guard let v = Int(entry.value), v > 0 else {
+                throw .malformed(file: file, line: entry.line, reason: "\(key) must be a positive integer, got '\(entry.value)'")
+            }
+            return v
+        }
+        let rows = try int("ArrayHeight")
+        let columns = try int("ArrayWidth")
+        guard let df = found["architecture_presets.dataflow"] else {
+            throw .malformed(file: file, line: 1, reason: "missing Dataflow in [architecture_presets]")
+        }
+        guard let dataflow = Dataflow(name: df.value) else {
+            throw .malformed(file: file, line: df.line, reason: "unknown dataflow '\(df.value)' (expected ws, is or os)")
+        }
+        return SCALESimConfig(runName: found["general.run_name"]?.value, rows: rows, columns: columns, dataflow: dataflow)
+    }
+
+    /// `base` with this file's array geometry and dataflow (one MXU, as SCALE-Sim models).
+    public func applied(to base: ChipConfig) -> ChipConfig {
+        var chip = base
+        chip.name = runName ?? "scalesim-\(rows)x\(columns)-\(dataflow.rawValue)"
+        chip.rows = rows
+        chip.columns = columns
+        chip.mxuCount = 1
+        chip.dataflow = dataflow
+        return chip
+    }
+}
+
+private func readText(_ path: String) throws(TopologyError) -> String {
+    guard FileManager.default.fileExists(atPath: path) else { throw .unreadable(file: path, reason: "no such file") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(file: path, reason: "cannot be read") }
+    guard let text = String(data: data, encoding: .utf8) else { throw .unreadable(file: path, reason: "not UTF-8 text") }
+    return text
+}
+
+/// Non-blank, non-comment lines with their 1-based numbers, split on `separator` into
+/// trimmed cells (trailing empty cells dropped).
+private func numberedLines(_ text: String, separator: Character? = ",") -> [(number: Int, text: String, cells: [String])] {
+    var out: [(Int, String, [String])] = []
+    for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+        var cells = separator.map { line.split(separator: $0, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } } ?? [line]
+        while cells.last?.isEmpty == true { cells.removeLast() }
+        out.append((i + 1, line, cells))
+    }
+    return out
+}

@@ -1,0 +1,148 @@
+import Testing
+@testable import Sim
+
+/// Deterministic operands with every awkward feature: mixed signs and magnitudes, values
+/// that are not bf16-representable, exact zeros.
+func operands(_ count: Int, seed: UInt64) -> [Float] {
+    var s = seed
+    return (0..<count).map { i in
+        s = s &* 6364136223846793005 &+ 1442695040888963407
+        if i % 11 == 5 { return 0 }
+        let mantissa = Float(Int64(bitPattern: s >> 20) % 1_000_003) / 1_000_003
+        let scale: Float = [1, 1e-3, 37, 1e4][Int(s >> 62)]
+        return mantissa * scale
+    }
+}
+
+/// The documented accumulation order, written as the plainest possible loop.
+func scalarReference(_ a: [Float], _ b: [Float], _ shape: GEMMShape, fold: Int?, bf16: Bool) -> [Float] {
+    let r: (Float) -> Float = bf16 ? BFloat16.round : { $0 }
+    let (M, K, N) = (shape.m, shape.k, shape.n)
+    let f = fold ?? K
+    var c = [Float](repeating: 0, count: M * N)
+    for m in 0..<M {
+        for n in 0..<N {
+            var acc: Float = 0
+            for k0 in stride(from: 0, to: K, by: f) {
+                var s: Float = 0
+                for k in k0..<min(K, k0 + f) { s = s.addingProduct(r(a[m * K + k]), r(b[k * N + n])) }
+                acc += s
+            }
+            c[m * N + n] = acc
+        }
+    }
+    return c
+}
+
+func bits(_ x: [Float]) -> [UInt32] { x.map(\.bitPattern) }
+
+/// How many elements differ in their bits (0 when identical); keeps failure messages short.
+func differing(_ x: [Float], _ y: [Float]) -> Int {
+    x.count != y.count ? max(x.count, y.count) : zip(x, y).filter { $0.bitPattern != $1.bitPattern }.count
+}
+
+@Suite struct MXUTests {
+    static let shapes = [GEMMShape(m: 1, k: 1, n: 1), GEMMShape(m: 13, k: 21, n: 19), GEMMShape(m: 8, k: 8, n: 8),
+                         GEMMShape(m: 37, k: 300, n: 70), GEMMShape(m: 100, k: 129, n: 33), GEMMShape(m: 3, k: 520, n: 2)]
+
+    @Test(arguments: [8, 128], [Dataflow.weightStationary, .outputStationary])
+    func matchesTheDocumentedAccumulationOrder(rows: Int, dataflow: Dataflow) throws {
+        let chip = ChipConfig(name: "t", rows: rows, columns: rows, dataflow: dataflow)
+        for precision in OperandPrecision.allCases {
+            for (i, shape) in Self.shapes.enumerated() {
+                let a = operands(shape.m * shape.k, seed: UInt64(i)), b = operands(shape.k * shape.n, seed: UInt64(i + 100))
+                let fast = try MXU(config: chip, precision: precision).multiply(a, b, shape: shape)
+                let slow = scalarReference(a, b, shape, fold: dataflow.foldsReduction ? rows : nil, bf16: precision == .bfloat16)
+                #expect(differing(fast, slow) == 0, "\(shape) \(precision)")
+            }
+        }
+    }
+
+    @Test func resultsAreBitIdenticalForAnyThreadCount() throws {
+        let shape = GEMMShape(m: 203, k: 300, n: 170)
+        let a = operands(shape.m * shape.k, seed: 1), b = operands(shape.k * shape.n, seed: 2)
+        let one = try MXU(config: .tpuV3, threads: 1).multiply(a, b, shape: shape)
+        for t in [2, 3, 8] {
+            #expect(differing(try MXU(config: .tpuV3, threads: t).multiply(a, b, shape: shape), one) == 0)
+        }
+    }
+
+    @Test func foldOrderIsObservable() throws {
+        // The fold structure is not a formality: with cancellation, folding changes the bits.
+        let shape = GEMMShape(m: 1, k: 16, n: 1)
+        var a = [Float](repeating: 1, count: 16)
+        a[0] = 1e8; a[8] = -1e8
+        let b = [Float](repeating: 1, count: 16)
+        let folded = try MXU(foldLength: 8, precision: .float32).multiply(a, b, shape: shape)
+        let running = try MXU(foldLength: nil, precision: .float32).multiply(a, b, shape: shape)
+        #expect(folded != running)
+    }
+
+    @Test func bf16OperandsDifferFromFp32Operands() throws {
+        let shape = GEMMShape(m: 4, k: 64, n: 4)
+        let a = operands(256, seed: 9), b = operands(256, seed: 10)
+        let lo = try MXU(config: .tiny, precision: .bfloat16).multiply(a, b, shape: shape)
+        let hi = try MXU(config: .tiny, precision: .float32).multiply(a, b, shape: shape)
+        #expect(bits(lo) != bits(hi))
+        for (x, y) in zip(lo, hi) { #expect(abs(x - y) <= 0.02 * max(abs(y), 1)) }
+    }
+
+    @Test func transposedViewsNeedNoCopies() throws {
+        let shape = GEMMShape(m: 9, k: 40, n: 35)
+        let a = operands(shape.m * shape.k, seed: 3), b = operands(shape.k * shape.n, seed: 4)
+        let expected = try MXU(config: .tiny).multiply(a, b, shape: shape)
+        // Store A as K x M and B as N x K, then read them through swapped strides.
+        var at = [Float](repeating: 0, count: a.count), bt = [Float](repeating: 0, count: b.count)
+        for m in 0..<shape.m { for k in 0..<shape.k { at[k * shape.m + m] = a[m * shape.k + k] } }
+        for k in 0..<shape.k { for n in 0..<shape.n { bt[n * shape.k + k] = b[k * shape.n + n] } }
+        var c = [Float](repeating: .nan, count: shape.m * shape.n)
+        at.withUnsafeBufferPointer { pa in bt.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            MXU(config: .tiny).multiply(MatrixView(pa.baseAddress!, rowStride: 1, columnStride: shape.m),
+                                        MatrixView(pb.baseAddress!, rowStride: 1, columnStride: shape.k),
+                                        into: pc.baseAddress!, shape: shape)
+        } } }
+        #expect(differing(c, expected) == 0)
+    }
+
+    @Test func rejectsOperandsOfTheWrongSize() {
+        #expect(throws: HardwareError.self) { try MXU(config: .tiny).multiply([1, 2], [1], shape: GEMMShape(m: 1, k: 2, n: 1)) }
+    }
+}
+
+@Suite struct ReferenceArrayTests {
+    static let shapes = [GEMMShape(m: 5, k: 3, n: 2), GEMMShape(m: 13, k: 21, n: 19), GEMMShape(m: 8, k: 16, n: 8),
+                         GEMMShape(m: 20, k: 9, n: 17), GEMMShape(m: 1, k: 30, n: 3)]
+
+    /// The register-level array and the fast functional MXU agree bit for bit, and the array's
+    /// cycle count is the schedule's, for every dataflow, both timing modes, one and two MXUs,
+    /// and shapes that are not multiples of the array.
+    @Test(arguments: Dataflow.allCases, TimingMode.allCases)
+    func agreesWithFunctionalMXUAndTimingModel(dataflow: Dataflow, mode: TimingMode) throws {
+        for mxus in [1, 2] {
+            let chip = ChipConfig(name: "t", rows: 8, columns: 6, mxuCount: mxus, dataflow: dataflow)
+            for (i, shape) in Self.shapes.enumerated() {
+                let a = operands(shape.m * shape.k, seed: UInt64(7 * i)), b = operands(shape.k * shape.n, seed: UInt64(7 * i + 1))
+                let schedule = try Schedule(shape: shape, config: chip, mode: mode)
+                for precision in OperandPrecision.allCases {
+                    let array = try ReferenceArray(schedule: schedule, precision: precision).run(a: a, b: b)
+                    let fast = try MXU(config: chip, precision: precision).multiply(a, b, shape: shape)
+                    #expect(differing(array.output, fast) == 0, "\(shape) \(precision) mxus=\(mxus)")
+                    #expect(array.cycles == schedule.cycles, "\(shape) mxus=\(mxus)")
+                }
+            }
+        }
+    }
+
+    @Test func nonFiniteValuesPropagateIdentically() throws {
+        let shape = GEMMShape(m: 6, k: 11, n: 5)
+        var a = operands(66, seed: 5)
+        let b = operands(55, seed: 6)
+        a[7] = .infinity; a[20] = .nan; a[40] = 3e38
+        for df in Dataflow.allCases {
+            let chip = ChipConfig(name: "t", rows: 4, columns: 4, dataflow: df)
+            let array = try ReferenceArray(schedule: Schedule(shape: shape, config: chip)).run(a: a, b: b)
+            let fast = try MXU(config: chip).multiply(a, b, shape: shape)
+            #expect(zip(array.output, fast).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
+        }
+    }
+}
