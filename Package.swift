@@ -35,6 +35,6 @@ let package = Package(
                           swiftSettings: kernelFlags),
         .testTarget(name: "SimTests", dependencies: ["Sim"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder"]),
-        .testTarget(name: "ReplayerTests", dependencies: ["Replayer"]),
+        .testTarget(name: "ReplayerTests", dependencies: ["Replayer"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Functional-MXU throughput (bf16 operands, fixed accumulation order) next to numpy/OpenBLAS
+# fp32 sgemm on the same shapes, 1 and 2 threads, in one run.
+#   Benchmarks/mxu_vs_numpy.sh [--seconds S]
+# numpy comes from PyPI into a throwaway venv (NUMPY_VENV, default /tmp/tpufi-numpy-venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER=${2:-0.5}
+V=${NUMPY_VENV:-/tmp/tpufi-numpy-venv}
+"$V/bin/python" -c 'import numpy' 2>/dev/null || { python3 -m venv "$V"; "$V/bin/pip" install -q numpy; }
+swift build -c release --product MXUBench >&2
+BIN="$(swift build -c release --show-bin-path)/MXUBench"
+SHAPES=512x512x512,25088x144x16,1568x576x128,131072x576x64,8192x2304x256,2048x4608x512
+out=$(mktemp -d)
+for t in 1 2; do
+  "$BIN" --threads $t --seconds "$SECONDS_PER" --shapes $SHAPES > "$out/mxu_$t.csv"
+  ( unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; OPENBLAS_NUM_THREADS=$t "$V/bin/python" Benchmarks/numpy_sgemm.py --shapes $SHAPES --seconds "$SECONDS_PER" ) > "$out/np_$t.csv"
+done
+"$V/bin/python" - "$out" <<'PY'
+import csv, sys, os
+d = sys.argv[1]
+def load(p, col):
+    with open(os.path.join(d, p)) as f:
+        return {r["shape"]: float(r[col]) for r in csv.DictReader(l for l in f if not l.startswith("#"))}
+print(f"{'shape (MxKxN)':<18}{'thr':>4}{'MXU GF/s':>10}{'numpy GF/s':>12}{'ratio':>8}{'MXU 2t/1t':>11}")
+for t in (1, 2):
+    mxu, npy = load(f"mxu_{t}.csv", "gflops"), load(f"np_{t}.csv", "gflops")
+    one = load("mxu_1.csv", "gflops")
+    for s in mxu:
+        scale = f"{mxu[s] / one[s]:.2f}" if t == 2 else ""
+        print(f"{s:<18}{t:>4}{mxu[s]:>10.1f}{npy[s]:>12.1f}{mxu[s] / npy[s]:>8.2f}{scale:>11}")
+PY
+rm -rf "$out"

@@ -1,0 +1,149 @@
+import Foundation
+
+/// Forward or backward injection (`stage` in the reference CSV).
+public enum InjectionStage: String, Sendable, Codable {
+    case forward = "fwrd_inject"
+    case backward = "bkwd_inject"
+}
+
+/// One injection as the reference replay CSV states it (`FAULT_MODELS.md` section 4): the
+/// resolved positions and values, verbatim.
+public struct ReplaySpec: Sendable, Equatable, Codable {
+    public var model: String
+    public var stage: InjectionStage
+    public var faultModel: FaultModel
+    /// Replica whose tensor is corrupted.
+    public var targetWorker: Int
+    /// `<layer>` for forward, `<layer>_grad_in` / `<layer>_grad_wt` for backward.
+    public var targetLayer: String
+    public var targetEpoch: Int
+    /// Step within the epoch.
+    public var targetStep: Int
+    /// One index tuple per corrupted element (NHWC activations, HWIO weights).
+    public var positions: [[Int]]
+    /// One value per position, parsed from the text.
+    public var values: [Float]
+    /// The value cells exactly as written, for writing the spec back verbatim.
+    public var valueTexts: [String]
+    public var learningRate: Double
+    public var seed: Int
+}
+
+/// Errors in an injection spec; each names the file and, where there is one, the line.
+public enum SpecError: Error, CustomStringConvertible, Equatable {
+    case unreadable(file: String, reason: String)
+    case malformed(file: String, line: Int?, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let file, let reason): return "\(file): \(reason)"
+        case .malformed(let file, let line?, let reason): return "\(file):\(line): \(reason)"
+        case .malformed(let file, nil, let reason): return "\(file): \(reason)"
+        }
+    }
+}
+
+/// Reader of the reference artifact's row-oriented replay CSV: the first cell of each row is
+/// the key, the rest its values.
+public enum ReplaySpecCSV {
+    static let keys = ["model", "stage", "fmodel", "target_worker", "target_layer", "target_epoch",
+                       "target_step", "inj_pos", "inj_values", "learning_rate", "seed"]
+
+    public static func load(path: String) throws(SpecError) -> ReplaySpec {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw .unreadable(file: path, reason: "not UTF-8 text") }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(SpecError) -> ReplaySpec {
+        var rows: [String: (cells: [String], line: Int)] = [:]
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            var cells = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            while cells.last?.isEmpty == true { cells.removeLast() }
+            let key = cells.removeFirst()
+            guard keys.contains(key) else {
+                throw .malformed(file: file, line: i + 1, reason: "unknown key '\(key)' (expected one of \(keys.joined(separator: ", ")))")
+            }
+            if let earlier = rows[key] {
+                throw .malformed(file: file, line: i + 1, reason: "'\(key)' appears twice (first on line \(earlier.line))")
+            }
+            rows[key] = (cells, i + 1)
+        }
+        func row(_ key: String) throws(SpecError) -> (cells: [String], line: Int) {
+            guard let r = rows[key] else { throw .malformed(file: file, line: nil, reason: "missing row '\(key)'") }
+            guard !r.cells.isEmpty else { throw .malformed(file: file, line: r.line, reason: "'\(key)' has no value") }
+            return r
+        }
+        func single(_ key: String) throws(SpecError) -> (String, Int) {
+            let r = try row(key)
+            guard r.cells.count == 1 else { throw .malformed(file: file, line: r.line, reason: "'\(key)' takes one value, found \(r.cells.count)") }
+            return (r.cells[0], r.line)
+        }
+        func nonNegative(_ key: String) throws(SpecError) -> Int {
+            let (v, line) = try single(key)
+            guard let n = Int(v), n >= 0 else { throw .malformed(file: file, line: line, reason: "'\(key)' must be a non-negative integer, got '\(v)'") }
+            return n
+        }
+
+        let (model, _) = try single("model")
+        let (stageText, stageLine) = try single("stage")
+        guard let stage = InjectionStage(rawValue: stageText) else {
+            throw .malformed(file: file, line: stageLine, reason: "unknown stage '\(stageText)' (expected fwrd_inject or bkwd_inject)")
+        }
+        let (fmText, fmLine) = try single("fmodel")
+        guard let faultModel = FaultModel(rawValue: fmText) else {
+            throw .malformed(file: file, line: fmLine, reason: "unknown fault model '\(fmText)' (expected one of \(FaultModel.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let (layer, layerLine) = try single("target_layer")
+        let backwardName = layer.hasSuffix("_grad_in") || layer.hasSuffix("_grad_wt")
+        if backwardName != (stage == .backward) {
+            throw .malformed(file: file, line: layerLine, reason: stage == .backward
+                ? "backward injection needs a '<layer>_grad_in' or '<layer>_grad_wt' target, got '\(layer)'"
+                : "forward injection into the backward site '\(layer)'; use stage bkwd_inject")
+        }
+
+        let pos = try row("inj_pos")
+        var positions: [[Int]] = []
+        for cell in pos.cells {
+            let parts = cell.split(separator: "/", omittingEmptySubsequences: false)
+            let index = parts.compactMap { Int($0) }
+            guard index.count == parts.count, index.allSatisfy({ $0 >= 0 }) else {
+                throw .malformed(file: file, line: pos.line, reason: "position '\(cell)' is not non-negative integers joined by '/'")
+            }
+            if let first = positions.first, first.count != index.count {
+                throw .malformed(file: file, line: pos.line, reason: "position '\(cell)' has \(index.count) indices, the first has \(first.count)")
+            }
+            positions.append(index)
+        }
+        let vals = try row("inj_values")
+        var values: [Float] = []
+        for cell in vals.cells {
+            guard let v = Float(cell) else {
+                throw .malformed(file: file, line: vals.line, reason: "value '\(cell)' is not a number")
+            }
+            values.append(v)
+        }
+        guard values.count == positions.count else {
+            throw .malformed(file: file, line: vals.line, reason: "\(values.count) values for \(positions.count) positions (line \(pos.line))")
+        }
+        if let expected = faultModel.elementCount, expected != positions.count {
+            throw .malformed(file: file, line: pos.line, reason: "\(faultModel.rawValue) corrupts \(expected) element(s), the spec lists \(positions.count)")
+        }
+        let (lrText, lrLine) = try single("learning_rate")
+        guard let learningRate = Double(lrText), learningRate > 0, learningRate.isFinite else {
+            throw .malformed(file: file, line: lrLine, reason: "learning_rate must be a positive number, got '\(lrText)'")
+        }
+        let (seedText, seedLine) = try single("seed")
+        guard let seed = Int(seedText) else { throw .malformed(file: file, line: seedLine, reason: "seed must be an integer, got '\(seedText)'") }
+
+        return ReplaySpec(model: model, stage: stage, faultModel: faultModel,
+                          targetWorker: try nonNegative("target_worker"), targetLayer: layer,
+                          targetEpoch: try nonNegative("target_epoch"), targetStep: try nonNegative("target_step"),
+                          positions: positions, values: values, valueTexts: vals.cells,
+                          learningRate: learningRate, seed: seed)
+    }
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import Sim
+
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Per-layer MXU cycles, utilisation and roofline bounds of a topology or workload.",
+        discussion: """
+        Reads a SCALE-Sim topology CSV (conv or GEMM format), optionally with a SCALE-Sim
+        .cfg for the array size and dataflow, or lists a built-in workload's operations.
+
+        Two timing modes: `tpu` (default) double-buffers stationary tiles so passes stream
+        back to back; `scalesim` serialises passes as SCALE-Sim 3.0 does (its "Total Cycles"
+        is this mode's figure minus one). Both are always shown.
+
+        Examples:
+          tpufi simulate --workload resnet18 --scale small --chip tpu-v3
+          tpufi simulate --topology resnet18_cifar.csv --config cifar_ws_32x32.cfg --timing scalesim
+          tpufi simulate --topology gemms.csv --rows 8 --columns 8 --dataflow os --json
+        """)
+
+    @Option(help: "SCALE-Sim topology CSV (conv or GEMM).")
+    var topology: String?
+
+    @Option(help: "SCALE-Sim .cfg file: sets the array size and dataflow (one MXU).")
+    var config: String?
+
+    @Option(help: "Built-in workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var workload: String?
+
+    @Option(help: "Workload scale: tiny, small or paper.")
+    var scale: String = "small"
+
+    @Option(help: "Chip preset: \(ChipConfig.presets.map(\.name).joined(separator: ", ")).")
+    var chip: String = "tpu-v2"
+
+    @Option(help: "Override the array rows (SCALE-Sim's ArrayHeight).")
+    var rows: Int?
+
+    @Option(help: "Override the array columns (ArrayWidth).")
+    var columns: Int?
+
+    @Option(help: "Override the dataflow: ws, is or os.")
+    var dataflow: String?
+
+    @Option(help: "Override the number of MXUs per core.")
+    var mxus: Int?
+
+    @Option(help: "Timing mode: tpu (overlapped, double-buffered) or scalesim (serialised passes).")
+    var timing: String = "tpu"
+
+    @Option(help: "Operations of a workload: fwd (forward only) or train (forward and backward).")
+    var phases: String = "train"
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard (topology == nil) != (workload == nil) else {
+            throw ValidationError("give exactly one of --topology FILE.csv or --workload NAME")
+        }
+        if config != nil && topology == nil { throw ValidationError("--config applies to --topology only") }
+    }
+
+    func run() throws {
+        guard var chipConfig = ChipConfig.preset(named: chip) else {
+            throw ValidationError("unknown chip '\(chip)'; expected one of \(ChipConfig.presets.map(\.name).joined(separator: ", "))")
+        }
+        guard let mode = TimingMode(rawValue: timing) else {
+            throw ValidationError("unknown timing mode '\(timing)'; expected tpu or scalesim")
+        }
+        let layers: [LayerWork]
+        let source: String
+        if let topology {
+            if let config { chipConfig = try SCALESimConfig.load(path: config).applied(to: chipConfig) }
+            layers = try SCALESimTopology.load(path: topology)
+            source = topology
+        } else {
+            let name = workload ?? ""
+            guard let w = Workload(rawValue: name) else {
+                throw ValidationError("unknown workload '\(name)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard let s = ResNetScale.named(scale) else {
+                throw ValidationError("unknown scale '\(scale)'; expected tiny, small or paper")
+            }
+            guard let p = StepPhases(rawValue: phases) else {
+                throw ValidationError("unknown phases '\(phases)'; expected fwd or train")
+            }
+            layers = w.layers(scale: s, phases: p)
+            source = "\(w.rawValue) (\(s.name), \(p == .training ? "training step" : "forward"), one replica)"
+        }
+        if let rows { chipConfig.rows = rows }
+        if let columns { chipConfig.columns = columns }
+        if let mxus { chipConfig.mxuCount = mxus }
+        if let dataflow {
+            guard let d = Dataflow(name: dataflow) else {
+                throw ValidationError("unknown dataflow '\(dataflow)'; expected ws, is or os")
+            }
+            chipConfig.dataflow = d
+        }
+        let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(SimulationTable(report: report).text)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import Sim
+
+/// The human-readable form of a ``SimulationReport``.
+struct SimulationTable {
+    let report: SimulationReport
+
+    var text: String {
+        let c = report.chip
+        let other = report.timing == .overlapped ? "scalesim" : "tpu"
+        var lines = [
+            "\(report.source)",
+            "chip \(c.name): \(c.mxuCount) x \(c.rows)x\(c.columns) MXU, \(c.dataflow.rawValue), \(fmt(c.clockMHz)) MHz, \(fmt(c.hbmGBps)) GB/s HBM, vector \(c.vectorSublanes)x\(c.vectorLanes); timing: \(report.timing.rawValue)",
+            "",
+        ]
+        var rows = [["layer", "M", "K", "N", "passes", "cycles", "util%", "\(other) cycles", "vector", "memory", "bound"]]
+        for l in report.layers {
+            rows.append([l.name, "\(l.m)", "\(l.k)", "\(l.n)", "\(l.passes)", "\(l.computeCycles)",
+                         String(format: "%.1f", 100 * l.utilization),
+                         "\(report.timing == .overlapped ? l.scaleSimCycles : l.overlappedCycles)",
+                         "\(l.vectorCycles)", "\(l.memoryCycles)", "\(l.boundCycles)\(l.memoryBound ? " (mem)" : "")"])
+        }
+        rows.append(["total", "", "", "", "", "\(report.totalCycles)", String(format: "%.1f", 100 * report.utilization),
+                     "\(report.timing == .overlapped ? report.totalScaleSimCycles : report.totalOverlappedCycles)",
+                     "\(report.totalVectorCycles)", "", "\(report.totalBoundCycles)"])
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        for (n, row) in rows.enumerated() {
+            let cells = row.enumerated().map { i, cell in
+                i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                       : String(repeating: " ", count: widths[i] - cell.count) + cell
+            }
+            lines.append(cells.joined(separator: "  "))
+            if n == 0 || n == rows.count - 2 { lines.append(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))) }
+        }
+        lines.append("")
+        lines.append(String(format: "step time at %.0f MHz: %.3f ms (roofline bound)", c.clockMHz, report.seconds * 1e3))
+        return lines.joined(separator: "\n")
+    }
+
+    private func fmt(_ x: Double) -> String { x == x.rounded() ? String(Int(x)) : String(x) }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Tpufi: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tpufi",
+        abstract: "Record-and-replay fault injection into DNN training on a simulated TPU.",
+        discussion: """
+        The simulated TPU has systolic matrix units with TPU numerics (bfloat16 multiplies,
+        fp32 accumulation in a documented order) and a cycle-approximate timing model.
+        Start with `tpufi simulate --workload resnet18 --scale small` to see where the
+        cycles of a training step go.
+        """,
+        subcommands: [Simulate.self])
+}
