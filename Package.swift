@@ -35,6 +35,7 @@ let package = Package(
                           swiftSettings: kernelFlags),
         .testTarget(name: "SimTests", dependencies: ["Sim"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder"]),
+        .testTarget(name: "CLITests", dependencies: ["tpufi"]),
         .testTarget(name: "ReplayerTests", dependencies: ["Replayer"], exclude: ["Fixtures"]),
     ]
 )

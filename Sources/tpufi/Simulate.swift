@@ -6,16 +6,18 @@ struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Per-layer MXU cycles, utilisation and roofline bounds of a topology or workload.",
         discussion: """
-        Reads a SCALE-Sim topology CSV (conv or GEMM format), optionally with a SCALE-Sim
-        .cfg for the array size and dataflow, or lists a built-in workload's operations.
+        Reads a SCALE-Sim topology CSV (conv or GEMM format), optionally with a SCALE-Sim .cfg \
+        for the array size and dataflow, or lists the MXU operations of a built-in workload's \
+        training step (one replica).
 
-        Two timing modes: `tpu` (default) double-buffers stationary tiles so passes stream
-        back to back; `scalesim` serialises passes as SCALE-Sim 3.0 does (its "Total Cycles"
-        is this mode's figure minus one). Both are always shown.
+        Two timing modes: `tpu` (default) double-buffers stationary tiles so that passes \
+        stream back to back; `scalesim` serialises passes as SCALE-Sim 3.0 does (its "Total \
+        Cycles" is this mode's figure minus one). The table shows both.
 
         Examples:
           tpufi simulate --workload resnet18 --scale small --chip tpu-v3
-          tpufi simulate --topology resnet18_cifar.csv --config cifar_ws_32x32.cfg --timing scalesim
+          tpufi simulate --topology Benchmarks/scalesim/gemms.csv --rows 32 --columns 32
+          tpufi simulate --topology net.csv --config scale.cfg --timing scalesim
           tpufi simulate --topology gemms.csv --rows 8 --columns 8 --dataflow os --json
         """)
 

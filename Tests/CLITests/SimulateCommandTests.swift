@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// Runs the built `tpufi` and returns its exit status, stdout and stderr.
+func tpufi(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let candidates = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent("tpufi") }
+    guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw CocoaError(.fileNoSuchFile)
+    }
+    let process = Process()
+    process.executableURL = exe
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+func temporaryFile(_ name: String, _ contents: String) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-\(ProcessInfo.processInfo.processIdentifier)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let url = dir.appendingPathComponent(name)
+    try contents.write(to: url, atomically: true, encoding: .utf8)
+    return url.path
+}
+
+@Suite struct SimulateCommandTests {
+    @Test func jsonHasPerLayerCyclesAndTotals() throws {
+        let r = try tpufi(["simulate", "--workload", "resnet18", "--scale", "tiny", "--chip", "tiny", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let layers = try #require(json["layers"] as? [[String: Any]])
+        #expect(layers.count == 62)
+        #expect(layers.first?["name"] as? String == "conv1")
+        let cycles = layers.compactMap { $0["computeCycles"] as? Int }
+        #expect(cycles.count == 62 && cycles.allSatisfy { $0 > 0 })
+        #expect(layers.allSatisfy { ($0["utilization"] as? Double).map { $0 > 0 && $0 <= 1 } ?? false })
+        #expect(json["totalCycles"] as? Int == cycles.reduce(0, +))
+    }
+
+    @Test func topologyWithConfigMatchesSCALESimMode() throws {
+        let topo = try temporaryFile("g.csv", "Layer Name, M, N, K,\ng64, 64, 64, 64,\n")
+        let cfg = try temporaryFile("a.cfg", "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nDataflow: ws\n")
+        let r = try tpufi(["simulate", "--topology", topo, "--config", cfg, "--timing", "scalesim", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        #expect(json["totalCycles"] as? Int == 5504)      // SCALE-Sim 3.0 reports 5503
+        let text = try tpufi(["simulate", "--topology", topo, "--config", cfg])
+        #expect(text.status == 0 && text.out.contains("g64") && text.out.contains("scalesim cycles"))
+    }
+
+    @Test func badInputFailsWithFileAndLine() throws {
+        let topo = try temporaryFile("bad.csv", "Layer Name, M, N, K,\ng64, 64, 0, 64,\n")
+        let r = try tpufi(["simulate", "--topology", topo])
+        #expect(r.status != 0)
+        #expect(r.err.contains("bad.csv:2: N must be positive"))
+        let cfg = try temporaryFile("bad.cfg", "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nDataflow: diagonal\n")
+        let good = try temporaryFile("good.csv", "Layer Name, M, N, K,\ng, 4, 4, 4,\n")
+        let c = try tpufi(["simulate", "--topology", good, "--config", cfg])
+        #expect(c.status != 0 && c.err.contains("bad.cfg:4: unknown dataflow 'diagonal'"))
+        let d = try tpufi(["simulate", "--workload", "resnet18", "--dataflow", "zigzag"])
+        #expect(d.status != 0 && d.err.contains("unknown dataflow 'zigzag'"))
+        let z = try tpufi(["simulate", "--workload", "resnet18", "--rows", "0"])
+        #expect(z.status != 0 && z.err.contains("rows must be positive"))
+        let both = try tpufi(["simulate", "--workload", "resnet18", "--topology", good])
+        #expect(both.status != 0 && both.err.contains("exactly one of"))
+        let missing = try tpufi(["simulate", "--topology", "/nonexistent/topology.csv"])
+        #expect(missing.status != 0 && missing.err.contains("/nonexistent/topology.csv: no such file"))
+    }
+}
