@@ -1,0 +1,74 @@
+/// Transcendental functions whose results do not depend on the platform's libm.
+///
+/// Every value that lands in a trace must be bit-identical on every machine, so the
+/// simulator never calls `exp`/`log` from the C library (their last-bit rounding differs
+/// between glibc versions, musl and Apple's libm). These use only IEEE 754 operations that are
+/// correctly rounded everywhere (+, -, *, /, sqrt, conversions), in a fixed order, computed
+/// in double precision and rounded once to fp32.
+///
+/// Accuracy (checked by the tests against the platform's double-precision libm over dense
+/// sweeps): `exp` and `log` within 1 ulp of the correctly rounded fp32 result; `rsqrt` is
+/// `1 / sqrt(x)` in double, rounded once.
+public enum DeterministicMath {
+    static let ln2Hi: Double = 6.93147180369123816490e-01   // high bits of ln 2 (exact product with small n)
+    static let ln2Lo: Double = 1.90821492927058770002e-10   // ln 2 - ln2Hi
+    static let invLn2: Double = 1.44269504088896338700e+00
+
+    /// e^x for fp32 `x`. Overflows to +inf above ~88.72, underflows to +0 below ~-103.97.
+    public static func exp(_ x: Float) -> Float {
+        if x.isNaN { return x }
+        if x > 88.73 { return .infinity }
+        if x < -104 { return 0 }
+        let xd = Double(x)
+        // x = n ln2 + r with |r| <= ln2 / 2.
+        let n = (xd * invLn2).rounded(.toNearestOrEven)
+        let r = (xd - n * ln2Hi) - n * ln2Lo
+        return Float(scaleByPowerOfTwo(expPolynomial(r), Int(n)))
+    }
+
+    /// Natural logarithm for fp32 `x`: -inf at 0, NaN below 0, +inf at +inf.
+    public static func log(_ x: Float) -> Float {
+        if x.isNaN || x < 0 { return .nan }
+        if x == 0 { return -.infinity }
+        if x == .infinity { return x }
+        // x = m 2^e with m in [sqrt(1/2), sqrt(2)).
+        let bits = Double(x).bitPattern                  // fp32 subnormals are normal in double
+        var e = Int((bits >> 52) & 0x7FF) - 1023
+        var m = Double(bitPattern: (bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000)
+        if m > 1.4142135623730951 {
+            m /= 2
+            e += 1
+        }
+        // log m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716: series to s^23.
+        let s = (m - 1) / (m + 1)
+        let s2 = s * s
+        var sum = 1.0 / 23
+        for k in stride(from: 21, through: 1, by: -2) { sum = sum * s2 + 1 / Double(k) }
+        let logm = 2 * s * sum
+        return Float(Double(e) * ln2Hi + (Double(e) * ln2Lo + logm))
+    }
+
+    /// 1 / sqrt(x): +inf at +0, NaN below 0.
+    public static func rsqrt(_ x: Float) -> Float {
+        Float(1 / Double(x).squareRoot())
+    }
+
+    /// 1/k! for k = 0...13, each from the previous by one IEEE division.
+    static let inverseFactorials: [Double] = (1...13).reduce(into: [1.0]) { c, k in c.append(c[k - 1] / Double(k)) }
+
+    /// e^r for |r| <= ln2 / 2: the Taylor series to r^13/13! in Horner form (truncation error
+    /// below 2^-60 relative).
+    @inline(__always)
+    static func expPolynomial(_ r: Double) -> Double {
+        var p = inverseFactorials[13]
+        for k in stride(from: 12, through: 0, by: -1) { p = p * r + inverseFactorials[k] }
+        return p
+    }
+
+    /// y * 2^n for the exponent range exp can reach, exactly (two steps keep it exact when the
+    /// result is subnormal in fp32, which is still normal in double).
+    @inline(__always)
+    static func scaleByPowerOfTwo(_ y: Double, _ n: Int) -> Double {
+        y * Double(bitPattern: UInt64(1023 + n) << 52)
+    }
+}

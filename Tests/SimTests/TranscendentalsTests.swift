@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+@testable import Sim
+
+/// Distance in units in the last place between two finite fp32 values of the same sign.
+func ulps(_ a: Float, _ b: Float) -> Int {
+    func ordered(_ x: Float) -> Int { let b = Int(Int32(bitPattern: x.bitPattern)); return b < 0 ? Int(Int32.min) - b : b }
+    return abs(ordered(a) - ordered(b))
+}
+
+@Suite struct TranscendentalsTests {
+    @Test func expIsWithinOneUlpOverItsWholeRange() {
+        var worst = 0
+        var x: Float = -103.9
+        while x < 88.7 {
+            let want = Float(Foundation.exp(Double(x)))
+            worst = max(worst, ulps(DeterministicMath.exp(x), want))
+            x += 0.0137
+        }
+        for x: Float in [0, -0.0, 1e-30, -1e-30, 1, -1, 88.72, -87.3, 20.5] {
+            worst = max(worst, ulps(DeterministicMath.exp(x), Float(Foundation.exp(Double(x)))))
+        }
+        #expect(worst <= 1)
+        #expect(DeterministicMath.exp(0) == 1)
+        #expect(DeterministicMath.exp(89) == .infinity && DeterministicMath.exp(.infinity) == .infinity)
+        #expect(DeterministicMath.exp(-105) == 0 && DeterministicMath.exp(-.infinity) == 0)
+        #expect(DeterministicMath.exp(.nan).isNaN)
+    }
+
+    @Test func logIsWithinOneUlpIncludingSubnormals() {
+        var worst = 0
+        var bits: UInt32 = 1
+        while bits < 0x7F80_0000 {
+            let x = Float(bitPattern: bits)
+            worst = max(worst, ulps(DeterministicMath.log(x), Float(Foundation.log(Double(x)))))
+            bits &+= 40_009
+        }
+        #expect(worst <= 1)
+        #expect(DeterministicMath.log(1) == 0)
+        #expect(DeterministicMath.log(0) == -.infinity && DeterministicMath.log(-0.0) == -.infinity)
+        #expect(DeterministicMath.log(-1).isNaN && DeterministicMath.log(.nan).isNaN)
+        #expect(DeterministicMath.log(.infinity) == .infinity)
+    }
+
+    @Test func rsqrtIsCorrectlyRoundedReciprocalRoot() {
+        for x: Float in [1, 4, 2, 1e-3, 3.5e30, 1e-40] {
+            #expect(ulps(DeterministicMath.rsqrt(x), Float(1 / Double(x).squareRoot())) == 0)
+        }
+        #expect(DeterministicMath.rsqrt(0) == .infinity && DeterministicMath.rsqrt(-1).isNaN)
+    }
+}
