@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// Operand precision of the functional MXU.
 public enum OperandPrecision: String, Sendable, CaseIterable, Codable {
@@ -58,177 +59,211 @@ public struct MXU: Sendable {
         guard a.count == shape.m * shape.k, b.count == shape.k * shape.n else {
             throw .invalidShape("operands hold \(a.count) and \(b.count) values; \(shape) needs \(shape.m * shape.k) and \(shape.k * shape.n)")
         }
-        var c = [Float](repeating: 0, count: shape.m * shape.n)
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                c.withUnsafeMutableBufferPointer { pc in
+        // `multiply(_:_:into:shape:)` writes every element; no need to zero them first.
+        return [Float](unsafeUninitializedCapacity: shape.m * shape.n) { pc, count in
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
                     multiply(MatrixView(pa.baseAddress!, rowStride: shape.k),
                              MatrixView(pb.baseAddress!, rowStride: shape.n),
                              into: pc.baseAddress!, shape: shape)
                 }
             }
+            count = shape.m * shape.n
         }
-        return c
     }
 
     /// `C = A x B` on strided views; `c` is row-major M x N with leading dimension N and is
     /// overwritten.
     public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
         let (M, K, N) = (shape.m, shape.k, shape.n)
-        c.update(repeating: 0, count: M * N)
-        guard M > 0, N > 0, K > 0 else { return }
+        guard M > 0, N > 0 else { return }
+        guard K > 0 else { c.update(repeating: 0, count: M * N); return }
         // One running sum is the same as a single fold; folds only matter when K exceeds one.
         let fold = foldLength.flatMap { $0 < K ? $0 : nil }
+        // The kernel whose panels pad N the least; on a tie the wider one, which loads fewer
+        // values per multiply-add.
+        let padded = { (nr: Int) in ceilDiv(N, nr) * nr }
+        if padded(64) <= padded(32) && padded(64) <= padded(16) {
+            multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, fold: fold)
+        } else if padded(32) <= padded(16) {
+            multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, fold: fold)
+        } else {
+            multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+        }
+    }
+
+    /// The blocked product with micro-kernel `Kern`.
+    ///
+    /// B is rounded and packed once per call, into `nr`-column panels over all of K that every
+    /// thread shares. Each thread then takes an equal share of C's rows (whole `mr`-row tiles)
+    /// and walks it in blocks of `mc` rows: it rounds a span of A's block into a row-major
+    /// buffer (all of K when that fits ``Blocking/aBlockFloats``, so that the rows are read
+    /// as one sequential stream; else `kc` terms), then for every `kc`-term block (whole
+    /// folds) and every B panel runs the kernel down the block's tiles, the B panel staying
+    /// in cache while A's tiles stream past it.
+    private func multiply<Kern: MicroKernel>(_: Kern.Type, _ a: MatrixView, _ b: MatrixView,
+                                             _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, fold: Int?) {
+        let mr = Kern.mr, nr = Kern.nr
         let kc = fold.map { $0 * max(1, Blocking.kc / $0) } ?? Blocking.kc
-        let mBlocks = ceilDiv(M, Blocking.mc), nBlocks = ceilDiv(N, Blocking.nc)
-        let items = mBlocks * nBlocks
-        let workers = min(threads, items)
-        let out = SendablePointer(c)
-        let job: @Sendable (Int) -> Void = { [self] worker in
-            var scratch = PackBuffers(kc: kc)
-            defer { scratch.deallocate() }
-            var item = worker
-            while item < items {
-                let (mb, nb) = item.quotientAndRemainder(dividingBy: nBlocks)
-                let rows = mb * Blocking.mc ..< min(M, (mb + 1) * Blocking.mc)
-                let cols = nb * Blocking.nc ..< min(N, (nb + 1) * Blocking.nc)
-                macroTile(a, b, out.pointer, ldc: N, rows: rows, cols: cols, k: K, kc: kc,
-                          fold: fold ?? 0, scratch: &scratch)
-                item += workers
+        let mc = max(mr, Blocking.mc / mr * mr)
+        let kSpan = mc * K <= Blocking.aBlockFloats ? K : kc
+        let lda = kSpan + Blocking.rowPadding
+        let panels = ceilDiv(N, nr)
+        let bBuffer = PackBuffers.shared.take(panels * nr * K)
+        defer { PackBuffers.shared.give(bBuffer) }
+        let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
+        let tiles = ceilDiv(M, mr)
+        let workers = min(threads, tiles)
+
+        parallel(workers) { [self] worker in
+            var p = worker
+            while p < panels {
+                packB(b, panel: p, nr: nr, k: K, n: N, into: bOut.pointer + p * nr * K)
+                p += workers
             }
         }
-        if workers == 1 { job(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: job) }
-    }
-
-    /// One M-block x N-block of C, over all of K in blocks of `kc` (whole folds).
-    private func macroTile(_ a: MatrixView, _ b: MatrixView, _ c: UnsafeMutablePointer<Float>, ldc: Int,
-                           rows: Range<Int>, cols: Range<Int>, k: Int, kc: Int, fold: Int,
-                           scratch: inout PackBuffers) {
-        let mr = Kernel.mr, nr = Kernel.nr
-        var k0 = 0
-        while k0 < k {
-            let kLen = min(kc, k - k0)
-            packA(a, rows: rows, k0: k0, kLen: kLen, into: scratch.a)
-            packB(b, cols: cols, k0: k0, kLen: kLen, into: scratch.b)
-            var jr = 0
-            while jr < cols.count {
-                let bPanel = scratch.b + jr * kLen
-                let nValid = min(nr, cols.count - jr)
-                var ir = 0
-                while ir < rows.count {
-                    let aPanel = scratch.a + ir * kLen
-                    let mValid = min(mr, rows.count - ir)
-                    let cTile = c + (rows.lowerBound + ir) * ldc + cols.lowerBound + jr
-                    if mValid == mr && nValid == nr {
-                        Kernel.run(kLen: kLen, fold: fold, a: aPanel, b: bPanel, c: cTile, ldc: ldc)
-                    } else {
-                        // Edge tile: run the same kernel on a zero-padded copy.
-                        let t = scratch.edge
-                        t.update(repeating: 0, count: mr * nr)
-                        for i in 0..<mValid { (t + i * nr).update(from: cTile + i * ldc, count: nValid) }
-                        Kernel.run(kLen: kLen, fold: fold, a: aPanel, b: bPanel, c: t, ldc: nr)
-                        for i in 0..<mValid { (cTile + i * ldc).update(from: t + i * nr, count: nValid) }
+        parallel(workers) { [self] worker in
+            let buffer = PackBuffers.shared.take(mc * lda + mr * nr)
+            defer { PackBuffers.shared.give(buffer) }
+            let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda
+            let end = min(M, tiles * (worker + 1) / workers * mr)
+            var m0 = tiles * worker / workers * mr
+            while m0 < end {
+                let rows = m0 ..< min(end, m0 + mc)
+                var span0 = 0
+                while span0 < K {
+                    let spanLen = min(kSpan, K - span0)
+                    packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    var k0 = span0
+                    while k0 < span0 + spanLen {
+                        let kLen = min(kc, span0 + spanLen - k0)
+                        for p in 0..<panels {
+                            let bPanel = UnsafePointer(bOut.pointer + p * nr * K + k0 * nr)
+                            let nValid = min(nr, N - p * nr)
+                            var ir = 0
+                            while ir < rows.count {
+                                let aTile = UnsafePointer(aBlock + ir * lda + (k0 - span0))
+                                let mValid = min(mr, rows.count - ir)
+                                let cTile = cOut.pointer + (rows.lowerBound + ir) * N + p * nr
+                                // The first block of K writes C rather than adding to it.
+                                if mValid == mr && nValid == nr {
+                                    Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
+                                             a: aTile, lda: lda, b: bPanel, c: cTile, ldc: N)
+                                } else {
+                                    // Edge tile: run the same kernel on a full-size copy.
+                                    if k0 > 0 {
+                                        for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
+                                    }
+                                    Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
+                                             a: aTile, lda: lda, b: bPanel, c: edge, ldc: nr)
+                                    for i in 0..<mValid { (cTile + i * N).update(from: edge + i * nr, count: nValid) }
+                                }
+                                ir += mr
+                            }
+                        }
+                        k0 += kLen
                     }
-                    ir += mr
+                    span0 += spanLen
                 }
-                jr += nr
+                m0 = rows.upperBound
             }
-            k0 += kLen
         }
     }
 
-    /// Packs rows of A into `mr`-row panels, k-major (`panel[k * mr + i]`), zero-padded,
-    /// rounded to the operand precision.
-    private func packA(_ a: MatrixView, rows: Range<Int>, k0: Int, kLen: Int, into dst: UnsafeMutablePointer<Float>) {
-        let mr = Kernel.mr
-        let bf16 = precision == .bfloat16
-        var ir = 0
-        while ir < rows.count {
-            let panel = dst + ir * kLen
-            let mValid = min(mr, rows.count - ir)
-            for i in 0..<mr {
-                if i >= mValid {
-                    for kk in 0..<kLen { panel[kk * mr + i] = 0 }
-                    continue
-                }
-                let row = a.base + (rows.lowerBound + ir + i) * a.rowStride + k0 * a.columnStride
-                let cs = a.columnStride
-                var kk = 0
-                if cs == 1 {
-                    // Contiguous row: round 16 values at a time, then scatter into the panel.
-                    while kk + 16 <= kLen {
-                        var v = UnsafeRawPointer(row + kk).loadUnaligned(as: SIMD16<Float>.self)
-                        if bf16 { v = BFloat16.round(v) }
-                        let out = panel + kk * mr + i
-                        for l in 0..<16 { out[l * mr] = v[l] }
-                        kk += 16
-                    }
-                }
-                if bf16 {
-                    for kk in kk..<kLen { panel[kk * mr + i] = BFloat16.round(row[kk * cs]) }
-                } else {
-                    for kk in kk..<kLen { panel[kk * mr + i] = row[kk * cs] }
-                }
-            }
-            ir += mr
-        }
+    /// Runs `body` for workers `0..<workers`, on the calling thread when there is one.
+    private func parallel(_ workers: Int, _ body: @Sendable (Int) -> Void) {
+        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
     }
 
-    /// Packs columns of B into `nr`-column panels, k-major (`panel[k * nr + j]`),
-    /// zero-padded, rounded to the operand precision.
-    private func packB(_ b: MatrixView, cols: Range<Int>, k0: Int, kLen: Int, into dst: UnsafeMutablePointer<Float>) {
-        let nr = Kernel.nr
+    /// Rounds rows `rows` x terms `k0 ..< k0 + kLen` of A to the operand precision into a
+    /// row-major block with leading dimension `lda`, zero rows padding it to whole `mr` tiles.
+    private func packA(_ a: MatrixView, rows: Range<Int>, mr: Int, k0: Int, kLen: Int, lda: Int,
+                       into dst: UnsafeMutablePointer<Float>) {
         let bf16 = precision == .bfloat16
-        var jr = 0
-        while jr < cols.count {
-            let panel = dst + jr * kLen
-            let nValid = min(nr, cols.count - jr)
+        let (rs, cs) = (a.rowStride, a.columnStride)
+        let first = a.base + rows.lowerBound * rs + k0 * cs
+        if cs == 1 {
+            for i in 0..<rows.count {
+                let src = first + i * rs, out = dst + i * lda
+                if bf16 { BFloat16.round(src, into: out, count: kLen) } else { out.update(from: src, count: kLen) }
+            }
+        } else {
+            // Strided rows (a transposed view): k outermost, so a column-major A is read in order.
             for kk in 0..<kLen {
-                let src = b.base + (k0 + kk) * b.rowStride + (cols.lowerBound + jr) * b.columnStride
-                let out = panel + kk * nr
-                if nValid == nr && b.columnStride == 1 {
-                    var j = 0
-                    while j < nr {
-                        let v = UnsafeRawPointer(src + j).loadUnaligned(as: SIMD16<Float>.self)
-                        UnsafeMutableRawPointer(out + j).storeBytes(of: bf16 ? BFloat16.round(v) : v, as: SIMD16<Float>.self)
-                        j += 16
-                    }
-                } else {
-                    for j in 0..<nr {
-                        let v = j < nValid ? src[j * b.columnStride] : 0
-                        out[j] = bf16 ? BFloat16.round(v) : v
-                    }
-                }
+                let src = first + kk * cs, out = dst + kk
+                for i in 0..<rows.count { out[i * lda] = bf16 ? BFloat16.round(src[i * rs]) : src[i * rs] }
             }
-            jr += nr
+        }
+        for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
+    }
+
+    /// Packs columns `panel * nr ..< panel * nr + nr` of B, all K rows, k-major
+    /// (`dst[k * nr + j]`), zero-padded past N, rounded to the operand precision.
+    private func packB(_ b: MatrixView, panel: Int, nr: Int, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
+        let bf16 = precision == .bfloat16
+        let (rs, cs) = (b.rowStride, b.columnStride)
+        let first = b.base + panel * nr * cs
+        let nValid = min(nr, n - panel * nr)
+        if cs == 1 {
+            for kk in 0..<k {
+                let src = first + kk * rs, out = dst + kk * nr
+                if bf16 { BFloat16.round(src, into: out, count: nValid) } else { out.update(from: src, count: nValid) }
+                (out + nValid).update(repeating: 0, count: nr - nValid)
+            }
+        } else {
+            // Strided columns (a transposed view): column by column, so a column-major B is read in order.
+            for j in 0..<nr {
+                let src = first + j * cs, out = dst + j
+                for kk in 0..<k { out[kk * nr] = j >= nValid ? 0 : bf16 ? BFloat16.round(src[kk * rs]) : src[kk * rs] }
+            }
         }
     }
 }
 
-/// Cache blocking of the functional MXU (affects speed only, never results).
-import Foundation
+/// Cache blocking of the functional MXU (affects speed only, never results). Tuned on a
+/// 2-core AVX-512 machine (32 KiB L1d, 1 MiB L2 per core), where `kc` from 128 to 512 and
+/// `mc` from 48 to 96 measured the same within noise.
 enum Blocking {
-    static let kc = Int(ProcessInfo.processInfo.environment["KC"] ?? "") ?? 256
-    static let mc = Int(ProcessInfo.processInfo.environment["MC"] ?? "") ?? 96
-    static let nc = Int(ProcessInfo.processInfo.environment["NC"] ?? "") ?? 512
+    /// Terms of K per kernel call (rounded to whole folds).
+    static let kc = 256
+    /// Rows of C per block of A.
+    static let mc = 96
+    /// Largest block of A (`mc` rows x span of K), in values, rounded in one pass: a quarter
+    /// of L2.
+    static let aBlockFloats = 65536
+    /// Padding of each packed row of A (one cache line), so that the rows a kernel reads do
+    /// not all fall into the same cache sets when K is a power of two.
+    static let rowPadding = 16
 }
 
-/// Per-worker packing buffers.
-struct PackBuffers {
-    let a: UnsafeMutablePointer<Float>
-    let b: UnsafeMutablePointer<Float>
-    let edge: UnsafeMutablePointer<Float>
+/// Packing buffers kept from one product to the next. Allocated afresh for every product,
+/// buffers of a megabyte or so were mapped and unmapped by the C library each time, and the
+/// page faults took a fifth of the time of a 512 x 512 x 512 product.
+final class PackBuffers: @unchecked Sendable {
+    static let shared = PackBuffers()
+    /// Buffers kept at most; beyond that the smallest are freed.
+    private static let limit = 8
+    private let lock = NSLock()
+    private var kept: [UnsafeMutableBufferPointer<Float>] = []
 
-    init(kc: Int) {
-        a = .allocate(capacity: kc * ceilDiv(Blocking.mc, Kernel.mr) * Kernel.mr)
-        b = .allocate(capacity: kc * ceilDiv(Blocking.nc, Kernel.nr) * Kernel.nr)
-        edge = .allocate(capacity: Kernel.mr * Kernel.nr)
+    /// A buffer of at least `count` values: the smallest kept one that is large enough, else
+    /// a new one. Hand it back with ``give(_:)``.
+    func take(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        let fitting = kept.indices.filter { kept[$0].count >= count }
+        if let i = fitting.min(by: { kept[$0].count < kept[$1].count }) { return kept.remove(at: i) }
+        return .allocate(capacity: count)
     }
 
-    func deallocate() {
-        a.deallocate()
-        b.deallocate()
-        edge.deallocate()
+    /// Keeps a buffer from ``take(_:)`` for reuse.
+    func give(_ buffer: UnsafeMutableBufferPointer<Float>) {
+        lock.lock()
+        defer { lock.unlock() }
+        kept.append(buffer)
+        if kept.count > Self.limit {
+            kept.remove(at: kept.indices.min { kept[$0].count < kept[$1].count }!).deallocate()
+        }
     }
 }
 
