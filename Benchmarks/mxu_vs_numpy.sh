@@ -5,7 +5,13 @@
 # numpy comes from PyPI into a throwaway venv (NUMPY_VENV, default /tmp/tpufi-numpy-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER=${2:-0.5}
+SECONDS_PER=0.5
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECONDS_PER=$2; shift 2 ;;
+    *) echo "usage: $0 [--seconds S]" >&2; exit 2 ;;
+  esac
+done
 V=${NUMPY_VENV:-/tmp/tpufi-numpy-venv}
 "$V/bin/python" -c 'import numpy' 2>/dev/null || { python3 -m venv "$V"; "$V/bin/pip" install -q numpy; }
 swift build -c release --product MXUBench >&2
