@@ -1,7 +1,4 @@
-/// Which operand of an MXU operation a fault corrupts.
-public enum TensorRole: String, Sendable, Codable, CaseIterable {
-    case input, weight, output
-}
+import Sim
 
 /// The reference study's 18 software fault models, names kept verbatim (`FAULT_MODELS.md`
 /// section 2).
@@ -11,7 +8,7 @@ public enum FaultModel: String, Sendable, Codable, CaseIterable {
     case N64_INPUT, N64_WT, N64_INPUT_16, N64_WT_16, N64_INPUT_GLB, N64_WT_GLB
 
     /// The tensor the model corrupts.
-    public var tensor: TensorRole {
+    public var tensor: OperandRole {
         switch self {
         case .INPUT, .INPUT_16, .N64_INPUT, .N64_INPUT_16, .N64_INPUT_GLB: return .input
         case .WT, .WT_16, .N64_WT, .N64_WT_16, .N64_WT_GLB: return .weight

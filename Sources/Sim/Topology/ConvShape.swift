@@ -16,9 +16,14 @@ public struct ConvShape: Sendable, Equatable, Codable {
     public var strideW: Int
     public var outH: Int
     public var outW: Int
+    /// Zero rows above and columns left of the input (the rest of the padding is below and to
+    /// the right, as TensorFlow's SAME puts the odd one there).
+    public var padTop: Int
+    public var padLeft: Int
 
     public init(batch: Int, inH: Int, inW: Int, inChannels: Int, filterH: Int, filterW: Int,
-                outChannels: Int, strideH: Int, strideW: Int, outH: Int, outW: Int) {
+                outChannels: Int, strideH: Int, strideW: Int, outH: Int, outW: Int,
+                padTop: Int = 0, padLeft: Int = 0) {
         self.batch = batch
         self.inH = inH
         self.inW = inW
@@ -30,15 +35,33 @@ public struct ConvShape: Sendable, Equatable, Codable {
         self.strideW = strideW
         self.outH = outH
         self.outW = outW
+        self.padTop = padTop
+        self.padLeft = padLeft
     }
 
-    /// SAME padding: output `ceil(in / stride)`, input padded as needed.
+    /// SAME padding (TensorFlow's): output `ceil(in / stride)`; the total padding
+    /// `max((out - 1) * stride + filter - in, 0)` is split with the odd row/column at the
+    /// bottom/right.
     public static func same(batch: Int, inH: Int, inW: Int, inChannels: Int, filter: Int,
                             outChannels: Int, stride: Int) -> ConvShape {
+        let outH = ceilDiv(inH, stride), outW = ceilDiv(inW, stride)
+        let padH = max((outH - 1) * stride + filter - inH, 0), padW = max((outW - 1) * stride + filter - inW, 0)
+        return ConvShape(batch: batch, inH: inH, inW: inW, inChannels: inChannels, filterH: filter,
+                         filterW: filter, outChannels: outChannels, strideH: stride, strideW: stride,
+                         outH: outH, outW: outW, padTop: padH / 2, padLeft: padW / 2)
+    }
+
+    /// VALID padding: output `floor((in - filter) / stride) + 1`, no padding.
+    public static func valid(batch: Int, inH: Int, inW: Int, inChannels: Int, filter: Int,
+                             outChannels: Int, stride: Int) -> ConvShape {
         ConvShape(batch: batch, inH: inH, inW: inW, inChannels: inChannels, filterH: filter,
                   filterW: filter, outChannels: outChannels, strideH: stride, strideW: stride,
-                  outH: ceilDiv(inH, stride), outW: ceilDiv(inW, stride))
+                  outH: (inH - filter) / stride + 1, outW: (inW - filter) / stride + 1)
     }
+
+    public var inputShape: [Int] { [batch, inH, inW, inChannels] }
+    public var weightShape: [Int] { [filterH, filterW, inChannels, outChannels] }
+    public var outputShape: [Int] { [batch, outH, outW, outChannels] }
 
     /// SCALE-Sim's convention: the topology gives the already padded input and the output is
     /// `ceil((in - filter + stride) / stride)` per dimension.

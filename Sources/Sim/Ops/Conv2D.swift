@@ -1,0 +1,119 @@
+/// 2-D convolution on the MXU, lowered by im2col (see ``ConvShape``).
+///
+/// Shapes: x `[N, H, W, Cin]`, w `[Fh, Fw, Cin, Cout]`, y `[N, Ho, Wo, Cout]`. The im2col
+/// matrix `X` is `[N*Ho*Wo, Fh*Fw*Cin]` with column `(fh * Fw + fw) * Cin + c`, which is the
+/// row index of `w` seen as a `[Fh*Fw*Cin, Cout]` matrix.
+public enum Conv2D {
+    /// y = X w, one MXU operation (site `<layer>`). The hook may corrupt x before the
+    /// lowering, w (this operation's copy only) and y.
+    public static func forward(x: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
+        let site = SiteID(layer: layer, kind: .forward)
+        var x = x, w = w
+        let hook = unit.hook(for: site)
+        if let hook {
+            hook.apply(site, role: .input, values: &x, shape: s.inputShape, replica: unit.replica)
+            hook.apply(site, role: .weight, values: &w, shape: s.weightShape, replica: unit.replica)
+        }
+        let g = s.gemm
+        let cols = im2col(x, s)
+        var y = unit.product(cols, rows: g.m, inner: g.k, w, cols: g.n)
+        hook?.apply(site, role: .output, values: &y, shape: s.outputShape, replica: unit.replica)
+        return y
+    }
+
+    /// dL/dx = col2im(dL/dy w^T): the MXU computes `[M, Cout] x [Cout, K]`, then the columns
+    /// are scattered back onto the input positions they were gathered from (site
+    /// `<layer>_grad_in`; operands dL/dy, w, dL/dx).
+    public static func backwardInput(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
+        let site = SiteID(layer: layer, kind: .gradIn)
+        var dy = dy, w = w
+        let hook = unit.hook(for: site)
+        if let hook {
+            hook.apply(site, role: .input, values: &dy, shape: s.outputShape, replica: unit.replica)
+            hook.apply(site, role: .weight, values: &w, shape: s.weightShape, replica: unit.replica)
+        }
+        let g = s.gemm
+        let dcols = unit.product(dy, rows: g.m, inner: g.n, w, cols: g.k, transposeB: true)
+        var dx = col2im(dcols, s)
+        hook?.apply(site, role: .output, values: &dx, shape: s.inputShape, replica: unit.replica)
+        return dx
+    }
+
+    /// dL/dw = X^T dL/dy: the MXU computes `[K, M] x [M, Cout]`, reducing over every output
+    /// position of every image (site `<layer>_grad_wt`; operands x, dL/dy, dL/dw).
+    public static func backwardWeight(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
+        let site = SiteID(layer: layer, kind: .gradWt)
+        var x = x, dy = dy
+        let hook = unit.hook(for: site)
+        if let hook {
+            hook.apply(site, role: .input, values: &x, shape: s.inputShape, replica: unit.replica)
+            hook.apply(site, role: .weight, values: &dy, shape: s.outputShape, replica: unit.replica)
+        }
+        let g = s.gemm
+        let cols = im2col(x, s)
+        var dw = unit.product(cols, rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true)
+        hook?.apply(site, role: .output, values: &dw, shape: s.weightShape, replica: unit.replica)
+        return dw
+    }
+
+    /// Gathers every filter window of x into one row (zeros where the window hangs over the
+    /// padding).
+    static func im2col(_ x: [Float], _ s: ConvShape) -> [Float] {
+        let K = s.filterH * s.filterW * s.inChannels
+        var cols = [Float](repeating: 0, count: s.batch * s.outH * s.outW * K)
+        x.withUnsafeBufferPointer { px in
+            cols.withUnsafeMutableBufferPointer { pc in
+                var row = pc.baseAddress!
+                for n in 0..<s.batch {
+                    for oh in 0..<s.outH {
+                        for ow in 0..<s.outW {
+                            for fh in 0..<s.filterH {
+                                let ih = oh * s.strideH + fh - s.padTop
+                                guard ih >= 0 && ih < s.inH else { continue }
+                                for fw in 0..<s.filterW {
+                                    let iw = ow * s.strideW + fw - s.padLeft
+                                    guard iw >= 0 && iw < s.inW else { continue }
+                                    let src = px.baseAddress! + ((n * s.inH + ih) * s.inW + iw) * s.inChannels
+                                    (row + (fh * s.filterW + fw) * s.inChannels).update(from: src, count: s.inChannels)
+                                }
+                            }
+                            row += K
+                        }
+                    }
+                }
+            }
+        }
+        return cols
+    }
+
+    /// The adjoint of ``im2col(_:_:)``: adds every column back onto its input position, rows
+    /// (output positions) ascending, then filter positions ascending.
+    static func col2im(_ cols: [Float], _ s: ConvShape) -> [Float] {
+        let K = s.filterH * s.filterW * s.inChannels
+        var dx = [Float](repeating: 0, count: s.batch * s.inH * s.inW * s.inChannels)
+        cols.withUnsafeBufferPointer { pc in
+            dx.withUnsafeMutableBufferPointer { pd in
+                var row = pc.baseAddress!
+                for n in 0..<s.batch {
+                    for oh in 0..<s.outH {
+                        for ow in 0..<s.outW {
+                            for fh in 0..<s.filterH {
+                                let ih = oh * s.strideH + fh - s.padTop
+                                guard ih >= 0 && ih < s.inH else { continue }
+                                for fw in 0..<s.filterW {
+                                    let iw = ow * s.strideW + fw - s.padLeft
+                                    guard iw >= 0 && iw < s.inW else { continue }
+                                    let dst = pd.baseAddress! + ((n * s.inH + ih) * s.inW + iw) * s.inChannels
+                                    let src = row + (fh * s.filterW + fw) * s.inChannels
+                                    for c in 0..<s.inChannels { dst[c] += src[c] }
+                                }
+                            }
+                            row += K
+                        }
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}

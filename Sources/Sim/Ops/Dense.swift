@@ -1,0 +1,51 @@
+/// Fully connected layer on the MXU. Shapes: x `[N, Din]`, w `[Din, Dout]`, b `[Dout]`,
+/// y `[N, Dout]`.
+public enum Dense {
+    /// y = x w + b. The MXU operation (site `<layer>`) produces x w; the hook sees that
+    /// product as the output, before the vector unit adds the bias.
+    public static func forward(x: [Float], w: [Float], b: [Float], batch: Int, inFeatures: Int, outFeatures: Int,
+                               layer: String, unit: MatrixUnit) -> [Float] {
+        let site = SiteID(layer: layer, kind: .forward)
+        var x = x, w = w
+        let hook = unit.hook(for: site)
+        if let hook {
+            hook.apply(site, role: .input, values: &x, shape: [batch, inFeatures], replica: unit.replica)
+            hook.apply(site, role: .weight, values: &w, shape: [inFeatures, outFeatures], replica: unit.replica)
+        }
+        var y = unit.product(x, rows: batch, inner: inFeatures, w, cols: outFeatures)
+        hook?.apply(site, role: .output, values: &y, shape: [batch, outFeatures], replica: unit.replica)
+        for n in 0..<batch { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } }
+        return y
+    }
+
+    /// dL/dx = dL/dy w^T (site `<layer>_grad_in`; operands dL/dy, w, dL/dx).
+    public static func backwardInput(dy: [Float], w: [Float], batch: Int, inFeatures: Int, outFeatures: Int,
+                                     layer: String, unit: MatrixUnit) -> [Float] {
+        let site = SiteID(layer: layer, kind: .gradIn)
+        var dy = dy, w = w
+        let hook = unit.hook(for: site)
+        if let hook {
+            hook.apply(site, role: .input, values: &dy, shape: [batch, outFeatures], replica: unit.replica)
+            hook.apply(site, role: .weight, values: &w, shape: [inFeatures, outFeatures], replica: unit.replica)
+        }
+        var dx = unit.product(dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true)
+        hook?.apply(site, role: .output, values: &dx, shape: [batch, inFeatures], replica: unit.replica)
+        return dx
+    }
+
+    /// dL/dw = x^T dL/dy (site `<layer>_grad_wt`; operands x, dL/dy, dL/dw) and dL/db, the
+    /// column sums of dL/dy on the vector unit.
+    public static func backwardWeight(x: [Float], dy: [Float], batch: Int, inFeatures: Int, outFeatures: Int,
+                                      layer: String, unit: MatrixUnit) -> (dw: [Float], db: [Float]) {
+        let site = SiteID(layer: layer, kind: .gradWt)
+        var x = x, dy = dy
+        let hook = unit.hook(for: site)
+        if let hook {
+            hook.apply(site, role: .input, values: &x, shape: [batch, inFeatures], replica: unit.replica)
+            hook.apply(site, role: .weight, values: &dy, shape: [batch, outFeatures], replica: unit.replica)
+        }
+        var dw = unit.product(x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true)
+        hook?.apply(site, role: .output, values: &dw, shape: [inFeatures, outFeatures], replica: unit.replica)
+        return (dw, Reduce.columnSums(dy, rows: batch, columns: outFeatures))
+    }
+}

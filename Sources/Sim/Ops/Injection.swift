@@ -1,0 +1,77 @@
+/// Which operand of an MXU operation: what a fault model corrupts.
+public enum OperandRole: String, Sendable, Codable, CaseIterable {
+    case input, weight, output
+}
+
+/// The three MXU operations of a convolution or dense layer.
+public enum OperationKind: String, Sendable, Codable, CaseIterable {
+    /// `y = x * W`: operands input x, weight W, output y.
+    case forward = ""
+    /// `dL/dx`: operands upstream gradient dL/dy (input), the layer's weight W (weight),
+    /// dL/dx (output).
+    case gradIn = "_grad_in"
+    /// `dL/dW`: operands the layer's input x (input), upstream gradient dL/dy (weight),
+    /// dL/dW (output).
+    case gradWt = "_grad_wt"
+}
+
+/// An injection site: one MXU operation of one layer, named as the reference names it
+/// (`conv1`, `basicblock_2_basic_0_conv2_grad_in`, ...).
+public struct SiteID: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var layer: String
+    public var kind: OperationKind
+
+    public init(layer: String, kind: OperationKind) {
+        self.layer = layer
+        self.kind = kind
+    }
+
+    public var name: String { layer + kind.rawValue }
+    public var description: String { name }
+}
+
+/// Something that may replace operand elements of chosen MXU operations
+/// (`faulty = golden * mask + delta`). The step asks ``wants(_:replica:)`` first, so an
+/// absent hook, or one aimed elsewhere, costs one optional check per operation.
+public protocol OperandHook: Sendable {
+    /// Whether this hook touches any operand of `site` on `replica`.
+    func wants(_ site: SiteID, replica: Int) -> Bool
+    /// Corrupts `values` (the operand `role` of `site`, laid out as `shape`) in place.
+    func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int)
+}
+
+/// The matrix unit as the layers see it: the functional MXU, the replica it computes for,
+/// and the injection hook, if any.
+public struct MatrixUnit: Sendable {
+    public var mxu: MXU
+    public var replica: Int
+    public var hook: (any OperandHook)?
+
+    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil) {
+        self.mxu = mxu
+        self.replica = replica
+        self.hook = hook
+    }
+
+    /// The hook if it wants `site` on this replica.
+    @inline(__always)
+    func hook(for site: SiteID) -> (any OperandHook)? {
+        guard let hook, hook.wants(site, replica: replica) else { return nil }
+        return hook
+    }
+
+    /// `[rows x inner] x [inner x cols]` on the MXU, where A is stored `[rows, inner]` (or
+    /// `[inner, rows]` when `transposeA`) and B `[inner, cols]` (or `[cols, inner]`).
+    /// Transposes are strided reads, never copies.
+    public func product(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
+                        transposeA: Bool = false, transposeB: Bool = false) -> [Float] {
+        precondition(a.count == rows * inner && b.count == inner * cols, "operand sizes do not match the product")
+        var c = [Float](repeating: 0, count: rows * cols)
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            mxu.multiply(MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1),
+                         MatrixView(pb.baseAddress!, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1),
+                         into: pc.baseAddress!, shape: GEMMShape(m: rows, k: inner, n: cols))
+        } } }
+        return c
+    }
+}
