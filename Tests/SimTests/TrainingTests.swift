@@ -1,0 +1,153 @@
+import Testing
+@testable import Sim
+
+/// A learnable toy task: each class has its own random prototype image, samples are the
+/// prototype plus noise.
+func toyBatches(model: ResNet18, replicas: Int, step: Int, seed: UInt64 = 3) -> [ReplicaBatch] {
+    let s = model.scale
+    let pixels = s.inputH * s.inputW * s.inputChannels
+    let prototypes: [[Float]] = (0..<s.classes).map { c in
+        var rng = CounterRNG(seed: seed, purpose: .synthetic, c)
+        return (0..<pixels).map { _ in rng.nextUniform() * 2 - 1 }
+    }
+    return (0..<replicas).map { r in
+        var rng = CounterRNG(seed: seed, purpose: .dataOrder, step, r)
+        var images: [Float] = [], labels: [Int32] = []
+        for _ in 0..<s.batchPerReplica {
+            let c = rng.nextInt(below: s.classes)
+            labels.append(Int32(c))
+            images += prototypes[c].map { $0 + (rng.nextUniform() - 0.5) * 0.5 }
+        }
+        return ReplicaBatch(images: images, labels: labels)
+    }
+}
+
+/// Records which operations it was offered and corrupts one output element of one site on
+/// one replica.
+final class RecordingHook: OperandHook, @unchecked Sendable {
+    let target: SiteID?
+    let replica: Int
+    var seen: [SiteID] = []
+
+    init(target: SiteID?, replica: Int) {
+        self.target = target
+        self.replica = replica
+    }
+
+    func wants(_ site: SiteID, replica: Int) -> Bool {
+        if replica == 0 { seen.append(site) }
+        return site == target && replica == self.replica
+    }
+
+    func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {
+        if role == .output { values[3] = 1e6 }
+    }
+}
+
+@Suite struct TrainingTests {
+    static let model = ResNet18(scale: .tiny)
+
+    /// Learning rates that suit the toy task (Adagrad's reference 1e-3 barely moves in 25 steps).
+    static let toyRates: [OptimizerKind: Float] = [.adam: 3e-3, .sgd: 0.1, .rmsprop: 1e-3, .adagrad: 0.05]
+
+    static func run(steps: Int, threads: Int = 1, optimizer: OptimizerKind = .adam, hook: (any OperandHook)? = nil,
+                    model: ResNet18 = model) -> (TrainingState, [StepMetrics]) {
+        let rate = toyRates[optimizer] ?? 1e-3
+        let trainer = Trainer(model: model, optimizer: OptimizerConfig(kind: optimizer),
+                              schedule: LearningRateSchedule(initial: rate, final: rate, decaySteps: 1),
+                              mxu: MXU(config: .tiny, threads: threads))
+        var state = TrainingState(model: model, optimizer: trainer.optimizer, seed: 42)
+        var metrics: [StepMetrics] = []
+        for s in 0..<steps {
+            let (next, m) = trainer.step(state, batches: toyBatches(model: model, replicas: 2, step: s), hook: s == 1 ? hook : nil)
+            state = next
+            metrics.append(m)
+        }
+        return (state, metrics)
+    }
+
+    @Test func modelHasTheReferenceLayersAndSites() {
+        let m = Self.model
+        #expect(m.convs.count == 20 && m.blocks.count == 8)
+        #expect(m.convs.map(\.name) + ["dense"] == ResNet18Topology.layers(scale: .tiny, phases: .forward).map(\.name))
+        #expect(m.sites.map(\.name) == ResNet18Topology.layers(scale: .tiny, phases: .training).map(\.name))
+        #expect(m.parameterNames.count == 20 * 3 + 2)
+        #expect(ResNet18(scale: .tiny, batchNorm: false).parameterNames.count == 20 * 2 + 2)
+    }
+
+    @Test func stepsAreBitIdenticalAcrossRunsAndThreadCounts() {
+        let (a, ma) = Self.run(steps: 2, threads: 1)
+        let (b, mb) = Self.run(steps: 2, threads: 1)
+        let (c, mc) = Self.run(steps: 2, threads: 2)
+        #expect(a == b && ma == mb)
+        #expect(a == c && ma == mc)
+        #expect(a.step == 2 && ma.allSatisfy { $0.loss.isFinite })
+    }
+
+    @Test(arguments: OptimizerKind.allCases)
+    func trainingLearnsTheToyTask(optimizer: OptimizerKind) {
+        let (_, metrics) = Self.run(steps: 25, optimizer: optimizer)
+        let first = metrics.prefix(3).map(\.loss).reduce(0, +) / 3, last = metrics.suffix(3).map(\.loss).reduce(0, +) / 3
+        #expect(last < first * 0.8, "\(optimizer): loss \(first) -> \(last)")
+    }
+
+    @Test func hookSeesEverySiteInExecutionOrderAndCorruptsOnlyItsTarget() {
+        let golden = Self.run(steps: 3).0
+        let idle = RecordingHook(target: nil, replica: 1)
+        #expect(Self.run(steps: 3, hook: idle).0 == golden)
+        #expect(idle.seen == Self.model.sites)
+        let site = SiteID(layer: "basicblock_2_basic_0_conv1", kind: .forward)
+        let faulty = Self.run(steps: 3, hook: RecordingHook(target: site, replica: 1)).0
+        #expect(faulty != golden)
+        // The corruption lands in step 1: the state after step 1 is the first to differ.
+        #expect(Self.run(steps: 1, hook: RecordingHook(target: site, replica: 1)).0 == Self.run(steps: 1).0)
+    }
+
+    @Test func withoutBatchNormTheModelTrainsToo() {
+        let nobn = ResNet18(scale: .tiny, batchNorm: false)
+        let (state, metrics) = Self.run(steps: 2, model: nobn)
+        #expect(state.moving.isEmpty && metrics.allSatisfy { $0.loss.isFinite })
+    }
+}
+
+@Suite struct OptimizerTests {
+    @Test func adamFirstStepMovesEachWeightByTheLearningRate() {
+        // With bias correction, Adam's first update is lr * g / (|g| + eps') ~ lr * sign(g).
+        var p: [Float] = [1, -2, 3], slots: [[Float]] = [[0, 0, 0], [0, 0, 0]]
+        OptimizerConfig(kind: .adam).apply(parameters: &p, gradients: [0.5, -4, 1e-3], slots: &slots, learningRate: 0.01, step: 0)
+        #expect(abs(p[0] - 0.99) < 1e-6 && abs(p[1] + 1.99) < 1e-6 && abs(p[2] - 2.99) < 1e-4)
+        #expect(abs(slots[0][0] - 0.05) < 1e-7 && abs(slots[1][1] - 0.016) < 1e-6)
+    }
+
+    @Test func sgdRmspropAndAdagradFollowTheirRules() {
+        var p: [Float] = [1], none: [[Float]] = []
+        OptimizerConfig(kind: .sgd).apply(parameters: &p, gradients: [2], slots: &none, learningRate: 0.1, step: 0)
+        #expect(p == [0.8])
+        var pm: [Float] = [1], vel: [[Float]] = [[0]]
+        let momentum = OptimizerConfig(kind: .sgd, momentum: 0.9)
+        momentum.apply(parameters: &pm, gradients: [1], slots: &vel, learningRate: 0.1, step: 0)
+        momentum.apply(parameters: &pm, gradients: [1], slots: &vel, learningRate: 0.1, step: 1)
+        let expectedMomentum: Float = 1 - 0.1 - 0.19
+        #expect(abs(pm[0] - expectedMomentum) < 1e-6)
+        var pr: [Float] = [1], rms: [[Float]] = [[0]]
+        OptimizerConfig(kind: .rmsprop).apply(parameters: &pr, gradients: [2], slots: &rms, learningRate: 0.01, step: 0)
+        let expectedRMS: Float = 1 - 0.01 * 2 / Float(0.4).squareRoot()
+        #expect(abs(rms[0][0] - 0.4) < 1e-6)
+        #expect(abs(pr[0] - expectedRMS) < 1e-6)
+        var pa: [Float] = [1], acc: [[Float]] = [[0.1]]
+        OptimizerConfig(kind: .adagrad).apply(parameters: &pa, gradients: [3], slots: &acc, learningRate: 0.1, step: 0)
+        let expectedAdagrad: Float = 1 - 0.3 / Float(9.1).squareRoot()
+        #expect(abs(acc[0][0] - 9.1) < 1e-5)
+        #expect(abs(pa[0] - expectedAdagrad) < 1e-6)
+    }
+
+    @Test func learningRateDecaysLinearlyThenHolds() {
+        let s = LearningRateSchedule.reference(for: .adam)
+        #expect(s.rate(at: 0) == 1e-3)
+        #expect(abs(s.rate(at: 2500) - 5.5e-4) < 1e-9)
+        #expect(s.rate(at: 5000) == 1e-4 && s.rate(at: 9000) == 1e-4)
+        #expect(LearningRateSchedule.reference(for: .sgd).rate(at: 0) == 0.1)
+        #expect(power(2, 10) == 1024 && power(0.5, 3) == 0.125 && power(7, 0) == 1)
+        #expect(abs(power(0.999, 1000) - 0.367695424770) < 1e-11)
+    }
+}
