@@ -54,11 +54,19 @@ public struct Trainer: Sendable {
         self.mxu = mxu
     }
 
-    /// Runs forward and backward on every replica (each with its own batch-norm statistics),
-    /// averages the gradients over replicas in replica order (`(g0 + g1 + ...) / R`), updates
-    /// the moving statistics with the replica-mean batch statistics, and applies the
-    /// optimizer. `hook`, if given, may corrupt MXU operands of any replica.
-    public func step(_ state: TrainingState, batches: [ReplicaBatch], hook: (any OperandHook)? = nil) -> (TrainingState, StepMetrics) {
+    /// What all replicas' forward and backward passes produced, reduced over replicas.
+    public struct Gradients: Sendable {
+        /// Per trainable tensor, the replica average `(g0 + g1 + ...) / R` (replica order).
+        public var gradients: [[Float]]
+        /// Per batch-norm layer, the replica means of the batch mean and variance.
+        public var statistics: [(mean: [Float], variance: [Float])]
+        public var metrics: StepMetrics
+    }
+
+    /// Forward and backward on every replica (each normalising with its own batch
+    /// statistics), then the all-reduce. `hook`, if given, may corrupt MXU operands of any
+    /// replica.
+    public func gradients(_ state: TrainingState, batches: [ReplicaBatch], hook: (any OperandHook)? = nil) -> Gradients {
         let replicas = batches.count
         precondition(replicas > 0, "a step needs at least one replica")
         var results: [ResNet18.ReplicaResult] = []
@@ -67,32 +75,40 @@ public struct Trainer: Sendable {
             results.append(model.trainReplica(parameters: state.parameters, images: batch.images, labels: batch.labels, unit: unit))
         }
         let scale = 1 / Float(replicas)
+        func average(_ tensors: [[Float]]) -> [Float] {
+            var sum = tensors[0]
+            for t in tensors.dropFirst() { for i in sum.indices { sum[i] += t[i] } }
+            return sum.map { $0 * scale }
+        }
+        let grads = state.parameters.indices.map { t in average(results.map { $0.gradients[t] }) }
+        let stats = model.norms.indices.map { n in
+            (mean: average(results.map { $0.batchStatistics[n].mean }), variance: average(results.map { $0.batchStatistics[n].variance }))
+        }
+        let correct = results.reduce(0) { $0 + $1.correct }
+        let total = batches.reduce(0) { $0 + $1.labels.count }
+        let metrics = StepMetrics(loss: Reduce.sum(results.map(\.loss)) * scale, accuracy: Float(correct) / Float(total),
+                                  learningRate: schedule.rate(at: state.step))
+        return Gradients(gradients: grads, statistics: stats, metrics: metrics)
+    }
+
+    /// The update: the optimizer on every tensor, the moving statistics, the step count.
+    public func apply(_ g: Gradients, to state: TrainingState) -> TrainingState {
         var next = state
         let lr = schedule.rate(at: state.step)
         for t in state.parameters.indices {
-            var g = results[0].gradients[t]
-            for r in 1..<replicas {
-                let other = results[r].gradients[t]
-                for i in g.indices { g[i] += other[i] }
-            }
-            for i in g.indices { g[i] *= scale }
-            optimizer.apply(parameters: &next.parameters[t], gradients: g, slots: &next.slots[t], learningRate: lr, step: state.step)
+            optimizer.apply(parameters: &next.parameters[t], gradients: g.gradients[t], slots: &next.slots[t], learningRate: lr, step: state.step)
         }
-        for n in model.norms.indices {
-            var mean = results[0].batchStatistics[n].mean, variance = results[0].batchStatistics[n].variance
-            for r in 1..<replicas {
-                for c in mean.indices {
-                    mean[c] += results[r].batchStatistics[n].mean[c]
-                    variance[c] += results[r].batchStatistics[n].variance[c]
-                }
-            }
-            BatchNorm.updateMoving(&next.moving[2 * n], batch: mean.map { $0 * scale }, momentum: model.bnMomentum)
-            BatchNorm.updateMoving(&next.moving[2 * n + 1], batch: variance.map { $0 * scale }, momentum: model.bnMomentum)
+        for (n, s) in g.statistics.enumerated() {
+            BatchNorm.updateMoving(&next.moving[2 * n], batch: s.mean, momentum: model.bnMomentum)
+            BatchNorm.updateMoving(&next.moving[2 * n + 1], batch: s.variance, momentum: model.bnMomentum)
         }
         next.step += 1
-        let loss = Reduce.sum(results.map(\.loss)) * scale
-        let correct = results.reduce(0) { $0 + $1.correct }
-        let total = batches.reduce(0) { $0 + $1.labels.count }
-        return (next, StepMetrics(loss: loss, accuracy: Float(correct) / Float(total), learningRate: lr))
+        return next
+    }
+
+    /// One training step: ``gradients(_:batches:hook:)`` then ``apply(_:to:)``.
+    public func step(_ state: TrainingState, batches: [ReplicaBatch], hook: (any OperandHook)? = nil) -> (TrainingState, StepMetrics) {
+        let g = gradients(state, batches: batches, hook: hook)
+        return (apply(g, to: state), g.metrics)
     }
 }
