@@ -24,7 +24,8 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .target(name: "Sim", swiftSettings: kernelFlags),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Sim", dependencies: ["CZlib"], swiftSettings: kernelFlags),
         .target(name: "Recorder", dependencies: ["Sim", "CZstd"]),
         .target(name: "Replayer", dependencies: ["Sim", "Recorder"]),
         .executableTarget(
@@ -33,7 +34,8 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "MXUBench", dependencies: ["Sim"], path: "Benchmarks/MXUBench",
                           swiftSettings: kernelFlags),
-        .testTarget(name: "SimTests", dependencies: ["Sim"], exclude: ["Fixtures"]),
+        .executableTarget(name: "DataBench", dependencies: ["Sim"], path: "Benchmarks/DataBench"),
+        .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder"]),
         .testTarget(name: "CLITests", dependencies: ["tpufi"]),
         .testTarget(name: "ReplayerTests", dependencies: ["Replayer"], exclude: ["Fixtures"]),

@@ -1,0 +1,412 @@
+import Foundation
+
+/// Errors in loading or describing a data set; file errors name the file (and the record
+/// where one is at fault).
+public enum DatasetError: Error, CustomStringConvertible, Equatable {
+    /// A file the data set needs is not there; `hint` says where it comes from.
+    case missingFile(path: String, hint: String)
+    case unreadable(file: String, reason: String)
+    case malformed(file: String, reason: String)
+    /// Sizes that cannot make a data set (zero or negative sizes, fewer than two classes, ...).
+    case invalidShape(String)
+    /// A `DatasetSource` spelling that does not parse.
+    case invalidSpec(spec: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .missingFile(let path, let hint): return "\(path): no such file; \(hint)"
+        case .unreadable(let file, let reason): return "\(file): \(reason)"
+        case .malformed(let file, let reason): return "\(file): \(reason)"
+        case .invalidShape(let reason): return "invalid data set shape: \(reason)"
+        case .invalidSpec(let spec, let reason): return "invalid data set '\(spec)': \(reason)"
+        }
+    }
+}
+
+/// Per-channel normalisation of 8-bit pixels: `(Float(x) / 255 - mean[c]) / std[c]`, each
+/// operation one correctly rounded fp32 operation, so the result is the same on every machine.
+public struct Normalization: Sendable, Equatable {
+    public var mean: [Float]
+    public var std: [Float]
+
+    public init(mean: [Float], std: [Float]) {
+        precondition(mean.count == std.count, "one mean and one std per channel")
+        self.mean = mean
+        self.std = std
+    }
+
+    /// Fashion-MNIST: mean and standard deviation of all training pixels (0.286041 and
+    /// 0.353024, computed from the 60000 training images), rounded to four places.
+    public static let fashionMNIST = Normalization(mean: [0.2860], std: [0.3530])
+    /// CIFAR-10: per-channel (R, G, B) mean and standard deviation of the 50000 training
+    /// images, rounded to four places (the true standard deviation, not the often-copied
+    /// 0.2023/0.1994/0.2010).
+    public static let cifar10 = Normalization(mean: [0.4914, 0.4822, 0.4465], std: [0.2470, 0.2435, 0.2616])
+    /// Values kept as they are (`(x - 0) / 1`), for data generated already normalised.
+    public static func identity(channels: Int) -> Normalization {
+        Normalization(mean: Array(repeating: 0, count: channels), std: Array(repeating: 1, count: channels))
+    }
+
+    public var channels: Int { mean.count }
+
+    /// The normalised value of the 8-bit pixel `x` in `channel`.
+    public func value(_ x: UInt8, channel: Int) -> Float {
+        (Float(x) / 255 - mean[channel]) / std[channel]
+    }
+
+    /// The normalised value of a black (raw 0) pixel: what padding fills in, as when
+    /// torchvision pads before it normalises.
+    public func black(channel: Int) -> Float { value(0, channel: channel) }
+
+    /// `value(x, channel:)` for all 256 `x`: the same bits, one table lookup per pixel.
+    func table(channel: Int) -> [Float] { (0..<256).map { value(UInt8($0), channel: channel) } }
+}
+
+/// A labelled image data set in memory, already normalised.
+public struct Dataset: Sendable {
+    public let name: String
+    public let height: Int
+    public let width: Int
+    public let channels: Int
+    public let classes: Int
+    /// `count x height x width x channels` (NHWC), normalised with `normalization`.
+    public let images: [Float]
+    /// One label in `0..<classes` per image.
+    public let labels: [Int32]
+    /// How `images` were normalised; `normalization.black(channel:)` is the padding value.
+    public let normalization: Normalization
+
+    public var count: Int { labels.count }
+    /// Floats per image: `height x width x channels`.
+    public var imageSize: Int { height * width * channels }
+
+    /// Checks that the sizes fit together and that every label is in `0..<classes`.
+    public init(name: String, height: Int, width: Int, channels: Int, classes: Int,
+                images: [Float], labels: [Int32], normalization: Normalization? = nil) throws(DatasetError) {
+        try Self.validate(height: height, width: width, channels: channels, classes: classes, count: labels.count)
+        let normalization = normalization ?? .identity(channels: channels)
+        guard normalization.channels == channels else {
+            throw .invalidShape("\(name): normalisation has \(normalization.channels) channels, images have \(channels)")
+        }
+        guard images.count == labels.count * height * width * channels else {
+            throw .invalidShape("\(name): \(images.count) image values for \(labels.count) images of \(height)x\(width)x\(channels)")
+        }
+        if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classes }) {
+            throw .invalidShape("\(name): label \(labels[bad]) of image \(bad) is outside 0..<\(classes)")
+        }
+        self.name = name
+        self.height = height
+        self.width = width
+        self.channels = channels
+        self.classes = classes
+        self.images = images
+        self.labels = labels
+        self.normalization = normalization
+    }
+
+    /// Sizes must be positive, there must be at least two classes, and the data must fit in
+    /// 2^32 floats (a guard against typing mistakes that would allocate without end).
+    static func validate(height: Int, width: Int, channels: Int, classes: Int, count: Int) throws(DatasetError) {
+        for (what, v) in [("height", height), ("width", width), ("channels", channels), ("image count", count)] where v <= 0 {
+            throw .invalidShape("\(what) must be positive, got \(v)")
+        }
+        guard classes >= 2 else { throw .invalidShape("need at least 2 classes, got \(classes)") }
+        var total = 1
+        for v in [count, height, width, channels] {
+            let (p, overflow) = total.multipliedReportingOverflow(by: v)
+            guard !overflow, p <= 1 << 32 else {
+                throw .invalidShape("\(count) images of \(height)x\(width)x\(channels) are more than 2^32 values")
+            }
+            total = p
+        }
+    }
+}
+
+/// The training and test halves of a data set.
+public struct DataSplit: Sendable {
+    public let train: Dataset
+    public let test: Dataset
+
+    public init(train: Dataset, test: Dataset) {
+        self.train = train
+        self.test = test
+    }
+}
+
+/// Where a data set comes from.
+///
+/// CLI spellings (`parse`):
+/// - `fashion-mnist` — the Debian package's copy in `/usr/share/datasets/fashion-mnist`;
+/// - `fashion-mnist:DIR` — the four IDX files (`.gz` or uncompressed) in `DIR`;
+/// - `cifar10:PATH` — the binary version's `data_batch_{1..5}.bin` and `test_batch.bin` in
+///   `PATH` or in `PATH/cifar-10-batches-bin`;
+/// - `synthetic` — 512 training and 128 test images of 8x8x1, 10 classes, seed 0;
+/// - `synthetic:KEY=VALUE,...` — any of `train=N`, `test=N`, `shape=HxWxC` (or `HxW` for one
+///   channel), `classes=K`, `seed=S` overriding those defaults, e.g.
+///   `synthetic:train=2048,test=256,shape=16x16x3,classes=4,seed=7`.
+public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
+    case fashionMNIST(directory: String = DatasetSource.fashionMNISTDirectory)
+    case cifar10(directory: String)
+    case synthetic(seed: UInt64, trainCount: Int, testCount: Int, height: Int, width: Int, channels: Int, classes: Int)
+
+    /// Where Debian's `dataset-fashion-mnist` package installs the data set.
+    public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
+
+    /// `synthetic` with its defaults.
+    public static let defaultSynthetic = DatasetSource.synthetic(
+        seed: 0, trainCount: 512, testCount: 128, height: 8, width: 8, channels: 1, classes: 10)
+
+    /// The canonical CLI spelling; `parse(description)` gives `self` back.
+    public var description: String {
+        switch self {
+        case .fashionMNIST(let dir): return dir == Self.fashionMNISTDirectory ? "fashion-mnist" : "fashion-mnist:\(dir)"
+        case .cifar10(let dir): return "cifar10:\(dir)"
+        case .synthetic(let seed, let train, let test, let h, let w, let c, let k):
+            return "synthetic:train=\(train),test=\(test),shape=\(h)x\(w)x\(c),classes=\(k),seed=\(seed)"
+        }
+    }
+
+    /// Parses a CLI spelling (see the type's documentation).
+    public static func parse(_ spec: String) throws(DatasetError) -> DatasetSource {
+        let (kind, argument): (Substring, Substring?) = {
+            guard let colon = spec.firstIndex(of: ":") else { return (spec[...], nil) }
+            return (spec[..<colon], spec[spec.index(after: colon)...])
+        }()
+        switch kind {
+        case "fashion-mnist":
+            guard let dir = argument else { return .fashionMNIST() }
+            guard !dir.isEmpty else { throw .invalidSpec(spec: spec, reason: "empty directory after 'fashion-mnist:'") }
+            return .fashionMNIST(directory: String(dir))
+        case "cifar10":
+            guard let dir = argument, !dir.isEmpty else {
+                throw .invalidSpec(spec: spec, reason: "CIFAR-10 needs its directory: cifar10:PATH")
+            }
+            return .cifar10(directory: String(dir))
+        case "synthetic":
+            guard case .synthetic(var seed, var train, var test, var h, var w, var c, var k) = defaultSynthetic else {
+                preconditionFailure("defaultSynthetic is synthetic")
+            }
+            var seen: Set<Substring> = []
+            for field in (argument ?? "").split(separator: ",", omittingEmptySubsequences: false) where argument != nil {
+                let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
+                    throw .invalidSpec(spec: spec, reason: "expected KEY=VALUE, found '\(field)' (keys: train, test, shape, classes, seed)")
+                }
+                let key = parts[0], value = parts[1]
+                guard seen.insert(key).inserted else { throw .invalidSpec(spec: spec, reason: "'\(key)' given twice") }
+                func int(_ s: Substring) throws(DatasetError) -> Int {
+                    guard let v = Int(s) else { throw .invalidSpec(spec: spec, reason: "\(key) is '\(value)', not an integer") }
+                    return v
+                }
+                switch key {
+                case "train": train = try int(value)
+                case "test": test = try int(value)
+                case "classes": k = try int(value)
+                case "seed":
+                    guard let s = UInt64(value) else {
+                        throw .invalidSpec(spec: spec, reason: "seed is '\(value)', not an unsigned 64-bit integer")
+                    }
+                    seed = s
+                case "shape":
+                    let dims = value.split(separator: "x", omittingEmptySubsequences: false)
+                    guard dims.count == 2 || dims.count == 3 else {
+                        throw .invalidSpec(spec: spec, reason: "shape is '\(value)'; expected HxWxC or HxW")
+                    }
+                    h = try int(dims[0])
+                    w = try int(dims[1])
+                    c = dims.count == 3 ? try int(dims[2]) : 1
+                default:
+                    throw .invalidSpec(spec: spec, reason: "unknown key '\(key)' (keys: train, test, shape, classes, seed)")
+                }
+            }
+            let source = DatasetSource.synthetic(seed: seed, trainCount: train, testCount: test,
+                                                 height: h, width: w, channels: c, classes: k)
+            do { try source.validateSynthetic() } catch {
+                throw .invalidSpec(spec: spec, reason: error.description)
+            }
+            return source
+        default:
+            throw .invalidSpec(spec: spec, reason: "unknown data set; expected fashion-mnist, fashion-mnist:DIR, cifar10:PATH, synthetic or synthetic:KEY=VALUE,...")
+        }
+    }
+
+    /// Reads (or generates) the data set. Errors: `DatasetError`, or the `IDXError` of a
+    /// damaged Fashion-MNIST file.
+    public func load() throws -> DataSplit {
+        switch self {
+        case .fashionMNIST(let dir): return try FashionMNIST.load(directory: dir)
+        case .cifar10(let dir): return try CIFAR10.load(path: dir)
+        case .synthetic(let seed, let train, let test, let h, let w, let c, let k):
+            try validateSynthetic()
+            return try SyntheticData.generate(seed: seed, trainCount: train, testCount: test,
+                                              height: h, width: w, channels: c, classes: k)
+        }
+    }
+
+    private func validateSynthetic() throws(DatasetError) {
+        guard case .synthetic(_, let train, let test, let h, let w, let c, let k) = self else { return }
+        try Dataset.validate(height: h, width: w, channels: c, classes: k, count: train)
+        do { try Dataset.validate(height: h, width: w, channels: c, classes: k, count: test) } catch {
+            throw .invalidShape("test \(error.description.replacingOccurrences(of: "invalid data set shape: ", with: ""))")
+        }
+    }
+}
+
+// MARK: - Fashion-MNIST
+
+enum FashionMNIST {
+    static let hint = "Debian's package dataset-fashion-mnist provides it (apt-get install dataset-fashion-mnist)"
+    /// Largest decompressed file accepted (the training images are 47 MB).
+    static let sizeLimit = 1 << 30
+
+    static func load(directory: String) throws -> DataSplit {
+        DataSplit(train: try load(directory: directory, prefix: "train", name: "fashion-mnist-train"),
+                  test: try load(directory: directory, prefix: "t10k", name: "fashion-mnist-test"))
+    }
+
+    /// `name.gz`, or the uncompressed `name` when only that is there.
+    private static func locate(_ directory: String, _ name: String) throws(DatasetError) -> String {
+        let gz = (directory as NSString).appendingPathComponent(name + ".gz")
+        let raw = (directory as NSString).appendingPathComponent(name)
+        if FileManager.default.fileExists(atPath: gz) { return gz }
+        if FileManager.default.fileExists(atPath: raw) { return raw }
+        throw .missingFile(path: gz, hint: hint)
+    }
+
+    private static func load(directory: String, prefix: String, name: String) throws -> Dataset {
+        let imagePath = try locate(directory, "\(prefix)-images-idx3-ubyte")
+        let labelPath = try locate(directory, "\(prefix)-labels-idx1-ubyte")
+        let images = try IDXArray.load(path: imagePath, limit: sizeLimit)
+        let labels = try IDXArray.load(path: labelPath, limit: sizeLimit)
+        guard images.dimensions.count == 3 else {
+            throw DatasetError.malformed(file: imagePath, reason: "expected 3 dimensions (count x height x width), found \(images.dimensions.count)")
+        }
+        guard labels.dimensions.count == 1 else {
+            throw DatasetError.malformed(file: labelPath, reason: "expected 1 dimension (count), found \(labels.dimensions.count)")
+        }
+        let (n, h, w) = (images.dimensions[0], images.dimensions[1], images.dimensions[2])
+        guard labels.dimensions[0] == n else {
+            throw DatasetError.malformed(file: labelPath, reason: "\(labels.dimensions[0]) labels for the \(n) images of \(imagePath)")
+        }
+        if let bad = labels.bytes.firstIndex(where: { $0 > 9 }) {
+            throw DatasetError.malformed(file: labelPath, reason: "record \(bad): label \(labels.bytes[bad]) is outside 0...9")
+        }
+        let table = Normalization.fashionMNIST.table(channel: 0)
+        let pixels = [Float](unsafeUninitializedCapacity: images.bytes.count) { out, initialized in
+            images.bytes.withUnsafeBufferPointer { src in
+                table.withUnsafeBufferPointer { t in
+                    for i in 0..<src.count { out[i] = t[Int(src[i])] }
+                }
+            }
+            initialized = images.bytes.count
+        }
+        return try Dataset(name: name, height: h, width: w, channels: 1, classes: 10, images: pixels,
+                           labels: labels.bytes.map { Int32($0) }, normalization: .fashionMNIST)
+    }
+}
+
+// MARK: - CIFAR-10
+
+enum CIFAR10 {
+    static let side = 32
+    static let recordSize = 1 + 3 * 32 * 32
+    static let trainFiles = (1...5).map { "data_batch_\($0).bin" }
+    static let testFile = "test_batch.bin"
+    static let hint = "CIFAR-10's binary version (cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html) unpacks data_batch_1.bin ... data_batch_5.bin and test_batch.bin into cifar-10-batches-bin/"
+
+    static func load(path: String) throws(DatasetError) -> DataSplit {
+        let nested = (path as NSString).appendingPathComponent("cifar-10-batches-bin")
+        let first = trainFiles[0]
+        let directory = !FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(first))
+            && FileManager.default.fileExists(atPath: (nested as NSString).appendingPathComponent(first)) ? nested : path
+        func read(_ files: [String], name: String) throws(DatasetError) -> Dataset {
+            var images: [Float] = []
+            var labels: [Int32] = []
+            for file in files {
+                try readBatch(path: (directory as NSString).appendingPathComponent(file), images: &images, labels: &labels)
+            }
+            return try Dataset(name: name, height: side, width: side, channels: 3, classes: 10,
+                               images: images, labels: labels, normalization: .cifar10)
+        }
+        return DataSplit(train: try read(trainFiles, name: "cifar10-train"), test: try read([testFile], name: "cifar10-test"))
+    }
+
+    /// Appends the records of one batch file: a label byte, then 1024 red, 1024 green and
+    /// 1024 blue bytes, each plane row-major 32x32; stored here as NHWC.
+    static func readBatch(path: String, images: inout [Float], labels: inout [Int32]) throws(DatasetError) {
+        guard FileManager.default.fileExists(atPath: path) else { throw .missingFile(path: path, hint: hint) }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw .unreadable(file: path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        guard data.count > 0, data.count % recordSize == 0 else {
+            throw .malformed(file: path, reason: "size \(data.count) bytes is not a positive multiple of the \(recordSize)-byte CIFAR-10 record (\(data.count / recordSize) whole records, \(data.count % recordSize) bytes over)")
+        }
+        let records = data.count / recordSize
+        let tables = (0..<3).map { Normalization.cifar10.table(channel: $0) }
+        let plane = side * side
+        let start = images.count
+        images.append(contentsOf: repeatElement(0, count: records * plane * 3))
+        labels.reserveCapacity(labels.count + records)
+        var badLabel: (record: Int, label: UInt8)?
+        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let src = raw.bindMemory(to: UInt8.self)
+            images.withUnsafeMutableBufferPointer { out in
+                for r in 0..<records {
+                    let rec = r * recordSize
+                    let label = src[rec]
+                    if label > 9 { badLabel = (r, label); return }
+                    labels.append(Int32(label))
+                    let dst = start + r * plane * 3
+                    for c in 0..<3 {
+                        let table = tables[c]
+                        let from = rec + 1 + c * plane
+                        for p in 0..<plane { out[dst + p * 3 + c] = table[Int(src[from + p])] }
+                    }
+                }
+            }
+        }
+        if let bad = badLabel {
+            throw .malformed(file: path, reason: "record \(bad.record) (byte offset \(bad.record * recordSize)): label \(bad.label) is outside 0...9")
+        }
+    }
+}
+
+// MARK: - Synthetic
+
+/// A learnable synthetic data set: each class has a random prototype image with values
+/// uniform in [-1, 1); a sample is its class's prototype plus noise `1.5 * (u1 + u2 + u3 -
+/// 1.5)` per value (three uniforms in [0, 1): mean 0, standard deviation 0.75). Labels cycle
+/// through the classes (`i % classes`), so every class is equally common.
+///
+/// Everything comes from `CounterRNG(seed:, purpose: .synthetic, ...)` and basic fp32
+/// arithmetic (no libm), so the bits are the same on every machine: prototype `k` from the
+/// stream `(0, k)`, training sample `i` from `(1, i)`, test sample `i` from `(2, i)`. Values
+/// are stored as generated (identity normalisation).
+enum SyntheticData {
+    static func generate(seed: UInt64, trainCount: Int, testCount: Int, height: Int, width: Int,
+                         channels: Int, classes: Int) throws(DatasetError) -> DataSplit {
+        let size = height * width * channels
+        let prototypes: [[Float]] = (0..<classes).map { k in
+            var rng = CounterRNG(seed: seed, purpose: .synthetic, 0, k)
+            return (0..<size).map { _ in rng.nextUniform() * 2 - 1 }
+        }
+        func split(_ stream: Int, _ count: Int, _ name: String) throws(DatasetError) -> Dataset {
+            var images = [Float](repeating: 0, count: count * size)
+            var labels = [Int32](repeating: 0, count: count)
+            for i in 0..<count {
+                let k = i % classes
+                labels[i] = Int32(k)
+                var rng = CounterRNG(seed: seed, purpose: .synthetic, stream, i)
+                let prototype = prototypes[k]
+                for j in 0..<size {
+                    let sum = rng.nextUniform() + rng.nextUniform() + rng.nextUniform()
+                    images[i * size + j] = prototype[j] + (sum - 1.5) * 1.5
+                }
+            }
+            return try Dataset(name: name, height: height, width: width, channels: channels, classes: classes,
+                               images: images, labels: labels)
+        }
+        return DataSplit(train: try split(1, trainCount, "synthetic-train"), test: try split(2, testCount, "synthetic-test"))
+    }
+}
