@@ -35,6 +35,7 @@ let package = Package(
         .executableTarget(name: "MXUBench", dependencies: ["Sim"], path: "Benchmarks/MXUBench",
                           swiftSettings: kernelFlags),
         .executableTarget(name: "DataBench", dependencies: ["Sim"], path: "Benchmarks/DataBench"),
+        .executableTarget(name: "TrainStepBench", dependencies: ["Sim"], path: "Benchmarks/TrainStepBench"),
         .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder"]),
         .testTarget(name: "CLITests", dependencies: ["tpufi"]),

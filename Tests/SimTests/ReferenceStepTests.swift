@@ -33,7 +33,7 @@ import Testing
         guard case .int(_, let labels)? = t["labels"] else { Issue.record("labels missing"); return }
         let per = images.count / 2
         let batches = (0..<2).map { r in
-            ReplicaBatch(images: Array(images[r * per ..< (r + 1) * per]), labels: Array(labels[r * 4 ..< r * 4 + 4]))
+            Batch(images: Array(images[r * per ..< (r + 1) * per]), labels: Array(labels[r * 4 ..< r * 4 + 4]), indices: [])
         }
         let g = trainer.gradients(state, batches: batches)
         #expect(abs(g.metrics.loss - (try Self.floats(t, "loss"))[0]) < 1e-5)

@@ -3,7 +3,7 @@ import Testing
 
 /// A learnable toy task: each class has its own random prototype image, samples are the
 /// prototype plus noise.
-func toyBatches(model: ResNet18, replicas: Int, step: Int, seed: UInt64 = 3) -> [ReplicaBatch] {
+func toyBatches(model: ResNet18, replicas: Int, step: Int, seed: UInt64 = 3) -> [Batch] {
     let s = model.scale
     let pixels = s.inputH * s.inputW * s.inputChannels
     let prototypes: [[Float]] = (0..<s.classes).map { c in
@@ -18,7 +18,7 @@ func toyBatches(model: ResNet18, replicas: Int, step: Int, seed: UInt64 = 3) -> 
             labels.append(Int32(c))
             images += prototypes[c].map { $0 + (rng.nextUniform() - 0.5) * 0.5 }
         }
-        return ReplicaBatch(images: images, labels: labels)
+        return Batch(images: images, labels: labels, indices: [])
     }
 }
 

@@ -188,10 +188,23 @@ public struct MXU: Sendable {
                 if bf16 { BFloat16.round(src, into: out, count: kLen) } else { out.update(from: src, count: kLen) }
             }
         } else {
-            // Strided rows (a transposed view): k outermost, so a column-major A is read in order.
+            // Strided rows (a transposed view): k outermost, so a column-major A is read in order,
+            // 16 rows at a time where they are contiguous.
             for kk in 0..<kLen {
                 let src = first + kk * cs, out = dst + kk
-                for i in 0..<rows.count { out[i * lda] = bf16 ? BFloat16.round(src[i * rs]) : src[i * rs] }
+                var i = 0
+                if rs == 1 {
+                    while i + 16 <= rows.count {
+                        var v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
+                        if bf16 { v = BFloat16.round(v) }
+                        for l in 0..<16 { out[(i + l) * lda] = v[l] }
+                        i += 16
+                    }
+                }
+                while i < rows.count {
+                    out[i * lda] = bf16 ? BFloat16.round(src[i * rs]) : src[i * rs]
+                    i += 1
+                }
             }
         }
         for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
@@ -211,10 +224,27 @@ public struct MXU: Sendable {
                 (out + nValid).update(repeating: 0, count: nr - nValid)
             }
         } else {
-            // Strided columns (a transposed view): column by column, so a column-major B is read in order.
+            // Strided columns (a transposed view): column by column, so a column-major B is read
+            // in order, 16 terms at a time where they are contiguous.
             for j in 0..<nr {
                 let src = first + j * cs, out = dst + j
-                for kk in 0..<k { out[kk * nr] = j >= nValid ? 0 : bf16 ? BFloat16.round(src[kk * rs]) : src[kk * rs] }
+                guard j < nValid else {
+                    for kk in 0..<k { out[kk * nr] = 0 }
+                    continue
+                }
+                var kk = 0
+                if rs == 1 {
+                    while kk + 16 <= k {
+                        var v = UnsafeRawPointer(src + kk).loadUnaligned(as: SIMD16<Float>.self)
+                        if bf16 { v = BFloat16.round(v) }
+                        for l in 0..<16 { out[(kk + l) * nr] = v[l] }
+                        kk += 16
+                    }
+                }
+                while kk < k {
+                    out[kk * nr] = bf16 ? BFloat16.round(src[kk * rs]) : src[kk * rs]
+                    kk += 1
+                }
             }
         }
     }

@@ -183,7 +183,7 @@ public struct ResNet18: Sendable {
             let h = ReLU.forward(conv(block.conv1, x))
             let main = conv(block.conv2, h)
             let shortcut = block.downsample.map { conv($0, x) } ?? x
-            let sum = zip(main, shortcut).map(+)
+            let sum = elementwise(main, shortcut, +)
             tape.blockSums.append(sum)
             x = ReLU.forward(sum)
         }
@@ -229,7 +229,7 @@ public struct ResNet18: Sendable {
             // The block's layers in reverse forward order: downsample, conv2, conv1.
             let dshortcut = block.downsample.map { conv($0, dsum) } ?? dsum
             let dh = ReLU.backward(dy: conv(block.conv2, dsum), x: tape.convOutputs[block.conv1])
-            dx = zip(conv(block.conv1, dh), dshortcut).map(+)
+            dx = elementwise(conv(block.conv1, dh), dshortcut, +)
         }
         _ = conv(0, ReLU.backward(dy: dx, x: tape.convOutputs[0]), needInput: false)
         return ReplicaResult(loss: loss, correct: correct, gradients: grads, batchStatistics: tape.statistics)

@@ -15,18 +15,11 @@ public enum BatchNorm {
                                        epsilon: Float) -> (y: [Float], mean: [Float], variance: [Float], cache: Cache) {
         let m = Float(rows)
         let mean = Reduce.columnSums(x, rows: rows, columns: channels).map { $0 / m }
-        var centered = x
-        for r in 0..<rows { for c in 0..<channels { centered[r * channels + c] -= mean[c] } }
-        let variance = Reduce.columnSums(centered.map { $0 * $0 }, rows: rows, columns: channels).map { $0 / m }
+        let centered = perChannel(x, channels: channels) { v, c in v - mean[c] }
+        let variance = Reduce.columnSums(elementwise(centered, centered, *), rows: rows, columns: channels).map { $0 / m }
         let rstd = variance.map { DeterministicMath.rsqrt($0 + epsilon) }
-        var xhat = centered, y = centered
-        for r in 0..<rows {
-            for c in 0..<channels {
-                let i = r * channels + c
-                xhat[i] = centered[i] * rstd[c]
-                y[i] = gamma[c] * xhat[i] + beta[c]
-            }
-        }
+        let xhat = perChannel(centered, channels: channels) { v, c in v * rstd[c] }
+        let y = perChannel(xhat, channels: channels) { v, c in gamma[c] * v + beta[c] }
         return (y, mean, variance, Cache(xhat: xhat, rstd: rstd))
     }
 
@@ -34,14 +27,7 @@ public enum BatchNorm {
     public static func forwardInference(x: [Float], rows: Int, channels: Int, gamma: [Float], beta: [Float],
                                         movingMean: [Float], movingVariance: [Float], epsilon: Float) -> [Float] {
         let rstd = movingVariance.map { DeterministicMath.rsqrt($0 + epsilon) }
-        var y = x
-        for r in 0..<rows {
-            for c in 0..<channels {
-                let i = r * channels + c
-                y[i] = gamma[c] * ((x[i] - movingMean[c]) * rstd[c]) + beta[c]
-            }
-        }
-        return y
+        return perChannel(x, channels: channels) { v, c in gamma[c] * ((v - movingMean[c]) * rstd[c]) + beta[c] }
     }
 
     /// dL/dx, dL/dgamma, dL/dbeta through the batch statistics:
@@ -49,19 +35,40 @@ public enum BatchNorm {
     public static func backward(dy: [Float], cache: Cache, rows: Int, channels: Int,
                                 gamma: [Float]) -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
         let dbeta = Reduce.columnSums(dy, rows: rows, columns: channels)
-        var dyXhat = dy
-        for i in dy.indices { dyXhat[i] = dy[i] * cache.xhat[i] }
-        let dgamma = Reduce.columnSums(dyXhat, rows: rows, columns: channels)
+        let dgamma = Reduce.columnSums(elementwise(dy, cache.xhat, *), rows: rows, columns: channels)
         let m = Float(rows)
-        var dx = dy
-        for r in 0..<rows {
-            for c in 0..<channels {
-                let i = r * channels + c
-                // sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma.
-                dx[i] = gamma[c] * cache.rstd[c] / m * (m * dy[i] - dbeta[c] - cache.xhat[i] * dgamma[c])
+        // sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma.
+        let scale = (0..<channels).map { gamma[$0] * cache.rstd[$0] / m }
+        var i = 0
+        let dx = [Float](unsafeUninitializedCapacity: dy.count) { out, written in
+            dy.withUnsafeBufferPointer { pdy in
+                cache.xhat.withUnsafeBufferPointer { px in
+                    for _ in 0..<rows {
+                        for c in 0..<channels {
+                            out[i] = scale[c] * (m * pdy[i] - dbeta[c] - px[i] * dgamma[c])
+                            i += 1
+                        }
+                    }
+                }
             }
+            written = dy.count
         }
         return (dx, dgamma, dbeta)
+    }
+
+    /// `out[r, c] = f(x[r, c], c)` over `[rows, channels]` data.
+    @inline(__always)
+    static func perChannel(_ x: [Float], channels: Int, _ f: (Float, Int) -> Float) -> [Float] {
+        [Float](unsafeUninitializedCapacity: x.count) { out, written in
+            x.withUnsafeBufferPointer { px in
+                var i = 0
+                while i < px.count {
+                    for c in 0..<channels { out[i + c] = f(px[i + c], c) }
+                    i += channels
+                }
+            }
+            written = x.count
+        }
     }
 
     /// Moving averages, Keras's convention: `moving = momentum * moving + (1 - momentum) * batch`.

@@ -66,12 +66,14 @@ public struct MatrixUnit: Sendable {
     public func product(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
                         transposeA: Bool = false, transposeB: Bool = false) -> [Float] {
         precondition(a.count == rows * inner && b.count == inner * cols, "operand sizes do not match the product")
-        var c = [Float](repeating: 0, count: rows * cols)
-        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-            mxu.multiply(MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1),
-                         MatrixView(pb.baseAddress!, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1),
-                         into: pc.baseAddress!, shape: GEMMShape(m: rows, k: inner, n: cols))
-        } } }
-        return c
+        // `multiply` writes every element of C, so it needs no zeroing first.
+        return [Float](unsafeUninitializedCapacity: rows * cols) { pc, written in
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+                mxu.multiply(MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1),
+                             MatrixView(pb.baseAddress!, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1),
+                             into: pc.baseAddress!, shape: GEMMShape(m: rows, k: inner, n: cols))
+            } }
+            written = rows * cols
+        }
     }
 }

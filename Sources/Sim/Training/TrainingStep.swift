@@ -1,3 +1,6 @@
+import Dispatch
+import Foundation
+
 /// The complete state of a data-parallel training run between steps: what a snapshot holds.
 /// (The data order and every random draw come from counter-based generators keyed by step,
 /// so no generator state is needed.)
@@ -17,17 +20,6 @@ public struct TrainingState: Sendable, Equatable {
         moving = m
         slots = p.map { t in optimizer.slotNames.map { _ in [Float](repeating: optimizer.slotInitialValue, count: t.count) } }
         step = 0
-    }
-}
-
-/// One replica's share of a step's global batch.
-public struct ReplicaBatch: Sendable {
-    public var images: [Float]
-    public var labels: [Int32]
-
-    public init(images: [Float], labels: [Int32]) {
-        self.images = images
-        self.labels = labels
     }
 }
 
@@ -66,14 +58,25 @@ public struct Trainer: Sendable {
     /// Forward and backward on every replica (each normalising with its own batch
     /// statistics), then the all-reduce. `hook`, if given, may corrupt MXU operands of any
     /// replica.
-    public func gradients(_ state: TrainingState, batches: [ReplicaBatch], hook: (any OperandHook)? = nil) -> Gradients {
+    public func gradients(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil) -> Gradients {
         let replicas = batches.count
         precondition(replicas > 0, "a step needs at least one replica")
-        var results: [ResNet18.ReplicaResult] = []
-        for (r, batch) in batches.enumerated() {
-            let unit = MatrixUnit(mxu: mxu, replica: r, hook: hook)
-            results.append(model.trainReplica(parameters: state.parameters, images: batch.images, labels: batch.labels, unit: unit))
+        // Replicas are independent until the all-reduce: with several host threads they run
+        // side by side on single-threaded MXUs; the reduction below is in replica order
+        // either way, so the bits do not change.
+        let workers = min(mxu.threads, replicas)
+        let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, precision: mxu.precision, threads: 1) : mxu
+        let slots = ResultSlots<ResNet18.ReplicaResult>(count: replicas)
+        let work: @Sendable (Int) -> Void = { [model] worker in
+            var r = worker
+            while r < replicas {
+                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook)
+                slots.set(r, model.trainReplica(parameters: state.parameters, images: batches[r].images, labels: batches[r].labels, unit: unit))
+                r += workers
+            }
         }
+        if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: work) } else { work(0) }
+        let results = slots.values
         let scale = 1 / Float(replicas)
         func average(_ tensors: [[Float]]) -> [Float] {
             var sum = tensors[0]
@@ -107,8 +110,25 @@ public struct Trainer: Sendable {
     }
 
     /// One training step: ``gradients(_:batches:hook:)`` then ``apply(_:to:)``.
-    public func step(_ state: TrainingState, batches: [ReplicaBatch], hook: (any OperandHook)? = nil) -> (TrainingState, StepMetrics) {
+    public func step(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil) -> (TrainingState, StepMetrics) {
         let g = gradients(state, batches: batches, hook: hook)
         return (apply(g, to: state), g.metrics)
     }
+}
+
+/// Results written by worker threads into their own slots, read after all have finished.
+final class ResultSlots<T: Sendable>: @unchecked Sendable {
+    private var slots: [T?]
+    private let lock = NSLock()
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ i: Int, _ value: T) {
+        lock.lock()
+        slots[i] = value
+        lock.unlock()
+    }
+
+    /// Every slot, in index order (all must have been set).
+    var values: [T] { slots.map { $0! } }
 }

@@ -47,6 +47,12 @@ public struct Batch: Sendable, Equatable {
     /// The dataset index of each image, for tracing a result back to its inputs.
     public var indices: [Int]
 
+    public init(images: [Float], labels: [Int32], indices: [Int]) {
+        self.images = images
+        self.labels = labels
+        self.indices = indices
+    }
+
     public var count: Int { labels.count }
 }
 

@@ -1,0 +1,31 @@
+// Wall time of one data-parallel training step (ResNet-18, 8 replicas), for pairing with
+// Benchmarks/torch_train_step.py in Benchmarks/train_step_vs_torch.sh.
+//   swift run -c release TrainStepBench [--scale small|tiny|paper] [--threads T] [--steps N]
+import Dispatch
+import Foundation
+import Sim
+
+var scaleName = "small", threads = 2, steps = 5
+var args = CommandLine.arguments.dropFirst().makeIterator()
+while let a = args.next() {
+    switch a {
+    case "--scale": scaleName = args.next() ?? scaleName
+    case "--threads": threads = Int(args.next() ?? "") ?? threads
+    case "--steps": steps = Int(args.next() ?? "") ?? steps
+    default: FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8)); exit(2)
+    }
+}
+guard let scale = ResNetScale.named(scaleName) else { FileHandle.standardError.write(Data("unknown scale\n".utf8)); exit(2) }
+let source = DatasetSource.synthetic(seed: 1, trainCount: 8 * scale.batchPerReplica * (steps + 1), testCount: 16,
+                                     height: scale.inputH, width: scale.inputW, channels: scale.inputChannels, classes: scale.classes)
+let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale, threads: threads), data: try source.load())
+var state = run.initialState()
+state = run.step(state).0                    // warm-up
+var times: [Double] = []
+for _ in 0..<steps {
+    let t = DispatchTime.now().uptimeNanoseconds
+    state = run.step(state).0
+    times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+}
+times.sort()
+print(String(format: "tpufi threads=%d scale=%@: step median %.4f s min %.4f s", threads, scaleName, times[times.count / 2], times[0]))
