@@ -72,7 +72,7 @@ struct Train: ParsableCommand {
         let total = steps ?? epochs * run.stepsPerEpoch
         guard total > 0 else { throw ValidationError("nothing to train: \(total) steps") }
         if !json {
-            print("\(w.rawValue) \(s.name) on \(data.train.name): \(config.replicas) replicas x \(s.batchPerReplica) images, \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
+            emit("\(w.rawValue) \(s.name) on \(data.train.name): \(config.replicas) replicas x \(s.batchPerReplica) images, \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
         }
         let progress = ProgressLine(total: total)
         let start = Date()
@@ -83,7 +83,7 @@ struct Train: ParsableCommand {
             case .epoch(let e):
                 progress.clear()
                 if !json {
-                    print(String(format: "epoch %d (%d steps): train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.0f s",
+                    emit(String(format: "epoch %d (%d steps): train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.0f s",
                                  e.epoch, e.steps, e.trainLoss, e.trainAccuracy, e.testLoss, e.testAccuracy, Date().timeIntervalSince(start)))
                 }
             }
@@ -97,4 +97,10 @@ struct Train: ParsableCommand {
             print(String(decoding: try encoder.encode(out), as: UTF8.self))
         }
     }
+}
+
+/// Writes a line to standard output at once (print buffers when the output is a file, and a
+/// long run's epoch lines should reach a log as they happen).
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

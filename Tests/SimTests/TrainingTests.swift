@@ -151,3 +151,45 @@ final class RecordingHook: OperandHook, @unchecked Sendable {
         #expect(abs(power(0.999, 1000) - 0.367695424770) < 1e-11)
     }
 }
+
+@Suite struct TrainingRunTests {
+    static func tinyRun(replicas: Int = 2) throws -> TrainingRun {
+        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        return try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: replicas), data: data)
+    }
+
+    @Test func rejectsDataThatDoesNotFitTheModel() throws {
+        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        #expect(throws: TrainingError.self) { try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .small), data: data) }
+        do {
+            _ = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .small), data: data)
+        } catch {
+            #expect("\(error)".contains("the small scale expects 28x28x1"))
+        }
+        let threeClasses = try DatasetSource.parse("synthetic:train=64,test=16,classes=3").load()
+        #expect(throws: TrainingError.self) { try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny), data: threeClasses) }
+    }
+
+    @Test func globalStepsMapOntoEpochsOfTheSampler() throws {
+        let run = try Self.tinyRun()
+        #expect(run.stepsPerEpoch == 64 / 8)
+        #expect(run.batches(step: 9) == run.sampler.batches(epoch: 1, step: 1))
+        #expect(run.batches(step: 9) != run.batches(step: 1))
+    }
+
+    @Test func trainingReportsEveryStepAndEvaluatesAtEpochEnds() throws {
+        let run = try Self.tinyRun()
+        var steps: [Int] = []
+        var epochs: [EpochSummary] = []
+        let (state, summaries) = run.train(from: run.initialState(), steps: 11) { event in
+            switch event {
+            case .step(let s, _): steps.append(s)
+            case .epoch(let e): epochs.append(e)
+            }
+        }
+        #expect(state.step == 11 && steps == Array(0..<11))
+        #expect(summaries == epochs && summaries.map(\.steps) == [8, 3] && summaries.map(\.epoch) == [0, 1])
+        #expect(summaries.allSatisfy { $0.testAccuracy >= 0 && $0.testAccuracy <= 1 && $0.trainLoss.isFinite })
+        #expect(run.train(from: run.initialState(), steps: 11).0 == state)
+    }
+}
