@@ -104,6 +104,22 @@ func differing(_ x: [Float], _ y: [Float]) -> Int {
         #expect(differing(c, expected) == 0)
     }
 
+    @Test func preRoundedOperandsReadInPlaceGiveTheSameBits() throws {
+        for shape in [GEMMShape(m: 96, k: 40, n: 33), GEMMShape(m: 203, k: 300, n: 70), GEMMShape(m: 7, k: 5, n: 16)] {
+            let a = operands(shape.m * shape.k, seed: 21).map(BFloat16.round), b = operands(shape.k * shape.n, seed: 22)
+            let expected = try MXU(config: .tpuV3).multiply(a, b, shape: shape)
+            for threads in [1, 2] {
+                var c = [Float](repeating: .nan, count: shape.m * shape.n)
+                a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                    MXU(config: .tpuV3, threads: threads).multiply(MatrixView(pa.baseAddress!, rowStride: shape.k, isRounded: true),
+                                                                   MatrixView(pb.baseAddress!, rowStride: shape.n),
+                                                                   into: pc.baseAddress!, shape: shape)
+                } } }
+                #expect(differing(c, expected) == 0, "\(shape) threads=\(threads)")
+            }
+        }
+    }
+
     @Test func rejectsOperandsOfTheWrongSize() {
         #expect(throws: HardwareError.self) { try MXU(config: .tiny).multiply([1, 2], [1], shape: GEMMShape(m: 1, k: 2, n: 1)) }
     }

@@ -17,11 +17,15 @@ public struct MatrixView: @unchecked Sendable {
     public let base: UnsafePointer<Float>
     public let rowStride: Int
     public let columnStride: Int
+    /// The caller promises every value is already bf16 (``BFloat16/round(_:)`` is
+    /// idempotent, so this only saves work): a row-major A is then read in place.
+    public let isRounded: Bool
 
-    public init(_ base: UnsafePointer<Float>, rowStride: Int, columnStride: Int = 1) {
+    public init(_ base: UnsafePointer<Float>, rowStride: Int, columnStride: Int = 1, isRounded: Bool = false) {
         self.base = base
         self.rowStride = rowStride
         self.columnStride = columnStride
+        self.isRounded = isRounded
     }
 
     @inline(__always) func at(_ i: Int, _ j: Int) -> Float { base[i * rowStride + j * columnStride] }
@@ -113,6 +117,7 @@ public struct MXU: Sendable {
         defer { PackBuffers.shared.give(bBuffer) }
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         let tiles = ceilDiv(M, mr)
+        let readsAInPlace = a.columnStride == 1 && (precision == .float32 || a.isRounded)
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
@@ -133,7 +138,12 @@ public struct MXU: Sendable {
                 var span0 = 0
                 while span0 < K {
                     let spanLen = min(kSpan, K - span0)
-                    packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    // A row-major A that needs no rounding is read where it lies, unless the
+                    // block ends in a partial tile (the kernel reads whole tiles).
+                    let inPlace = readsAInPlace && rows.count % mr == 0
+                    let aRows = inPlace ? UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0) : aBlock
+                    let aStride = inPlace ? a.rowStride : lda
+                    if !inPlace { packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock) }
                     var k0 = span0
                     while k0 < span0 + spanLen {
                         let kLen = min(kc, span0 + spanLen - k0)
@@ -142,20 +152,20 @@ public struct MXU: Sendable {
                             let nValid = min(nr, N - p * nr)
                             var ir = 0
                             while ir < rows.count {
-                                let aTile = UnsafePointer(aBlock + ir * lda + (k0 - span0))
+                                let aTile = UnsafePointer(aRows + ir * aStride + (k0 - span0))
                                 let mValid = min(mr, rows.count - ir)
                                 let cTile = cOut.pointer + (rows.lowerBound + ir) * N + p * nr
                                 // The first block of K writes C rather than adding to it.
                                 if mValid == mr && nValid == nr {
                                     Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
-                                             a: aTile, lda: lda, b: bPanel, c: cTile, ldc: N)
+                                             a: aTile, lda: aStride, b: bPanel, c: cTile, ldc: N)
                                 } else {
                                     // Edge tile: run the same kernel on a full-size copy.
                                     if k0 > 0 {
                                         for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
                                     }
                                     Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
-                                             a: aTile, lda: lda, b: bPanel, c: edge, ldc: nr)
+                                             a: aTile, lda: aStride, b: bPanel, c: edge, ldc: nr)
                                     for i in 0..<mValid { (cTile + i * N).update(from: edge + i * nr, count: nValid) }
                                 }
                                 ir += mr

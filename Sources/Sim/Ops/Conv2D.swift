@@ -15,8 +15,9 @@ public enum Conv2D {
             hook.apply(site, role: .weight, values: &w, shape: s.weightShape, replica: unit.replica)
         }
         let g = s.gemm
-        let cols = im2col(x, s)
-        var y = unit.product(cols, rows: g.m, inner: g.k, w, cols: g.n)
+        // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
+        let cols = im2col(unit.operand(x), s)
+        var y = unit.product(cols, rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
         hook?.apply(site, role: .output, values: &y, shape: s.outputShape, replica: unit.replica)
         return y
     }
@@ -33,7 +34,7 @@ public enum Conv2D {
             hook.apply(site, role: .weight, values: &w, shape: s.weightShape, replica: unit.replica)
         }
         let g = s.gemm
-        let dcols = unit.product(dy, rows: g.m, inner: g.n, w, cols: g.k, transposeB: true)
+        let dcols = unit.product(unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true)
         var dx = col2im(dcols, s)
         hook?.apply(site, role: .output, values: &dx, shape: s.inputShape, replica: unit.replica)
         return dx

@@ -53,6 +53,14 @@ public struct MatrixUnit: Sendable {
         self.hook = hook
     }
 
+    /// `x` rounded to the MXU's operand precision (once, before a lowering that copies it).
+    func operand(_ x: [Float]) -> [Float] {
+        guard mxu.precision == .bfloat16 else { return x }
+        var out = x
+        out.withUnsafeMutableBufferPointer { p in BFloat16.round(p.baseAddress!, into: p.baseAddress!, count: p.count) }
+        return out
+    }
+
     /// The hook if it wants `site` on this replica.
     @inline(__always)
     func hook(for site: SiteID) -> (any OperandHook)? {
@@ -63,13 +71,15 @@ public struct MatrixUnit: Sendable {
     /// `[rows x inner] x [inner x cols]` on the MXU, where A is stored `[rows, inner]` (or
     /// `[inner, rows]` when `transposeA`) and B `[inner, cols]` (or `[cols, inner]`).
     /// Transposes are strided reads, never copies.
+    /// `aIsRounded`: A's values are already bf16 (saves the MXU its rounding pass; it then
+    /// reads a row-major A in place).
     public func product(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
-                        transposeA: Bool = false, transposeB: Bool = false) -> [Float] {
+                        transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false) -> [Float] {
         precondition(a.count == rows * inner && b.count == inner * cols, "operand sizes do not match the product")
         // `multiply` writes every element of C, so it needs no zeroing first.
         return [Float](unsafeUninitializedCapacity: rows * cols) { pc, written in
             a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
-                mxu.multiply(MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1),
+                mxu.multiply(MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1, isRounded: aIsRounded),
                              MatrixView(pb.baseAddress!, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1),
                              into: pc.baseAddress!, shape: GEMMShape(m: rows, k: inner, n: cols))
             } }
