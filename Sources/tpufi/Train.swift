@@ -76,7 +76,7 @@ struct Train: ParsableCommand {
         }
         let progress = ProgressLine(total: total)
         let start = Date()
-        let (_, epochs) = run.train(from: run.initialState(), steps: total) { event in
+        let (final, epochs) = run.train(from: run.initialState(), steps: total) { event in
             switch event {
             case .step(let step, let m):
                 progress.update(done: step + 1, detail: String(format: "loss %.4f acc %.3f", m.loss, m.accuracy))
@@ -88,12 +88,19 @@ struct Train: ParsableCommand {
                 }
             }
         }
+        if !json { emit("state digest after step \(final.step): \(final.digest)") }
         if json {
-            struct Output: Encodable { let workload, scale, dataset: String; let steps: Int; let seconds: Double; let epochs: [EpochSummary] }
+            struct Output: Encodable {
+                let workload, scale, dataset: String
+                let steps: Int
+                let seconds: Double
+                let epochs: [EpochSummary]
+                let stateDigest: String
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let out = Output(workload: w.rawValue, scale: s.name, dataset: data.train.name, steps: total,
-                             seconds: Date().timeIntervalSince(start), epochs: epochs)
+                             seconds: Date().timeIntervalSince(start), epochs: epochs, stateDigest: final.digest.description)
             print(String(decoding: try encoder.encode(out), as: UTF8.self))
         }
     }
