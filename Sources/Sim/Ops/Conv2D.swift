@@ -52,7 +52,13 @@ public enum Conv2D {
         }
         let g = s.gemm
         let cols = im2col(x, s)
-        var dw = unit.product(cols, rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true)
+        // Computed as (dL/dy^T X)^T: the same sums in the same order (multiplication
+        // commutes exactly), but the large lowered matrix is then read row by row.
+        let dwT = unit.product(dy, rows: g.n, inner: g.m, cols, cols: g.k, transposeA: true)
+        var dw = [Float](unsafeUninitializedCapacity: g.k * g.n) { out, written in
+            for c in 0..<g.n { for k in 0..<g.k { out[k * g.n + c] = dwT[c * g.k + k] } }
+            written = g.k * g.n
+        }
         hook?.apply(site, role: .output, values: &dw, shape: s.weightShape, replica: unit.replica)
         return dw
     }
