@@ -4,7 +4,7 @@ import Testing
 @Suite struct SafetensorsTests {
     @Test func roundTripsFloatsAndIntegersWithMetadata() throws {
         let tensors: [String: Safetensors.Entry] = [
-            "w": .float(shape: [2, 3], values: [1, -2, .infinity, 0.5, -0.0, 3e-40]),
+            "w": .float(shape: [2, 3], values: [1, -2, .infinity, 0.5, -0.0, Float(bitPattern: 0x0003_4AB1)]),
             "labels": .int(shape: [3], values: [0, 9, -1]),
             "empty": .float(shape: [0], values: []),
         ]
@@ -14,7 +14,7 @@ import Testing
         #expect(meta == ["workload": "resnet18 \"tiny\""])
         #expect(back.count == 3 && back["labels"] == tensors["labels"] && back["empty"] == tensors["empty"])
         guard case .float(let shape, let values)? = back["w"] else { Issue.record("w missing"); return }
-        #expect(shape == [2, 3] && values.map(\.bitPattern) == [1, -2, .infinity, 0.5, -0.0, 3e-40].map { Float($0).bitPattern })
+        #expect(shape == [2, 3] && values.map(\.bitPattern) == [1, -2, .infinity, 0.5, -0.0, Float(bitPattern: 0x0003_4AB1)].map(\.bitPattern))
         #expect(Safetensors.encode(tensors) == Safetensors.encode(tensors))
     }
 
