@@ -9,11 +9,7 @@ public enum Conv2D {
     public static func forward(x: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .forward)
         var x = x, w = w
-        let hook = unit.hook(for: site)
-        if let hook {
-            hook.apply(site, role: .input, values: &x, shape: s.inputShape, replica: unit.replica)
-            hook.apply(site, role: .weight, values: &w, shape: s.weightShape, replica: unit.replica)
-        }
+        let hook = unit.corruptOperands(site, input: &x, inputShape: s.inputShape, weight: &w, weightShape: s.weightShape)
         let g = s.gemm
         // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
         let cols = im2col(unit.operand(x), s)
@@ -28,11 +24,7 @@ public enum Conv2D {
     public static func backwardInput(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .gradIn)
         var dy = dy, w = w
-        let hook = unit.hook(for: site)
-        if let hook {
-            hook.apply(site, role: .input, values: &dy, shape: s.outputShape, replica: unit.replica)
-            hook.apply(site, role: .weight, values: &w, shape: s.weightShape, replica: unit.replica)
-        }
+        let hook = unit.corruptOperands(site, input: &dy, inputShape: s.outputShape, weight: &w, weightShape: s.weightShape)
         let g = s.gemm
         let dcols = unit.product(unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true)
         var dx = col2im(dcols, s)
@@ -45,11 +37,7 @@ public enum Conv2D {
     public static func backwardWeight(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .gradWt)
         var x = x, dy = dy
-        let hook = unit.hook(for: site)
-        if let hook {
-            hook.apply(site, role: .input, values: &x, shape: s.inputShape, replica: unit.replica)
-            hook.apply(site, role: .weight, values: &dy, shape: s.outputShape, replica: unit.replica)
-        }
+        let hook = unit.corruptOperands(site, input: &x, inputShape: s.inputShape, weight: &dy, weightShape: s.outputShape)
         let g = s.gemm
         let cols = im2col(x, s)
         // Computed as (dL/dy^T X)^T: the same sums in the same order (multiplication
@@ -66,27 +54,11 @@ public enum Conv2D {
     /// Gathers every filter window of x into one row (zeros where the window hangs over the
     /// padding).
     static func im2col(_ x: [Float], _ s: ConvShape) -> [Float] {
-        let K = s.filterH * s.filterW * s.inChannels
-        var cols = [Float](repeating: 0, count: s.batch * s.outH * s.outW * K)
+        var cols = [Float](repeating: 0, count: s.batch * s.outH * s.outW * s.filterH * s.filterW * s.inChannels)
         x.withUnsafeBufferPointer { px in
             cols.withUnsafeMutableBufferPointer { pc in
-                var row = pc.baseAddress!
-                for n in 0..<s.batch {
-                    for oh in 0..<s.outH {
-                        for ow in 0..<s.outW {
-                            for fh in 0..<s.filterH {
-                                let ih = oh * s.strideH + fh - s.padTop
-                                guard ih >= 0 && ih < s.inH else { continue }
-                                for fw in 0..<s.filterW {
-                                    let iw = ow * s.strideW + fw - s.padLeft
-                                    guard iw >= 0 && iw < s.inW else { continue }
-                                    let src = px.baseAddress! + ((n * s.inH + ih) * s.inW + iw) * s.inChannels
-                                    (row + (fh * s.filterW + fw) * s.inChannels).update(from: src, count: s.inChannels)
-                                }
-                            }
-                            row += K
-                        }
-                    }
+                forEachWindowTap(s) { colOffset, inputOffset in
+                    (pc.baseAddress! + colOffset).update(from: px.baseAddress! + inputOffset, count: s.inChannels)
                 }
             }
         }
@@ -96,31 +68,40 @@ public enum Conv2D {
     /// The adjoint of ``im2col(_:_:)``: adds every column back onto its input position, rows
     /// (output positions) ascending, then filter positions ascending.
     static func col2im(_ cols: [Float], _ s: ConvShape) -> [Float] {
-        let K = s.filterH * s.filterW * s.inChannels
         var dx = [Float](repeating: 0, count: s.batch * s.inH * s.inW * s.inChannels)
         cols.withUnsafeBufferPointer { pc in
             dx.withUnsafeMutableBufferPointer { pd in
-                var row = pc.baseAddress!
-                for n in 0..<s.batch {
-                    for oh in 0..<s.outH {
-                        for ow in 0..<s.outW {
-                            for fh in 0..<s.filterH {
-                                let ih = oh * s.strideH + fh - s.padTop
-                                guard ih >= 0 && ih < s.inH else { continue }
-                                for fw in 0..<s.filterW {
-                                    let iw = ow * s.strideW + fw - s.padLeft
-                                    guard iw >= 0 && iw < s.inW else { continue }
-                                    let dst = pd.baseAddress! + ((n * s.inH + ih) * s.inW + iw) * s.inChannels
-                                    let src = row + (fh * s.filterW + fw) * s.inChannels
-                                    for c in 0..<s.inChannels { dst[c] += src[c] }
-                                }
-                            }
-                            row += K
-                        }
-                    }
+                forEachWindowTap(s) { colOffset, inputOffset in
+                    let src = pc.baseAddress! + colOffset, dst = pd.baseAddress! + inputOffset
+                    for c in 0..<s.inChannels { dst[c] += src[c] }
                 }
             }
         }
         return dx
+    }
+
+    /// Visits, in im2col order (output positions, then filter taps), every filter tap that
+    /// lands inside the input: the offset of its `inChannels` values in the lowered matrix and
+    /// in x.
+    @inline(__always)
+    static func forEachWindowTap(_ s: ConvShape, _ body: (_ colOffset: Int, _ inputOffset: Int) -> Void) {
+        let K = s.filterH * s.filterW * s.inChannels
+        var row = 0
+        for n in 0..<s.batch {
+            for oh in 0..<s.outH {
+                for ow in 0..<s.outW {
+                    for fh in 0..<s.filterH {
+                        let ih = oh * s.strideH + fh - s.padTop
+                        guard ih >= 0 && ih < s.inH else { continue }
+                        for fw in 0..<s.filterW {
+                            let iw = ow * s.strideW + fw - s.padLeft
+                            guard iw >= 0 && iw < s.inW else { continue }
+                            body(row + (fh * s.filterW + fw) * s.inChannels, ((n * s.inH + ih) * s.inW + iw) * s.inChannels)
+                        }
+                    }
+                    row += K
+                }
+            }
+        }
     }
 }

@@ -7,11 +7,7 @@ public enum Dense {
                                layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .forward)
         var x = x, w = w
-        let hook = unit.hook(for: site)
-        if let hook {
-            hook.apply(site, role: .input, values: &x, shape: [batch, inFeatures], replica: unit.replica)
-            hook.apply(site, role: .weight, values: &w, shape: [inFeatures, outFeatures], replica: unit.replica)
-        }
+        let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
         var y = unit.product(x, rows: batch, inner: inFeatures, w, cols: outFeatures)
         hook?.apply(site, role: .output, values: &y, shape: [batch, outFeatures], replica: unit.replica)
         for n in 0..<batch { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } }
@@ -23,11 +19,7 @@ public enum Dense {
                                      layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .gradIn)
         var dy = dy, w = w
-        let hook = unit.hook(for: site)
-        if let hook {
-            hook.apply(site, role: .input, values: &dy, shape: [batch, outFeatures], replica: unit.replica)
-            hook.apply(site, role: .weight, values: &w, shape: [inFeatures, outFeatures], replica: unit.replica)
-        }
+        let hook = unit.corruptOperands(site, input: &dy, inputShape: [batch, outFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
         var dx = unit.product(dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true)
         hook?.apply(site, role: .output, values: &dx, shape: [batch, inFeatures], replica: unit.replica)
         return dx
@@ -39,11 +31,7 @@ public enum Dense {
                                       layer: String, unit: MatrixUnit) -> (dw: [Float], db: [Float]) {
         let site = SiteID(layer: layer, kind: .gradWt)
         var x = x, dy = dy
-        let hook = unit.hook(for: site)
-        if let hook {
-            hook.apply(site, role: .input, values: &x, shape: [batch, inFeatures], replica: unit.replica)
-            hook.apply(site, role: .weight, values: &dy, shape: [batch, outFeatures], replica: unit.replica)
-        }
+        let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &dy, weightShape: [batch, outFeatures])
         var dw = unit.product(x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true)
         hook?.apply(site, role: .output, values: &dw, shape: [inFeatures, outFeatures], replica: unit.replica)
         return (dw, Reduce.columnSums(dy, rows: batch, columns: outFeatures))

@@ -53,6 +53,16 @@ public struct MatrixUnit: Sendable {
         self.hook = hook
     }
 
+    /// Offers the hook (if it wants `site` on this replica) the operation's input and weight,
+    /// and returns it so that the caller can offer the output after the product.
+    func corruptOperands(_ site: SiteID, input: inout [Float], inputShape: [Int],
+                         weight: inout [Float], weightShape: [Int]) -> (any OperandHook)? {
+        guard let hook = hook(for: site) else { return nil }
+        hook.apply(site, role: .input, values: &input, shape: inputShape, replica: replica)
+        hook.apply(site, role: .weight, values: &weight, shape: weightShape, replica: replica)
+        return hook
+    }
+
     /// `x` rounded to the MXU's operand precision (once, before a lowering that copies it).
     func operand(_ x: [Float]) -> [Float] {
         guard mxu.precision == .bfloat16 else { return x }

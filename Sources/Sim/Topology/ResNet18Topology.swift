@@ -45,25 +45,12 @@ public enum StepPhases: String, Sendable, CaseIterable, Codable {
 /// (Adam, ~12 ops per parameter) on `_grad_wt`.
 public enum ResNet18Topology {
     public static func layers(scale: ResNetScale, batchNorm: Bool = true, phases: StepPhases = .forward) -> [LayerWork] {
-        var convs: [(name: String, conv: ConvShape)] = []
-        var h = scale.inputH, w = scale.inputW
-        let batch = scale.batchPerReplica
-        convs.append(("conv1", .same(batch: batch, inH: h, inW: w, inChannels: scale.inputChannels, filter: 3, outChannels: scale.baseWidth, stride: 1)))
-        var channels = scale.baseWidth
-        for stage in 1...4 {
-            let width = scale.baseWidth << (stage - 1)
-            for block in 0...1 {
-                let stride = stage > 1 && block == 0 ? 2 : 1
-                let prefix = "basicblock_\(stage)_basic_\(block)"
-                let c1 = ConvShape.same(batch: batch, inH: h, inW: w, inChannels: channels, filter: 3, outChannels: width, stride: stride)
-                convs.append((prefix + "_conv1", c1))
-                convs.append((prefix + "_conv2", .same(batch: batch, inH: c1.outH, inW: c1.outW, inChannels: width, filter: 3, outChannels: width, stride: 1)))
-                if stride != 1 || channels != width {
-                    convs.append((prefix + "_downsample", .same(batch: batch, inH: h, inW: w, inChannels: channels, filter: 1, outChannels: width, stride: stride)))
-                }
-                (h, w, channels) = (c1.outH, c1.outW, width)
-            }
-        }
+        // The architecture has one definition, the model's.
+        let model = ResNet18(scale: scale, batchNorm: batchNorm)
+        let convs = model.convs.map { (name: $0.name, conv: $0.shape) }
+        let batch = scale.batchPerReplica, channels = model.features
+        let last = model.convs[model.convs.count - 1].shape
+        let (h, w) = (last.outH, last.outW)
         let fwdOps = batchNorm ? 5 : 1
         var forward = convs.map { name, conv in
             LayerWork(name: name, gemm: conv.gemm, hbmBytes: conv.hbmBytes,
