@@ -1,20 +1,49 @@
-/// A 64-bit digest of fp32 tensors' exact bits: any single changed bit changes it (each
-/// 32-bit word goes through a multiply-xorshift chain; the final avalanche is SplitMix64's).
-/// Not cryptographic; it detects divergence, it does not authenticate.
+/// A 64-bit digest of fp32 tensors' exact bits: any single changed bit changes it. Values
+/// are spread over 32 independent lanes (element `i` feeds lane `i mod 32`); each lane step,
+/// `lane = xorshift((lane ^ bits) * P)`, is a bijection of the lane, so a change survives to
+/// the end, where the lanes are folded in order through SplitMix64's finaliser (also a
+/// bijection per step). The lanes make it run at memory speed (it digests every MXU output
+/// of every step). Not cryptographic: it detects divergence, it does not authenticate.
 public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
     public private(set) var value: UInt64 = 0x6A09_E667_F3BC_C908
 
     public init() {}
 
     public mutating func add(_ values: [Float]) {
-        var h = value ^ UInt64(values.count) &* 0x9E37_79B9_7F4A_7C15
-        values.withUnsafeBufferPointer { p in
-            for v in p {
-                h = (h ^ UInt64(v.bitPattern)) &* 0x0000_0100_0000_01B3
-                h ^= h >> 29
+        values.withUnsafeBufferPointer { add($0) }
+    }
+
+    public mutating func add(_ values: UnsafeBufferPointer<Float>) {
+        let prime: UInt64 = 0x0000_0100_0000_01B3
+        let seed = SIMD8<UInt64>(repeating: value ^ UInt64(values.count) &* 0x9E37_79B9_7F4A_7C15)
+        let index = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+        var l0 = seed ^ index, l1 = seed ^ (index &+ 8), l2 = seed ^ (index &+ 16), l3 = seed ^ (index &+ 24)
+        @inline(__always) func step(_ lane: inout SIMD8<UInt64>, _ bits: SIMD8<UInt32>) {
+            lane = (lane ^ SIMD8<UInt64>(truncatingIfNeeded: bits)) &* prime
+            lane ^= lane &>> 29
+        }
+        let n = values.count
+        var i = 0
+        if let base = values.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while i + 32 <= n {
+                step(&l0, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self))
+                step(&l1, raw.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self))
+                step(&l2, raw.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD8<UInt32>.self))
+                step(&l3, raw.loadUnaligned(fromByteOffset: 4 * i + 96, as: SIMD8<UInt32>.self))
+                i += 32
             }
         }
-        value = CounterRNG.mix(h)
+        var lanes = [l0, l1, l2, l3].flatMap { v in (0..<8).map { v[$0] } }
+        while i < n {
+            let l = i % 32
+            lanes[l] = (lanes[l] ^ UInt64(values[i].bitPattern)) &* prime
+            lanes[l] ^= lanes[l] >> 29
+            i += 1
+        }
+        var h = value
+        for lane in lanes { h = CounterRNG.mix(h ^ lane) }
+        value = h
     }
 
     public mutating func add(_ n: Int) {
