@@ -219,3 +219,22 @@ final class RecordingHook: OperandHook, @unchecked Sendable {
         #expect(state.digest.description == "f73a4a865cec12cf")
     }
 }
+
+@Suite struct SiteDigestTests {
+    @Test func everySiteOfEveryReplicaIsDigestedAndAFaultShowsWhereItLands() throws {
+        let run = try TrainingRunTests.tinyRun()
+        let state = run.initialState()
+        let golden = run.trainer.gradients(state, batches: run.batches(step: 0), recordDigests: true)
+        #expect(golden.siteDigests.count == 2)
+        for replica in golden.siteDigests { #expect(replica.map(\.site) == run.model.sites) }
+        let plain = run.trainer.gradients(state, batches: run.batches(step: 0))
+        #expect(plain.siteDigests.allSatisfy { $0.isEmpty })
+
+        let target = SiteID(layer: "basicblock_3_basic_0_conv2", kind: .gradIn)
+        let faulty = run.trainer.gradients(state, batches: run.batches(step: 0), hook: RecordingHook(target: target, replica: 1),
+                                           recordDigests: true)
+        #expect(faulty.siteDigests[0].map(\.digest) == golden.siteDigests[0].map(\.digest))   // other replica untouched
+        let first = zip(faulty.siteDigests[1], golden.siteDigests[1]).first { $0.0.digest != $0.1.digest }?.0.site
+        #expect(first == target)
+    }
+}

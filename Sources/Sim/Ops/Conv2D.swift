@@ -14,7 +14,7 @@ public enum Conv2D {
         // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
         let cols = im2col(unit.operand(x), s)
         var y = unit.product(cols, rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
-        hook?.apply(site, role: .output, values: &y, shape: s.outputShape, replica: unit.replica)
+        unit.finish(site, output: &y, shape: s.outputShape, hook: hook)
         return y
     }
 
@@ -28,7 +28,7 @@ public enum Conv2D {
         let g = s.gemm
         let dcols = unit.product(unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true)
         var dx = col2im(dcols, s)
-        hook?.apply(site, role: .output, values: &dx, shape: s.inputShape, replica: unit.replica)
+        unit.finish(site, output: &dx, shape: s.inputShape, hook: hook)
         return dx
     }
 
@@ -47,7 +47,7 @@ public enum Conv2D {
             for c in 0..<g.n { for k in 0..<g.k { out[k * g.n + c] = dwT[c * g.k + k] } }
             written = g.k * g.n
         }
-        hook?.apply(site, role: .output, values: &dw, shape: s.weightShape, replica: unit.replica)
+        unit.finish(site, output: &dw, shape: s.weightShape, hook: hook)
         return dw
     }
 

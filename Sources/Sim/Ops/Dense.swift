@@ -9,7 +9,7 @@ public enum Dense {
         var x = x, w = w
         let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
         var y = unit.product(x, rows: batch, inner: inFeatures, w, cols: outFeatures)
-        hook?.apply(site, role: .output, values: &y, shape: [batch, outFeatures], replica: unit.replica)
+        unit.finish(site, output: &y, shape: [batch, outFeatures], hook: hook)
         for n in 0..<batch { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } }
         return y
     }
@@ -21,7 +21,7 @@ public enum Dense {
         var dy = dy, w = w
         let hook = unit.corruptOperands(site, input: &dy, inputShape: [batch, outFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
         var dx = unit.product(dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true)
-        hook?.apply(site, role: .output, values: &dx, shape: [batch, inFeatures], replica: unit.replica)
+        unit.finish(site, output: &dx, shape: [batch, inFeatures], hook: hook)
         return dx
     }
 
@@ -33,7 +33,7 @@ public enum Dense {
         var x = x, dy = dy
         let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &dy, weightShape: [batch, outFeatures])
         var dw = unit.product(x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true)
-        hook?.apply(site, role: .output, values: &dw, shape: [inFeatures, outFeatures], replica: unit.replica)
+        unit.finish(site, output: &dw, shape: [inFeatures, outFeatures], hook: hook)
         return (dw, Reduce.columnSums(dy, rows: batch, columns: outFeatures))
     }
 }

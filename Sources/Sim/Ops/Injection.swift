@@ -46,11 +46,20 @@ public struct MatrixUnit: Sendable {
     public var mxu: MXU
     public var replica: Int
     public var hook: (any OperandHook)?
+    /// Where to record a digest of every operation's output, if anywhere.
+    public var digests: SiteDigests?
 
-    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil) {
+    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil) {
         self.mxu = mxu
         self.replica = replica
         self.hook = hook
+        self.digests = digests
+    }
+
+    /// Offers the output of `site` to the hook (if it took the operands) and records its digest.
+    func finish(_ site: SiteID, output: inout [Float], shape: [Int], hook: (any OperandHook)?) {
+        hook?.apply(site, role: .output, values: &output, shape: shape, replica: replica)
+        digests?.record(site, output)
     }
 
     /// Offers the hook (if it wants `site` on this replica) the operation's input and weight,
@@ -95,5 +104,17 @@ public struct MatrixUnit: Sendable {
             } }
             written = rows * cols
         }
+    }
+}
+
+/// The digest of every MXU operation's output of one replica's step, in execution order.
+/// One per replica, filled by that replica's thread only.
+public final class SiteDigests: @unchecked Sendable {
+    public private(set) var entries: [(site: SiteID, digest: Digest)] = []
+
+    public init() {}
+
+    func record(_ site: SiteID, _ values: [Float]) {
+        entries.append((site, Digest.of(values)))
     }
 }

@@ -53,12 +53,16 @@ public struct Trainer: Sendable {
         /// Per batch-norm layer, the replica means of the batch mean and variance.
         public var statistics: [(mean: [Float], variance: [Float])]
         public var metrics: StepMetrics
+        /// Per replica, the digest of every MXU operation's output in execution order (empty
+        /// unless asked for).
+        public var siteDigests: [[(site: SiteID, digest: Digest)]]
     }
 
     /// Forward and backward on every replica (each normalising with its own batch
     /// statistics), then the all-reduce. `hook`, if given, may corrupt MXU operands of any
     /// replica.
-    public func gradients(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil) -> Gradients {
+    public func gradients(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil,
+                          recordDigests: Bool = false) -> Gradients {
         let replicas = batches.count
         precondition(replicas > 0, "a step needs at least one replica")
         // Replicas are independent until the all-reduce: with several host threads they run
@@ -66,17 +70,19 @@ public struct Trainer: Sendable {
         // either way, so the bits do not change.
         let workers = min(mxu.threads, replicas)
         let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, precision: mxu.precision, threads: 1) : mxu
-        let slots = ResultSlots<ResNet18.ReplicaResult>(count: replicas)
+        let slots = ResultSlots<(ResNet18.ReplicaResult, SiteDigests?)>(count: replicas)
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
-                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook)
-                slots.set(r, model.trainReplica(parameters: state.parameters, images: batches[r].images, labels: batches[r].labels, unit: unit))
+                let digests = recordDigests ? SiteDigests() : nil
+                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests)
+                slots.set(r, (model.trainReplica(parameters: state.parameters, images: batches[r].images, labels: batches[r].labels, unit: unit), digests))
                 r += workers
             }
         }
         if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: work) } else { work(0) }
-        let results = slots.values
+        let results = slots.values.map(\.0)
+        let siteDigests = slots.values.map { $0.1?.entries ?? [] }
         let scale = 1 / Float(replicas)
         func average(_ tensors: [[Float]]) -> [Float] {
             var sum = tensors[0]
@@ -91,7 +97,7 @@ public struct Trainer: Sendable {
         let total = batches.reduce(0) { $0 + $1.labels.count }
         let metrics = StepMetrics(loss: Reduce.sum(results.map(\.loss)) * scale, accuracy: Float(correct) / Float(total),
                                   learningRate: schedule.rate(at: state.step))
-        return Gradients(gradients: grads, statistics: stats, metrics: metrics)
+        return Gradients(gradients: grads, statistics: stats, metrics: metrics, siteDigests: siteDigests)
     }
 
     /// The update: the optimizer on every tensor, the moving statistics, the step count.
