@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(name: "DataBench", dependencies: ["Sim"], path: "Benchmarks/DataBench"),
         .executableTarget(name: "TrainStepBench", dependencies: ["Sim"], path: "Benchmarks/TrainStepBench"),
         .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib"], exclude: ["Fixtures"]),
-        .testTarget(name: "RecorderTests", dependencies: ["Recorder"]),
+        .testTarget(name: "RecorderTests", dependencies: ["Recorder", "Sim"]),
         .testTarget(name: "CLITests", dependencies: ["tpufi"]),
         .testTarget(name: "ReplayerTests", dependencies: ["Replayer"], exclude: ["Fixtures"]),
     ]

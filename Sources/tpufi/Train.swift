@@ -15,62 +15,16 @@ struct Train: ParsableCommand {
           tpufi train --workload resnet18_sgd --scale tiny --dataset synthetic --steps 50 --replicas 2
         """)
 
-    @Option(help: "Workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var workload: String = "resnet18"
-
-    @Option(help: "Scale: tiny (8x8x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10).")
-    var scale: String = "small"
-
-    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, or synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S].")
-    var dataset: String = "fashion-mnist"
-
-    @Option(help: "Optimizer: adam, sgd, rmsprop or adagrad (default: the workload's).")
-    var optimizer: String?
-
-    @Option(help: "Epochs to train (ignored when --steps is given).")
-    var epochs: Int = 1
-
-    @Option(help: "Steps to train.")
-    var steps: Int?
-
-    @Option(help: "Simulated replicas (data-parallel cores).")
-    var replicas: Int = 8
-
-    @Option(help: "Seed of initialisation, data order and augmentation.")
-    var seed: UInt64 = 0
-
-    @Option(help: "Host threads for the MXU model (results are identical for any count).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-
-    @Option(help: "Chip preset whose MXU computes: \(ChipConfig.presets.map(\.name).joined(separator: ", ")).")
-    var chip: String = "tpu-v2"
-
-    @Flag(help: "Use fp32 operands instead of the MXU's bfloat16 (for comparison with fp32 frameworks).")
-    var fp32 = false
-
-    @Flag(help: "Augment with random horizontal flips and pad-2 crops.")
-    var augment = false
+    @OptionGroup var training: TrainingOptions
 
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
     func run() throws {
-        guard let w = Workload(rawValue: workload) else {
-            throw ValidationError("unknown workload '\(workload)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard let s = ResNetScale.named(scale) else { throw ValidationError("unknown scale '\(scale)'; expected tiny, small or paper") }
-        let kind = try optimizer.map { name in
-            guard let k = OptimizerKind(rawValue: name) else { throw ValidationError("unknown optimizer '\(name)'; expected adam, sgd, rmsprop or adagrad") }
-            return k
-        }
-        guard let c = ChipConfig.preset(named: chip) else { throw ValidationError("unknown chip '\(chip)'") }
-        let config = TrainingConfig(workload: w, scale: s, optimizer: kind, replicas: replicas, seed: seed, chip: c,
-                                    precision: fp32 ? .float32 : .bfloat16,
-                                    augmentation: augment ? Augmentation(flip: true, pad: 2) : .none, threads: threads)
-        let data = try DatasetSource.parse(dataset).load()
-        let run = try TrainingRun(config: config, data: data)
-        let total = steps ?? epochs * run.stepsPerEpoch
-        guard total > 0 else { throw ValidationError("nothing to train: \(total) steps") }
+        let run = try training.makeRun()
+        let total = try training.totalSteps(run)
+        let (config, data) = (run.config, run.data)
+        let (w, s) = (config.workload, config.scale)
         if !json {
             emit("\(w.rawValue) \(s.name) on \(data.train.name): \(config.replicas) replicas x \(s.batchPerReplica) images, \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
         }

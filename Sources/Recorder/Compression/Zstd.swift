@@ -41,6 +41,12 @@ public enum Zstd {
         return out
     }
 
+    /// The content size a frame's header declares, if any.
+    public static func contentSize(_ frame: [UInt8]) -> UInt64? {
+        let n = frame.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        return n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN ? nil : n
+    }
+
     /// Decompresses one frame whose declared content size is at most `limit` bytes; never
     /// allocates more than that, whatever the header claims.
     public static func decompress(_ frame: [UInt8], limit: Int) throws(ZstdError) -> [UInt8] {

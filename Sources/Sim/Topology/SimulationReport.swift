@@ -1,7 +1,7 @@
 /// What `tpufi simulate` reports: per-layer costs and totals, in a stable JSON shape
 /// (`layers[].name`, `layers[].computeCycles`, `layers[].utilization`, `totalCycles`, ...).
-public struct SimulationReport: Sendable, Codable {
-    public struct Layer: Sendable, Codable {
+public struct SimulationReport: Sendable, Codable, Equatable {
+    public struct Layer: Sendable, Codable, Equatable {
         public var name: String
         public var m: Int
         public var k: Int

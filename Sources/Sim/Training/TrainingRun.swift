@@ -1,6 +1,6 @@
 /// Everything that defines a training run: with the data, it determines every bit of every
 /// step.
-public struct TrainingConfig: Sendable, Equatable {
+public struct TrainingConfig: Sendable, Equatable, Codable {
     public var workload: Workload
     public var scale: ResNetScale
     public var optimizer: OptimizerConfig
@@ -125,6 +125,15 @@ public struct EpochSummary: Sendable, Codable, Equatable {
     public var trainAccuracy: Float
     public var testLoss: Float
     public var testAccuracy: Float
+
+    public init(epoch: Int, steps: Int, trainLoss: Float, trainAccuracy: Float, testLoss: Float, testAccuracy: Float) {
+        self.epoch = epoch
+        self.steps = steps
+        self.trainLoss = trainLoss
+        self.trainAccuracy = trainAccuracy
+        self.testLoss = testLoss
+        self.testAccuracy = testAccuracy
+    }
 }
 
 extension TrainingRun {

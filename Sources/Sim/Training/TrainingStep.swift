@@ -14,6 +14,13 @@ public struct TrainingState: Sendable, Equatable {
     /// Updates applied so far (the global step of the next update).
     public var step: Int
 
+    public init(parameters: [[Float]], slots: [[[Float]]], moving: [[Float]], step: Int) {
+        self.parameters = parameters
+        self.slots = slots
+        self.moving = moving
+        self.step = step
+    }
+
     public init(model: ResNet18, optimizer: OptimizerConfig, seed: UInt64) {
         let (p, m) = model.initialParameters(seed: seed)
         parameters = p
@@ -30,6 +37,12 @@ public struct StepMetrics: Sendable, Equatable, Codable {
     /// Correct predictions over the global batch.
     public var accuracy: Float
     public var learningRate: Float
+
+    public init(loss: Float, accuracy: Float, learningRate: Float) {
+        self.loss = loss
+        self.accuracy = accuracy
+        self.learningRate = learningRate
+    }
 }
 
 /// A data-parallel training step on R simulated replicas.

@@ -13,7 +13,7 @@ public enum BatchSamplerError: Error, CustomStringConvertible, Equatable {
 /// crop a random `height x width` window (torchvision's `RandomCrop(padding:)`), then mirror
 /// left-right with probability 1/2 (`RandomHorizontalFlip`). Padding is the normalised value
 /// of a black pixel, as when padding comes before normalisation.
-public struct Augmentation: Sendable, Equatable {
+public struct Augmentation: Sendable, Equatable, Codable {
     public var flip: Bool
     public var pad: Int
 

@@ -1,0 +1,194 @@
+import Foundation
+import Sim
+
+/// What a frame holds.
+public enum FrameKind: UInt32, Sendable, Codable {
+    /// A snapshot of the training state after `step` updates (``SnapshotCodec`` blob).
+    case snapshot = 1
+    /// The record of one step: metrics and digests (JSON ``StepRecord``). A step is complete
+    /// once its record is on disk; it is written after the step's snapshot.
+    case step = 2
+    /// Test metrics at the end of an epoch (JSON ``EpochSummary``).
+    case epoch = 3
+}
+
+/// Errors of the frame log: each names the file and the frame (index, byte offset, step).
+public enum TraceError: Error, CustomStringConvertible, Equatable {
+    case io(file: String, reason: String)
+    case corruptFrame(file: String, index: Int, offset: Int, step: Int?, reason: String)
+    case malformed(file: String, reason: String)
+    case mismatch(String)
+
+    public var description: String {
+        switch self {
+        case .io(let file, let reason): return "\(file): \(reason)"
+        case .corruptFrame(let file, let index, let offset, let step, let reason):
+            return "\(file): frame \(index) at byte \(offset)\(step.map { " (step \($0))" } ?? ""): \(reason)"
+        case .malformed(let file, let reason): return "\(file): \(reason)"
+        case .mismatch(let m): return m
+        }
+    }
+}
+
+/// One frame's header as stored: 40 bytes, little-endian.
+///
+/// | bytes | field |
+/// |---|---|
+/// | 0..<4 | magic `TPFR` |
+/// | 4..<8 | kind (``FrameKind``) |
+/// | 8..<16 | step (global, after `step` updates for snapshots) |
+/// | 16..<24 | payload length |
+/// | 24..<32 | payload checksum (``FrameLog/checksum(_:)``) |
+/// | 32..<40 | checksum of bytes 0..<32 |
+public struct FrameHeader: Sendable, Equatable {
+    public static let size = 40
+    static let magic: [UInt8] = Array("TPFR".utf8)
+
+    public var kind: FrameKind
+    public var step: Int
+    public var length: Int
+    public var payloadChecksum: UInt64
+
+    func encoded() -> [UInt8] {
+        var b = FrameHeader.magic
+        b.appendLE(UInt32(kind.rawValue))
+        b.appendLE(UInt64(bitPattern: Int64(step)))
+        b.appendLE(UInt64(length))
+        b.appendLE(payloadChecksum)
+        b.appendLE(FrameLog.checksum(b[...]))
+        return b
+    }
+}
+
+/// A frame as indexed by a reader: where its payload lies.
+public struct FrameEntry: Sendable, Equatable {
+    public var header: FrameHeader
+    public var index: Int
+    /// Byte offset of the header in the file.
+    public var offset: Int
+    public var payloadOffset: Int { offset + FrameHeader.size }
+    public var end: Int { payloadOffset + header.length }
+}
+
+/// The append-only frame file of a trace. Every frame carries its length and checksums; a
+/// reader trusts only frames whose header checks out, and stops at a torn tail.
+public enum FrameLog {
+    /// 64-bit checksum of bytes (the ``Digest`` construction over 32-bit words, the trailing
+    /// bytes zero-padded, the length mixed in).
+    public static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        let words = (bytes.count + 3) / 4
+        var padded = [Float](repeating: 0, count: words)
+        padded.withUnsafeMutableBytes { dst in
+            bytes.withUnsafeBytes { src in dst.copyMemory(from: src) }
+        }
+        var d = Digest()
+        d.add(bytes.count)
+        d.add(padded)
+        return d.value
+    }
+
+    /// Scans `bytes` (a frame file's contents): every frame whose header and bounds check
+    /// out, in order, and where the valid part ends. A frame cut short at the end of the file
+    /// is a torn tail (a crash mid-append), reported through `validLength`; a bad header
+    /// anywhere else is an error.
+    public static func scan(_ bytes: [UInt8], file: String) throws(TraceError) -> (frames: [FrameEntry], validLength: Int) {
+        var frames: [FrameEntry] = []
+        var offset = 0
+        while offset < bytes.count {
+            let index = frames.count
+            guard offset + FrameHeader.size <= bytes.count else { break }           // torn header
+            let h = bytes[offset ..< offset + FrameHeader.size]
+            guard Array(h.prefix(4)) == FrameHeader.magic else {
+                throw .corruptFrame(file: file, index: index, offset: offset, step: nil, reason: "bad magic")
+            }
+            guard checksum(h.prefix(32)) == h.readLE(UInt64.self, at: 32) else {
+                // A header torn by a crash is the last thing in the file.
+                if offset + FrameHeader.size == bytes.count { break }
+                throw .corruptFrame(file: file, index: index, offset: offset, step: nil, reason: "header checksum mismatch")
+            }
+            guard let kind = FrameKind(rawValue: h.readLE(UInt32.self, at: 4)) else {
+                throw .corruptFrame(file: file, index: index, offset: offset, step: nil, reason: "unknown frame kind \(h.readLE(UInt32.self, at: 4))")
+            }
+            let step = Int(Int64(bitPattern: h.readLE(UInt64.self, at: 8)))
+            let length = h.readLE(UInt64.self, at: 16)
+            guard length <= UInt64(Int.max / 2) else {
+                throw .corruptFrame(file: file, index: index, offset: offset, step: step, reason: "impossible payload length \(length)")
+            }
+            let entry = FrameEntry(header: FrameHeader(kind: kind, step: step, length: Int(length), payloadChecksum: h.readLE(UInt64.self, at: 24)),
+                                   index: index, offset: offset)
+            guard entry.end <= bytes.count else { break }                            // torn payload
+            frames.append(entry)
+            offset = entry.end
+        }
+        return (frames, offset)
+    }
+
+    /// The payload of `frame`, checked against its checksum.
+    public static func payload(_ frame: FrameEntry, in bytes: [UInt8], file: String) throws(TraceError) -> [UInt8] {
+        let payload = bytes[frame.payloadOffset ..< frame.end]
+        guard checksum(payload) == frame.header.payloadChecksum else {
+            throw .corruptFrame(file: file, index: frame.index, offset: frame.offset, step: frame.header.step,
+                                reason: "payload checksum mismatch (\(frame.header.kind) frame, \(frame.header.length) bytes)")
+        }
+        return Array(payload)
+    }
+}
+
+/// Appends frames to a file, durably: each `append` is written in full (retrying short
+/// writes) and `sync` makes everything appended so far survive a crash.
+public final class FrameAppender {
+    public let path: String
+    private let fd: Int32
+
+    /// Opens `path` for appending, truncating it to `length` bytes first when given (to drop
+    /// a torn tail before resuming).
+    public init(path: String, truncateTo length: Int? = nil) throws(TraceError) {
+        self.path = path
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .io(file: path, reason: "cannot open for appending: \(String(cString: strerror(errno)))") }
+        if let length, ftruncate(fd, off_t(length)) != 0 {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .io(file: path, reason: "cannot truncate to \(length) bytes: \(reason)")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func append(kind: FrameKind, step: Int, payload: [UInt8]) throws(TraceError) {
+        let header = FrameHeader(kind: kind, step: step, length: payload.count, payloadChecksum: FrameLog.checksum(payload[...]))
+        try write(header.encoded() + payload)
+    }
+
+    /// Flushes appended frames to the disk.
+    public func sync() throws(TraceError) {
+        guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
+    }
+
+    private func write(_ bytes: [UInt8]) throws(TraceError) {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(file: path, reason: "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(errno)))")
+            }
+            written += n
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
+        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
+    }
+}
+
+extension ArraySlice where Element == UInt8 {
+    func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+        var v: T = 0
+        for i in 0..<MemoryLayout<T>.size { v |= T(self[startIndex + offset + i]) << (8 * i) }
+        return v
+    }
+}

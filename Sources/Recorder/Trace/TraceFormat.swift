@@ -1,0 +1,86 @@
+import Foundation
+import Sim
+
+/// The trace directory's description of itself (`manifest.json`): everything needed to
+/// re-create the run bit for bit, what the frames hold, and whether the run completed.
+/// Written atomically (temporary file, then rename) at the start and again at the end;
+/// it holds no timestamps, so the same inputs give byte-identical traces.
+public struct TraceManifest: Codable, Sendable, Equatable {
+    /// Bumped whenever a reader of the previous version could misread a trace.
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int = TraceManifest.currentFormatVersion
+    public var tool: String = "tpufi \(TraceManifest.toolVersion)"
+    public var config: TrainingConfig
+    /// The data as given on the command line, its name and sizes, and a digest of every
+    /// decoded image and label (train, then test): the data set's identity, whatever file it
+    /// came from.
+    public var dataset: String
+    public var datasetName: String
+    public var trainCount: Int
+    public var testCount: Int
+    public var dataDigest: String
+    public var stepsPerEpoch: Int
+    /// Snapshots: of the initial state and after every `snapshotEvery` updates.
+    public var snapshotEvery: Int
+    /// Every `keyframeEvery`-th snapshot is self-contained; the others are deltas against
+    /// the latest keyframe (see ``SnapshotStore``).
+    public var keyframeEvery: Int
+    public var plannedSteps: Int
+    /// MXU operations in execution order: each step record's per-replica digests align to it.
+    public var sites: [String]
+    public var parameterNames: [String]
+    /// Per-layer cycle counts of one replica's step from the timing model.
+    public var timing: SimulationReport
+    public var complete: Bool
+    public var completedSteps: Int
+
+    public static let toolVersion = "0.1.0"
+}
+
+/// What one training step left behind (JSON in a ``FrameKind/step`` frame).
+public struct StepRecord: Codable, Sendable, Equatable {
+    /// Global index of the update (0-based): the record of the update taking the state from
+    /// `step` to `step + 1` updates.
+    public var step: Int
+    public var epoch: Int
+    public var stepInEpoch: Int
+    public var loss: Float
+    public var accuracy: Float
+    public var learningRate: Float
+    /// Digest of the whole training state after the update.
+    public var stateDigest: String
+    /// Per replica, the digest of every MXU operation's output (``TraceManifest/sites`` order).
+    public var siteDigests: [[String]]
+}
+
+enum JSONCoding {
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return Array(try encoder.encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try decoder.decode(type, from: Data(bytes))
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see either the old file or the new one.
+func writeAtomically(_ bytes: [UInt8], to path: String) throws(TraceError) {
+    let tmp = path + ".tmp"
+    do {
+        try Data(bytes).write(to: URL(fileURLWithPath: tmp))
+    } catch {
+        throw .io(file: tmp, reason: "cannot write: \(error.localizedDescription)")
+    }
+    let fd = open(tmp, O_RDONLY)
+    if fd >= 0 {
+        fsync(fd)
+        close(fd)
+    }
+    guard rename(tmp, path) == 0 else { throw .io(file: path, reason: "cannot replace: \(String(cString: strerror(errno)))") }
+}

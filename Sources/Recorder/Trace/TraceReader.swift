@@ -1,0 +1,128 @@
+import Foundation
+import Sim
+
+/// Reads a trace directory. Opening it checks the manifest and every frame header; payloads
+/// are checked against their checksums when read (``verify()`` reads them all).
+public struct TraceReader: Sendable {
+    public let directory: String
+    public let manifest: TraceManifest
+    /// Frames up to the last whole one (a torn tail left by a crash is not included).
+    public let frames: [FrameEntry]
+    /// Bytes of `frames.tpf` after the last whole frame (0 for a cleanly written trace).
+    public let tornBytes: Int
+    let bytes: [UInt8]
+
+    public var framesPath: String { TraceWriter.framesPath(directory) }
+
+    public init(directory: String) throws(TraceError) {
+        self.directory = directory
+        let manifestPath = TraceWriter.manifestPath(directory)
+        guard let data = FileManager.default.contents(atPath: manifestPath) else {
+            throw .io(file: manifestPath, reason: FileManager.default.fileExists(atPath: directory) ? "missing: not a trace directory" : "no such trace directory")
+        }
+        do {
+            manifest = try JSONCoding.decode(TraceManifest.self, from: [UInt8](data))
+        } catch {
+            throw .malformed(file: manifestPath, reason: "not a valid manifest: \(error)")
+        }
+        guard manifest.formatVersion == TraceManifest.currentFormatVersion else {
+            throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads version \(TraceManifest.currentFormatVersion)")
+        }
+        let path = TraceWriter.framesPath(directory)
+        guard let frameData = FileManager.default.contents(atPath: path) else { throw .io(file: path, reason: "missing") }
+        bytes = [UInt8](frameData)
+        let scan = try FrameLog.scan(bytes, file: path)
+        frames = scan.frames
+        tornBytes = bytes.count - scan.validLength
+    }
+
+    /// Steps whose record is on disk: the run's progress (records are written in order).
+    public var completedSteps: Int {
+        (frames.last { $0.header.kind == .step }?.header.step).map { $0 + 1 } ?? 0
+    }
+
+    /// Snapshot steps (updates applied) available, ascending.
+    public var snapshotSteps: [Int] { frames.filter { $0.header.kind == .snapshot }.map(\.header.step) }
+
+    public func isKeyframe(step: Int) -> Bool {
+        guard let frame = frames.first(where: { $0.header.kind == .snapshot && $0.header.step == step }),
+              let payload = try? FrameLog.payload(frame, in: bytes, file: framesPath) else { return false }
+        return SnapshotStore.isKeyframe(payload)
+    }
+
+    /// Size of `frames.tpf` in bytes.
+    public var fileBytes: Int { bytes.count }
+
+    /// Per snapshot: raw state bytes and stored (frame payload) bytes.
+    public func snapshotSizes() throws(TraceError) -> [(step: Int, raw: Int, stored: Int)] {
+        try frames.filter { $0.header.kind == .snapshot }.map { frame throws(TraceError) in
+            let payload = try FrameLog.payload(frame, in: bytes, file: framesPath)
+            return (frame.header.step, SnapshotStore.rawBytes(payload), frame.header.length)
+        }
+    }
+
+    /// Every step record, in order.
+    public func stepRecords() throws(TraceError) -> [StepRecord] {
+        try frames.filter { $0.header.kind == .step }.map { frame throws(TraceError) in try decode(StepRecord.self, frame) }
+    }
+
+    public func epochSummaries() throws(TraceError) -> [EpochSummary] {
+        try frames.filter { $0.header.kind == .epoch }.map { frame throws(TraceError) in try decode(EpochSummary.self, frame) }
+    }
+
+    /// The training state recorded after `step` updates: its snapshot, decoded against its
+    /// keyframe, and checked against the state digest the step record holds.
+    public func snapshot(at step: Int) throws(TraceError) -> TrainingState {
+        let snaps = frames.filter { $0.header.kind == .snapshot }
+        guard let index = snaps.firstIndex(where: { $0.header.step == step }) else {
+            throw .mismatch("\(framesPath): no snapshot after step \(step) (snapshots: \(Self.ranges(snaps.map(\.header.step))))")
+        }
+        let payload = try FrameLog.payload(snaps[index], in: bytes, file: framesPath)
+        var keyframe: TrainingState?
+        if !SnapshotStore.isKeyframe(payload) {
+            guard let k = snaps[..<index].last(where: { (try? FrameLog.payload($0, in: bytes, file: framesPath)).map(SnapshotStore.isKeyframe) ?? false }) else {
+                throw .corruptFrame(file: framesPath, index: snaps[index].index, offset: snaps[index].offset, step: step, reason: "delta snapshot without a keyframe before it")
+            }
+            keyframe = try SnapshotStore.decode(try FrameLog.payload(k, in: bytes, file: framesPath), against: nil, frame: k, file: framesPath)
+        }
+        return try SnapshotStore.decode(payload, against: keyframe, frame: snaps[index], file: framesPath)
+    }
+
+    /// Reads and checks every frame: payload checksums, snapshots decoded (and their digests
+    /// compared with the step records), records parsed. Returns the frames checked.
+    public func verify() throws(TraceError) -> Int {
+        let records = try stepRecords()
+        for frame in frames where frame.header.kind == .snapshot {
+            let state = try snapshot(at: frame.header.step)
+            if frame.header.step > 0, frame.header.step - 1 < records.count,
+               records[frame.header.step - 1].stateDigest != state.digest.description {
+                throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step,
+                                    reason: "snapshot digest \(state.digest) differs from the step record's \(records[frame.header.step - 1].stateDigest)")
+            }
+        }
+        _ = try epochSummaries()
+        return frames.count
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ frame: FrameEntry) throws(TraceError) -> T {
+        let payload = try FrameLog.payload(frame, in: bytes, file: framesPath)
+        do {
+            return try JSONCoding.decode(type, from: payload)
+        } catch {
+            throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step, reason: "cannot decode \(frame.header.kind) record: \(error)")
+        }
+    }
+
+    /// `[0, 1, 2, 5, 6]` as `0-2, 5-6`.
+    static func ranges(_ steps: [Int]) -> String {
+        var out: [String] = []
+        var i = 0
+        while i < steps.count {
+            var j = i
+            while j + 1 < steps.count && steps[j + 1] == steps[j] + 1 { j += 1 }
+            out.append(i == j ? "\(steps[i])" : "\(steps[i])-\(steps[j])")
+            i = j + 1
+        }
+        return out.isEmpty ? "none" : out.joined(separator: ", ")
+    }
+}

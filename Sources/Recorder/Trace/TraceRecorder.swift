@@ -1,0 +1,155 @@
+import Foundation
+import Sim
+
+/// Records golden runs: the training loop of ``TrainingRun`` with a ``TraceWriter`` around it.
+public enum TraceRecorder {
+    /// How often to snapshot.
+    public struct Policy: Sendable, Equatable {
+        /// Snapshot after every `snapshotEvery` updates (and the initial state).
+        public var snapshotEvery: Int
+        /// Every `keyframeEvery`-th snapshot is a keyframe.
+        public var keyframeEvery: Int
+
+        public init(snapshotEvery: Int = 1, keyframeEvery: Int = 16) {
+            self.snapshotEvery = snapshotEvery
+            self.keyframeEvery = keyframeEvery
+        }
+    }
+
+    /// The identity of a data set's contents: a digest of every decoded image and label.
+    public static func dataDigest(_ data: DataSplit) -> Digest {
+        var d = Digest()
+        for set in [data.train, data.test] {
+            d.add(set.images)
+            d.add(set.labels.map { Float(bitPattern: UInt32(bitPattern: $0)) })
+        }
+        return d
+    }
+
+    /// The manifest of a new trace of `run`.
+    public static func manifest(run: TrainingRun, dataset: String, steps: Int, policy: Policy) throws -> TraceManifest {
+        let c = run.config
+        let layers = c.workload.layers(scale: c.scale, phases: .training)
+        let cost = try TimingModel(config: c.chip).cost(of: layers)
+        return TraceManifest(config: c, dataset: dataset, datasetName: run.data.train.name, trainCount: run.data.train.count,
+                             testCount: run.data.test.count, dataDigest: dataDigest(run.data).description,
+                             stepsPerEpoch: run.stepsPerEpoch, snapshotEvery: policy.snapshotEvery, keyframeEvery: policy.keyframeEvery,
+                             plannedSteps: steps, sites: run.model.sites.map(\.name), parameterNames: run.model.parameterNames,
+                             timing: SimulationReport(source: "\(c.workload.rawValue) (\(c.scale.name), training step, one replica)", cost: cost),
+                             complete: false, completedSteps: 0)
+    }
+
+    /// Trains `run` for `steps` steps from its initial state, writing a new trace to
+    /// `directory`.
+    public static func record(run: TrainingRun, dataset: String, steps: Int, policy: Policy, to directory: String,
+                              report: (TrainingEvent) -> Void = { _ in }) throws -> TraceReader {
+        guard steps > 0, policy.snapshotEvery > 0, policy.keyframeEvery > 0 else {
+            throw TraceError.mismatch("steps, --snapshot-every and the keyframe interval must be positive")
+        }
+        let writer = try TraceWriter(creating: directory, manifest: try manifest(run: run, dataset: dataset, steps: steps, policy: policy))
+        let initial = run.initialState()
+        try writer.appendSnapshot(initial)
+        try loop(run: run, writer: writer, from: initial, to: steps, report: report)
+        return try TraceReader(directory: directory)
+    }
+
+    /// Continues the interrupted trace in `directory` to its planned step count.
+    public static func resume(directory: String, report: (TrainingEvent) -> Void = { _ in }) throws -> TraceReader {
+        let reader = try TraceReader(directory: directory)
+        guard !reader.manifest.complete else {
+            throw TraceError.mismatch("\(directory): the trace is complete (\(reader.manifest.completedSteps) steps); nothing to resume")
+        }
+        let (writer, state) = try TraceWriter.resume(reader)
+        let restorer = try TraceRestorer(reader: reader)
+        try loop(run: restorer.run, writer: writer, from: state, to: reader.manifest.plannedSteps, report: report)
+        return try TraceReader(directory: directory)
+    }
+
+    static func loop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
+                     report: (TrainingEvent) -> Void) throws {
+        var state = state
+        var epochMetrics: [StepMetrics] = []
+        let perEpoch = run.stepsPerEpoch
+        // Metrics of the epoch's earlier steps, when resuming mid-epoch.
+        if state.step % perEpoch != 0 {
+            let records = try TraceReader(directory: writer.directory).stepRecords()
+            epochMetrics = records.filter { $0.epoch == state.step / perEpoch }
+                .map { StepMetrics(loss: $0.loss, accuracy: $0.accuracy, learningRate: $0.learningRate) }
+        }
+        while state.step < end {
+            let step = state.step
+            let g = run.trainer.gradients(state, batches: run.batches(step: step), recordDigests: true)
+            state = run.trainer.apply(g, to: state)
+            epochMetrics.append(g.metrics)
+            if state.step % writer.manifest.snapshotEvery == 0 || state.step == end { try writer.appendSnapshot(state) }
+            report(.step(globalStep: step, metrics: g.metrics))
+            if state.step % perEpoch == 0 || state.step == end {
+                let test = run.evaluate(state)
+                let n = Float(epochMetrics.count)
+                let summary = EpochSummary(epoch: step / perEpoch, steps: epochMetrics.count,
+                                           trainLoss: Reduce.sum(epochMetrics.map(\.loss)) / n,
+                                           trainAccuracy: Reduce.sum(epochMetrics.map(\.accuracy)) / n,
+                                           testLoss: test.loss, testAccuracy: test.accuracy)
+                try writer.appendEpoch(summary)
+                report(.epoch(summary))
+                epochMetrics = []
+            }
+            try writer.appendStep(StepRecord(step: step, epoch: step / perEpoch, stepInEpoch: step % perEpoch,
+                                             loss: g.metrics.loss, accuracy: g.metrics.accuracy, learningRate: g.metrics.learningRate,
+                                             stateDigest: state.digest.description,
+                                             siteDigests: g.siteDigests.map { $0.map(\.digest.description) }))
+        }
+        try writer.finish(steps: state.step)
+    }
+}
+
+/// Restores the exact training state of any recorded step: the nearest snapshot at or before
+/// it, then deterministic re-execution, each step checked against its recorded digest.
+public struct TraceRestorer: Sendable {
+    public let reader: TraceReader
+    public let run: TrainingRun
+
+    /// Rebuilds the run from the manifest: loads its data set and checks it is the same data.
+    public init(reader: TraceReader) throws {
+        let m = reader.manifest
+        let data = try DatasetSource.parse(m.dataset).load()
+        let digest = TraceRecorder.dataDigest(data).description
+        guard digest == m.dataDigest else {
+            throw TraceError.mismatch("\(reader.directory): data set '\(m.dataset)' loads as digest \(digest), the trace was recorded on \(m.dataDigest)")
+        }
+        try self.init(reader: reader, run: TrainingRun(config: m.config, data: data))
+    }
+
+    public init(reader: TraceReader, run: TrainingRun) throws {
+        guard run.config == reader.manifest.config else {
+            throw TraceError.mismatch("\(reader.directory): the run's configuration differs from the trace's")
+        }
+        self.reader = reader
+        self.run = run
+    }
+
+    /// The state after `step` updates.
+    public func state(at step: Int) throws -> TrainingState {
+        guard step >= 0 && step <= reader.completedSteps else {
+            throw TraceError.mismatch("\(reader.directory): step \(step) is outside the recorded 0...\(reader.completedSteps)")
+        }
+        guard let from = reader.snapshotSteps.last(where: { $0 <= step }) else {
+            throw TraceError.mismatch("\(reader.framesPath): no snapshot at or before step \(step)")
+        }
+        return try replay(from: try reader.snapshot(at: from), to: step)
+    }
+
+    /// Re-executes from `state` up to `step` updates, checking each state digest.
+    public func replay(from state: TrainingState, to step: Int) throws -> TrainingState {
+        var state = state
+        let records = try reader.stepRecords()
+        while state.step < step {
+            let s = state.step
+            state = run.step(state).0
+            guard s < records.count, records[s].stateDigest == state.digest.description else {
+                throw TraceError.mismatch("\(reader.directory): re-executing step \(s) gave state digest \(state.digest), the trace recorded \(s < records.count ? records[s].stateDigest : "nothing"): the trace was made by other code or another configuration")
+            }
+        }
+        return state
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Recorder
+import Sim
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Summarise a trace and check the integrity of every frame.",
+        discussion: """
+        Prints the run's settings, the metrics curve, the snapshot policy and the sizes (raw \
+        state bytes versus stored), after reading every frame: checksums, snapshot decoding, \
+        and each snapshot's digest against its step record. A damaged trace fails naming the \
+        frame, its byte offset and its step.
+        """)
+
+    @Argument(help: "Trace directory.")
+    var trace: String
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    struct Summary: Encodable {
+        var workload: String
+        var scale: String
+        var dataset: String
+        var complete: Bool
+        var steps: Int
+        var plannedSteps: Int
+        var snapshotEvery: Int
+        var keyframeEvery: Int
+        var snapshots: Int
+        var framesChecked: Int
+        var tornBytes: Int
+        var rawStateBytes: Int
+        var storedBytes: Int
+        var traceBytes: Int
+        var stateDigests: [String]
+        var trainLoss: [Float]
+        var trainAccuracy: [Float]
+        var testAccuracy: [Float]
+    }
+
+    func run() throws {
+        let reader = try TraceReader(directory: trace)
+        let checked = try reader.verify()
+        let records = try reader.stepRecords()
+        let epochs = try reader.epochSummaries()
+        let sizes = try reader.snapshotSizes()
+        let m = reader.manifest
+        let summary = Summary(workload: m.config.workload.rawValue, scale: m.config.scale.name, dataset: m.dataset,
+                              complete: m.complete, steps: reader.completedSteps, plannedSteps: m.plannedSteps,
+                              snapshotEvery: m.snapshotEvery, keyframeEvery: m.keyframeEvery, snapshots: sizes.count,
+                              framesChecked: checked, tornBytes: reader.tornBytes,
+                              rawStateBytes: sizes.reduce(0) { $0 + $1.raw }, storedBytes: sizes.reduce(0) { $0 + $1.stored },
+                              traceBytes: reader.fileBytes, stateDigests: records.map(\.stateDigest),
+                              trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+            return
+        }
+        let c = m.config
+        print("\(trace): \(c.workload.rawValue) \(c.scale.name), \(c.replicas) replicas x \(c.scale.batchPerReplica), \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name) \(c.precision.rawValue)")
+        print("data: \(m.dataset) (\(m.trainCount) train, \(m.testCount) test, digest \(m.dataDigest))")
+        print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")
+        if reader.tornBytes > 0 { print("torn tail: \(reader.tornBytes) bytes after the last whole frame (ignored)") }
+        if let first = records.first, let last = records.last {
+            print(String(format: "train loss %.4f -> %.4f, accuracy %.4f -> %.4f", first.loss, last.loss, first.accuracy, last.accuracy))
+        }
+        for e in epochs { print(String(format: "  epoch %d: test loss %.4f accuracy %.4f", e.epoch, e.testLoss, e.testAccuracy)) }
+        let raw = summary.rawStateBytes, stored = summary.storedBytes
+        print("snapshots: \(sizes.count) (every \(m.snapshotEvery) steps, keyframe every \(m.keyframeEvery)), raw \(raw) bytes, stored \(stored) bytes (\(String(format: "%.2f", Double(raw) / Double(max(stored, 1))))x)")
+        print("integrity: \(checked) frames checked, all checksums and snapshot digests match")
+    }
+}

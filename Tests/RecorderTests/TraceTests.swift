@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@testable import Recorder
+import Sim
+
+func tinyRun() throws -> TrainingRun {
+    let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+    return try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: 2), data: data)
+}
+
+func scratch(_ name: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-trace-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
+    try? FileManager.default.removeItem(atPath: dir)
+    return dir
+}
+
+func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
+
+@Suite(.serialized) struct TraceTests {
+    static let steps = 11
+    static let policy = TraceRecorder.Policy(snapshotEvery: 1, keyframeEvery: 4)
+
+    static func record(_ name: String, policy: TraceRecorder.Policy = policy) throws -> TraceReader {
+        try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: steps, policy: policy, to: scratch(name))
+    }
+
+    @Test func recordsEveryStepAndRestoresAnyStepExactly() throws {
+        let reader = try Self.record("full")
+        #expect(reader.manifest.complete && reader.completedSteps == Self.steps && reader.tornBytes == 0)
+        let records = try reader.stepRecords()
+        #expect(records.map(\.step) == Array(0..<Self.steps))
+        #expect(records.allSatisfy { $0.siteDigests.count == 2 && $0.siteDigests[0].count == reader.manifest.sites.count })
+        #expect(try reader.epochSummaries().map(\.epoch) == [0, 1])
+        #expect(reader.snapshotSteps == Array(0...Self.steps))
+        #expect(try reader.verify() == reader.frames.count)
+
+        let run = try tinyRun()
+        var state = run.initialState()
+        var direct = [state]
+        for _ in 0..<Self.steps {
+            state = run.step(state).0
+            direct.append(state)
+        }
+        for s in [0, 3, 4, 7, 11] { #expect(try reader.snapshot(at: s) == direct[s]) }
+        for (s, r) in records.enumerated() { #expect(r.stateDigest == direct[s + 1].digest.description) }
+        // Sparse snapshots: restoring re-executes from the nearest one, checked step by step.
+        let sparse = try Self.record("sparse", policy: .init(snapshotEvery: 4, keyframeEvery: 2))
+        #expect(sparse.snapshotSteps == [0, 4, 8, 11])
+        let restorer = try TraceRestorer(reader: sparse, run: run)
+        #expect(try restorer.state(at: 6) == direct[6])
+        #expect(throws: TraceError.self) { try sparse.snapshot(at: 6) }
+    }
+
+    @Test func sameInputsGiveByteIdenticalTraces() throws {
+        let a = try Self.record("same-a"), b = try Self.record("same-b")
+        #expect(fileBytes(a.framesPath) == fileBytes(b.framesPath))
+        #expect(fileBytes(TraceWriter.manifestPath(a.directory)) == fileBytes(TraceWriter.manifestPath(b.directory)))
+    }
+
+    /// A crash can leave the frame file cut anywhere: the reader keeps every complete step and
+    /// resuming reproduces the uninterrupted trace byte for byte.
+    @Test func truncatedTracesResumeToTheSameBytes() throws {
+        let full = try Self.record("resume-full")
+        let golden = fileBytes(full.framesPath)
+        for cut in [golden.count / 7, golden.count / 2 + 13, golden.count - 5] {
+            let dir = scratch("resume-\(cut)")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var manifest = full.manifest
+            manifest.complete = false
+            manifest.completedSteps = 0
+            try Data(try JSONCoding.encode(manifest)).write(to: URL(fileURLWithPath: TraceWriter.manifestPath(dir)))
+            try Data(golden[..<cut]).write(to: URL(fileURLWithPath: TraceWriter.framesPath(dir)))
+            let partial = try TraceReader(directory: dir)
+            #expect(partial.completedSteps < Self.steps)
+            _ = try partial.verify()
+            let resumed = try TraceRecorder.resume(directory: dir)
+            #expect(resumed.manifest.complete && resumed.completedSteps == Self.steps)
+            #expect(fileBytes(resumed.framesPath) == golden, "cut at \(cut)")
+        }
+    }
+
+    @Test func damagedFramesAreReportedWithFrameAndStep() throws {
+        let reader = try Self.record("damaged")
+        var bytes = fileBytes(reader.framesPath)
+        let victim = reader.frames.first { $0.header.kind == .snapshot && $0.header.step == 5 }!
+        bytes[victim.payloadOffset + victim.header.length / 2] ^= 0x40
+        try Data(bytes).write(to: URL(fileURLWithPath: reader.framesPath))
+        let damaged = try TraceReader(directory: reader.directory)
+        do {
+            _ = try damaged.verify()
+            Issue.record("a flipped byte went unnoticed")
+        } catch {
+            #expect(error.description.contains("frame \(victim.index)") && error.description.contains("step 5"))
+        }
+        // A damaged header in the middle is an error too, not a silently shorter trace.
+        var header = fileBytes(reader.framesPath)
+        header[reader.frames[3].offset + 9] ^= 1
+        try Data(header).write(to: URL(fileURLWithPath: reader.framesPath))
+        #expect(throws: TraceError.self) { try TraceReader(directory: reader.directory) }
+        #expect(throws: TraceError.self) { try TraceReader(directory: "/nonexistent/trace") }
+    }
+
+    @Test func refusesToOverwriteOrResumeWhatItShouldNot() throws {
+        let reader = try Self.record("refuse")
+        #expect(throws: TraceError.self) {
+            try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: 2, policy: Self.policy, to: reader.directory)
+        }
+        #expect(throws: TraceError.self) { try TraceRecorder.resume(directory: reader.directory) }
+    }
+}
