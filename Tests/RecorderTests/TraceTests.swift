@@ -108,3 +108,18 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(throws: TraceError.self) { try TraceRecorder.resume(directory: reader.directory) }
     }
 }
+
+@Suite struct ExportTests {
+    @Test func exportedStateReadsBackAsTheRecordedTensors() throws {
+        let reader = try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: 3,
+                                              policy: .init(), to: scratch("export"))
+        let state = try reader.snapshot(at: 2)
+        let path = scratch("export-file") + ".safetensors"
+        try StateExport.write(state, manifest: reader.manifest, to: path)
+        let (tensors, metadata) = try Safetensors.read(path: path)
+        #expect(metadata["step"] == "2" && metadata["stateDigest"] == state.digest.description)
+        #expect(tensors["param/conv1/kernel"] == .float(shape: [3, 3, 1, 4], values: state.parameters[0]))
+        #expect(tensors["slot/v/dense/bias"] != nil && tensors["moving/conv1_bn/variance"] != nil)
+        #expect(tensors.count == reader.manifest.parameterNames.count * 3 + 2 * 20)
+    }
+}
