@@ -6,6 +6,9 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
 
     public init() {}
 
+    /// A digest with a known value (e.g. read back from a snapshot header).
+    public init(value: UInt64) { self.value = value }
+
     public mutating func add(_ values: [Float]) {
         var h = value ^ UInt64(values.count) &* 0x9E37_79B9_7F4A_7C15
         values.withUnsafeBufferPointer { p in

@@ -14,6 +14,14 @@ public struct TrainingState: Sendable, Equatable {
     /// Updates applied so far (the global step of the next update).
     public var step: Int
 
+    /// A state from its parts (e.g. restored from a snapshot); sizes are not checked here.
+    public init(parameters: [[Float]], slots: [[[Float]]], moving: [[Float]], step: Int) {
+        self.parameters = parameters
+        self.slots = slots
+        self.moving = moving
+        self.step = step
+    }
+
     public init(model: ResNet18, optimizer: OptimizerConfig, seed: UInt64) {
         let (p, m) = model.initialParameters(seed: seed)
         parameters = p
