@@ -189,16 +189,7 @@ public struct SnapshotCodec: Sendable {
         let header = SnapshotHeader(kind: ref == nil ? .keyframe : .delta, shuffled: options.shuffle,
                                     level: Int8(clamping: options.level), elementCount: n,
                                     digest: Digest.of(values), referenceDigest: ref.map(Digest.of))
-        let transformed = [UInt8](unsafeUninitializedCapacity: 4 * n) { dst, initialized in
-            values.withUnsafeBytes { src in
-                if let ref {
-                    ref.withUnsafeBytes { r in ByteTransform.forward(src, reference: r, shuffle: options.shuffle, into: dst) }
-                } else {
-                    ByteTransform.forward(src, reference: nil, shuffle: options.shuffle, into: dst)
-                }
-            }
-            initialized = 4 * n
-        }
+        let transformed = try Self.transform(values, reference: ref, shuffle: options.shuffle)
         do {
             return header.bytes + (try Zstd.compress(transformed, level: options.level))
         } catch {
@@ -226,20 +217,46 @@ public struct SnapshotCodec: Sendable {
             throw .corruptPayload(error.description)
         }
         guard payload.count == 4 * n else { throw .corruptPayload("\(payload.count) bytes decoded, the header declares \(4 * n)") }
-        let values = [Float](unsafeUninitializedCapacity: n) { dst, initialized in
-            payload.withUnsafeBytes { src in
-                let out = UnsafeMutableRawBufferPointer(dst)
-                if let ref {
-                    ref.withUnsafeBytes { r in ByteTransform.inverse(src, reference: r, shuffled: header.shuffled, into: out) }
+        let values = try Self.inverseTransform(payload, reference: ref, shuffled: header.shuffled)
+        let got = Digest.of(values)
+        guard got == header.digest else { throw .digestMismatch(expected: header.digest, got: got) }
+        return values
+    }
+}
+
+extension SnapshotCodec {
+    /// The codec's byte transform alone (no zstd, no header): XOR with `reference` if given,
+    /// then byte shuffle if `shuffle`. For benchmarks and tools.
+    public static func transform(_ values: [Float], reference: [Float]? = nil, shuffle: Bool = true) throws(SnapshotCodecError) -> [UInt8] {
+        if let reference, reference.count != values.count { throw .referenceSizeMismatch(elements: reference.count, expected: values.count) }
+        return [UInt8](unsafeUninitializedCapacity: 4 * values.count) { dst, initialized in
+            values.withUnsafeBytes { src in
+                if let reference {
+                    reference.withUnsafeBytes { r in ByteTransform.forward(src, reference: r, shuffle: shuffle, into: dst) }
                 } else {
-                    ByteTransform.inverse(src, reference: nil, shuffled: header.shuffled, into: out)
+                    ByteTransform.forward(src, reference: nil, shuffle: shuffle, into: dst)
+                }
+            }
+            initialized = 4 * values.count
+        }
+    }
+
+    /// The inverse of ``transform(_:reference:shuffle:)``.
+    public static func inverseTransform(_ bytes: [UInt8], reference: [Float]? = nil, shuffled: Bool = true) throws(SnapshotCodecError) -> [Float] {
+        guard bytes.count % 4 == 0 else { throw .inconsistentHeader("\(bytes.count) bytes is not a whole number of fp32 values") }
+        let n = bytes.count / 4
+        if let reference, reference.count != n { throw .referenceSizeMismatch(elements: reference.count, expected: n) }
+        return [Float](unsafeUninitializedCapacity: n) { dst, initialized in
+            bytes.withUnsafeBytes { src in
+                let out = UnsafeMutableRawBufferPointer(dst)
+                if let reference {
+                    reference.withUnsafeBytes { r in ByteTransform.inverse(src, reference: r, shuffled: shuffled, into: out) }
+                } else {
+                    ByteTransform.inverse(src, reference: nil, shuffled: shuffled, into: out)
                 }
             }
             initialized = n
         }
-        let got = Digest.of(values)
-        guard got == header.digest else { throw .digestMismatch(expected: header.digest, got: got) }
-        return values
     }
 }
 
