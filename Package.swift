@@ -36,6 +36,7 @@ let package = Package(
                           swiftSettings: kernelFlags),
         .executableTarget(name: "DataBench", dependencies: ["Sim"], path: "Benchmarks/DataBench"),
         .executableTarget(name: "TrainStepBench", dependencies: ["Sim"], path: "Benchmarks/TrainStepBench"),
+        .executableTarget(name: "SnapshotBench", dependencies: ["Sim", "Recorder"], path: "Benchmarks/SnapshotBench"),
         .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder", "Sim"]),
         .testTarget(name: "CLITests", dependencies: ["tpufi"]),

@@ -11,6 +11,7 @@ public struct TraceReader: Sendable {
     /// Bytes of `frames.tpf` after the last whole frame (0 for a cleanly written trace).
     public let tornBytes: Int
     let bytes: [UInt8]
+    let snapshots: SnapshotStore
 
     public var framesPath: String { TraceWriter.framesPath(directory) }
 
@@ -28,6 +29,7 @@ public struct TraceReader: Sendable {
         guard manifest.formatVersion == TraceManifest.currentFormatVersion else {
             throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads version \(TraceManifest.currentFormatVersion)")
         }
+        snapshots = try SnapshotStore(manifest: manifest)
         let path = TraceWriter.framesPath(directory)
         guard let frameData = FileManager.default.contents(atPath: path) else { throw .io(file: path, reason: "missing") }
         bytes = [UInt8](frameData)
@@ -83,9 +85,9 @@ public struct TraceReader: Sendable {
             guard let k = snaps[..<index].last(where: { (try? FrameLog.payload($0, in: bytes, file: framesPath)).map(SnapshotStore.isKeyframe) ?? false }) else {
                 throw .corruptFrame(file: framesPath, index: snaps[index].index, offset: snaps[index].offset, step: step, reason: "delta snapshot without a keyframe before it")
             }
-            keyframe = try SnapshotStore.decode(try FrameLog.payload(k, in: bytes, file: framesPath), against: nil, frame: k, file: framesPath)
+            keyframe = try snapshots.decode(try FrameLog.payload(k, in: bytes, file: framesPath), against: nil, frame: k, file: framesPath)
         }
-        return try SnapshotStore.decode(payload, against: keyframe, frame: snaps[index], file: framesPath)
+        return try snapshots.decode(payload, against: keyframe, frame: snaps[index], file: framesPath)
     }
 
     /// Reads and checks every frame: payload checksums, snapshots decoded (and their digests

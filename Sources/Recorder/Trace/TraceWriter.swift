@@ -12,7 +12,7 @@ public final class TraceWriter {
     public let directory: String
     public private(set) var manifest: TraceManifest
     private let frames: FrameAppender
-    private var snapshots: SnapshotStore
+    private let snapshots: SnapshotStore
     /// The latest keyframe written, for deltas.
     private var keyframe: TrainingState?
     private var snapshotsWritten: Int
@@ -38,7 +38,7 @@ public final class TraceWriter {
         self.manifest = manifest
         try writeAtomically(try Self.encode(manifest, path: Self.manifestPath(directory)), to: Self.manifestPath(directory))
         frames = try FrameAppender(path: Self.framesPath(directory))
-        snapshots = SnapshotStore(keyframeEvery: manifest.keyframeEvery)
+        snapshots = try SnapshotStore(manifest: manifest)
         snapshotsWritten = 0
     }
 
@@ -64,7 +64,7 @@ public final class TraceWriter {
         manifest = reader.manifest
         manifest.complete = false
         frames = try FrameAppender(path: Self.framesPath(directory), truncateTo: length)
-        snapshots = SnapshotStore(keyframeEvery: manifest.keyframeEvery)
+        snapshots = try SnapshotStore(manifest: manifest)
         let kept = reader.snapshotSteps.filter { $0 <= reader.completedSteps }
         snapshotsWritten = kept.count
         if let k = kept.last(where: { reader.isKeyframe(step: $0) }) { keyframe = try reader.snapshot(at: k) }

@@ -9,6 +9,9 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
 
     public init() {}
 
+    /// A digest with a known value (e.g. read back from a snapshot header).
+    public init(value: UInt64) { self.value = value }
+
     public mutating func add(_ values: [Float]) {
         values.withUnsafeBufferPointer { add($0) }
     }

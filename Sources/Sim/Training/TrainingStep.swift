@@ -14,6 +14,7 @@ public struct TrainingState: Sendable, Equatable {
     /// Updates applied so far (the global step of the next update).
     public var step: Int
 
+    /// A state from its parts (e.g. restored from a snapshot); sizes are not checked here.
     public init(parameters: [[Float]], slots: [[[Float]]], moving: [[Float]], step: Int) {
         self.parameters = parameters
         self.slots = slots
