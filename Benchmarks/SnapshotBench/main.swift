@@ -39,7 +39,7 @@ func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 // Training.
 let data = try DatasetSource.parse(datasetSpec).load()
-let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale, threads: threads), data: data)
+let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale), data: data, threads: threads)
 var state = run.initialState()
 let layout = try StateLayout(state, model: run.model, optimizer: run.config.optimizer)
 var snapshots: [[Float]] = []

@@ -18,7 +18,7 @@ while let a = args.next() {
 guard let scale = ResNetScale.named(scaleName) else { FileHandle.standardError.write(Data("unknown scale\n".utf8)); exit(2) }
 let source = DatasetSource.synthetic(seed: 1, trainCount: 8 * scale.batchPerReplica * (steps + 1), testCount: 16,
                                      height: scale.inputH, width: scale.inputW, channels: scale.inputChannels, classes: scale.classes)
-let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale, threads: threads), data: try source.load())
+let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale), data: try source.load(), threads: threads)
 var state = run.initialState()
 state = run.step(state).0                    // warm-up
 var times: [Double] = []

@@ -22,9 +22,12 @@ struct Export: ParsableCommand {
     @Option(help: "Output file (.safetensors).")
     var out: String
 
+    @Option(help: "Host threads for re-executing steps after the nearest snapshot.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
     func run() throws {
         let reader = try TraceReader(directory: trace)
-        let state = try TraceRestorer(reader: reader).state(at: step)
+        let state = try TraceRestorer(reader: reader, threads: threads).state(at: step)
         try StateExport.write(state, manifest: reader.manifest, to: out)
         print("wrote \(out): state after step \(step), digest \(state.digest)")
     }

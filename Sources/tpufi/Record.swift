@@ -53,7 +53,7 @@ struct Record: ParsableCommand {
             let existing = try TraceReader(directory: directory)
             emit("resuming \(directory) after step \(existing.completedSteps) of \(existing.manifest.plannedSteps)")
             progress = ProgressLine(total: existing.manifest.plannedSteps)
-            reader = try TraceRecorder.resume(directory: directory, report: report)
+            reader = try TraceRecorder.resume(directory: directory, threads: training.threads, report: report)
         } else {
             let run = try training.makeRun()
             let steps = try training.totalSteps(run)

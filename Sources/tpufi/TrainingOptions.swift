@@ -53,8 +53,8 @@ struct TrainingOptions: ParsableArguments {
         guard let c = ChipConfig.preset(named: chip) else { throw ValidationError("unknown chip '\(chip)'") }
         let config = TrainingConfig(workload: w, scale: s, optimizer: kind, replicas: replicas, seed: seed, chip: c,
                                     precision: fp32 ? .float32 : .bfloat16,
-                                    augmentation: augment ? Augmentation(flip: true, pad: 2) : .none, threads: threads)
-        return try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load())
+                                    augmentation: augment ? Augmentation(flip: true, pad: 2) : .none)
+        return try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
     }
 
     /// Steps to train: `--steps`, else `--epochs` whole epochs.

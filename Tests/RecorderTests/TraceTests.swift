@@ -3,9 +3,9 @@ import Testing
 @testable import Recorder
 import Sim
 
-func tinyRun() throws -> TrainingRun {
+func tinyRun(threads: Int = 1) throws -> TrainingRun {
     let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
-    return try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: 2), data: data)
+    return try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: 2), data: data, threads: threads)
 }
 
 func scratch(_ name: String) -> String {
@@ -20,8 +20,8 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
     static let steps = 11
     static let policy = TraceRecorder.Policy(snapshotEvery: 1, keyframeEvery: 4)
 
-    static func record(_ name: String, policy: TraceRecorder.Policy = policy) throws -> TraceReader {
-        try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: steps, policy: policy, to: scratch(name))
+    static func record(_ name: String, policy: TraceRecorder.Policy = policy, threads: Int = 1) throws -> TraceReader {
+        try TraceRecorder.record(run: try tinyRun(threads: threads), dataset: "synthetic:train=64,test=16", steps: steps, policy: policy, to: scratch(name))
     }
 
     @Test func recordsEveryStepAndRestoresAnyStepExactly() throws {
@@ -51,8 +51,8 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(throws: TraceError.self) { try sparse.snapshot(at: 6) }
     }
 
-    @Test func sameInputsGiveByteIdenticalTraces() throws {
-        let a = try Self.record("same-a"), b = try Self.record("same-b")
+    @Test func sameInputsGiveByteIdenticalTracesForAnyThreadCount() throws {
+        let a = try Self.record("same-a"), b = try Self.record("same-b", threads: 2)
         #expect(fileBytes(a.framesPath) == fileBytes(b.framesPath))
         #expect(fileBytes(TraceWriter.manifestPath(a.directory)) == fileBytes(TraceWriter.manifestPath(b.directory)))
     }

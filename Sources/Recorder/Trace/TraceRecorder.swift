@@ -54,13 +54,13 @@ public enum TraceRecorder {
     }
 
     /// Continues the interrupted trace in `directory` to its planned step count.
-    public static func resume(directory: String, report: (TrainingEvent) -> Void = { _ in }) throws -> TraceReader {
+    public static func resume(directory: String, threads: Int = 1, report: (TrainingEvent) -> Void = { _ in }) throws -> TraceReader {
         let reader = try TraceReader(directory: directory)
         guard !reader.manifest.complete else {
             throw TraceError.mismatch("\(directory): the trace is complete (\(reader.manifest.completedSteps) steps); nothing to resume")
         }
-        let (writer, state) = try TraceWriter.resume(reader)
-        let restorer = try TraceRestorer(reader: reader)
+        let restorer = try TraceRestorer(reader: reader, threads: threads)
+        let (writer, state) = try TraceWriter.resume(reader, restorer: restorer)
         try loop(run: restorer.run, writer: writer, from: state, to: reader.manifest.plannedSteps, report: report)
         return try TraceReader(directory: directory)
     }
@@ -110,14 +110,14 @@ public struct TraceRestorer: Sendable {
     public let run: TrainingRun
 
     /// Rebuilds the run from the manifest: loads its data set and checks it is the same data.
-    public init(reader: TraceReader) throws {
+    public init(reader: TraceReader, threads: Int = 1) throws {
         let m = reader.manifest
         let data = try DatasetSource.parse(m.dataset).load()
         let digest = TraceRecorder.dataDigest(data).description
         guard digest == m.dataDigest else {
             throw TraceError.mismatch("\(reader.directory): data set '\(m.dataset)' loads as digest \(digest), the trace was recorded on \(m.dataDigest)")
         }
-        try self.init(reader: reader, run: TrainingRun(config: m.config, data: data))
+        try self.init(reader: reader, run: TrainingRun(config: m.config, data: data, threads: threads))
     }
 
     public init(reader: TraceReader, run: TrainingRun) throws {

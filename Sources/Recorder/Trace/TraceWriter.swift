@@ -44,7 +44,7 @@ public final class TraceWriter {
 
     /// Continues the trace `reader` read: drops its torn tail and anything after the last
     /// complete step, and returns the writer with the state to continue from.
-    public static func resume(_ reader: TraceReader) throws -> (TraceWriter, TrainingState) {
+    public static func resume(_ reader: TraceReader, restorer: TraceRestorer) throws -> (TraceWriter, TrainingState) {
         let lastStep = reader.completedSteps
         // Keep frames up to and including the last complete step's record.
         let keep = reader.frames.last { $0.header.kind == .step && $0.header.step == lastStep - 1 }?.end
@@ -54,7 +54,6 @@ public final class TraceWriter {
         }
         var state = try reader.snapshot(at: restoreFrom)
         // Steps after the last snapshot are re-executed, checked against their records.
-        let restorer = try TraceRestorer(reader: reader)
         state = try restorer.replay(from: state, to: lastStep)
         return (try TraceWriter(continuing: reader, truncateTo: keep), state)
     }

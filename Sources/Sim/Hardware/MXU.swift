@@ -28,7 +28,6 @@ public struct MatrixView: @unchecked Sendable {
         self.isRounded = isRounded
     }
 
-    @inline(__always) func at(_ i: Int, _ j: Int) -> Float { base[i * rowStride + j * columnStride] }
 }
 
 /// The fast functional model of the MXUs: `C = A x B` with TPU numerics, in exactly the

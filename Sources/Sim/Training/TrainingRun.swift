@@ -1,5 +1,5 @@
 /// Everything that defines a training run: with the data, it determines every bit of every
-/// step.
+/// step. (How many host threads compute it is not part of it: results do not depend on it.)
 public struct TrainingConfig: Sendable, Equatable, Codable {
     public var workload: Workload
     public var scale: ResNetScale
@@ -13,13 +13,11 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     public var chip: ChipConfig
     public var precision: OperandPrecision
     public var augmentation: Augmentation
-    /// Host threads for the functional MXU (results do not depend on it).
-    public var threads: Int
 
     /// The reference's setup for `workload`: its optimizer and learning-rate schedule,
     /// 8 replicas, a TPU v2 core's MXU with bf16 operands.
     public init(workload: Workload, scale: ResNetScale, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
-                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none, threads: Int = 1) {
+                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none) {
         let kind = optimizer ?? workload.defaultOptimizer
         self.workload = workload
         self.scale = scale
@@ -30,7 +28,6 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         self.chip = chip
         self.precision = precision
         self.augmentation = augmentation
-        self.threads = threads
     }
 
     public var globalBatch: Int { replicas * scale.batchPerReplica }
@@ -56,7 +53,9 @@ public struct TrainingRun: Sendable {
     public let data: DataSplit
     public let sampler: BatchSampler
 
-    public init(config: TrainingConfig, data: DataSplit) throws {
+    /// `threads`: host threads for the replicas and the functional MXU (results are identical
+    /// for any count).
+    public init(config: TrainingConfig, data: DataSplit, threads: Int = 1) throws {
         let s = config.scale, d = data.train
         guard d.height == s.inputH, d.width == s.inputW, d.channels == s.inputChannels else {
             throw TrainingError.mismatch("data set \(d.name) has \(d.height)x\(d.width)x\(d.channels) images; the \(s.name) scale expects \(s.inputH)x\(s.inputW)x\(s.inputChannels)")
@@ -64,13 +63,13 @@ public struct TrainingRun: Sendable {
         guard d.classes == s.classes else {
             throw TrainingError.mismatch("data set \(d.name) has \(d.classes) classes; the model has \(s.classes)")
         }
-        guard config.replicas > 0, config.threads > 0 else {
-            throw TrainingError.mismatch("replicas and threads must be positive (got \(config.replicas) and \(config.threads))")
+        guard config.replicas > 0, threads > 0 else {
+            throw TrainingError.mismatch("replicas and threads must be positive (got \(config.replicas) and \(threads))")
         }
         self.config = config
         model = ResNet18(scale: s, batchNorm: config.workload.hasBatchNorm)
         trainer = Trainer(model: model, optimizer: config.optimizer, schedule: config.schedule,
-                          mxu: MXU(config: config.chip, precision: config.precision, threads: config.threads))
+                          mxu: MXU(config: config.chip, precision: config.precision, threads: threads))
         self.data = data
         sampler = try BatchSampler(dataset: d, globalBatch: config.globalBatch, replicas: config.replicas,
                                    seed: config.seed, augmentation: config.augmentation)
