@@ -40,6 +40,6 @@ let package = Package(
         .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder", "Sim"]),
         .testTarget(name: "CLITests", dependencies: ["tpufi"]),
-        .testTarget(name: "ReplayerTests", dependencies: ["Replayer"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "Sim"], exclude: ["Fixtures"]),
     ]
 )

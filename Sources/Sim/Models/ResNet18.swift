@@ -100,6 +100,26 @@ public struct ResNet18: Sendable {
         return out
     }
 
+    /// The shape of operand `role` of MXU operation `site` (nil for a site the model does not
+    /// have). Forward: x, W, y. `_grad_in`: dL/dy, W, dL/dx. `_grad_wt`: x, dL/dy, dL/dW.
+    public func operandShape(_ site: SiteID, _ role: OperandRole) -> [Int]? {
+        let batch = scale.batchPerReplica
+        let (input, weight, output): ([Int], [Int], [Int])
+        if site.layer == "dense" {
+            (input, weight, output) = ([batch, features], [features, scale.classes], [batch, scale.classes])
+        } else if let c = convs.first(where: { $0.name == site.layer }) {
+            (input, weight, output) = (c.shape.inputShape, c.shape.weightShape, c.shape.outputShape)
+        } else {
+            return nil
+        }
+        guard sites.contains(site) else { return nil }
+        switch (site.kind, role) {
+        case (.forward, .input), (.gradWt, .input), (.gradIn, .output): return input
+        case (.forward, .weight), (.gradIn, .weight), (.gradWt, .output): return weight
+        case (.forward, .output), (.gradIn, .input), (.gradWt, .weight): return output
+        }
+    }
+
     /// Fresh parameters: Glorot-uniform kernels (Keras's default) drawn from
     /// `CounterRNG(seed, .initialization, tensor index)`, zero biases, batch-norm gamma 1 and
     /// beta 0; moving means 0 and variances 1.

@@ -1,0 +1,98 @@
+import Foundation
+import Sim
+
+/// Where and how a software fault strikes: one operand of one MXU operation, on one replica,
+/// in one training step.
+public struct InjectionTarget: Sendable, Equatable, Codable {
+    public var site: SiteID
+    public var role: OperandRole
+    public var replica: Int
+    /// Global step (0-based) whose update the fault corrupts.
+    public var globalStep: Int
+
+    public init(site: SiteID, role: OperandRole, replica: Int, globalStep: Int) {
+        self.site = site
+        self.role = role
+        self.replica = replica
+        self.globalStep = globalStep
+    }
+}
+
+/// Errors setting up an injection; each says what does not fit.
+public enum InjectionError: Error, CustomStringConvertible, Equatable {
+    case unknownSite(String)
+    case positionOutOfRange(position: [Int], shape: [Int], operand: String)
+    case replicaOutOfRange(Int, replicas: Int)
+    case countMismatch(positions: Int, values: Int)
+
+    public var description: String {
+        switch self {
+        case .unknownSite(let m): return m
+        case .positionOutOfRange(let p, let s, let op):
+            return "position \(p.map(String.init).joined(separator: "/")) is outside \(op), shape \(s.map(String.init).joined(separator: "x"))"
+        case .replicaOutOfRange(let r, let n): return "replica \(r) does not exist (the run has \(n): 0...\(n - 1))"
+        case .countMismatch(let p, let v): return "\(p) positions but \(v) values"
+        }
+    }
+}
+
+/// The hook that injects a fault: at its target it either applies a given corruption (a
+/// replay spec's verbatim positions and values) or draws one from a fault model and a seed
+/// when it first sees the golden operand. What it applied is kept, so a seeded injection can
+/// be written back as a reproducible spec.
+public final class InjectionHook: OperandHook, @unchecked Sendable {
+    public let target: InjectionTarget
+    private let model: FaultModel?
+    private var rng: CounterRNG
+    private let lock = NSLock()
+    private var corruption: Corruption?
+
+    /// Applies exactly `corruption`.
+    public init(target: InjectionTarget, corruption: Corruption) {
+        self.target = target
+        self.model = nil
+        self.rng = CounterRNG(seed: 0, purpose: .faultSampling)
+        self.corruption = corruption
+    }
+
+    /// Draws the corruption of `model` from the golden operand, keyed by `seed` and the target.
+    public init(target: InjectionTarget, model: FaultModel, seed: UInt64) {
+        self.target = target
+        self.model = model
+        self.rng = CounterRNG(seed: seed, purpose: .faultSampling, target.globalStep, target.replica)
+        self.corruption = nil
+    }
+
+    /// What was (or will be) applied; nil for a seeded hook that has not run yet.
+    public var applied: Corruption? {
+        lock.lock()
+        defer { lock.unlock() }
+        return corruption
+    }
+
+    public func wants(_ site: SiteID, replica: Int) -> Bool {
+        site == target.site && replica == target.replica
+    }
+
+    public func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {
+        guard role == target.role, site == target.site, replica == target.replica else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        if corruption == nil, let model { corruption = FaultResolution.resolve(model, golden: values, rng: &rng) }
+        corruption?.apply(to: &values)
+    }
+
+    /// Checks a verbatim corruption against the operand's shape before anything runs, and
+    /// turns multi-index positions into flat offsets.
+    public static func corruption(positions: [[Int]], values: [Float], shape: [Int], operand: String) throws(InjectionError) -> Corruption {
+        guard positions.count == values.count else { throw .countMismatch(positions: positions.count, values: values.count) }
+        var offsets: [Int] = []
+        for p in positions {
+            guard p.count == shape.count, zip(p, shape).allSatisfy({ $0 >= 0 && $0 < $1 }) else {
+                throw .positionOutOfRange(position: p, shape: shape, operand: operand)
+            }
+            offsets.append(zip(p, shape).reduce(0) { $0 * $1.1 + $1.0 })
+        }
+        return Corruption(offsets: offsets, values: values)
+    }
+}
