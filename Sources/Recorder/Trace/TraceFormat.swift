@@ -34,8 +34,38 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public var timing: SimulationReport
     public var complete: Bool
     public var completedSteps: Int
+    /// For a faulty run replayed from a golden trace: the fault, resolved (absent in golden
+    /// traces).
+    public var injection: Injection?
 
     public static let toolVersion = "0.1.0"
+
+    /// A fault as injected: the site, operand, replica and step, the fault model, and the
+    /// corrupted elements with their values, so that the run can be reproduced from this alone.
+    public struct Injection: Codable, Sendable, Equatable {
+        public var golden: String
+        public var site: String
+        public var role: String
+        public var replica: Int
+        public var globalStep: Int
+        public var faultModel: String
+        public var seed: UInt64?
+        public var positions: [[Int]]
+        public var values: [Float]
+
+        public init(golden: String, site: String, role: String, replica: Int, globalStep: Int, faultModel: String,
+                    seed: UInt64?, positions: [[Int]], values: [Float]) {
+            self.golden = golden
+            self.site = site
+            self.role = role
+            self.replica = replica
+            self.globalStep = globalStep
+            self.faultModel = faultModel
+            self.seed = seed
+            self.positions = positions
+            self.values = values
+        }
+    }
 }
 
 /// What one training step left behind (JSON in a ``FrameKind/step`` frame).

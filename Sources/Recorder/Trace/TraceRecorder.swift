@@ -65,8 +65,14 @@ public enum TraceRecorder {
         return try TraceReader(directory: directory)
     }
 
-    static func loop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
-                     report: (TrainingEvent) -> Void) throws {
+    /// The training loop with recording. `hook(step)` may inject into a step; `stop` sees
+    /// each step's record and the state after it, and ends the run early when it says so
+    /// (the last step is then evaluated and the trace finished as usual).
+    @discardableResult
+    public static func loop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
+                            hook: (Int) -> (any OperandHook)? = { _ in nil },
+                            stop: (StepRecord, TrainingState) -> Bool = { _, _ in false },
+                            report: (TrainingEvent) -> Void) throws -> TrainingState {
         var state = state
         var epochMetrics: [StepMetrics] = []
         let perEpoch = run.stepsPerEpoch
@@ -78,12 +84,17 @@ public enum TraceRecorder {
         }
         while state.step < end {
             let step = state.step
-            let g = run.trainer.gradients(state, batches: run.batches(step: step), recordDigests: true)
+            let g = run.trainer.gradients(state, batches: run.batches(step: step), hook: hook(step), recordDigests: true)
             state = run.trainer.apply(g, to: state)
             epochMetrics.append(g.metrics)
-            if state.step % writer.manifest.snapshotEvery == 0 || state.step == end { try writer.appendSnapshot(state) }
+            let record = StepRecord(step: step, epoch: step / perEpoch, stepInEpoch: step % perEpoch,
+                                    loss: g.metrics.loss, accuracy: g.metrics.accuracy, learningRate: g.metrics.learningRate,
+                                    stateDigest: state.digest.description,
+                                    siteDigests: g.siteDigests.map { $0.map(\.digest.description) })
+            let last = state.step == end || stop(record, state)
+            if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state) }
             report(.step(globalStep: step, metrics: g.metrics))
-            if state.step % perEpoch == 0 || state.step == end {
+            if state.step % perEpoch == 0 || last {
                 let test = run.evaluate(state)
                 let n = Float(epochMetrics.count)
                 let summary = EpochSummary(epoch: step / perEpoch, steps: epochMetrics.count,
@@ -94,12 +105,11 @@ public enum TraceRecorder {
                 report(.epoch(summary))
                 epochMetrics = []
             }
-            try writer.appendStep(StepRecord(step: step, epoch: step / perEpoch, stepInEpoch: step % perEpoch,
-                                             loss: g.metrics.loss, accuracy: g.metrics.accuracy, learningRate: g.metrics.learningRate,
-                                             stateDigest: state.digest.description,
-                                             siteDigests: g.siteDigests.map { $0.map(\.digest.description) }))
+            try writer.appendStep(record)
+            if last { break }
         }
         try writer.finish(steps: state.step)
+        return state
     }
 }
 
@@ -142,12 +152,12 @@ public struct TraceRestorer: Sendable {
     /// Re-executes from `state` up to `step` updates, checking each state digest.
     public func replay(from state: TrainingState, to step: Int) throws -> TrainingState {
         var state = state
-        let records = try reader.stepRecords()
+        let records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
         while state.step < step {
             let s = state.step
             state = run.step(state).0
-            guard s < records.count, records[s].stateDigest == state.digest.description else {
-                throw TraceError.mismatch("\(reader.directory): re-executing step \(s) gave state digest \(state.digest), the trace recorded \(s < records.count ? records[s].stateDigest : "nothing"): the trace was made by other code or another configuration")
+            guard let recorded = records[s]?.stateDigest, recorded == state.digest.description else {
+                throw TraceError.mismatch("\(reader.directory): re-executing step \(s) gave state digest \(state.digest), the trace recorded \(records[s]?.stateDigest ?? "nothing"): the trace was made by other code or another configuration")
             }
         }
         return state

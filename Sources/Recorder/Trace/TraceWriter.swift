@@ -89,6 +89,12 @@ public final class TraceWriter {
         try frames.append(kind: .epoch, step: summary.epoch, payload: try Self.encode(summary, path: frames.path))
     }
 
+    /// Records the resolved fault in the manifest (a replay learns it during the injected step).
+    public func setInjection(_ injection: TraceManifest.Injection) throws(TraceError) {
+        manifest.injection = injection
+        try writeAtomically(try Self.encode(manifest, path: Self.manifestPath(directory)), to: Self.manifestPath(directory))
+    }
+
     /// Marks the trace complete with `steps` recorded steps.
     public func finish(steps: Int) throws(TraceError) {
         try frames.sync()

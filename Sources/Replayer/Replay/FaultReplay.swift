@@ -1,0 +1,173 @@
+import Foundation
+import Recorder
+import Sim
+
+/// Errors of a replay; each names the spec or the trace and what does not fit.
+public enum ReplayError: Error, CustomStringConvertible, Equatable {
+    case specMismatch(String)
+
+    public var description: String {
+        switch self {
+        case .specMismatch(let m): return m
+        }
+    }
+}
+
+/// What a replay found.
+public struct ReplayResult: Sendable, Codable, Equatable {
+    public struct Injection: Sendable, Codable, Equatable {
+        public var epoch: Int
+        public var step: Int
+        public var globalStep: Int
+        public var site: String
+        public var role: String
+        public var faultModel: String
+        public var replica: Int
+        public var positions: [[Int]]
+        public var values: [Float]
+    }
+
+    public struct Divergence: Sendable, Codable, Equatable {
+        public var globalStep: Int
+        public var site: String
+        public var replica: Int
+    }
+
+    public struct Accuracy: Sendable, Codable, Equatable {
+        public var trainAccuracy: Float
+        public var testAccuracy: Float
+    }
+
+    public var outcome: String
+    public var evidence: [String]
+    public var injection: Injection
+    /// The first MXU operation (execution order) whose output differed from golden; nil when
+    /// nothing differed.
+    public var firstDivergence: Divergence?
+    /// `masked-exact` or `non-finite` when the run stopped before its last step.
+    public var stoppedEarly: String?
+    public var stepsRun: Int
+    public var golden: Accuracy
+    public var faulty: Accuracy
+    public var trace: String
+}
+
+/// Fork, inject, continue, classify.
+public enum FaultReplay {
+    /// Replays `spec` against the golden trace: restores the state before the target step
+    /// (checking every re-executed step against the golden digests), runs that step with the
+    /// fault, continues for `stepsAfterInjection` steps (default: to the end of the golden
+    /// run) while writing the faulty run as a trace to `out`, stops early when the state is
+    /// bit-identical to golden again (`masked-exact`) or the loss is non-finite, and
+    /// classifies the outcome.
+    public static func run(golden reader: TraceReader, spec: ReplaySpec, specName: String, stepsAfterInjection: Int?, out: String,
+                           threads: Int = 1, thresholds: ClassifierThresholds = .init(),
+                           report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
+        let m = reader.manifest
+        guard spec.model == m.config.workload.rawValue else {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.model)', the golden trace \(reader.directory) is '\(m.config.workload.rawValue)'")
+        }
+        let restorer = try TraceRestorer(reader: reader, threads: threads)
+        let model = restorer.run.model
+        let site = parseSite(spec.targetLayer)
+        let role = spec.faultModel.tensor
+        guard let shape = model.operandShape(site, role) else {
+            let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
+            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.targetLayer)' for \(m.config.workload.rawValue) \(m.config.scale.name) (sites: \(known), ... \(model.sites.count) in all)")
+        }
+        guard spec.targetWorker < m.config.replicas else {
+            throw ReplayError.specMismatch("\(specName): target_worker \(spec.targetWorker) does not exist; the run has \(m.config.replicas) replicas (0...\(m.config.replicas - 1))")
+        }
+        guard spec.targetStep < m.stepsPerEpoch else {
+            throw ReplayError.specMismatch("\(specName): target_step \(spec.targetStep) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
+        }
+        let globalStep = spec.targetEpoch * m.stepsPerEpoch + spec.targetStep
+        guard globalStep < reader.completedSteps else {
+            throw ReplayError.specMismatch("\(specName): epoch \(spec.targetEpoch) step \(spec.targetStep) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
+        }
+        let corruption: Corruption
+        do {
+            corruption = try InjectionHook.corruption(positions: spec.positions, values: spec.values, shape: shape, operand: "the \(role.rawValue) of \(site.name)")
+        } catch {
+            throw ReplayError.specMismatch("\(specName): \(error)")
+        }
+        let target = InjectionTarget(site: site, role: role, replica: spec.targetWorker, globalStep: globalStep)
+        let hook = InjectionHook(target: target, corruption: corruption)
+
+        let start = try restorer.state(at: globalStep)
+        let end = stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
+        var manifest = m
+        manifest.plannedSteps = end
+        manifest.complete = false
+        manifest.completedSteps = 0
+        manifest.injection = .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica,
+                                   globalStep: globalStep, faultModel: spec.faultModel.rawValue, seed: UInt64(bitPattern: Int64(spec.seed)),
+                                   positions: corruption.positions(in: shape), values: corruption.values)
+        let writer = try TraceWriter(creating: out, manifest: manifest)
+        try writer.appendSnapshot(start)
+
+        let goldenRecords = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+        var divergence: ReplayResult.Divergence?
+        var stopped: String?
+        let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
+                                           hook: { $0 == globalStep ? hook : nil },
+                                           stop: { record, _ in
+            if divergence == nil, let g = goldenRecords[record.step] {
+                divergence = firstDivergence(record, g, sites: model.sites)
+            }
+            if !record.loss.isFinite { stopped = "non-finite"; return true }
+            if goldenRecords[record.step]?.stateDigest == record.stateDigest { stopped = "masked-exact"; return true }
+            return false
+        }, report: report)
+
+        let faultyTrace = try TraceReader(directory: out)
+        let faultyRecords = try faultyTrace.stepRecords()
+        let faultyTest = try faultyTrace.epochSummaries().last?.testAccuracy ?? .nan
+        // Golden test accuracy at the same step: its own record if the step ended an epoch,
+        // else the restored golden state evaluated.
+        let goldenTest: Float
+        if stopped == "masked-exact" {
+            goldenTest = faultyTest
+        } else if final.step % m.stepsPerEpoch == 0, let e = try reader.epochSummaries().first(where: { ($0.epoch + 1) * m.stepsPerEpoch == final.step }) {
+            goldenTest = e.testAccuracy
+        } else {
+            goldenTest = restorer.run.evaluate(try restorer.state(at: final.step)).accuracy
+        }
+        let goldenPoints = goldenRecords.values.filter { $0.step >= globalStep && $0.step < final.step }.sorted { $0.step < $1.step }
+            .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
+        let faultyPoints = faultyRecords.map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
+        let (outcome, evidence) = Classifier.classify(golden: goldenPoints, faulty: faultyPoints, goldenTest: goldenTest, faultyTest: faultyTest,
+                                                      classes: m.config.scale.classes, exact: stopped == "masked-exact", thresholds: thresholds)
+        let window = max(1, thresholds.finalWindow)
+        func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
+        return ReplayResult(
+            outcome: outcome.rawValue, evidence: evidence,
+            injection: .init(epoch: spec.targetEpoch, step: spec.targetStep, globalStep: globalStep, site: site.name, role: role.rawValue,
+                             faultModel: spec.faultModel.rawValue, replica: target.replica, positions: corruption.positions(in: shape),
+                             values: corruption.values),
+            firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
+            golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
+            faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),
+            trace: out)
+    }
+
+    /// `basicblock_1_basic_0_conv1_grad_in` -> (`basicblock_1_basic_0_conv1`, grad_in).
+    public static func parseSite(_ name: String) -> SiteID {
+        for kind in [OperationKind.gradIn, .gradWt] where name.hasSuffix(kind.rawValue) {
+            return SiteID(layer: String(name.dropLast(kind.rawValue.count)), kind: kind)
+        }
+        return SiteID(layer: name, kind: .forward)
+    }
+
+    /// The first site, in execution order, whose output digest differs on some replica.
+    static func firstDivergence(_ faulty: StepRecord, _ golden: StepRecord, sites: [SiteID]) -> ReplayResult.Divergence? {
+        for (i, site) in sites.enumerated() {
+            for r in faulty.siteDigests.indices where r < golden.siteDigests.count && i < faulty.siteDigests[r].count {
+                if faulty.siteDigests[r][i] != golden.siteDigests[r][i] {
+                    return .init(globalStep: faulty.step, site: site.name, replica: r)
+                }
+            }
+        }
+        return nil
+    }
+}

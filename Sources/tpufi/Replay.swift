@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Recorder
+import Replayer
+import Sim
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fork a golden trace, inject a fault, continue training and classify the outcome.",
+        discussion: """
+        Reads an injection spec in the reference artifact's replay CSV format (model, stage, \
+        fmodel, target_worker, target_layer, target_epoch, target_step, inj_pos, inj_values, \
+        learning_rate, seed), restores the golden state before the target step (re-executing \
+        from the nearest snapshot and checking every step against the golden digests), runs \
+        that step with the listed elements replaced, continues, and writes the faulty run as a \
+        trace. It stops early when the state is bit-identical to golden again (masked-exact) \
+        or the loss is non-finite, and prints the outcome with its evidence and the first \
+        MXU operation whose output differed.
+
+        Example:
+          tpufi replay --golden golden/resnet18-small --spec traces/resnet18-small/masked.csv --steps-after-injection 50
+        """)
+
+    @Option(help: "Golden trace directory.")
+    var golden: String
+
+    @Option(help: "Injection spec (reference replay CSV).")
+    var spec: String
+
+    @Option(help: "Steps to train after the injected one (default: to the end of the golden run).")
+    var stepsAfterInjection: Int?
+
+    @Option(help: "Directory for the faulty run's trace (default: traces/replay-<golden>-<spec>).")
+    var out: String?
+
+    @Option(help: "Host threads (results are identical for any count).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Accuracy band (fraction) within which faulty matches golden.")
+    var accuracyBand: Float = 0.02
+
+    @Option(help: "Band (fraction) around chance, 1/classes, that counts as a collapse.")
+    var chanceBand: Float = 0.05
+
+    @Option(help: "Final steps averaged for the final train accuracy.")
+    var finalWindow: Int = 10
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        let reader = try TraceReader(directory: golden)
+        let parsed = try ReplaySpecCSV.load(path: spec)
+        let name = { (p: String) in URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent }
+        let directory = out ?? "traces/replay-\(name(golden))-\(name(spec))"
+        let progress = ProgressLine(total: max(1, reader.completedSteps))
+        let result = try FaultReplay.run(golden: reader, spec: parsed, specName: spec, stepsAfterInjection: stepsAfterInjection, out: directory,
+                                         threads: threads,
+                                         thresholds: ClassifierThresholds(accuracyBand: accuracyBand, chanceBand: chanceBand, finalWindow: finalWindow)) { event in
+            if case .step(let step, let m) = event {
+                progress.update(done: step + 1, detail: String(format: "loss %.4f acc %.3f", m.loss, m.accuracy))
+            }
+        }
+        progress.clear()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            return
+        }
+        let i = result.injection
+        print("\(result.outcome)")
+        print("injected \(i.faultModel) into the \(i.role) of \(i.site), replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep)): \(i.values.count) element(s)")
+        if let d = result.firstDivergence {
+            print("first divergence: \(d.site) on replica \(d.replica) at global step \(d.globalStep)")
+        } else {
+            print("first divergence: none (no MXU output differed)")
+        }
+        for e in result.evidence { print("  \(e)") }
+        print("ran \(result.stepsRun) step(s)\(result.stoppedEarly.map { ", stopped early: \($0)" } ?? "")")
+        print(String(format: "final train accuracy %.4f (golden %.4f), test accuracy %.4f (golden %.4f)",
+                     result.faulty.trainAccuracy, result.golden.trainAccuracy, result.faulty.testAccuracy, result.golden.testAccuracy))
+        print("faulty trace: \(result.trace)")
+    }
+}

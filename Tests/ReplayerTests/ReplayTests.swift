@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import Replayer
+import Recorder
+import Sim
+
+@Suite(.serialized) struct ReplayTests {
+    static func scratch(_ name: String) -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-replay-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
+        try? FileManager.default.removeItem(atPath: d)
+        return d
+    }
+
+    static let golden: TraceReader = {
+        let data = try! DatasetSource.parse("synthetic:train=64,test=16").load()
+        let run = try! TrainingRun(config: TrainingConfig(workload: .resnet18_nobn, scale: .tiny, optimizer: .sgd, replicas: 2), data: data)
+        return try! TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 20, policy: .init(snapshotEvery: 4),
+                                         to: scratch("golden"))
+    }()
+
+    static func spec(_ edit: (inout ReplaySpec) -> Void = { _ in }) -> ReplaySpec {
+        var s = ReplaySpec(model: "resnet18_nobn", stage: .forward, faultModel: .RD, targetWorker: 1,
+                           targetLayer: "basicblock_2_basic_0_conv2", targetEpoch: 1, targetStep: 2, positions: [[1, 2, 1, 5]],
+                           values: [0.5], valueTexts: ["0.5"], learningRate: 0.1, seed: 1)
+        edit(&s)
+        return s
+    }
+
+    @Test func aFaultHiddenByReLUIsMaskedExactly() throws {
+        let r = try FaultReplay.run(golden: Self.golden, spec: Self.spec(), specName: "s.csv", stepsAfterInjection: nil, out: Self.scratch("masked"))
+        #expect(r.outcome == "Masked" && r.stoppedEarly == "masked-exact" && r.stepsRun == 1)
+        #expect(r.firstDivergence == .init(globalStep: 10, site: "basicblock_2_basic_0_conv2", replica: 1))
+        #expect(r.injection.globalStep == 10 && r.injection.positions == [[1, 2, 1, 5]])
+        let trace = try TraceReader(directory: r.trace)
+        #expect(trace.manifest.injection?.site == "basicblock_2_basic_0_conv2" && trace.completedSteps == 11)
+    }
+
+    @Test func aLargeFaultRunsToTheEndAndDivergesAtItsSite() throws {
+        let r = try FaultReplay.run(golden: Self.golden, spec: Self.spec { $0.values = [2.5e24] }, specName: "s.csv",
+                                    stepsAfterInjection: 5, out: Self.scratch("large"))
+        #expect(r.stoppedEarly == nil && r.stepsRun == 6)
+        #expect(r.firstDivergence?.site == "basicblock_2_basic_0_conv2" && r.firstDivergence?.replica == 1)
+        #expect(Outcome(rawValue: r.outcome) != nil && !r.evidence.isEmpty)
+        #expect(r.faulty.testAccuracy.isFinite && r.golden.testAccuracy.isFinite)
+    }
+
+    @Test func badSpecsFailNamingWhatIsWrong() throws {
+        func error(_ s: ReplaySpec) -> String {
+            do {
+                _ = try FaultReplay.run(golden: Self.golden, spec: s, specName: "bad.csv", stepsAfterInjection: 1, out: Self.scratch("bad"))
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        #expect(error(Self.spec { $0.model = "resnet18" }).contains("the spec is for workload 'resnet18'"))
+        #expect(error(Self.spec { $0.targetLayer = "basicblock_9_basic_0_conv2" }).contains("unknown layer 'basicblock_9_basic_0_conv2'"))
+        #expect(error(Self.spec { $0.positions = [[4, 2, 1, 5]] }).contains("position 4/2/1/5 is outside the output of basicblock_2_basic_0_conv2"))
+        #expect(error(Self.spec { $0.targetWorker = 2 }).contains("target_worker 2 does not exist"))
+        #expect(error(Self.spec { $0.targetEpoch = 9 }).contains("the golden trace has steps 0...19"))
+        #expect(error(Self.spec { $0.targetStep = 8 }).contains("past the end of an epoch"))
+        #expect(error(Self.spec { $0.targetLayer = "conv1_grad_in" }).contains("unknown layer 'conv1_grad_in'"))
+    }
+
+    @Test func sitesParseFromReferenceNames() {
+        #expect(FaultReplay.parseSite("conv1") == SiteID(layer: "conv1", kind: .forward))
+        #expect(FaultReplay.parseSite("basicblock_1_basic_0_conv1_grad_in") == SiteID(layer: "basicblock_1_basic_0_conv1", kind: .gradIn))
+        #expect(FaultReplay.parseSite("dense_grad_wt") == SiteID(layer: "dense", kind: .gradWt))
+    }
+}
+
+@Suite struct ClassifierTests {
+    static func points(_ acc: [Float], from: Int = 10, loss: [Float]? = nil) -> [StepPoint] {
+        acc.enumerated().map { StepPoint(step: from + $0.offset, loss: loss?[$0.offset] ?? 1, accuracy: $0.element) }
+    }
+    static let golden = points([Float](repeating: 0.8, count: 12))
+
+    static func outcome(_ faulty: [StepPoint], test: (Float, Float) = (0.8, 0.8), exact: Bool = false) -> Outcome {
+        Classifier.classify(golden: golden, faulty: faulty, goldenTest: test.0, faultyTest: test.1, classes: 10, exact: exact).0
+    }
+
+    @Test func eachOutcomeHasItsTrajectory() {
+        #expect(Self.outcome(Self.points([0.8, 0.8], loss: [.nan, .nan])) == .immediateINFsNaNs)
+        #expect(Self.outcome(Self.points([0.8, 0.7], loss: [1, .infinity])) == .immediateINFsNaNs)
+        #expect(Self.outcome(Self.points([0.8, 0.8, 0.8, 0.7], loss: [1, 1, 1, .nan])) == .shortTermINFsNaNs)
+        #expect(Self.outcome(Self.points([Float](repeating: 0.79, count: 12))) == .masked)
+        #expect(Self.outcome(Self.points([0.8]), exact: true) == .masked)
+        #expect(Self.outcome(Self.points([0.1] + [Float](repeating: 0.11, count: 11))) == .sharpDegrade)
+        #expect(Self.outcome(Self.points([0.12] + [Float](repeating: 0.02, count: 11))) == .sharpSlowDegrade)
+        #expect(Self.outcome(Self.points([0.8, 0.78, 0.75, 0.72, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7])) == .slowDegrade)
+        #expect(Self.outcome(Self.points([Float](repeating: 0.8, count: 12)), test: (0.8, 0.6)) == .lowTestAccuracy)
+    }
+
+    @Test func thresholdsAreOptions() {
+        let faulty = Self.points([Float](repeating: 0.77, count: 12))
+        #expect(Classifier.classify(golden: Self.golden, faulty: faulty, goldenTest: nil, faultyTest: nil, classes: 10, exact: false).0 == .slowDegrade)
+        #expect(Classifier.classify(golden: Self.golden, faulty: faulty, goldenTest: nil, faultyTest: nil, classes: 10, exact: false,
+                                    thresholds: .init(accuracyBand: 0.05)).0 == .masked)
+    }
+}
