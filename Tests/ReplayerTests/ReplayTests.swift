@@ -96,3 +96,35 @@ import Sim
                                     thresholds: .init(accuracyBand: 0.05)).0 == .masked)
     }
 }
+
+@Suite struct ReferenceLogTests {
+    static func log(_ name: String) throws -> ReferenceLog {
+        try ReferenceLog.load(path: fixtures.appendingPathComponent(name).path)
+    }
+
+    @Test func theReferenceReplaysClassifyAsTheAuthorsReported() throws {
+        let golden = try Self.log("resnet18__fault_free.txt")
+        #expect(golden.steps.count == 50 * 49 && golden.stepsPerEpoch == 49 && golden.epochTestAccuracy[79] == 0.83220)
+        let expected: [(String, Outcome)] = [("resnet18__replay_inj_masked.txt", .masked),
+                                             ("resnet18__replay_inj_immediate_infs_nans.txt", .immediateINFsNaNs),
+                                             ("resnet18__replay_inj_slow_degrade.txt", .slowDegrade)]
+        for (file, outcome) in expected {
+            let faulty = try Self.log(file)
+            #expect(faulty.injectedStep != nil)
+            let (got, evidence) = ReferenceLog.classify(golden: golden, faulty: faulty)
+            #expect(got == outcome, "\(file): \(evidence)")
+        }
+        // The fault-free log against itself is masked, of course.
+        #expect(ReferenceLog.classify(golden: golden, faulty: golden).0 == .masked)
+    }
+
+    @Test func malformedLogsFailNamingTheLine() {
+        #expect(throws: ReplayError.self) { try ReferenceLog.parse("Epoch: 3/80, step: x/49, loss: 1, accuracy: 0.5\n", file: "l.txt") }
+        #expect(throws: ReplayError.self) { try ReferenceLog.parse("nothing here\n", file: "l.txt") }
+        do {
+            _ = try ReferenceLog.parse("Epoch: 3/80, step: 1/49, loss: 1, accuracy: 0.5\nEpoch: 3/80, step: 2/49, loss: 1\n", file: "l.txt")
+        } catch {
+            #expect("\(error)".hasPrefix("l.txt:2:"))
+        }
+    }
+}
