@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+@Suite(.serialized) struct ReplayCommandTests {
+    static let golden: String = {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-replay-\(ProcessInfo.processInfo.processIdentifier)").path
+        try? FileManager.default.removeItem(atPath: d)
+        _ = try? tpufi(["record", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16", "--steps", "12", "--replicas", "2", "--out", d])
+        return d
+    }()
+
+    static let spec = """
+    model,resnet18
+    stage,fwrd_inject
+    fmodel,ZERO
+    target_worker,0
+    target_layer,dense
+    target_epoch,0
+    target_step,3
+    inj_pos,1/4
+    inj_values,0
+    learning_rate,0.001
+    seed,7
+    """
+
+    @Test func replaysAndReportsJSON() throws {
+        let spec = try temporaryFile("zero.csv", Self.spec)
+        let out = Self.golden + "-faulty"
+        try? FileManager.default.removeItem(atPath: out)
+        let r = try tpufi(["replay", "--golden", Self.golden, "--spec", spec, "--steps-after-injection", "3", "--out", out, "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let steps = json["stepsRun"] as? Int ?? 0
+        #expect(json["outcome"] is String)
+        // Either it ran the injected step and 3 more, or it stopped early and says why.
+        #expect(steps == 4 || (json["stoppedEarly"] as? String).map { ["masked-exact", "non-finite"].contains($0) } == true)
+        let injection = try #require(json["injection"] as? [String: Any])
+        #expect(injection["globalStep"] as? Int == 3 && injection["site"] as? String == "dense" && injection["faultModel"] as? String == "ZERO")
+        #expect((json["firstDivergence"] as? [String: Any])?["site"] as? String == "dense")
+        let classify = try tpufi(["classify", "--golden-log", "/nonexistent.txt", "--faulty-log", "/nonexistent2.txt"])
+        #expect(classify.status != 0 && classify.err.contains("/nonexistent.txt"))
+    }
+
+    @Test func badSpecsExitNonZeroWithTheReason() throws {
+        let other = try temporaryFile("other.csv", Self.spec.replacingOccurrences(of: "model,resnet18", with: "model,resnet18_sgd"))
+        let r = try tpufi(["replay", "--golden", Self.golden, "--spec", other, "--out", Self.golden + "-x"])
+        #expect(r.status != 0 && r.err.contains("the spec is for workload 'resnet18_sgd'"))
+        let typo = try temporaryFile("typo.csv", Self.spec.replacingOccurrences(of: "fmodel,ZERO", with: "fmodel,ZER0"))
+        let t = try tpufi(["replay", "--golden", Self.golden, "--spec", typo, "--out", Self.golden + "-y"])
+        #expect(t.status != 0 && t.err.contains("typo.csv:3: unknown fault model 'ZER0'"))
+        #expect(!FileManager.default.fileExists(atPath: Self.golden + "-x") && !FileManager.default.fileExists(atPath: Self.golden + "-y"))
+    }
+}
