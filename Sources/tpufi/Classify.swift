@@ -24,14 +24,7 @@ struct Classify: ParsableCommand {
     @Option(help: "Number of classes (chance is 1/classes).")
     var classes: Int = 10
 
-    @Option(help: "Accuracy band (fraction) within which faulty matches golden.")
-    var accuracyBand: Float = 0.02
-
-    @Option(help: "Band (fraction) around chance that counts as a collapse.")
-    var chanceBand: Float = 0.05
-
-    @Option(help: "Final steps averaged for the final train accuracy.")
-    var finalWindow: Int = 10
+    @OptionGroup var classifier: ClassifierOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -39,12 +32,10 @@ struct Classify: ParsableCommand {
     func run() throws {
         let (outcome, evidence) = ReferenceLog.classify(golden: try ReferenceLog.load(path: goldenLog), faulty: try ReferenceLog.load(path: faultyLog),
                                                         classes: classes,
-                                                        thresholds: ClassifierThresholds(accuracyBand: accuracyBand, chanceBand: chanceBand, finalWindow: finalWindow))
+                                                        thresholds: classifier.thresholds)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             struct Output: Encodable { let outcome: String; let evidence: [String] }
-            print(String(decoding: try encoder.encode(Output(outcome: outcome.rawValue, evidence: evidence)), as: UTF8.self))
+            try printJSON(Output(outcome: outcome.rawValue, evidence: evidence))
         } else {
             print(outcome.rawValue)
             for e in evidence { print("  \(e)") }

@@ -54,13 +54,7 @@ struct Inspect: ParsableCommand {
                               rawStateBytes: sizes.reduce(0) { $0 + $1.raw }, storedBytes: sizes.reduce(0) { $0 + $1.stored },
                               traceBytes: reader.fileBytes, stateDigests: records.map(\.stateDigest),
                               trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy))
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
-            return
-        }
+        if json { return try printJSON(summary) }
         let c = m.config
         print("\(trace): \(c.workload.rawValue) \(c.scale.name), \(c.replicas) replicas x \(c.scale.batchPerReplica), \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name) \(c.precision.rawValue)")
         print("data: \(m.dataset) (\(m.trainCount) train, \(m.testCount) test, digest \(m.dataDigest))")

@@ -36,14 +36,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Host threads (results are identical for any count).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Accuracy band (fraction) within which faulty matches golden.")
-    var accuracyBand: Float = 0.02
-
-    @Option(help: "Band (fraction) around chance, 1/classes, that counts as a collapse.")
-    var chanceBand: Float = 0.05
-
-    @Option(help: "Final steps averaged for the final train accuracy.")
-    var finalWindow: Int = 10
+    @OptionGroup var classifier: ClassifierOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -56,19 +49,13 @@ struct Replay: ParsableCommand {
         let progress = ProgressLine(total: max(1, reader.completedSteps))
         let result = try FaultReplay.run(golden: reader, spec: parsed, specName: spec, stepsAfterInjection: stepsAfterInjection, out: directory,
                                          threads: threads,
-                                         thresholds: ClassifierThresholds(accuracyBand: accuracyBand, chanceBand: chanceBand, finalWindow: finalWindow)) { event in
+                                         thresholds: classifier.thresholds) { event in
             if case .step(let step, let m) = event {
                 progress.update(done: step + 1, detail: String(format: "loss %.4f acc %.3f", m.loss, m.accuracy))
             }
         }
         progress.clear()
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
-            return
-        }
+        if json { return try printJSON(result) }
         let i = result.injection
         print("\(result.outcome)")
         print("injected \(i.faultModel) into the \(i.role) of \(i.site), replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep)): \(i.values.count) element(s)")

@@ -102,9 +102,7 @@ struct Simulate: ParsableCommand {
         }
         let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers))
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(SimulationTable(report: report).text)
         }

@@ -51,11 +51,9 @@ struct Train: ParsableCommand {
                 let epochs: [EpochSummary]
                 let stateDigest: String
             }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let out = Output(workload: w.rawValue, scale: s.name, dataset: data.train.name, steps: total,
                              seconds: Date().timeIntervalSince(start), epochs: epochs, stateDigest: final.digest.description)
-            print(String(decoding: try encoder.encode(out), as: UTF8.self))
+            try printJSON(out)
         }
     }
 }
