@@ -17,6 +17,11 @@ struct Replay: ParsableCommand {
         or the loss is non-finite, and prints the outcome with its evidence and the first \
         MXU operation whose output differed.
 
+        A native JSON spec says the same and more: {"workload": "resnet18", "site": \
+        "basicblock_2_basic_0_conv1_grad_in", "faultModel": "N16_RD", "replica": 3, \
+        "globalStep": 120, "seed": 42} draws the positions and values from the seed; the faulty \
+        trace's manifest records what was drawn.
+
         Example:
           tpufi replay --golden golden/resnet18-small --spec traces/resnet18-small/masked.csv --steps-after-injection 50
         """)
@@ -24,7 +29,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Golden trace directory.")
     var golden: String
 
-    @Option(help: "Injection spec (reference replay CSV).")
+    @Option(help: "Injection spec: a reference replay CSV, or a native .json spec (which may give a seed instead of positions and values).")
     var spec: String
 
     @Option(help: "Steps to train after the injected one (default: to the end of the golden run).")
@@ -43,7 +48,7 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         let reader = try TraceReader(directory: golden)
-        let parsed = try ReplaySpecCSV.load(path: spec)
+        let parsed = try InjectionSpec.load(path: spec)
         let name = { (p: String) in URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent }
         let directory = out ?? "traces/replay-\(name(golden))-\(name(spec))"
         let progress = ProgressLine(total: max(1, reader.completedSteps))

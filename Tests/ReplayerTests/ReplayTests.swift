@@ -27,7 +27,7 @@ import Sim
     }
 
     @Test func aFaultHiddenByReLUIsMaskedExactly() throws {
-        let r = try FaultReplay.run(golden: Self.golden, spec: Self.spec(), specName: "s.csv", stepsAfterInjection: nil, out: Self.scratch("masked"))
+        let r = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(Self.spec()), specName: "s.csv", stepsAfterInjection: nil, out: Self.scratch("masked"))
         #expect(r.outcome == "Masked" && r.stoppedEarly == "masked-exact" && r.stepsRun == 1)
         #expect(r.firstDivergence == .init(globalStep: 10, site: "basicblock_2_basic_0_conv2", replica: 1))
         #expect(r.injection.globalStep == 10 && r.injection.positions == [[1, 2, 1, 5]])
@@ -36,7 +36,7 @@ import Sim
     }
 
     @Test func aLargeFaultRunsToTheEndAndDivergesAtItsSite() throws {
-        let r = try FaultReplay.run(golden: Self.golden, spec: Self.spec { $0.values = [2.5e24] }, specName: "s.csv",
+        let r = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(Self.spec { $0.values = [2.5e24] }), specName: "s.csv",
                                     stepsAfterInjection: 5, out: Self.scratch("large"))
         #expect(r.stoppedEarly == nil && r.stepsRun == 6)
         #expect(r.firstDivergence?.site == "basicblock_2_basic_0_conv2" && r.firstDivergence?.replica == 1)
@@ -47,7 +47,7 @@ import Sim
     @Test func badSpecsFailNamingWhatIsWrong() throws {
         func error(_ s: ReplaySpec) -> String {
             do {
-                _ = try FaultReplay.run(golden: Self.golden, spec: s, specName: "bad.csv", stepsAfterInjection: 1, out: Self.scratch("bad"))
+                _ = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(s), specName: "bad.csv", stepsAfterInjection: 1, out: Self.scratch("bad"))
                 return "no error"
             } catch { return "\(error)" }
         }
@@ -58,6 +58,39 @@ import Sim
         #expect(error(Self.spec { $0.targetEpoch = 9 }).contains("the golden trace has steps 0...19"))
         #expect(error(Self.spec { $0.targetStep = 8 }).contains("past the end of an epoch"))
         #expect(error(Self.spec { $0.targetLayer = "conv1_grad_in" }).contains("unknown layer 'conv1_grad_in'"))
+    }
+
+    @Test func aSeededJSONSpecDrawsItsFaultAndRecordsIt() throws {
+        let path = Self.scratch("seeded") + ".json"
+        try Data(#"{"workload": "resnet18_nobn", "site": "basicblock_1_basic_0_conv1_grad_in", "faultModel": "N16_RD", "replica": 0, "globalStep": 6, "seed": 42}"#.utf8)
+            .write(to: URL(fileURLWithPath: path))
+        let spec = try InjectionSpec.load(path: path)
+        let a = try FaultReplay.run(golden: Self.golden, spec: spec, specName: path, stepsAfterInjection: 2, out: Self.scratch("seeded-a"))
+        let b = try FaultReplay.run(golden: Self.golden, spec: spec, specName: path, stepsAfterInjection: 2, out: Self.scratch("seeded-b"))
+        #expect(a.injection.values.count == 16 && a.injection == b.injection)
+        #expect(a.firstDivergence?.site == "basicblock_1_basic_0_conv1_grad_in" && a.firstDivergence?.replica == 0)
+        let recorded = try #require(try TraceReader(directory: a.trace).manifest.injection)
+        #expect(recorded.positions == a.injection.positions && recorded.values == a.injection.values && recorded.seed == 42)
+        // The recorded injection replays verbatim to the same faulty trace.
+        var verbatim = spec
+        (verbatim.positions, verbatim.values, verbatim.seed) = (recorded.positions, recorded.values, nil)
+        let c = try FaultReplay.run(golden: Self.golden, spec: verbatim, specName: path, stepsAfterInjection: 2, out: Self.scratch("seeded-c"))
+        // (State digests, not whole records: this fault drives the loss to NaN, and NaN != NaN.)
+        #expect(try TraceReader(directory: c.trace).stepRecords().map(\.stateDigest) == (try TraceReader(directory: a.trace).stepRecords().map(\.stateDigest)))
+        #expect(c.outcome == a.outcome)
+    }
+
+    @Test func malformedJSONSpecsAreRejected() throws {
+        func error(_ json: String) -> String {
+            let path = Self.scratch("bad-spec") + ".json"
+            try? Data(json.utf8).write(to: URL(fileURLWithPath: path))
+            do { _ = try InjectionSpec.load(path: path); return "no error" } catch { return "\(error)" }
+        }
+        #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RD", "replica": 0, "seed": 1}"#).contains("globalStep or both epoch and step"))
+        #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RD", "replica": 0, "globalStep": 3}"#).contains("positions and values, or a seed"))
+        #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RDX", "replica": 0, "globalStep": 3, "seed": 1}"#).contains(".json"))
+        #expect(error(#"{"site": "conv1"}"#).contains("missing field 'workload'"))
+        #expect(error("not json").contains("not valid JSON"))
     }
 
     @Test func sitesParseFromReferenceNames() {

@@ -60,39 +60,43 @@ public enum FaultReplay {
     /// run) while writing the faulty run as a trace to `out`, stops early when the state is
     /// bit-identical to golden again (`masked-exact`) or the loss is non-finite, and
     /// classifies the outcome.
-    public static func run(golden reader: TraceReader, spec: ReplaySpec, specName: String, stepsAfterInjection: Int?, out: String,
+    public static func run(golden reader: TraceReader, spec: InjectionSpec, specName: String, stepsAfterInjection: Int?, out: String,
                            threads: Int = 1, thresholds: ClassifierThresholds = .init(),
                            report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
         let m = reader.manifest
-        guard spec.model == m.config.workload.rawValue else {
-            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.model)', the golden trace \(reader.directory) is '\(m.config.workload.rawValue)'")
+        guard spec.workload == m.config.workload.rawValue else {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(m.config.workload.rawValue)'")
         }
         let restorer = try TraceRestorer(reader: reader, threads: threads)
         let model = restorer.run.model
-        let site = parseSite(spec.targetLayer)
+        let site = parseSite(spec.site)
         let role = spec.faultModel.tensor
         guard let shape = model.operandShape(site, role) else {
             let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
-            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.targetLayer)' for \(m.config.workload.rawValue) \(m.config.scale.name) (sites: \(known), ... \(model.sites.count) in all)")
+            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(m.config.workload.rawValue) \(m.config.scale.name) (sites: \(known), ... \(model.sites.count) in all)")
         }
-        guard spec.targetWorker < m.config.replicas else {
-            throw ReplayError.specMismatch("\(specName): target_worker \(spec.targetWorker) does not exist; the run has \(m.config.replicas) replicas (0...\(m.config.replicas - 1))")
+        guard spec.replica < m.config.replicas else {
+            throw ReplayError.specMismatch("\(specName): target_worker \(spec.replica) does not exist; the run has \(m.config.replicas) replicas (0...\(m.config.replicas - 1))")
         }
-        guard spec.targetStep < m.stepsPerEpoch else {
-            throw ReplayError.specMismatch("\(specName): target_step \(spec.targetStep) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
+        if let s = spec.step, s >= m.stepsPerEpoch {
+            throw ReplayError.specMismatch("\(specName): target_step \(s) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
         }
-        let globalStep = spec.targetEpoch * m.stepsPerEpoch + spec.targetStep
+        let globalStep = spec.globalStep ?? (spec.epoch ?? 0) * m.stepsPerEpoch + (spec.step ?? 0)
         guard globalStep < reader.completedSteps else {
-            throw ReplayError.specMismatch("\(specName): epoch \(spec.targetEpoch) step \(spec.targetStep) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
+            throw ReplayError.specMismatch("\(specName): epoch \(globalStep / m.stepsPerEpoch) step \(globalStep % m.stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
         }
-        let corruption: Corruption
-        do {
-            corruption = try InjectionHook.corruption(positions: spec.positions, values: spec.values, shape: shape, operand: "the \(role.rawValue) of \(site.name)")
-        } catch {
-            throw ReplayError.specMismatch("\(specName): \(error)")
+        let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: globalStep)
+        let hook: InjectionHook
+        if let positions = spec.positions, let values = spec.values {
+            do {
+                hook = InjectionHook(target: target, corruption: try InjectionHook.corruption(positions: positions, values: values, shape: shape,
+                                                                                              operand: "the \(role.rawValue) of \(site.name)"))
+            } catch {
+                throw ReplayError.specMismatch("\(specName): \(error)")
+            }
+        } else {
+            hook = InjectionHook(target: target, model: spec.faultModel, seed: spec.seed ?? 0)
         }
-        let target = InjectionTarget(site: site, role: role, replica: spec.targetWorker, globalStep: globalStep)
-        let hook = InjectionHook(target: target, corruption: corruption)
 
         let start = try restorer.state(at: globalStep)
         let end = stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
@@ -100,9 +104,11 @@ public enum FaultReplay {
         manifest.plannedSteps = end
         manifest.complete = false
         manifest.completedSteps = 0
-        manifest.injection = .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica,
-                                   globalStep: globalStep, faultModel: spec.faultModel.rawValue, seed: UInt64(bitPattern: Int64(spec.seed)),
-                                   positions: corruption.positions(in: shape), values: corruption.values)
+        func injection(_ c: Corruption?) -> TraceManifest.Injection {
+            .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica, globalStep: globalStep,
+                  faultModel: spec.faultModel.rawValue, seed: spec.seed, positions: c?.positions(in: shape) ?? [], values: c?.values ?? [])
+        }
+        manifest.injection = injection(hook.applied)
         let writer = try TraceWriter(creating: out, manifest: manifest)
         try writer.appendSnapshot(start)
 
@@ -112,6 +118,7 @@ public enum FaultReplay {
         let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
                                            hook: { $0 == globalStep ? hook : nil },
                                            stop: { record, _ in
+            if record.step == globalStep, spec.positions == nil { try? writer.setInjection(injection(hook.applied)) }
             if divergence == nil, let g = goldenRecords[record.step] {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
@@ -142,9 +149,9 @@ public enum FaultReplay {
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
         return ReplayResult(
             outcome: outcome.rawValue, evidence: evidence,
-            injection: .init(epoch: spec.targetEpoch, step: spec.targetStep, globalStep: globalStep, site: site.name, role: role.rawValue,
-                             faultModel: spec.faultModel.rawValue, replica: target.replica, positions: corruption.positions(in: shape),
-                             values: corruption.values),
+            injection: .init(epoch: globalStep / m.stepsPerEpoch, step: globalStep % m.stepsPerEpoch, globalStep: globalStep, site: site.name,
+                             role: role.rawValue, faultModel: spec.faultModel.rawValue, replica: target.replica,
+                             positions: hook.applied?.positions(in: shape) ?? [], values: hook.applied?.values ?? []),
             firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
             golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
             faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),

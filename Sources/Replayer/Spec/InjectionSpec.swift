@@ -1,0 +1,84 @@
+import Foundation
+
+/// One injection experiment, the native spec (JSON): the reference CSV's content and what
+/// the CSV cannot say, a fault drawn from a seed instead of listed verbatim.
+///
+/// ```json
+/// {"workload": "resnet18", "site": "basicblock_2_basic_0_conv1_grad_in", "faultModel": "N16_RD",
+///  "replica": 3, "globalStep": 120, "seed": 42}
+/// ```
+/// The step is `globalStep` or `epoch` + `step` (within the epoch). The corruption is either
+/// `positions` + `values` (verbatim, as a replay CSV lists them) or `seed` (drawn when the
+/// golden operand is seen; the faulty trace's manifest records what was drawn).
+public struct InjectionSpec: Codable, Sendable, Equatable {
+    public var workload: String
+    /// The reference's site name: `<layer>`, `<layer>_grad_in` or `<layer>_grad_wt`.
+    public var site: String
+    public var faultModel: FaultModel
+    public var replica: Int
+    public var globalStep: Int?
+    public var epoch: Int?
+    public var step: Int?
+    public var positions: [[Int]]?
+    public var values: [Float]?
+    public var seed: UInt64?
+
+    public init(workload: String, site: String, faultModel: FaultModel, replica: Int, globalStep: Int? = nil, epoch: Int? = nil,
+                step: Int? = nil, positions: [[Int]]? = nil, values: [Float]? = nil, seed: UInt64? = nil) {
+        self.workload = workload
+        self.site = site
+        self.faultModel = faultModel
+        self.replica = replica
+        self.globalStep = globalStep
+        self.epoch = epoch
+        self.step = step
+        self.positions = positions
+        self.values = values
+        self.seed = seed
+    }
+
+    /// The CSV's injection, verbatim.
+    public init(_ csv: ReplaySpec) {
+        self.init(workload: csv.model, site: csv.targetLayer, faultModel: csv.faultModel, replica: csv.targetWorker,
+                  epoch: csv.targetEpoch, step: csv.targetStep, positions: csv.positions, values: csv.values,
+                  seed: UInt64(bitPattern: Int64(csv.seed)))
+    }
+
+    /// Reads a `.json` native spec or, otherwise, a reference replay CSV.
+    public static func load(path: String) throws -> InjectionSpec {
+        guard path.lowercased().hasSuffix(".json") else { return InjectionSpec(try ReplaySpecCSV.load(path: path)) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SpecError.unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
+        }
+        let spec: InjectionSpec
+        do {
+            spec = try JSONDecoder().decode(InjectionSpec.self, from: data)
+        } catch DecodingError.dataCorrupted(let c) {
+            throw SpecError.malformed(file: path, line: nil, reason: "not valid JSON: \(c.debugDescription) \(c.underlyingError.map { "\($0)" } ?? "")")
+        } catch DecodingError.keyNotFound(let key, _) {
+            throw SpecError.malformed(file: path, line: nil, reason: "missing field '\(key.stringValue)'")
+        } catch DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c) {
+            throw SpecError.malformed(file: path, line: nil, reason: "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)")
+        } catch {
+            throw SpecError.malformed(file: path, line: nil, reason: "\(error)")
+        }
+        try spec.validate(file: path)
+        return spec
+    }
+
+    /// Checks that the spec says when and what, once each.
+    public func validate(file: String) throws(SpecError) {
+        switch (globalStep, epoch, step) {
+        case (.some(let g), nil, nil) where g >= 0: break
+        case (nil, .some(let e), .some(let s)) where e >= 0 && s >= 0: break
+        default: throw .malformed(file: file, line: nil, reason: "give either globalStep or both epoch and step (non-negative)")
+        }
+        switch (positions, values, seed) {
+        case (.some(let p), .some(let v), _):
+            guard p.count == v.count, !p.isEmpty else { throw .malformed(file: file, line: nil, reason: "\(v.count) values for \(p.count) positions") }
+        case (nil, nil, .some): break
+        default: throw .malformed(file: file, line: nil, reason: "give either positions and values, or a seed to draw them from")
+        }
+        guard replica >= 0 else { throw .malformed(file: file, line: nil, reason: "replica must be non-negative") }
+    }
+}
