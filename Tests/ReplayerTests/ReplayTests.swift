@@ -33,6 +33,9 @@ import Sim
         #expect(r.injection.globalStep == 10 && r.injection.positions == [[1, 2, 1, 5]])
         let trace = try TraceReader(directory: r.trace)
         #expect(trace.manifest.injection?.site == "basicblock_2_basic_0_conv2" && trace.completedSteps == 11)
+        // Bisect sees the operation that differed although the states never did.
+        let b = try Bisect.run(Self.golden, trace)
+        #expect(b.firstDivergentStep == 10 && b.firstDivergentSite == "basicblock_2_basic_0_conv2" && b.replica == 1)
     }
 
     @Test func aLargeFaultRunsToTheEndAndDivergesAtItsSite() throws {

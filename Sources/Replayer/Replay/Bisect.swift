@@ -34,7 +34,8 @@ public enum Bisect {
         }
         let ra = Dictionary(try a.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { x, _ in x })
         let rb = Dictionary(try b.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { x, _ in x })
-        guard let lo = max(ra.keys.min() ?? .max, rb.keys.min() ?? .max) as Int?, let hi = min(ra.keys.max() ?? .min, rb.keys.max() ?? .min) as Int?, lo <= hi else {
+        let common = Set(ra.keys).intersection(rb.keys)
+        guard let lo = common.min(), let hi = common.max() else {
             return BisectResult(firstDivergentStep: nil, firstDivergentSite: nil, replica: nil, sites: [], comparisons: 0, commonSteps: nil)
         }
         var comparisons = 0
@@ -42,28 +43,38 @@ public enum Bisect {
             comparisons += 1
             return ra[s]?.stateDigest != rb[s]?.stateDigest
         }
-        // The first differing step: the runs agree before it and (for a fault that is not
-        // later masked exactly) differ from it on.
-        guard differs(hi) || differs(lo) else {
-            return BisectResult(firstDivergentStep: nil, firstDivergentSite: nil, replica: nil, sites: [], comparisons: comparisons, commonSteps: lo...hi)
-        }
-        var (left, right) = (lo, hi)        // invariant: the state after `right` differs
-        if differs(lo) { right = lo }
-        while left < right {
-            let mid = (left + right) / 2
-            if differs(mid) { right = mid } else { left = mid + 1 }
-        }
-        let step = right
-        let sites = a.manifest.sites
-        var differing: [BisectResult.Site] = []
-        if let x = ra[step], let y = rb[step] {
-            for (i, name) in sites.enumerated() {
-                let replicas = x.siteDigests.indices.filter { r in r < y.siteDigests.count && i < x.siteDigests[r].count && x.siteDigests[r][i] != y.siteDigests[r][i] }
-                if !replicas.isEmpty { differing.append(.init(site: name, replicas: replicas)) }
+        let step: Int
+        if differs(lo) {
+            step = lo
+        } else if differs(hi) {
+            // Binary search: the states agree after `left - 1` and differ after `right`.
+            var (left, right) = (lo + 1, hi)
+            while left < right {
+                let mid = (left + right) / 2
+                if differs(mid) { right = mid } else { left = mid + 1 }
             }
+            step = right
+        } else if operationsDiffer(ra[lo], rb[lo], sites: a.manifest.sites).isEmpty {
+            return BisectResult(firstDivergentStep: nil, firstDivergentSite: nil, replica: nil, sites: [], comparisons: comparisons, commonSteps: lo...hi)
+        } else {
+            // The states agree, but operations of the first common step did not: a fault
+            // masked exactly within that step (a replay's first step is its injected one).
+            step = lo
         }
+        let differing = operationsDiffer(ra[step], rb[step], sites: a.manifest.sites)
         return BisectResult(firstDivergentStep: step, firstDivergentSite: differing.first?.site ?? "update",
                             replica: differing.first?.replicas.first, sites: differing, comparisons: comparisons, commonSteps: lo...hi)
+    }
+
+    /// The operations of one step whose output digests differ, in execution order.
+    static func operationsDiffer(_ x: StepRecord?, _ y: StepRecord?, sites: [String]) -> [BisectResult.Site] {
+        guard let x, let y else { return [] }
+        return sites.indices.compactMap { i in
+            let replicas = x.siteDigests.indices.filter { r in
+                r < y.siteDigests.count && i < x.siteDigests[r].count && i < y.siteDigests[r].count && x.siteDigests[r][i] != y.siteDigests[r][i]
+            }
+            return replicas.isEmpty ? nil : BisectResult.Site(site: sites[i], replicas: replicas)
+        }
     }
 
     static func describe(_ c: TrainingConfig) -> String {
