@@ -47,6 +47,14 @@ import Sim
         #expect(r.faulty.testAccuracy.isFinite && r.golden.testAccuracy.isFinite)
     }
 
+    @Test func aReplayTraceStartingMidRunVerifies() throws {
+        let spec = InjectionSpec(Self.spec { $0.targetEpoch = 0; $0.targetStep = 1; $0.values = [2.5e24] })
+        let r = try FaultReplay.run(golden: Self.golden, spec: spec, specName: "s.csv", stepsAfterInjection: 5, out: Self.scratch("midrun"))
+        let trace = try TraceReader(directory: r.trace)
+        #expect(trace.snapshotSteps.first == 1 && trace.snapshotSteps.count >= 2)
+        #expect(try trace.verify() == trace.frames.count)
+    }
+
     @Test func badSpecsFailNamingWhatIsWrong() throws {
         func error(_ s: ReplaySpec) -> String {
             do {

@@ -30,6 +30,10 @@ struct SnapshotStore: Sendable {
         }
     }
 
+    /// Bytes at the start of a payload that say what it holds: the step and the codec header.
+    static let headerBytes = 8 + SnapshotHeader.size
+
+    /// Whether a payload (or its first ``headerBytes``) is a keyframe.
     static func isKeyframe(_ payload: [UInt8]) -> Bool {
         (try? SnapshotHeader(parsing: Array(payload.dropFirst(8))))?.kind == .keyframe
     }

@@ -47,9 +47,13 @@ public struct TraceReader: Sendable {
     public var snapshotSteps: [Int] { frames.filter { $0.header.kind == .snapshot }.map(\.header.step) }
 
     public func isKeyframe(step: Int) -> Bool {
-        guard let frame = frames.first(where: { $0.header.kind == .snapshot && $0.header.step == step }),
-              let payload = try? FrameLog.payload(frame, in: bytes, file: framesPath) else { return false }
-        return SnapshotStore.isKeyframe(payload)
+        frames.first { $0.header.kind == .snapshot && $0.header.step == step }.map(isKeyframe) ?? false
+    }
+
+    /// Whether a snapshot frame holds a keyframe, from its header bytes alone (the payload's
+    /// checksum is checked when it is decoded).
+    func isKeyframe(_ frame: FrameEntry) -> Bool {
+        SnapshotStore.isKeyframe(Array(bytes[frame.payloadOffset ..< min(frame.end, frame.payloadOffset + SnapshotStore.headerBytes)]))
     }
 
     /// Size of `frames.tpf` in bytes.
@@ -79,27 +83,38 @@ public struct TraceReader: Sendable {
         guard let index = snaps.firstIndex(where: { $0.header.step == step }) else {
             throw .mismatch("\(framesPath): no snapshot after step \(step) (snapshots: \(Self.ranges(snaps.map(\.header.step))))")
         }
-        let payload = try FrameLog.payload(snaps[index], in: bytes, file: framesPath)
-        var keyframe: TrainingState?
-        if !SnapshotStore.isKeyframe(payload) {
-            guard let k = snaps[..<index].last(where: { (try? FrameLog.payload($0, in: bytes, file: framesPath)).map(SnapshotStore.isKeyframe) ?? false }) else {
-                throw .corruptFrame(file: framesPath, index: snaps[index].index, offset: snaps[index].offset, step: step, reason: "delta snapshot without a keyframe before it")
-            }
-            keyframe = try snapshots.decode(try FrameLog.payload(k, in: bytes, file: framesPath), against: nil, frame: k, file: framesPath)
+        return try decodeSnapshot(snaps[index], keyframe: try keyframe(before: snaps[index], in: snaps[..<index]))
+    }
+
+    /// The decoded keyframe a delta snapshot refers to (nil for a keyframe).
+    private func keyframe(before frame: FrameEntry, in earlier: ArraySlice<FrameEntry>) throws(TraceError) -> TrainingState? {
+        guard !isKeyframe(frame) else { return nil }
+        guard let k = earlier.last(where: isKeyframe) else {
+            throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step, reason: "delta snapshot without a keyframe before it")
         }
-        return try snapshots.decode(payload, against: keyframe, frame: snaps[index], file: framesPath)
+        return try decodeSnapshot(k, keyframe: nil)
+    }
+
+    private func decodeSnapshot(_ frame: FrameEntry, keyframe: TrainingState?) throws(TraceError) -> TrainingState {
+        try snapshots.decode(try FrameLog.payload(frame, in: bytes, file: framesPath), against: keyframe, frame: frame, file: framesPath)
     }
 
     /// Reads and checks every frame: payload checksums, snapshots decoded (and their digests
     /// compared with the step records), records parsed. Returns the frames checked.
     public func verify() throws(TraceError) -> Int {
-        let records = try stepRecords()
+        let records = Dictionary(try stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+        var keyframe: TrainingState?
         for frame in frames where frame.header.kind == .snapshot {
-            let state = try snapshot(at: frame.header.step)
-            if frame.header.step > 0, frame.header.step - 1 < records.count,
-               records[frame.header.step - 1].stateDigest != state.digest.description {
+            // Snapshots in order: each delta refers to the latest keyframe, decoded once.
+            if isKeyframe(frame) { keyframe = nil }
+            guard isKeyframe(frame) || keyframe != nil else {
+                throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step, reason: "delta snapshot without a keyframe before it")
+            }
+            let state = try decodeSnapshot(frame, keyframe: keyframe)
+            if isKeyframe(frame) { keyframe = state }
+            if let record = records[frame.header.step - 1], record.stateDigest != state.digest.description {
                 throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step,
-                                    reason: "snapshot digest \(state.digest) differs from the step record's \(records[frame.header.step - 1].stateDigest)")
+                                    reason: "snapshot digest \(state.digest) differs from the step record's \(record.stateDigest)")
             }
         }
         _ = try epochSummaries()
