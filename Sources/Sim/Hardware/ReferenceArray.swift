@@ -27,8 +27,9 @@ public struct ReferenceArray: Sendable {
         public var cycles: Int
     }
 
-    /// Runs `C = A x B` (row-major A: M x K, B: K x N) through the arrays cycle by cycle.
-    public func run(a: [Float], b: [Float]) throws -> Result {
+    /// Runs `C = A x B` (row-major A: M x K, B: K x N) through the arrays cycle by cycle,
+    /// with `fault` corrupting one register of one PE if given (see ``HardwareFault``).
+    public func run(a: [Float], b: [Float], fault: HardwareFault? = nil) throws -> Result {
         let shape = schedule.shape
         guard a.count == shape.m * shape.k, b.count == shape.k * shape.n else {
             throw HardwareError.invalidShape("operands hold \(a.count) and \(b.count) values; \(shape) needs \(shape.m * shape.k) and \(shape.k * shape.n)")
@@ -43,14 +44,17 @@ public struct ReferenceArray: Sendable {
         for mxu in 0..<schedule.mxuCount {
             let mine = schedule.passes.filter { $0.mxu == mxu }
             guard !mine.isEmpty else { continue }
+            let here = fault?.mxu == mxu ? fault : nil
             let run: (sums: [Int: [Float]], lastMAC: Int)
             switch schedule.dataflow {
             case .weightStationary:
-                run = try stationary(mine, stationary: { k, n in B[k * N + n] }, streamed: { m, k in A[m * K + k] })
+                run = try stationary(mine, fault: here, stationaryRegister: .weight,
+                                     stationary: { k, n in B[k * N + n] }, streamed: { m, k in A[m * K + k] })
             case .inputStationary:
-                run = try stationary(mine, stationary: { k, m in A[m * K + k] }, streamed: { n, k in B[k * N + n] })
+                run = try stationary(mine, fault: here, stationaryRegister: .input,
+                                     stationary: { k, m in A[m * K + k] }, streamed: { n, k in B[k * N + n] })
             case .outputStationary:
-                run = try outputStationary(mine, a: { m, k in A[m * K + k] }, b: { k, n in B[k * N + n] })
+                run = try outputStationary(mine, fault: here, a: { m, k in A[m * K + k] }, b: { k, n in B[k * N + n] })
             }
             for (index, sums) in run.sums { foldSums[index] = sums }
             lastMAC = max(lastMAC, run.lastMAC)
@@ -77,7 +81,8 @@ public struct ReferenceArray: Sendable {
 
     /// Weight- or input-stationary: `stationary(k, col)` is shifted into the PEs, vectors
     /// `streamed(t, k)` flow in from the left, fold sums leave the bottom row.
-    private func stationary(_ passes: [TilePass], stationary: (Int, Int) -> Float,
+    private func stationary(_ passes: [TilePass], fault: HardwareFault?, stationaryRegister: HardwareFault.Register,
+                            stationary: (Int, Int) -> Float,
                             streamed: (Int, Int) -> Float) throws -> (sums: [Int: [Float]], lastMAC: Int) {
         let R = schedule.rows, C = schedule.columns
         let end = passes.map(\.lastMACCycle).max()! + 1
@@ -90,7 +95,14 @@ public struct ReferenceArray: Sendable {
         for p in passes { sums[p.index] = [Float](repeating: 0, count: p.streamCount * C) }
         var lastMAC = -1
 
+        let movingRegister: HardwareFault.Register = stationaryRegister == .weight ? .input : .weight
         for cycle in 0..<end {
+            // A flip in a stationary register: into the set the PE computes with now or next.
+            if let fault, case .transient(cycle) = fault.kind, fault.register == stationaryRegister,
+               let slot = passes.firstIndex(where: { $0.streamStart + $0.streamCount - 1 + fault.row + fault.column >= cycle }) {
+                let i = fault.row * C + fault.column
+                weights[slot & 1][i] = fault.corrupt(weights[slot & 1][i], precision: precision)
+            }
             var nextInputs = inputs, nextPsums = psums, nextWeights = weights
             // A stationary tile shifts down its columns' load chain one row per cycle; on the
             // last load cycle every PE latches its chain value into the pass's register set.
@@ -119,6 +131,7 @@ public struct ReferenceArray: Sendable {
                     } else {
                         x = inputs[r * C + c - 1]
                     }
+                    if x.pass >= 0, let f = fault, f.hits(movingRegister, r, c, cycle) { x.value = f.corrupt(x.value, precision: precision) }
                     nextInputs[r * C + c] = x
                     guard x.pass >= 0 else { nextPsums[r * C + c] = Moving(); continue }
                     var incoming: Float = 0
@@ -129,8 +142,10 @@ public struct ReferenceArray: Sendable {
                         }
                         incoming = above.value
                     }
-                    let w = weights[x.pass & 1][r * C + c]
-                    let psum = incoming.addingProduct(x.value, w)
+                    var w = weights[x.pass & 1][r * C + c]
+                    if let f = fault, f.hits(stationaryRegister, r, c, cycle), case .stuckAt = f.kind { w = f.corrupt(w, precision: precision) }
+                    var psum = incoming.addingProduct(x.value, w)
+                    if let f = fault, f.hits(.partialSum, r, c, cycle) { psum = f.corrupt(psum, precision: precision) }
                     nextPsums[r * C + c] = Moving(value: psum, pass: x.pass, t: x.t)
                     lastMAC = cycle
                     if r == R - 1 { sums[passes[x.pass].index]![x.t * C + c] = psum }
@@ -145,7 +160,7 @@ public struct ReferenceArray: Sendable {
 
     /// Output-stationary: A rows flow in from the left, B columns from the top, each PE
     /// accumulates one output over all of K.
-    private func outputStationary(_ passes: [TilePass], a: (Int, Int) -> Float,
+    private func outputStationary(_ passes: [TilePass], fault: HardwareFault?, a: (Int, Int) -> Float,
                                   b: (Int, Int) -> Float) throws -> (sums: [Int: [Float]], lastMAC: Int) {
         let R = schedule.rows, C = schedule.columns
         let end = passes.map(\.lastMACCycle).max()! + 1
@@ -169,14 +184,16 @@ public struct ReferenceArray: Sendable {
             var nextLeft = left, nextTop = top
             for r in 0..<R {
                 for c in 0..<C {
-                    let x = c == 0 ? entering(r, cycle) { p, k in
+                    var x = c == 0 ? entering(r, cycle) { p, k in
                         let m = p.rowRange.lowerBound + r
                         return p.rowRange.contains(m) ? a(m, k) : 0
                     } : left[r * C + c - 1]
-                    let y = r == 0 ? entering(c, cycle) { p, k in
+                    var y = r == 0 ? entering(c, cycle) { p, k in
                         let n = p.columnRange.lowerBound + c
                         return p.columnRange.contains(n) ? b(k, n) : 0
                     } : top[(r - 1) * C + c]
+                    if x.pass >= 0, let f = fault, f.hits(.input, r, c, cycle) { x.value = f.corrupt(x.value, precision: precision) }
+                    if y.pass >= 0, let f = fault, f.hits(.weight, r, c, cycle) { y.value = f.corrupt(y.value, precision: precision) }
                     nextLeft[r * C + c] = x
                     nextTop[r * C + c] = y
                     guard x.pass >= 0 || y.pass >= 0 else { continue }
@@ -185,6 +202,7 @@ public struct ReferenceArray: Sendable {
                     }
                     if x.k == 0 { acc[r * C + c] = 0 }            // a new output starts here
                     acc[r * C + c] = acc[r * C + c].addingProduct(x.value, y.value)
+                    if let f = fault, f.hits(.partialSum, r, c, cycle) { acc[r * C + c] = f.corrupt(acc[r * C + c], precision: precision) }
                     lastMAC = cycle
                     if x.k == passes[x.pass].streamCount - 1 {    // complete: drain it
                         sums[passes[x.pass].index]![r * C + c] = acc[r * C + c]

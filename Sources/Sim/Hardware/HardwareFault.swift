@@ -1,0 +1,122 @@
+/// A fault in one register of one processing element (PE) of one MXU, during one MXU
+/// operation (`FAULT_MODELS.md` section 3).
+///
+/// Registers are named by the operand they hold, so the names mean the same under every
+/// dataflow (see ``Dataflow``):
+///
+/// | register | weight-stationary | input-stationary | output-stationary |
+/// |---|---|---|---|
+/// | `weight` (B) | stationary | moves right | moves down |
+/// | `input` (A) | moves right | stationary | moves right |
+/// | `partialSum` | moves down | moves down | the accumulator |
+///
+/// A moving register passes its content to the next PE each cycle, so a corrupted value
+/// keeps travelling: an input-register fault under weight-stationary reaches every PE to the
+/// right of the faulty one (one activation times every resident weight of its row), a
+/// partial-sum fault every PE below it (one output). A stationary register keeps its content
+/// until the next tile latches, so a flip there corrupts one weight for every vector streamed
+/// after it and before the reload.
+///
+/// Operand registers hold operands at the MXU's operand precision: under bfloat16, bits
+/// 0...15 of the bfloat16 pattern (15 is the sign, 14...7 the exponent); under float32 and
+/// for partial sums, bits 0...31 of the IEEE single pattern.
+public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+    public enum Register: String, Sendable, Codable, CaseIterable {
+        case weight, input
+        case partialSum = "partial-sum"
+    }
+
+    public enum Kind: Sendable, Equatable, Hashable, Codable {
+        /// The bit flips in `cycle` (counted from the operation's first cycle, as ``Schedule``
+        /// counts). An operand register holds the operand its PE multiplies: the flip hits
+        /// the value multiplied in `cycle`, which a moving register then passes on; a
+        /// stationary register keeps it until the next tile latches (the flip lands in the
+        /// register set the PE computes with at `cycle`, or, when the PE is idle then, in the
+        /// set of the next pass it computes; a reload at or after `cycle` overwrites it). The
+        /// partial-sum register holds the sum its PE produces: the flip hits the sum produced
+        /// in `cycle`. A cycle in which the register holds nothing in use changes nothing.
+        case transient(cycle: Int)
+        /// The bit reads as `value` (0 or 1) in every value the register holds during the
+        /// operation.
+        case stuckAt(value: Int)
+    }
+
+    public var mxu: Int
+    public var row: Int
+    public var column: Int
+    public var register: Register
+    public var bit: Int
+    public var kind: Kind
+
+    public init(mxu: Int = 0, row: Int, column: Int, register: Register, bit: Int, kind: Kind) {
+        self.mxu = mxu
+        self.row = row
+        self.column = column
+        self.register = register
+        self.bit = bit
+        self.kind = kind
+    }
+
+    public var description: String {
+        let when: String
+        switch kind {
+        case .transient(let c): when = "flip at cycle \(c)"
+        case .stuckAt(let v): when = "stuck at \(v)"
+        }
+        return "MXU \(mxu) PE(\(row),\(column)) \(register.rawValue) register bit \(bit) \(when)"
+    }
+
+    /// Width in bits of `register` at `precision`.
+    public static func width(of register: Register, precision: OperandPrecision) -> Int {
+        register == .partialSum || precision == .float32 ? 32 : 16
+    }
+
+    /// Checks the fault against the arrays it strikes and the operation's length.
+    public func validate(schedule: Schedule, precision: OperandPrecision) throws(HardwareError) {
+        let width = Self.width(of: register, precision: precision)
+        guard (0..<schedule.mxuCount).contains(mxu) else {
+            throw .invalidConfig("MXU \(mxu) does not exist: the chip has \(schedule.mxuCount) (0...\(schedule.mxuCount - 1))")
+        }
+        guard (0..<schedule.rows).contains(row), (0..<schedule.columns).contains(column) else {
+            throw .invalidConfig("PE(\(row),\(column)) is outside the \(schedule.rows)x\(schedule.columns) array")
+        }
+        guard (0..<width).contains(bit) else {
+            throw .invalidConfig("bit \(bit) does not exist: the \(register.rawValue) register holds \(width) bits (0...\(width - 1)) at \(precision.rawValue) precision")
+        }
+        switch kind {
+        case .transient(let cycle):
+            guard (0..<schedule.cycles).contains(cycle) else {
+                throw .invalidConfig("cycle \(cycle) is outside the operation (\(schedule.shape), \(schedule.cycles) cycles: 0...\(schedule.cycles - 1))")
+            }
+        case .stuckAt(let value):
+            guard value == 0 || value == 1 else { throw .invalidConfig("stuck-at value \(value): give 0 or 1") }
+        }
+    }
+
+    /// `value` as the faulty register holds it (flipped or with the bit forced).
+    @inline(__always)
+    func corrupt(_ value: Float, precision: OperandPrecision) -> Float {
+        let shift = Self.width(of: register, precision: precision) == 16 ? bit + 16 : bit
+        let mask = UInt32(1) << UInt32(shift)
+        switch kind {
+        case .transient: return Float(bitPattern: value.bitPattern ^ mask)
+        case .stuckAt(let v): return Float(bitPattern: v == 0 ? value.bitPattern & ~mask : value.bitPattern | mask)
+        }
+    }
+
+    /// Whether this fault is a flip at `cycle` or a stuck bit (the corruption applies to a
+    /// value that is in the register at `cycle`).
+    @inline(__always)
+    func strikes(at cycle: Int) -> Bool {
+        switch kind {
+        case .transient(let c): return c == cycle
+        case .stuckAt: return true
+        }
+    }
+
+    /// Whether the fault corrupts what `register` of PE(`row`, `column`) holds in `cycle`.
+    @inline(__always)
+    func hits(_ register: Register, _ row: Int, _ column: Int, _ cycle: Int) -> Bool {
+        self.register == register && self.row == row && self.column == column && strikes(at: cycle)
+    }
+}
