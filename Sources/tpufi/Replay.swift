@@ -22,6 +22,8 @@ struct Replay: ParsableCommand {
         "globalStep": 120, "seed": 42} draws the positions and values from the seed; the faulty \
         trace's manifest records what was drawn.
 
+        A hardware fault replaces the fault model with the processing element it strikes in         the site's MXU operation: {"workload": "resnet18", "site": "basicblock_1_basic_0_conv1",         "replica": 0, "globalStep": 120, "hardware": {"mxu": 0, "row": 3, "column": 5,         "register": "weight", "bit": 14, "stuckAt": 1}}. Registers: weight, input,         partial-sum; "cycle": C (counted from the operation's first cycle) flips the bit once,         "stuckAt": 0|1 holds it for the whole operation. The schedule of that operation maps         the fault onto the output elements it corrupts.
+
         Example:
           tpufi replay --golden golden/resnet18-small --spec traces/resnet18-small/masked.csv --steps-after-injection 50
         """)
@@ -63,7 +65,12 @@ struct Replay: ParsableCommand {
         if json { return try printJSON(result) }
         let i = result.injection
         print("\(result.outcome)")
-        print("injected \(i.faultModel) into the \(i.role) of \(i.site), replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep)): \(i.values.count) element(s)")
+        let when = "replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep))"
+        if let h = i.hardware {
+            print("injected \(h) into \(i.site), \(when): \(i.values.count) product element(s) changed")
+        } else {
+            print("injected \(i.faultModel) into the \(i.role) of \(i.site), \(when): \(i.values.count) element(s)")
+        }
         if let d = result.firstDivergence {
             print("first divergence: \(d.site) on replica \(d.replica) at global step \(d.globalStep)")
         } else {

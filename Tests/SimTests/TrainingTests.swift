@@ -44,6 +44,16 @@ final class RecordingHook: OperandHook, @unchecked Sendable {
     }
 }
 
+/// Records the shape of every MXU product replica 0 runs.
+final class ProductShapeHook: OperandHook, @unchecked Sendable {
+    var shapes: [(String, GEMMShape)] = []
+    func wants(_ site: SiteID, replica: Int) -> Bool { replica == 0 }
+    func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+                        shape: GEMMShape, mxu: MXU, replica: Int) {
+        shapes.append((site.name, shape))
+    }
+}
+
 @Suite struct TrainingTests {
     static let model = ResNet18(scale: .tiny)
 
@@ -101,6 +111,16 @@ final class RecordingHook: OperandHook, @unchecked Sendable {
         #expect(faulty != golden)
         // The corruption lands in step 1: the state after step 1 is the first to differ.
         #expect(Self.run(steps: 1, hook: RecordingHook(target: site, replica: 1)).0 == Self.run(steps: 1).0)
+    }
+
+    /// One schedule for timing and for hardware faults: every product the functional step
+    /// runs has the GEMM shape (orientation included) the timing topology gives its site.
+    @Test func productsHaveTheTimingTopologysShapes() {
+        let hook = ProductShapeHook()
+        _ = Self.run(steps: 2, hook: hook)
+        let topology = ResNet18Topology.layers(scale: .tiny, phases: .training)
+        #expect(hook.shapes.map(\.0) == topology.map(\.name))
+        #expect(hook.shapes.map(\.1) == topology.map(\.gemm))
     }
 
     @Test func withoutBatchNormTheModelTrainsToo() {

@@ -50,11 +50,17 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         public var globalStep: Int
         public var faultModel: String
         public var seed: UInt64?
+        /// Software faults: positions in the corrupted operand and the values written there.
+        /// Hardware faults: positions `[row, column]` in the operation's product C that the
+        /// fault changed, and their faulty values.
         public var positions: [[Int]]
         public var values: [Float]
+        /// The hardware fault, when `faultModel` is `hardware`.
+        public var hardware: HardwareFault?
 
         public init(golden: String, site: String, role: String, replica: Int, globalStep: Int, faultModel: String,
-                    seed: UInt64?, positions: [[Int]], values: [Float]) {
+                    seed: UInt64?, positions: [[Int]], values: [Float], hardware: HardwareFault? = nil) {
+            self.hardware = hardware
             self.golden = golden
             self.site = site
             self.role = role

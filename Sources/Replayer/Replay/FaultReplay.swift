@@ -23,8 +23,11 @@ public struct ReplayResult: Sendable, Codable, Equatable {
         public var role: String
         public var faultModel: String
         public var replica: Int
+        /// Software faults: where in the operand and what was written; hardware faults:
+        /// `[row, column]` of the product elements the fault changed, and their faulty values.
         public var positions: [[Int]]
         public var values: [Float]
+        public var hardware: HardwareFault?
     }
 
     public struct Divergence: Sendable, Codable, Equatable {
@@ -70,7 +73,8 @@ public enum FaultReplay {
         let restorer = try TraceRestorer(reader: reader, threads: threads)
         let model = restorer.run.model
         let site = parseSite(spec.site)
-        let role = spec.faultModel.tensor
+        // A hardware fault corrupts the operation's product, so it shows in the output.
+        let role = spec.faultModel?.tensor ?? .output
         guard let shape = model.operandShape(site, role) else {
             let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
             throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(m.config.workload.rawValue) \(m.config.scale.name) (sites: \(known), ... \(model.sites.count) in all)")
@@ -86,17 +90,8 @@ public enum FaultReplay {
             throw ReplayError.specMismatch("\(specName): epoch \(globalStep / m.stepsPerEpoch) step \(globalStep % m.stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
         }
         let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: globalStep)
-        let hook: InjectionHook
-        if let positions = spec.positions, let values = spec.values {
-            do {
-                hook = InjectionHook(target: target, corruption: try InjectionHook.corruption(positions: positions, values: values, shape: shape,
-                                                                                              operand: "the \(role.rawValue) of \(site.name)"))
-            } catch {
-                throw ReplayError.specMismatch("\(specName): \(error)")
-            }
-        } else {
-            hook = InjectionHook(target: target, model: spec.faultModel, seed: spec.seed ?? 0)
-        }
+        let armed = try arm(spec, specName: specName, target: target, shape: shape, config: m.config)
+        let hook = armed.hook
 
         let start = try restorer.state(at: globalStep)
         let end = stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
@@ -104,11 +99,12 @@ public enum FaultReplay {
         manifest.plannedSteps = end
         manifest.complete = false
         manifest.completedSteps = 0
-        func injection(_ c: Corruption?) -> TraceManifest.Injection {
-            .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica, globalStep: globalStep,
-                  faultModel: spec.faultModel.rawValue, seed: spec.seed, positions: c?.positions(in: shape) ?? [], values: c?.values ?? [])
+        func injection() -> TraceManifest.Injection {
+            let (positions, values) = armed.applied()
+            return .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica, globalStep: globalStep,
+                         faultModel: armed.faultModel, seed: spec.seed, positions: positions, values: values, hardware: spec.hardware)
         }
-        manifest.injection = injection(hook.applied)
+        manifest.injection = injection()
         let writer = try TraceWriter(creating: out, manifest: manifest)
         try writer.appendSnapshot(start)
 
@@ -118,7 +114,7 @@ public enum FaultReplay {
         let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
                                            hook: { $0 == globalStep ? hook : nil },
                                            stop: { record, _ in
-            if record.step == globalStep, spec.positions == nil { try? writer.setInjection(injection(hook.applied)) }
+            if record.step == globalStep, !armed.verbatim { try? writer.setInjection(injection()) }
             if divergence == nil, let g = goldenRecords[record.step] {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
@@ -147,15 +143,63 @@ public enum FaultReplay {
                                                       classes: m.config.scale.classes, exact: stopped == "masked-exact", thresholds: thresholds)
         let window = max(1, thresholds.finalWindow)
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
+        let (positions, values) = armed.applied()
         return ReplayResult(
             outcome: outcome.rawValue, evidence: evidence,
             injection: .init(epoch: globalStep / m.stepsPerEpoch, step: globalStep % m.stepsPerEpoch, globalStep: globalStep, site: site.name,
-                             role: role.rawValue, faultModel: spec.faultModel.rawValue, replica: target.replica,
-                             positions: hook.applied?.positions(in: shape) ?? [], values: hook.applied?.values ?? []),
+                             role: role.rawValue, faultModel: armed.faultModel, replica: target.replica,
+                             positions: positions, values: values, hardware: spec.hardware),
             firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
             golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
             faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),
             trace: out)
+    }
+
+    /// A fault ready to strike: its hook and what it has applied so far.
+    struct ArmedFault {
+        var hook: any OperandHook
+        /// The fault model's name, or `hardware`.
+        var faultModel: String
+        /// Whether the spec listed what to write (nothing to record after the step).
+        var verbatim: Bool
+        /// Positions and values applied: in the operand (software) or in the product (hardware).
+        var applied: () -> (positions: [[Int]], values: [Float])
+    }
+
+    /// Builds the hook of `spec`, checking it against the operand or operation it strikes.
+    static func arm(_ spec: InjectionSpec, specName: String, target: InjectionTarget, shape: [Int],
+                    config: TrainingConfig) throws -> ArmedFault {
+        if let fault = spec.hardware {
+            let name = target.site.name
+            guard let gemm = config.workload.layers(scale: config.scale, phases: .training).first(where: { $0.name == name })?.gemm else {
+                throw ReplayError.specMismatch("\(specName): \(name) is not an MXU operation of this workload")
+            }
+            do {
+                try HardwareInjectionHook.validate(fault, site: target.site, shape: gemm, chip: config.chip, precision: config.precision)
+            } catch {
+                throw ReplayError.specMismatch("\(specName): \(error)")
+            }
+            let hook = HardwareInjectionHook(site: target.site, replica: target.replica, fault: fault, chip: config.chip)
+            return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false) {
+                let e = hook.applied
+                return (e.map { [$0.row, $0.column] }, e.map(\.faulty))
+            }
+        }
+        guard let model = spec.faultModel else { throw ReplayError.specMismatch("\(specName): no fault model and no hardware fault") }
+        let hook: InjectionHook
+        if let positions = spec.positions, let values = spec.values {
+            do {
+                hook = InjectionHook(target: target, corruption: try InjectionHook.corruption(positions: positions, values: values, shape: shape,
+                                                                                              operand: "the \(target.role.rawValue) of \(target.site.name)"))
+            } catch {
+                throw ReplayError.specMismatch("\(specName): \(error)")
+            }
+        } else {
+            hook = InjectionHook(target: target, model: model, seed: spec.seed ?? 0)
+        }
+        return ArmedFault(hook: hook, faultModel: model.rawValue, verbatim: spec.positions != nil) {
+            (hook.applied?.positions(in: shape) ?? [], hook.applied?.values ?? [])
+        }
     }
 
     /// `basicblock_1_basic_0_conv1_grad_in` -> (`basicblock_1_basic_0_conv1`, grad_in).

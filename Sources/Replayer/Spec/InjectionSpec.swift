@@ -1,4 +1,5 @@
 import Foundation
+import Sim
 
 /// One injection experiment, the native spec (JSON): the reference CSV's content and what
 /// the CSV cannot say, a fault drawn from a seed instead of listed verbatim.
@@ -7,14 +8,23 @@ import Foundation
 /// {"workload": "resnet18", "site": "basicblock_2_basic_0_conv1_grad_in", "faultModel": "N16_RD",
 ///  "replica": 3, "globalStep": 120, "seed": 42}
 /// ```
-/// The step is `globalStep` or `epoch` + `step` (within the epoch). The corruption is either
-/// `positions` + `values` (verbatim, as a replay CSV lists them) or `seed` (drawn when the
-/// golden operand is seen; the faulty trace's manifest records what was drawn).
+/// The step is `globalStep` or `epoch` + `step` (within the epoch). A software fault names a
+/// `faultModel` and either `positions` + `values` (verbatim, as a replay CSV lists them) or
+/// `seed` (drawn when the golden operand is seen; the faulty trace's manifest records what was
+/// drawn). A hardware fault names, instead of a fault model, the PE register it strikes in the
+/// site's MXU operation (see ``HardwareFault``):
+///
+/// ```json
+/// {"workload": "resnet18", "site": "basicblock_1_basic_0_conv1", "replica": 0, "globalStep": 120,
+///  "hardware": {"mxu": 0, "row": 3, "column": 5, "register": "weight", "bit": 14, "stuckAt": 1}}
+/// ```
 public struct InjectionSpec: Codable, Sendable, Equatable {
     public var workload: String
     /// The reference's site name: `<layer>`, `<layer>_grad_in` or `<layer>_grad_wt`.
     public var site: String
-    public var faultModel: FaultModel
+    /// The software fault model; nil for a hardware fault.
+    public var faultModel: FaultModel?
+    public var hardware: HardwareFault?
     public var replica: Int
     public var globalStep: Int?
     public var epoch: Int?
@@ -23,8 +33,10 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
     public var values: [Float]?
     public var seed: UInt64?
 
-    public init(workload: String, site: String, faultModel: FaultModel, replica: Int, globalStep: Int? = nil, epoch: Int? = nil,
-                step: Int? = nil, positions: [[Int]]? = nil, values: [Float]? = nil, seed: UInt64? = nil) {
+    public init(workload: String, site: String, faultModel: FaultModel?, replica: Int, globalStep: Int? = nil, epoch: Int? = nil,
+                step: Int? = nil, positions: [[Int]]? = nil, values: [Float]? = nil, seed: UInt64? = nil,
+                hardware: HardwareFault? = nil) {
+        self.hardware = hardware
         self.workload = workload
         self.site = site
         self.faultModel = faultModel
@@ -53,6 +65,8 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         let spec: InjectionSpec
         do {
             spec = try JSONDecoder().decode(InjectionSpec.self, from: data)
+        } catch DecodingError.dataCorrupted(let c) where !c.codingPath.isEmpty {
+            throw SpecError.malformed(file: path, line: nil, reason: "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)")
         } catch DecodingError.dataCorrupted(let c) {
             throw SpecError.malformed(file: path, line: nil, reason: "not valid JSON: \(c.debugDescription) \(c.underlyingError.map { "\($0)" } ?? "")")
         } catch DecodingError.keyNotFound(let key, _) {
@@ -73,12 +87,22 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         case (nil, .some(let e), .some(let s)) where e >= 0 && s >= 0: break
         default: throw .malformed(file: file, line: nil, reason: "give either globalStep or both epoch and step (non-negative)")
         }
+        guard replica >= 0 else { throw .malformed(file: file, line: nil, reason: "replica must be non-negative") }
+        switch (faultModel, hardware) {
+        case (.some, nil): break
+        case (nil, .some):
+            guard positions == nil, values == nil else {
+                throw .malformed(file: file, line: nil, reason: "a hardware fault says where it strikes; it takes no positions or values")
+            }
+            return
+        case (.some, .some): throw .malformed(file: file, line: nil, reason: "give either faultModel (a software fault) or hardware, not both")
+        case (nil, nil): throw .malformed(file: file, line: nil, reason: "missing field 'faultModel' (or 'hardware' for a hardware fault)")
+        }
         switch (positions, values, seed) {
         case (.some(let p), .some(let v), _):
             guard p.count == v.count, !p.isEmpty else { throw .malformed(file: file, line: nil, reason: "\(v.count) values for \(p.count) positions") }
         case (nil, nil, .some): break
         default: throw .malformed(file: file, line: nil, reason: "give either positions and values, or a seed to draw them from")
         }
-        guard replica >= 0 else { throw .malformed(file: file, line: nil, reason: "replica must be non-negative") }
     }
 }

@@ -20,13 +20,17 @@
 /// Operand registers hold operands at the MXU's operand precision: under bfloat16, bits
 /// 0...15 of the bfloat16 pattern (15 is the sign, 14...7 the exponent); under float32 and
 /// for partial sums, bits 0...31 of the IEEE single pattern.
+///
+/// As JSON (specs, manifests, results), flat:
+/// `{"mxu": 0, "row": 3, "column": 5, "register": "weight", "bit": 14, "cycle": 120}` or, for a
+/// permanent fault, `"stuckAt": 1` in place of `"cycle"`.
 public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
     public enum Register: String, Sendable, Codable, CaseIterable {
         case weight, input
         case partialSum = "partial-sum"
     }
 
-    public enum Kind: Sendable, Equatable, Hashable, Codable {
+    public enum Kind: Sendable, Equatable, Hashable {
         /// The bit flips in `cycle` (counted from the operation's first cycle, as ``Schedule``
         /// counts). An operand register holds the operand its PE multiplies: the flip hits
         /// the value multiplied in `cycle`, which a moving register then passes on; a
@@ -55,6 +59,37 @@ public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStrin
         self.register = register
         self.bit = bit
         self.kind = kind
+    }
+
+    private enum CodingKeys: String, CodingKey { case mxu, row, column, register, bit, cycle, stuckAt }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        mxu = try c.decodeIfPresent(Int.self, forKey: .mxu) ?? 0
+        row = try c.decode(Int.self, forKey: .row)
+        column = try c.decode(Int.self, forKey: .column)
+        register = try c.decode(Register.self, forKey: .register)
+        bit = try c.decode(Int.self, forKey: .bit)
+        switch (try c.decodeIfPresent(Int.self, forKey: .cycle), try c.decodeIfPresent(Int.self, forKey: .stuckAt)) {
+        case (.some(let cycle), nil): kind = .transient(cycle: cycle)
+        case (nil, .some(let value)): kind = .stuckAt(value: value)
+        default:
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath,
+                                                    debugDescription: "a hardware fault needs either \"cycle\" (a flip) or \"stuckAt\" (0 or 1)"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(mxu, forKey: .mxu)
+        try c.encode(row, forKey: .row)
+        try c.encode(column, forKey: .column)
+        try c.encode(register, forKey: .register)
+        try c.encode(bit, forKey: .bit)
+        switch kind {
+        case .transient(let cycle): try c.encode(cycle, forKey: .cycle)
+        case .stuckAt(let value): try c.encode(value, forKey: .stuckAt)
+        }
     }
 
     public var description: String {

@@ -13,7 +13,7 @@ public enum Conv2D {
         let g = s.gemm
         // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
         let cols = im2col(unit.operand(x), s)
-        var y = unit.product(cols, rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+        var y = unit.product(site, cols, rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true, hook: hook)
         unit.finish(site, output: &y, shape: s.outputShape, hook: hook)
         return y
     }
@@ -26,7 +26,7 @@ public enum Conv2D {
         var dy = dy, w = w
         let hook = unit.corruptOperands(site, input: &dy, inputShape: s.outputShape, weight: &w, weightShape: s.weightShape)
         let g = s.gemm
-        let dcols = unit.product(unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true)
+        let dcols = unit.product(site, unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true, hook: hook)
         var dx = col2im(dcols, s)
         unit.finish(site, output: &dx, shape: s.inputShape, hook: hook)
         return dx
@@ -40,13 +40,7 @@ public enum Conv2D {
         let hook = unit.corruptOperands(site, input: &x, inputShape: s.inputShape, weight: &dy, weightShape: s.outputShape)
         let g = s.gemm
         let cols = im2col(x, s)
-        // Computed as (dL/dy^T X)^T: the same sums in the same order (multiplication
-        // commutes exactly), but the large lowered matrix is then read row by row.
-        let dwT = unit.product(dy, rows: g.n, inner: g.m, cols, cols: g.k, transposeA: true)
-        var dw = [Float](unsafeUninitializedCapacity: g.k * g.n) { out, written in
-            for c in 0..<g.n { for k in 0..<g.k { out[k * g.n + c] = dwT[c * g.k + k] } }
-            written = g.k * g.n
-        }
+        var dw = unit.product(site, cols, rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true, hook: hook)
         unit.finish(site, output: &dw, shape: s.weightShape, hook: hook)
         return dw
     }

@@ -8,7 +8,7 @@ public enum Dense {
         let site = SiteID(layer: layer, kind: .forward)
         var x = x, w = w
         let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
-        var y = unit.product(x, rows: batch, inner: inFeatures, w, cols: outFeatures)
+        var y = unit.product(site, x, rows: batch, inner: inFeatures, w, cols: outFeatures, hook: hook)
         unit.finish(site, output: &y, shape: [batch, outFeatures], hook: hook)
         for n in 0..<batch { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } }
         return y
@@ -20,7 +20,7 @@ public enum Dense {
         let site = SiteID(layer: layer, kind: .gradIn)
         var dy = dy, w = w
         let hook = unit.corruptOperands(site, input: &dy, inputShape: [batch, outFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
-        var dx = unit.product(dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true)
+        var dx = unit.product(site, dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true, hook: hook)
         unit.finish(site, output: &dx, shape: [batch, inFeatures], hook: hook)
         return dx
     }
@@ -32,7 +32,7 @@ public enum Dense {
         let site = SiteID(layer: layer, kind: .gradWt)
         var x = x, dy = dy
         let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &dy, weightShape: [batch, outFeatures])
-        var dw = unit.product(x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true)
+        var dw = unit.product(site, x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true, hook: hook)
         unit.finish(site, output: &dw, shape: [inFeatures, outFeatures], hook: hook)
         return (dw, Reduce.columnSums(dy, rows: batch, columns: outFeatures))
     }

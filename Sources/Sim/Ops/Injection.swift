@@ -38,6 +38,18 @@ public protocol OperandHook: Sendable {
     func wants(_ site: SiteID, replica: Int) -> Bool
     /// Corrupts `values` (the operand `role` of `site`, laid out as `shape`) in place.
     func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int)
+    /// Corrupts the raw product `C[M x N] = A x B` of `site` as the MXU computed it, before
+    /// any lowering is undone (col2im, transposes): what a fault inside the MXU changes.
+    func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+                        shape: GEMMShape, mxu: MXU, replica: Int)
+}
+
+extension OperandHook {
+    /// Software faults corrupt operands only.
+    public func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+                               shape: GEMMShape, mxu: MXU, replica: Int) {}
+    /// Hardware faults corrupt products only.
+    public func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {}
 }
 
 /// The matrix unit as the layers see it: the functional MXU, the replica it computes for,
@@ -91,16 +103,22 @@ public struct MatrixUnit: Sendable {
     /// `[inner, rows]` when `transposeA`) and B `[inner, cols]` (or `[cols, inner]`).
     /// Transposes are strided reads, never copies.
     /// `aIsRounded`: A's values are already bf16 (saves the MXU its rounding pass; it then
-    /// reads a row-major A in place).
-    public func product(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
-                        transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false) -> [Float] {
+    /// reads a row-major A in place). This is the operation `site` as the MXU runs it: its
+    /// shape is the one the timing model schedules, and `hook` (the one
+    /// ``corruptOperands(_:input:inputShape:weight:weightShape:)`` returned) may corrupt its
+    /// product.
+    public func product(_ site: SiteID, _ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
+                        transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false,
+                        hook: (any OperandHook)?) -> [Float] {
         precondition(a.count == rows * inner && b.count == inner * cols, "operand sizes do not match the product")
+        let shape = GEMMShape(m: rows, k: inner, n: cols)
         // `multiply` writes every element of C, so it needs no zeroing first.
         return [Float](unsafeUninitializedCapacity: rows * cols) { pc, written in
             a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
-                mxu.multiply(MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1, isRounded: aIsRounded),
-                             MatrixView(pb.baseAddress!, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1),
-                             into: pc.baseAddress!, shape: GEMMShape(m: rows, k: inner, n: cols))
+                let va = MatrixView(pa.baseAddress!, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1, isRounded: aIsRounded)
+                let vb = MatrixView(pb.baseAddress!, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1)
+                mxu.multiply(va, vb, into: pc.baseAddress!, shape: shape)
+                hook?.corruptProduct(site, a: va, b: vb, c: pc.baseAddress!, shape: shape, mxu: mxu, replica: replica)
             } }
             written = rows * cols
         }

@@ -1,0 +1,64 @@
+import Foundation
+import Sim
+
+/// The hook that injects a hardware fault: in its target operation, on its target replica, it
+/// lets the MXU compute the product, then maps the fault through that operation's
+/// ``Schedule`` onto the output elements it corrupts (``Schedule/faultyElements(of:precision:a:b:golden:)``)
+/// and writes their faulty values. What it changed is kept for the report and the trace.
+public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
+    public let site: SiteID
+    public let replica: Int
+    public let fault: HardwareFault
+    public let chip: ChipConfig
+    public let mode: TimingMode
+    private let lock = NSLock()
+    private var changed: [FaultyElement] = []
+
+    public init(site: SiteID, replica: Int, fault: HardwareFault, chip: ChipConfig, mode: TimingMode = .overlapped) {
+        self.site = site
+        self.replica = replica
+        self.fault = fault
+        self.chip = chip
+        self.mode = mode
+    }
+
+    /// The product elements the fault changed (row-major), once the operation has run.
+    public var applied: [FaultyElement] {
+        lock.lock()
+        defer { lock.unlock() }
+        return changed
+    }
+
+    /// Checks the fault against the operation it strikes (`shape`, from the timing topology)
+    /// before anything runs; the message names the operation.
+    public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, chip: ChipConfig,
+                                precision: OperandPrecision, mode: TimingMode = .overlapped) throws(HardwareError) {
+        let schedule = try Schedule(shape: shape, config: chip, mode: mode)
+        do {
+            try fault.validate(schedule: schedule, precision: precision)
+        } catch {
+            throw .invalidConfig("\(site.name) (\(shape) on \(chip.rows)x\(chip.columns) \(chip.dataflow.rawValue), \(chip.mxuCount) MXU): \(error)")
+        }
+    }
+
+    public func wants(_ site: SiteID, replica: Int) -> Bool {
+        site == self.site && replica == self.replica
+    }
+
+    public func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+                               shape: GEMMShape, mxu: MXU, replica: Int) {
+        guard wants(site, replica: replica), let schedule = try? Schedule(shape: shape, config: chip, mode: mode) else { return }
+        let precision = mxu.precision
+        // The operands as the PEs hold them (rounding is idempotent, so rounded views are fine).
+        func held(_ v: Float) -> Float { precision == .bfloat16 ? BFloat16.round(v) : v }
+        let elements = schedule.faultyElements(
+            of: fault, precision: precision,
+            a: { m, k in held(a.base[m * a.rowStride + k * a.columnStride]) },
+            b: { k, n in held(b.base[k * b.rowStride + n * b.columnStride]) },
+            golden: { m, n in c[m * shape.n + n] })
+        for e in elements { c[e.row * shape.n + e.column] = e.faulty }
+        lock.lock()
+        changed = elements
+        lock.unlock()
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+@testable import Replayer
+import Recorder
+import Sim
+
+/// Runs the hardware hook on a real training operation and checks its output against the
+/// register-level array fed the same operands (as the MXU saw them, transposes resolved).
+final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
+    let inner: HardwareInjectionHook
+    var checked: [(site: String, changed: Int, mismatches: Int)] = []
+
+    init(_ inner: HardwareInjectionHook) { self.inner = inner }
+
+    func wants(_ site: SiteID, replica: Int) -> Bool { inner.wants(site, replica: replica) }
+
+    func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+                        shape: GEMMShape, mxu: MXU, replica: Int) {
+        let A = (0..<shape.m * shape.k).map { a.base[($0 / shape.k) * a.rowStride + ($0 % shape.k) * a.columnStride] }
+        let B = (0..<shape.k * shape.n).map { b.base[($0 / shape.n) * b.rowStride + ($0 % shape.n) * b.columnStride] }
+        inner.corruptProduct(site, a: a, b: b, c: c, shape: shape, mxu: mxu, replica: replica)
+        let fast = Array(UnsafeBufferPointer(start: c, count: shape.m * shape.n))
+        let schedule = try! Schedule(shape: shape, config: inner.chip, mode: inner.mode)
+        let reference = try! ReferenceArray(schedule: schedule, precision: mxu.precision).run(a: A, b: B, fault: inner.fault).output
+        let mismatches = zip(fast, reference).filter { $0.bitPattern != $1.bitPattern && !($0.isNaN && $1.isNaN) }.count
+        checked.append((site.name, inner.applied.count, mismatches))
+    }
+}
+
+@Suite struct HardwareReplayTests {
+    /// A forward, a `_grad_in` (B read transposed) and a `_grad_wt` (A read transposed)
+    /// operation of a real step: the fast path's faulty product equals the register-level
+    /// array's, for a stuck weight bit, a flipped input and a flipped partial sum.
+    @Test(arguments: ["basicblock_1_basic_0_conv1", "basicblock_1_basic_0_conv1_grad_in", "basicblock_1_basic_0_conv1_grad_wt", "dense_grad_wt"])
+    func faultsInATrainingStepEqualTheRegisterLevelArray(site name: String) throws {
+        let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
+        let config = TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 1, chip: .tiny)
+        let run = try TrainingRun(config: config, data: data)
+        let site = FaultReplay.parseSite(name)
+        let gemm = try #require(config.workload.layers(scale: .tiny, phases: .training).first { $0.name == name }?.gemm)
+        let schedule = try Schedule(shape: gemm, config: .tiny)
+        let faults = [
+            HardwareFault(row: 1, column: 2, register: .weight, bit: 14, kind: .stuckAt(value: 1)),
+            HardwareFault(row: 0, column: 0, register: .input, bit: 14, kind: .stuckAt(value: 1)),
+            // Bit 30 of a sum: 0 becomes 2, anything else changes by 2^128 or more.
+            HardwareFault(row: 3, column: 1, register: .partialSum, bit: 30, kind: .transient(cycle: schedule.passes[0].streamStart + 6)),
+        ]
+        for fault in faults {
+            let hook = CheckedHardwareHook(HardwareInjectionHook(site: site, replica: 0, fault: fault, chip: .tiny))
+            _ = run.step(run.initialState(), hook: hook)
+            #expect(hook.checked.count == 1 && hook.checked.first?.site == name)
+            #expect(hook.checked.first?.mismatches == 0, "\(fault) in \(name)")
+            #expect((hook.checked.first?.changed ?? 0) > 0, "\(fault) in \(name) changed nothing")
+        }
+    }
+
+    static func scratch(_ name: String) -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-hwreplay-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
+        try? FileManager.default.removeItem(atPath: d)
+        return d
+    }
+
+    /// `tpufi replay` with a hardware spec: a stuck exponent bit of one resident weight
+    /// corrupts one output column (every streamed row whose activation is not zero), the run
+    /// first diverges at that operation on that replica, and the trace records the fault.
+    @Test func aStuckWeightBitCorruptsOneOutputColumnAndIsRecorded() throws {
+        let golden = Self.scratch("golden"), out = Self.scratch("stuck")
+        defer { for d in [golden, out] { try? FileManager.default.removeItem(atPath: d) } }
+        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 2), data: data)
+        let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 6, policy: .init(snapshotEvery: 2), to: golden)
+        let fault = HardwareFault(row: 5, column: 2, register: .weight, bit: 14, kind: .stuckAt(value: 1))
+        let spec = InjectionSpec(workload: "resnet18", site: "basicblock_1_basic_0_conv2", faultModel: nil, replica: 1, globalStep: 3, hardware: fault)
+        try spec.validate(file: "hw.json")
+        let r = try FaultReplay.run(golden: reader, spec: spec, specName: "hw.json", stepsAfterInjection: 1, out: out)
+        #expect(r.injection.faultModel == "hardware" && r.injection.hardware == fault)
+        #expect(!r.injection.positions.isEmpty && r.injection.positions.allSatisfy { $0[1] == 2 })
+        #expect(r.firstDivergence == .init(globalStep: 3, site: "basicblock_1_basic_0_conv2", replica: 1))
+        let trace = try TraceReader(directory: out)
+        #expect(trace.manifest.injection?.hardware == fault && trace.manifest.injection?.positions == r.injection.positions)
+    }
+
+    @Test func hardwareSpecsAreCheckedAgainstTheArrayAndTheOperation() throws {
+        let dir = Self.scratch("specs")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func load(_ json: String) -> String {
+            let path = dir + "/s.json"
+            FileManager.default.createFile(atPath: path, contents: Data(json.utf8))
+            do { _ = try InjectionSpec.load(path: path); return "ok" } catch { return "\(error)" }
+        }
+        let head = #"{"workload": "resnet18", "site": "conv1", "replica": 0, "globalStep": 1, "#
+        #expect(load(head + #""hardware": {"row": 1, "column": 2, "register": "weight", "bit": 3, "cycle": 7}}"#) == "ok")
+        #expect(load(head + #""hardware": {"row": 1, "column": 2, "register": "weight", "bit": 3}}"#).contains("stuckAt"))
+        #expect(load(head + #""hardware": {"row": 1, "column": 2, "register": "carry", "bit": 3, "cycle": 7}}"#).contains("register"))
+        #expect(load(head + #""faultModel": "RD", "seed": 1, "hardware": {"row": 1, "column": 2, "register": "weight", "bit": 3, "cycle": 7}}"#)
+            .contains("not both"))
+        #expect(load(head + #""seed": 1}"#).contains("faultModel"))
+
+        // Against the operation: a PE outside the 128x128 array, a cycle past the operation.
+        let golden = Self.scratch("golden-specs")
+        defer { try? FileManager.default.removeItem(atPath: golden) }
+        let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
+        let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 1), data: data)
+        let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=16,test=8", steps: 2, policy: .init(), to: golden)
+        func replay(_ fault: HardwareFault) -> String {
+            let spec = InjectionSpec(workload: "resnet18", site: "conv1", faultModel: nil, replica: 0, globalStep: 1, hardware: fault)
+            do { _ = try FaultReplay.run(golden: reader, spec: spec, specName: "hw.json", stepsAfterInjection: 0, out: Self.scratch("x")); return "ok" }
+            catch { return "\(error)" }
+        }
+        defer { try? FileManager.default.removeItem(atPath: Self.scratch("x")) }
+        #expect(replay(HardwareFault(row: 200, column: 0, register: .weight, bit: 3, kind: .stuckAt(value: 1))).contains("outside the 128x128 array"))
+        #expect(replay(HardwareFault(row: 0, column: 0, register: .weight, bit: 3, kind: .transient(cycle: 1_000_000))).contains("conv1"))
+        #expect(replay(HardwareFault(row: 0, column: 0, register: .input, bit: 20, kind: .stuckAt(value: 1))).contains("16 bits"))
+    }
+}
