@@ -7,8 +7,8 @@ GOLDEN=${TPUFI_GOLDEN:-golden/resnet18-small}
 [ -f "$GOLDEN/manifest.json" ] && grep -q '"complete":true' "$GOLDEN/manifest.json" || ./scripts/main.sh
 TPUFI="$(swift build -c release --show-bin-path)/tpufi"
 status=0
-for spec in traces/resnet18-small/*.csv; do
-  name=$(basename "$spec" .csv)
+for spec in traces/resnet18-small/*.csv traces/resnet18-small/*.json; do
+  name=$(basename "${spec%.*}")
   expected=$(echo "${name%%__*}" | sed -E 's/(^|_)([a-z])/\U\2/g; s/Infs/INFs/; s/Nans/NaNs/')
   out="traces/replay-resnet18-small-$name"
   rm -rf "$out"
