@@ -49,20 +49,27 @@ struct Replay: ParsableCommand {
     var json = false
 
     func run() throws {
+        let clock = ContinuousClock(), start = clock.now
         let reader = try TraceReader(directory: golden)
         let parsed = try InjectionSpec.load(path: spec)
         let name = { (p: String) in URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent }
         let directory = out ?? "traces/replay-\(name(golden))-\(name(spec))"
         let progress = ProgressLine(total: max(1, reader.completedSteps))
+        var toInjectedStep: Duration?
         let result = try FaultReplay.run(golden: reader, spec: parsed, specName: spec, stepsAfterInjection: stepsAfterInjection, out: directory,
                                          threads: threads,
                                          thresholds: classifier.thresholds) { event in
             if case .step(let step, let m) = event {
+                // The replay's first step is the injected one.
+                if toInjectedStep == nil { toInjectedStep = clock.now - start }
                 progress.update(done: step + 1, detail: String(format: "loss %.4f acc %.3f", m.loss, m.accuracy))
             }
         }
         progress.clear()
-        if json { return try printJSON(result) }
+        if json {
+            return try printJSON(TimedReplay(result: result, timing: .init(secondsToInjectedStep: toInjectedStep.map(seconds),
+                                                                           seconds: seconds(clock.now - start))))
+        }
         let i = result.injection
         print("\(result.outcome)")
         let when = "replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep))"
@@ -82,4 +89,29 @@ struct Replay: ParsableCommand {
                      result.faulty.trainAccuracy, result.golden.trainAccuracy, result.faulty.testAccuracy, result.golden.testAccuracy))
         print("faulty trace: \(result.trace)")
     }
+}
+
+/// The replay's result and how long it took (wall clock: the JSON's `timing`, never a trace).
+struct TimedReplay: Encodable {
+    struct Timing: Encodable {
+        /// From the command's start to the end of the injected step: opening the trace, loading
+        /// the data, restoring the state before the step and running it.
+        var secondsToInjectedStep: Double?
+        var seconds: Double
+    }
+
+    var result: ReplayResult
+    var timing: Timing
+
+    private enum Key: String, CodingKey { case timing }
+
+    func encode(to encoder: any Encoder) throws {
+        try result.encode(to: encoder)
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(timing, forKey: .timing)
+    }
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }
