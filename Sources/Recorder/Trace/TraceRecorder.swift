@@ -149,13 +149,14 @@ public struct TraceRestorer: Sendable {
         return try replay(from: try reader.snapshot(at: from), to: step)
     }
 
-    /// Re-executes from `state` up to `step` updates, checking each state digest.
-    public func replay(from state: TrainingState, to step: Int) throws -> TrainingState {
+    /// Re-executes from `state` up to `step` updates, checking each state digest. `hook(step)`
+    /// may inject into a step (a faulty trace re-applies its recorded fault).
+    public func replay(from state: TrainingState, to step: Int, hook: (Int) -> (any OperandHook)? = { _ in nil }) throws -> TrainingState {
         var state = state
         let records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
         while state.step < step {
             let s = state.step
-            state = run.step(state).0
+            state = run.step(state, hook: hook(s)).0
             guard let recorded = records[s]?.stateDigest, recorded == state.digest.description else {
                 throw TraceError.mismatch("\(reader.directory): re-executing step \(s) gave state digest \(state.digest), the trace recorded \(records[s]?.stateDigest ?? "nothing"): the trace was made by other code or another configuration")
             }
