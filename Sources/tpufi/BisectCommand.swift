@@ -48,12 +48,17 @@ struct BisectCommand: ParsableCommand {
         print("first divergent tensor: \(r.firstDivergentSite ?? "?")\(r.firstDivergentTensor.map { " \($0)" } ?? "")\(r.replica.map { " on replica \($0)" } ?? "")")
         print("")
         var rows = [["site", "replica", "differing/total", "max abs", "max rel", "max ULP", "NaN A/B", "Inf A/B", "first at (A -> B)"]]
-        for d in r.sites {
+        // The optimizer slots and moving statistics follow their parameters; JSON lists them.
+        let shown = r.sites.filter { $0.kind == nil || $0.kind == "weights" }
+        for d in shown {
             let first = d.firstDifferences.first.map { "[\($0.position.map(String.init).joined(separator: ","))] \(number($0.a)) -> \(number($0.b))" } ?? ""
             rows.append([d.site + (d.tensor.map { " " + $0 } ?? ""), d.replica.map(String.init) ?? "-", "\(d.differing)/\(d.elements)",
                          number(d.maxAbsError), number(d.maxRelError), "\(d.maxULP)", "\(d.nanA)/\(d.nanB)", "\(d.infA)/\(d.infB)", first])
         }
         alignedTable(rows).forEach { print($0) }
+        if shown.count < r.sites.count {
+            print("update: \(r.sites.count - shown.count) more state tensors differ (optimizer slots, moving statistics; --json lists them)")
+        }
         print("")
         print("onset: \(r.onsetStep.map { "step \($0): \(r.onsetEvidence ?? "")" } ?? "none in the common steps (band \(r.accuracyBand))")")
         let perStep = c.secondsPerStep.map { String(format: "%.3f s", $0) } ?? "-"

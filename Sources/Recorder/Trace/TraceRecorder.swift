@@ -91,7 +91,9 @@ public enum TraceRecorder {
                                     loss: g.metrics.loss, accuracy: g.metrics.accuracy, learningRate: g.metrics.learningRate,
                                     stateDigest: state.digest.description,
                                     siteDigests: g.siteDigests.map { $0.map(\.digest.description) })
-            let last = state.step == end || stop(record, state)
+            // `stop` sees every record, the last one included (a replay records its drawn fault there).
+            let stopping = stop(record, state)
+            let last = state.step == end || stopping
             if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state) }
             report(.step(globalStep: step, metrics: g.metrics))
             if state.step % perEpoch == 0 || last {

@@ -96,7 +96,8 @@ public enum Bisect {
         let ra = Dictionary(try a.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { x, _ in x })
         let rb = Dictionary(try b.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { x, _ in x })
         let common = Set(ra.keys).intersection(rb.keys).sorted()
-        let onset = onset(common.compactMap { s in ra[s].flatMap { x in rb[s].map { (x, $0) } } }, band: thresholds.accuracyBand)
+        let point = { (r: StepRecord) in StepPoint(step: r.step, loss: r.loss, accuracy: r.accuracy) }
+        let onset = onset(common.compactMap { s in ra[s].flatMap { x in rb[s].map { (point(x), point($0)) } } }, band: thresholds.accuracyBand)
         var result = BisectResult(firstDivergentStep: nil, firstDivergentSite: nil, replica: nil, firstDivergentTensor: nil, sites: [],
                                   comparisons: 0, commonSteps: common.first.flatMap { lo in common.last.map { lo...$0 } },
                                   onsetStep: onset?.step, onsetEvidence: onset?.evidence, accuracyBand: thresholds.accuracyBand,
@@ -203,12 +204,13 @@ public enum Bisect {
         return layout.tensors.enumerated().compactMap { i, t in
             // Parameters, then each slot of every parameter (same shapes), then moving statistics.
             let shape = i < parameters * (1 + layout.slotNames.count) ? model.parameterShapes[i % parameters] : [t.count]
-            return TensorDifference.compare(Array(fx[t.range]), Array(fy[t.range]), shape: shape, site: site, tensor: t.name)
+            return TensorDifference.compare(Array(fx[t.range]), Array(fy[t.range]), shape: shape, site: site, tensor: t.name,
+                                            kind: t.kind.description)
         }
     }
 
     /// The first common step where B leaves A's band (see ``BisectResult/onsetStep``).
-    static func onset(_ pairs: [(a: StepRecord, b: StepRecord)], band: Float) -> (step: Int, evidence: String)? {
+    static func onset(_ pairs: [(a: StepPoint, b: StepPoint)], band: Float) -> (step: Int, evidence: String)? {
         for (x, y) in pairs {
             if !y.loss.isFinite && x.loss.isFinite {
                 return (y.step, "loss \(y.loss) at step \(y.step) (golden \(x.loss))")

@@ -22,6 +22,9 @@ public struct TensorDifference: Sendable, Codable, Equatable {
     /// For `update` and `state`: the state tensor (`conv1/kernel`, `conv1/kernel/m`,
     /// `conv1_bn/moving_mean`, ...).
     public var tensor: String?
+    /// For `update` and `state`: what the tensor holds (`weights`, `slot:<name>` for an
+    /// optimizer slot, `bn-stats` for batch-norm moving statistics).
+    public var kind: String?
     public var shape: [Int]
     public var elements: Int
     public var differing: Int
@@ -47,7 +50,7 @@ public struct TensorDifference: Sendable, Codable, Equatable {
     /// The difference of `b` from `a` (both laid out as `shape`), or nil when they are
     /// bit-identical.
     public static func compare(_ a: [Float], _ b: [Float], shape: [Int], site: String, replica: Int? = nil,
-                               tensor: String? = nil) -> TensorDifference? {
+                               tensor: String? = nil, kind: String? = nil) -> TensorDifference? {
         precondition(a.count == b.count, "\(site): comparing tensors of \(a.count) and \(b.count) elements")
         let identical = a.withUnsafeBytes { pa in
             b.withUnsafeBytes { pb in
@@ -56,7 +59,7 @@ public struct TensorDifference: Sendable, Codable, Equatable {
             }
         }
         if identical { return nil }
-        var d = TensorDifference(site: site, replica: replica, tensor: tensor, shape: shape, elements: a.count, differing: 0,
+        var d = TensorDifference(site: site, replica: replica, tensor: tensor, kind: kind, shape: shape, elements: a.count, differing: 0,
                                  maxAbsError: 0, maxRelError: 0, maxULP: 0, nanA: 0, nanB: 0, infA: 0, infB: 0, firstDifferences: [])
         for i in a.indices {
             let x = a[i], y = b[i]
