@@ -63,7 +63,7 @@ import Sim
     static let sites: [FaultModel: (site: String, seed: UInt64)] = [
         .INPUT: ("basicblock_2_basic_0_conv2", 8), .INPUT_16: ("dense", 1), .N64_INPUT: ("basicblock_1_basic_0_conv1", 5),
         .N64_INPUT_16: ("basicblock_3_basic_1_conv1_grad_wt", 5), .N64_INPUT_GLB: ("basicblock_3_basic_0_conv2_grad_wt", 5),
-        .WT: ("basicblock_3_basic_0_conv1_grad_in", 1), .WT_16: ("dense_grad_wt", 5), .N64_WT: ("basicblock_2_basic_0_conv1_grad_in", 5),
+        .WT: ("basicblock_3_basic_0_conv1_grad_in", 1), .WT_16: ("dense_grad_wt", 1), .N64_WT: ("basicblock_2_basic_0_conv1_grad_in", 5),
         .N64_WT_16: ("basicblock_2_basic_1_conv1", 5), .N64_WT_GLB: ("basicblock_4_basic_0_conv2", 2),
         .RBFLIP: ("basicblock_2_basic_0_conv2", 5), .RD: ("basicblock_1_basic_1_conv1_grad_in", 5), .RD_CORRECT: ("conv1", 5),
         .ZERO: ("basicblock_4_basic_0_downsample", 5), .N16_RD: ("basicblock_2_basic_1_conv2_grad_wt", 5),
