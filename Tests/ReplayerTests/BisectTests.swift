@@ -12,13 +12,15 @@ import Sim
     /// only when `recordInjection` (a trace that hides its fault cannot be re-executed).
     static func record(_ name: String, workload: Workload = .resnet18, steps: Int = 16, threads: Int = 1, seed: UInt64 = 0, snapshotEvery: Int = 4,
                        initialSnapshot: Bool = true, fault: (target: InjectionTarget, value: Float)? = nil,
-                       recordInjection: Bool = true) throws -> TraceReader {
+                       recordInjection: Bool = true, initialEdit: (inout TrainingState) -> Void = { _ in }) throws -> TraceReader {
         let data = try DatasetSource.parse(dataset).load()
         let run = try TrainingRun(config: TrainingConfig(workload: workload, scale: .tiny, replicas: 2, seed: seed), data: data, threads: threads)
         let dir = ReplayTests.scratch("bisect-\(name)")
         let policy = TraceRecorder.Policy(snapshotEvery: snapshotEvery)
         let writer = try TraceWriter(creating: dir, manifest: try TraceRecorder.manifest(run: run, dataset: dataset, steps: steps, policy: policy))
-        if initialSnapshot { try writer.appendSnapshot(run.initialState()) }
+        var initial = run.initialState()
+        initialEdit(&initial)
+        if initialSnapshot { try writer.appendSnapshot(initial) }
         let hook = fault.map { InjectionHook(target: $0.target, corruption: Corruption(offsets: [0], values: [$0.value])) }
         if let f = fault, recordInjection {
             let t = f.target
@@ -26,7 +28,7 @@ import Sim
                                           faultModel: "RD", seed: nil, positions: [run.model.operandShape(t.site, t.role).map { $0.map { _ in 0 } } ?? []],
                                           values: [f.value]))
         }
-        try TraceRecorder.loop(run: run, writer: writer, from: run.initialState(), to: steps, hook: { $0 == fault?.target.globalStep ? hook : nil },
+        try TraceRecorder.loop(run: run, writer: writer, from: initial, to: steps, hook: { $0 == fault?.target.globalStep ? hook : nil },
                                report: { _ in })
         return try TraceReader(directory: dir)
     }
@@ -193,6 +195,17 @@ import Sim
         #expect(r.firstDivergentStep == 11 && r.firstDivergentSite == "dense" && r.replica == 0)
         // Golden: snapshot 8 plus 3 steps; faulty: its initial snapshot plus 11.
         #expect(r.cost.restoreSteps == [3, 11] && r.cost.reexecutions == 16)
+    }
+
+    @Test func runsThatEnterTheFirstCommonStepInDifferentStatesShowTheStateFirst() throws {
+        let other = try Self.record("other-start", steps: 2, initialEdit: { $0.parameters[0][5] += 0.25 })
+        defer { Self.remove(other) }
+        let r = try Bisect.run(Self.golden, other)
+        #expect(r.firstDivergentStep == 0 && r.firstDivergentSite == "state" && r.firstDivergentTensor == "conv1/kernel" && r.replica == nil)
+        let state = try #require(r.sites.first)
+        #expect(state.differing == 1 && state.shape == [3, 3, 1, 4] && state.firstDifferences.first?.position == [0, 1, 0, 1])
+        // Then every replica's stem differs, before anything else.
+        #expect(r.sites.dropFirst().prefix(2).map { "\($0.site) \($0.replica ?? -1)" } == ["conv1 0", "conv1 1"])
     }
 
     // MARK: - Bad input
