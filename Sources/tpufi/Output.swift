@@ -10,6 +10,23 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
+/// `rows` as aligned columns (the first left-aligned, the others right-aligned, two spaces
+/// apart), with a rule under the header and after each row index in `rulesAfter`.
+func alignedTable(_ rows: [[String]], rulesAfter: Set<Int> = []) -> [String] {
+    guard let header = rows.first else { return [] }
+    let widths = header.indices.map { i in rows.map { i < $0.count ? $0[i].count : 0 }.max() ?? 0 }
+    var lines: [String] = []
+    for (n, row) in rows.enumerated() {
+        let cells = row.enumerated().map { i, cell in
+            i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                   : String(repeating: " ", count: max(0, widths[i] - cell.count)) + cell
+        }
+        lines.append(cells.joined(separator: "  "))
+        if n == 0 || rulesAfter.contains(n) { lines.append(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))) }
+    }
+    return lines
+}
+
 /// The classifier's thresholds, shared by `replay` and `classify`.
 struct ClassifierOptions: ParsableArguments {
     @Option(help: "Accuracy band (fraction) within which the faulty run matches golden.")

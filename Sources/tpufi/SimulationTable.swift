@@ -23,15 +23,7 @@ struct SimulationTable {
         rows.append(["total", "", "", "", "", "\(report.totalCycles)", String(format: "%.1f", 100 * report.utilization),
                      "\(report.timing == .overlapped ? report.totalScaleSimCycles : report.totalOverlappedCycles)",
                      "\(report.totalVectorCycles)", "", "\(report.totalBoundCycles)"])
-        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        for (n, row) in rows.enumerated() {
-            let cells = row.enumerated().map { i, cell in
-                i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                       : String(repeating: " ", count: widths[i] - cell.count) + cell
-            }
-            lines.append(cells.joined(separator: "  "))
-            if n == 0 || n == rows.count - 2 { lines.append(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))) }
-        }
+        lines += alignedTable(rows, rulesAfter: [rows.count - 2])
         lines.append("")
         lines.append(String(format: "step time at %.0f MHz: %.3f ms (roofline bound)", c.clockMHz, report.seconds * 1e3))
         return lines.joined(separator: "\n")

@@ -172,33 +172,3 @@ import Sim
         }
     }
 }
-
-@Suite(.serialized) struct BisectTests {
-    static func record(_ name: String, threads: Int = 1, seed: UInt64 = 0, faultAt: Int? = nil) throws -> TraceReader {
-        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
-        let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: 2, seed: seed), data: data, threads: threads)
-        let dir = ReplayTests.scratch("bisect-\(name)")
-        let policy = TraceRecorder.Policy(snapshotEvery: 4)
-        let writer = try TraceWriter(creating: dir, manifest: try TraceRecorder.manifest(run: run, dataset: "synthetic:train=64,test=16", steps: 16, policy: policy))
-        try writer.appendSnapshot(run.initialState())
-        let site = SiteID(layer: "basicblock_4_basic_0_conv2", kind: .gradIn)
-        let hook = faultAt.map { InjectionHook(target: InjectionTarget(site: site, role: .output, replica: 1, globalStep: $0), model: .RBFLIP, seed: 3) }
-        try TraceRecorder.loop(run: run, writer: writer, from: run.initialState(), to: 16, hook: { $0 == faultAt ? hook : nil }, report: { _ in })
-        return try TraceReader(directory: dir)
-    }
-
-    @Test func findsTheFirstDivergentStepAndOperationInLogarithmicComparisons() throws {
-        let golden = try Self.record("golden")
-        let faulty = try Self.record("faulty", faultAt: 9)
-        let r = try Bisect.run(golden, faulty)
-        #expect(r.firstDivergentStep == 9 && r.firstDivergentSite == "basicblock_4_basic_0_conv2_grad_in" && r.replica == 1)
-        #expect(r.sites.first?.replicas == [1] && r.commonSteps == 0...15)
-        #expect(r.comparisons <= 7)    // 2 ends + ceil(log2 16)
-    }
-
-    @Test func goldenRunsWithDifferentThreadCountsDoNotDiverge() throws {
-        let r = try Bisect.run(try Self.record("t1"), try Self.record("t2", threads: 2))
-        #expect(r.firstDivergentStep == nil && r.sites.isEmpty)
-        #expect(throws: ReplayError.self) { try Bisect.run(try Self.record("s0"), try Self.record("s1", seed: 1)) }
-    }
-}

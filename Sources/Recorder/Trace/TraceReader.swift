@@ -131,7 +131,7 @@ public struct TraceReader: Sendable {
     }
 
     /// `[0, 1, 2, 5, 6]` as `0-2, 5-6`.
-    static func ranges(_ steps: [Int]) -> String {
+    public static func ranges(_ steps: [Int]) -> String {
         var out: [String] = []
         var i = 0
         while i < steps.count {

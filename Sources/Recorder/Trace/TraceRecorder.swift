@@ -91,7 +91,9 @@ public enum TraceRecorder {
                                     loss: g.metrics.loss, accuracy: g.metrics.accuracy, learningRate: g.metrics.learningRate,
                                     stateDigest: state.digest.description,
                                     siteDigests: g.siteDigests.map { $0.map(\.digest.description) })
-            let last = state.step == end || stop(record, state)
+            // `stop` sees every record, the last one included (a replay records its drawn fault there).
+            let stopping = stop(record, state)
+            let last = state.step == end || stopping
             if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state) }
             report(.step(globalStep: step, metrics: g.metrics))
             if state.step % perEpoch == 0 || last {
@@ -149,13 +151,14 @@ public struct TraceRestorer: Sendable {
         return try replay(from: try reader.snapshot(at: from), to: step)
     }
 
-    /// Re-executes from `state` up to `step` updates, checking each state digest.
-    public func replay(from state: TrainingState, to step: Int) throws -> TrainingState {
+    /// Re-executes from `state` up to `step` updates, checking each state digest. `hook(step)`
+    /// may inject into a step (a faulty trace re-applies its recorded fault).
+    public func replay(from state: TrainingState, to step: Int, hook: (Int) -> (any OperandHook)? = { _ in nil }) throws -> TrainingState {
         var state = state
         let records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
         while state.step < step {
             let s = state.step
-            state = run.step(state).0
+            state = run.step(state, hook: hook(s)).0
             guard let recorded = records[s]?.stateDigest, recorded == state.digest.description else {
                 throw TraceError.mismatch("\(reader.directory): re-executing step \(s) gave state digest \(state.digest), the trace recorded \(records[s]?.stateDigest ?? "nothing"): the trace was made by other code or another configuration")
             }

@@ -14,13 +14,7 @@ public struct Corruption: Sendable, Equatable, Codable {
 
     /// Offsets as multi-indices of `shape` (the reference CSV's `a/b/c/d` positions).
     public func positions(in shape: [Int]) -> [[Int]] {
-        offsets.map { offset in
-            var rest = offset
-            return shape.reversed().map { n -> Int in
-                defer { rest /= n }
-                return rest % n
-            }.reversed()
-        }
+        offsets.map { Tensor.index(ofOffset: $0, in: shape) }
     }
 
     /// Replaces the values in place.

@@ -71,7 +71,7 @@ public struct MatrixUnit: Sendable {
     /// Offers the output of `site` to the hook (if it took the operands) and records its digest.
     func finish(_ site: SiteID, output: inout [Float], shape: [Int], hook: (any OperandHook)?) {
         hook?.apply(site, role: .output, values: &output, shape: shape, replica: replica)
-        digests?.record(site, output)
+        digests?.record(site, output, shape: shape)
     }
 
     /// Offers the hook (if it wants `site` on this replica) the operation's input and weight,
@@ -125,14 +125,26 @@ public struct MatrixUnit: Sendable {
     }
 }
 
-/// The digest of every MXU operation's output of one replica's step, in execution order.
+/// Receives every MXU operation's output of one replica (its values, as the next operation
+/// sees them, and their shape), in execution order, on that replica's thread. Bisect uses it
+/// to compare two runs element by element; it only reads, so the numerics do not change.
+public typealias OutputCapture = @Sendable (_ replica: Int, _ site: SiteID, _ shape: [Int], _ values: [Float]) -> Void
+
+/// The digest of every MXU operation's output of one replica's step, in execution order,
+/// and, if asked, the outputs themselves (handed to `capture`).
 /// One per replica, filled by that replica's thread only.
 public final class SiteDigests: @unchecked Sendable {
     public private(set) var entries: [(site: SiteID, digest: Digest)] = []
+    let replica: Int
+    let capture: OutputCapture?
 
-    public init() {}
+    public init(replica: Int = 0, capture: OutputCapture? = nil) {
+        self.replica = replica
+        self.capture = capture
+    }
 
-    func record(_ site: SiteID, _ values: [Float]) {
+    func record(_ site: SiteID, _ values: [Float], shape: [Int]) {
         entries.append((site, Digest.of(values)))
+        capture?(replica, site, shape, values)
     }
 }

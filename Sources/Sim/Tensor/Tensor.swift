@@ -26,4 +26,13 @@ public struct Tensor: Sendable, Equatable {
         }
         return flat
     }
+
+    /// The multi-index of flat (row-major) offset `offset` in a tensor of `shape`.
+    public static func index(ofOffset offset: Int, in shape: [Int]) -> [Int] {
+        var rest = offset
+        return shape.reversed().map { n -> Int in
+            defer { rest /= n }
+            return rest % n
+        }.reversed()
+    }
 }

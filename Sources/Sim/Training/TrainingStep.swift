@@ -74,9 +74,9 @@ public struct Trainer: Sendable {
 
     /// Forward and backward on every replica (each normalising with its own batch
     /// statistics), then the all-reduce. `hook`, if given, may corrupt MXU operands of any
-    /// replica.
+    /// replica. `capture`, if given, sees every MXU output (and digests are recorded).
     public func gradients(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil,
-                          recordDigests: Bool = false) -> Gradients {
+                          recordDigests: Bool = false, capture: OutputCapture? = nil) -> Gradients {
         let replicas = batches.count
         precondition(replicas > 0, "a step needs at least one replica")
         // Replicas are independent until the all-reduce: with several host threads they run
@@ -88,7 +88,7 @@ public struct Trainer: Sendable {
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
-                let digests = recordDigests ? SiteDigests() : nil
+                let digests = recordDigests || capture != nil ? SiteDigests(replica: r, capture: capture) : nil
                 let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests)
                 slots.set(r, (model.trainReplica(parameters: state.parameters, images: batches[r].images, labels: batches[r].labels, unit: unit), digests))
                 r += workers
