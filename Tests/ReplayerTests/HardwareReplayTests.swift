@@ -78,6 +78,11 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         #expect(r.firstDivergence == .init(globalStep: 3, site: "basicblock_1_basic_0_conv2", replica: 1))
         let trace = try TraceReader(directory: out)
         #expect(trace.manifest.injection?.hardware == fault && trace.manifest.injection?.positions == r.injection.positions)
+        // Bisect re-arms the recorded hardware fault: the step reproduces, and the first
+        // divergent tensor is the operation's output with exactly the mapped elements changed.
+        let b = try Bisect.run(reader, trace)
+        #expect(b.firstDivergentStep == 3 && b.firstDivergentSite == "basicblock_1_basic_0_conv2" && b.replica == 1)
+        #expect(b.sites.first?.differing == r.injection.positions.count)
     }
 
     @Test func hardwareSpecsAreCheckedAgainstTheArrayAndTheOperation() throws {

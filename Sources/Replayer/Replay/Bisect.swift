@@ -235,34 +235,25 @@ public enum Bisect {
         let reader: TraceReader
         let restorer: TraceRestorer
         let records: [Int: StepRecord]
-        let injection: InjectionHook?
+        let injection: (target: InjectionTarget, hook: any OperandHook)?
 
         init(reader: TraceReader, run: TrainingRun, records: [Int: StepRecord]) throws {
             self.reader = reader
             self.restorer = try TraceRestorer(reader: reader, run: run)
             self.records = records
-            self.injection = try Self.recordedInjection(reader, model: run.model)
-        }
-
-        /// The manifest's injection as a verbatim hook (its recorded positions and values).
-        static func recordedInjection(_ reader: TraceReader, model: ResNet18) throws -> InjectionHook? {
-            guard let inj = reader.manifest.injection else { return nil }
-            let file = TraceWriter.manifestPath(reader.directory)
-            let site = FaultReplay.parseSite(inj.site)
-            guard let role = OperandRole(rawValue: inj.role) else { throw BisectError.badInjection(file: file, reason: "unknown operand '\(inj.role)'") }
-            guard let shape = model.operandShape(site, role) else { throw BisectError.badInjection(file: file, reason: "unknown site '\(inj.site)'") }
-            do {
-                let corruption = try InjectionHook.corruption(positions: inj.positions, values: inj.values, shape: shape,
-                                                              operand: "the \(role.rawValue) of \(site.name)")
-                return InjectionHook(target: InjectionTarget(site: site, role: role, replica: inj.replica, globalStep: inj.globalStep),
-                                     corruption: corruption)
-            } catch {
-                throw BisectError.badInjection(file: file, reason: "\(error)")
+            if let recorded = reader.manifest.injection {
+                do {
+                    self.injection = try FaultReplay.rearm(recorded, config: reader.manifest.config, model: run.model)
+                } catch {
+                    throw BisectError.badInjection(file: TraceWriter.manifestPath(reader.directory), reason: "\(error)")
+                }
+            } else {
+                self.injection = nil
             }
         }
 
         func hook(_ step: Int) -> (any OperandHook)? {
-            injection?.target.globalStep == step ? injection : nil
+            injection?.target.globalStep == step ? injection?.hook : nil
         }
 
         /// The state before `step` (after `step` updates): the nearest snapshot at or before it,

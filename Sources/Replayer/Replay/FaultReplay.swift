@@ -202,6 +202,29 @@ public enum FaultReplay {
         }
     }
 
+    /// The hook of a fault a trace's manifest records, re-armed to strike again exactly as it
+    /// did: a software fault's recorded positions and values verbatim, a hardware fault as
+    /// specified (its mapping is deterministic).
+    public static func rearm(_ recorded: TraceManifest.Injection, config: TrainingConfig,
+                             model: ResNet18) throws -> (target: InjectionTarget, hook: any OperandHook) {
+        let site = parseSite(recorded.site)
+        guard let role = OperandRole(rawValue: recorded.role) else { throw ReplayError.specMismatch("unknown operand '\(recorded.role)'") }
+        guard let shape = model.operandShape(site, role) else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
+        let spec: InjectionSpec
+        if let hardware = recorded.hardware {
+            spec = InjectionSpec(workload: config.workload.rawValue, site: recorded.site, faultModel: nil, replica: recorded.replica,
+                                 globalStep: recorded.globalStep, hardware: hardware)
+        } else {
+            guard let model = FaultModel(rawValue: recorded.faultModel) else {
+                throw ReplayError.specMismatch("unknown fault model '\(recorded.faultModel)'")
+            }
+            spec = InjectionSpec(workload: config.workload.rawValue, site: recorded.site, faultModel: model, replica: recorded.replica,
+                                 globalStep: recorded.globalStep, positions: recorded.positions, values: recorded.values, seed: recorded.seed)
+        }
+        let target = InjectionTarget(site: site, role: role, replica: recorded.replica, globalStep: recorded.globalStep)
+        return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config).hook)
+    }
+
     /// `basicblock_1_basic_0_conv1_grad_in` -> (`basicblock_1_basic_0_conv1`, grad_in).
     public static func parseSite(_ name: String) -> SiteID {
         for kind in [OperationKind.gradIn, .gradWt] where name.hasSuffix(kind.rawValue) {
