@@ -52,7 +52,11 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         }
         let spec: InjectionSpec
         do {
-            spec = try JSONDecoder().decode(InjectionSpec.self, from: data)
+            // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
+            // write them so).
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            spec = try decoder.decode(InjectionSpec.self, from: data)
         } catch DecodingError.dataCorrupted(let c) {
             throw SpecError.malformed(file: path, line: nil, reason: "not valid JSON: \(c.debugDescription) \(c.underlyingError.map { "\($0)" } ?? "")")
         } catch DecodingError.keyNotFound(let key, _) {
