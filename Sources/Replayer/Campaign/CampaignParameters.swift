@@ -129,10 +129,14 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     public var steps: StepRange?
     public var kinds: [ExperimentKind]
     public var thresholds: ClassifierThresholds
+    /// Stop an experiment at masked-exact or a non-finite loss (false only to measure what
+    /// early stopping saves: outcomes are the same, `stepsRun` and time are not).
+    public var earlyStop: Bool
 
     public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
                 phases: [Phase] = Phase.allCases, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
-                kinds: [ExperimentKind] = [.software], thresholds: ClassifierThresholds = .init()) {
+                kinds: [ExperimentKind] = [.software], thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true) {
+        self.earlyStop = earlyStop
         self.experiments = experiments
         self.seed = seed
         self.stepsAfterInjection = stepsAfterInjection
@@ -256,6 +260,7 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
         check("steps", p.steps?.description ?? "all", q.steps?.description ?? "all")
         check("kinds", p.kinds.map(\.rawValue), q.kinds.map(\.rawValue))
         check("thresholds", "\(p.thresholds)", "\(q.thresholds)")
+        check("early-stop", p.earlyStop, q.earlyStop)
         if golden.located != other.golden.located {
             out.append("golden trace: \(golden.directory) (state digest \(golden.finalStateDigest)) vs \(other.golden.directory) (state digest \(other.golden.finalStateDigest))")
         }

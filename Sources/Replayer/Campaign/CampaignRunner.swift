@@ -32,6 +32,8 @@ public struct CampaignOptions: Sendable {
 
 /// What a campaign run did.
 public struct CampaignReport: Sendable {
+    /// The campaign directory.
+    public var directory: String
     public var manifest: CampaignManifest
     /// All results of the directory, sorted by index.
     public var results: [ExperimentResult]
@@ -108,7 +110,7 @@ public enum CampaignRunner {
         let total = shard.indices(of: parameters.experiments).count
         let goldenReference = try GoldenReference(restorer: TraceRestorer(reader: reader, threads: options.threads))
         let replayOptions = FaultReplay.Options(stepsAfterInjection: parameters.stepsAfterInjection, thresholds: parameters.thresholds,
-                                                snapshotEvery: Int.max, testEvaluation: .atEndOnly)
+                                                snapshotEvery: Int.max, testEvaluation: .atEndOnly, earlyStop: parameters.earlyStop)
 
         let state = RunState(pending: pending, existing: existing)
         let workers = min(options.workers, max(1, pending.count))
@@ -146,7 +148,7 @@ public enum CampaignRunner {
         let all = existing + state.results
         let summary = CampaignSummary(manifest: manifest, results: all)
         try summary.write(to: out)
-        return CampaignReport(manifest: manifest, results: all.sorted { $0.index < $1.index }, ranNow: state.results.count,
+        return CampaignReport(directory: out, manifest: manifest, results: all.sorted { $0.index < $1.index }, ranNow: state.results.count,
                               resumed: existing.count, tornBytesDropped: tornBytes,
                               goldenEvaluations: goldenReference.evaluations, summary: summary)
     }

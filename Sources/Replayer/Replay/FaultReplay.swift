@@ -132,13 +132,17 @@ public enum FaultReplay {
         /// stopped early (masked-exact, non-finite) needs no test accuracy to be classified,
         /// and reports NaN for both.
         public var testEvaluation: TraceRecorder.TestEvaluation
+        /// Stop at masked-exact or a non-finite loss (false: always run to the planned end,
+        /// for measuring what early stopping saves; the outcome is the same).
+        public var earlyStop: Bool
 
         public init(stepsAfterInjection: Int? = nil, thresholds: ClassifierThresholds = .init(), snapshotEvery: Int? = nil,
-                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpoch) {
+                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpoch, earlyStop: Bool = true) {
             self.stepsAfterInjection = stepsAfterInjection
             self.thresholds = thresholds
             self.snapshotEvery = snapshotEvery
             self.testEvaluation = testEvaluation
+            self.earlyStop = earlyStop
         }
     }
 
@@ -212,6 +216,7 @@ public enum FaultReplay {
             if divergence == nil, let g = goldenRecords[record.step] {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
+            guard options.earlyStop, stopped == nil else { return false }
             if !record.loss.isFinite { stopped = "non-finite"; return true }
             if goldenRecords[record.step]?.stateDigest == record.stateDigest { stopped = "masked-exact"; return true }
             return false
