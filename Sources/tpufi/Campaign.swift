@@ -135,7 +135,8 @@ final class SharedProgressLine: @unchecked Sendable {
     func update(_ p: CampaignProgress) {
         lock.lock()
         defer { lock.unlock() }
-        // Created at the first report: the rate counts experiments run now, not resumed ones.
+        // Created at the first report (sent before the first experiment runs): the rate
+        // counts experiments run now, not resumed ones.
         if line == nil { line = ProgressLine(total: p.total, alreadyDone: p.done - p.ranNow) }
         line?.update(done: p.done, detail: p.counts.map { "\($0.outcome) \($0.count)" }.joined(separator: " "))
     }

@@ -113,6 +113,7 @@ public enum CampaignRunner {
                                                 snapshotEvery: Int.max, testEvaluation: .atEndOnly, earlyStop: parameters.earlyStop)
 
         let state = RunState(pending: pending, existing: existing)
+        progress(state.progress(total: total))  // before the first experiment: starts the clock of the rate
         let workers = min(options.workers, max(1, pending.count))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while let index = state.next() {
@@ -183,8 +184,18 @@ public enum CampaignRunner {
             results.append(r)
             counts[r.outcome, default: 0] += 1
             doneCount += 1
-            return CampaignProgress(done: doneCount, total: total, ranNow: results.count,
-                                    counts: Outcome.allCases.compactMap { o in counts[o.rawValue].map { (o.rawValue, $0) } })
+            return current(total: total)
+        }
+
+        func progress(total: Int) -> CampaignProgress {
+            lock.lock()
+            defer { lock.unlock() }
+            return current(total: total)
+        }
+
+        private func current(total: Int) -> CampaignProgress {
+            CampaignProgress(done: doneCount, total: total, ranNow: results.count,
+                             counts: Outcome.allCases.compactMap { o in counts[o.rawValue].map { (o.rawValue, $0) } })
         }
 
         func fail(_ index: Int, _ error: Error) {
