@@ -4,11 +4,16 @@ import Foundation
 /// pipes and logs stay clean.
 final class ProgressLine {
     private let total: Int
+    /// Done before this line started (a resumed run): not counted in the rate.
+    private let alreadyDone: Int
     private let start = Date()
     private let enabled = isatty(2) != 0
     private var last = Date.distantPast
 
-    init(total: Int) { self.total = total }
+    init(total: Int, alreadyDone: Int = 0) {
+        self.total = total
+        self.alreadyDone = alreadyDone
+    }
 
     /// Redraws the line (at most ten times a second) with `done` of `total` finished.
     func update(done: Int, detail: String) {
@@ -17,7 +22,7 @@ final class ProgressLine {
         guard done == total || now.timeIntervalSince(last) > 0.1 else { return }
         last = now
         let elapsed = now.timeIntervalSince(start)
-        let rate = Double(done) / max(elapsed, 1e-9)
+        let rate = Double(done - alreadyDone) / max(elapsed, 1e-9)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         write("\r\u{1B}[K\(done)/\(total) \(detail)  \(String(format: "%.2f", rate))/s  ETA \(Self.duration(eta))")
     }

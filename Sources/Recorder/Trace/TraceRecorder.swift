@@ -65,13 +65,24 @@ public enum TraceRecorder {
         return try TraceReader(directory: directory)
     }
 
+    /// When the loop evaluates the test set (each evaluation is a full pass over it).
+    public enum TestEvaluation: Sendable, Equatable {
+        /// At every epoch end and at the last step, however the run ended.
+        case everyEpoch
+        /// Only when the run reaches `end`; epoch summaries written otherwise carry NaN test
+        /// metrics. For fault campaigns, whose classification needs only the final test
+        /// accuracy and none at all for a run that stopped early.
+        case atEndOnly
+    }
+
     /// The training loop with recording. `hook(step)` may inject into a step; `stop` sees
     /// each step's record and the state after it, and ends the run early when it says so
-    /// (the last step is then evaluated and the trace finished as usual).
+    /// (the last step is then evaluated, as `evaluation` says, and the trace finished as usual).
     @discardableResult
     public static func loop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
                             hook: (Int) -> (any OperandHook)? = { _ in nil },
                             stop: (StepRecord, TrainingState) -> Bool = { _, _ in false },
+                            evaluation: TestEvaluation = .everyEpoch,
                             report: (TrainingEvent) -> Void) throws -> TrainingState {
         var state = state
         var epochMetrics: [StepMetrics] = []
@@ -97,7 +108,7 @@ public enum TraceRecorder {
             if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state) }
             report(.step(globalStep: step, metrics: g.metrics))
             if state.step % perEpoch == 0 || last {
-                let test = run.evaluate(state)
+                let test = evaluation == .everyEpoch || state.step == end ? run.evaluate(state) : (loss: Float.nan, accuracy: Float.nan)
                 let n = Float(epochMetrics.count)
                 let summary = EpochSummary(epoch: step / perEpoch, steps: epochMetrics.count,
                                            trainLoss: Reduce.sum(epochMetrics.map(\.loss)) / n,

@@ -55,6 +55,56 @@ public struct ReplayResult: Sendable, Codable, Equatable {
     public var trace: String
 }
 
+/// The golden side of replays, shared by the replays of a campaign: the restorer (data loaded
+/// once), the golden step records decoded once, and the golden test accuracy per step, from
+/// the trace's epoch summaries where it records them, else evaluated once and cached.
+/// A reference type (the cache); safe to share between threads.
+public final class GoldenReference: @unchecked Sendable {
+    public let restorer: TraceRestorer
+    /// Golden step records by global step.
+    public let records: [Int: StepRecord]
+    /// Test accuracy the golden trace records, by the step count after which it was measured.
+    let recordedTests: [Int: Float]
+    private let lock = NSLock()
+    private var evaluated: [Int: Float] = [:]
+
+    public init(restorer: TraceRestorer) throws {
+        self.restorer = restorer
+        let reader = restorer.reader
+        records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+        // An epoch summary is written after its epoch's last step, or after the run's last
+        // step when that ends mid-epoch: epoch * stepsPerEpoch + its steps.
+        let perEpoch = reader.manifest.stepsPerEpoch
+        recordedTests = Dictionary(try reader.epochSummaries().map { ($0.epoch * perEpoch + $0.steps, $0.testAccuracy) },
+                                   uniquingKeysWith: { _, b in b })
+    }
+
+    /// The golden test accuracy after `step` updates, if the trace records it.
+    public func recordedTestAccuracy(at step: Int) -> Float? { recordedTests[step] }
+
+    /// The golden test accuracy after `step` updates: recorded, cached, or evaluated now.
+    public func testAccuracy(at step: Int) throws -> Float {
+        if let t = recordedTests[step] { return t }
+        lock.lock()
+        let cached = evaluated[step]
+        lock.unlock()
+        if let cached { return cached }
+        // Evaluated outside the lock: two threads may both evaluate one step, to the same value.
+        let t = restorer.run.evaluate(try restorer.state(at: step)).accuracy
+        lock.lock()
+        evaluated[step] = t
+        lock.unlock()
+        return t
+    }
+
+    /// Golden evaluations run so far (not counting recorded ones).
+    public var evaluations: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return evaluated.count
+    }
+}
+
 /// Fork, inject, continue, classify.
 public enum FaultReplay {
     /// Replays `spec` against the golden trace: restores the state before the target step
@@ -66,11 +116,54 @@ public enum FaultReplay {
     public static func run(golden reader: TraceReader, spec: InjectionSpec, specName: String, stepsAfterInjection: Int?, out: String,
                            threads: Int = 1, thresholds: ClassifierThresholds = .init(),
                            report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
-        let m = reader.manifest
-        guard spec.workload == m.config.workload.rawValue else {
-            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(m.config.workload.rawValue)'")
+        try checkWorkload(spec, reader, specName: specName)
+        let golden = try GoldenReference(restorer: TraceRestorer(reader: reader, threads: threads))
+        return try run(golden: golden, spec: spec, specName: specName,
+                       options: .init(stepsAfterInjection: stepsAfterInjection, thresholds: thresholds), out: out, report: report)
+    }
+
+    /// How a replay runs, beyond the spec.
+    public struct Options: Sendable, Equatable {
+        /// Steps to train after the injected one (nil: to the end of the golden run).
+        public var stepsAfterInjection: Int?
+        public var thresholds: ClassifierThresholds
+        /// Snapshot interval of the faulty trace (nil: the golden's). The fork state and the
+        /// last state are always written.
+        public var snapshotEvery: Int?
+        /// `.atEndOnly`: evaluate the test set (faulty, and golden where the golden trace has
+        /// no record of it) only when the run reaches its last planned step; a run that
+        /// stopped early (masked-exact, non-finite) needs no test accuracy to be classified,
+        /// and reports NaN for both.
+        public var testEvaluation: TraceRecorder.TestEvaluation
+        /// Stop at masked-exact or a non-finite loss (false: always run to the planned end,
+        /// for measuring what early stopping saves; the outcome is the same).
+        public var earlyStop: Bool
+
+        public init(stepsAfterInjection: Int? = nil, thresholds: ClassifierThresholds = .init(), snapshotEvery: Int? = nil,
+                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpoch, earlyStop: Bool = true) {
+            self.stepsAfterInjection = stepsAfterInjection
+            self.thresholds = thresholds
+            self.snapshotEvery = snapshotEvery
+            self.testEvaluation = testEvaluation
+            self.earlyStop = earlyStop
         }
-        let restorer = try TraceRestorer(reader: reader, threads: threads)
+    }
+
+    static func checkWorkload(_ spec: InjectionSpec, _ reader: TraceReader, specName: String) throws {
+        guard spec.workload == reader.manifest.config.workload.rawValue else {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(reader.manifest.config.workload.rawValue)'")
+        }
+    }
+
+    /// ``run(golden:spec:specName:stepsAfterInjection:out:threads:thresholds:report:)`` against
+    /// a golden side that many replays share (a campaign's: the data loaded once, the golden
+    /// records decoded once, golden test evaluations cached).
+    public static func run(golden: GoldenReference, spec: InjectionSpec, specName: String, options: Options, out: String,
+                           report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
+        let reader = golden.restorer.reader
+        try checkWorkload(spec, reader, specName: specName)
+        let m = reader.manifest
+        let restorer = golden.restorer
         let model = restorer.run.model
         let site = parseSite(spec.site)
         // A hardware fault corrupts the operation's product, so it shows in the output.
@@ -94,11 +187,12 @@ public enum FaultReplay {
         let hook = armed.hook
 
         let start = try restorer.state(at: globalStep)
-        let end = stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
+        let end = options.stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
         var manifest = m
         manifest.plannedSteps = end
         manifest.complete = false
         manifest.completedSteps = 0
+        if let every = options.snapshotEvery { manifest.snapshotEvery = max(1, every) }
         func injection() -> TraceManifest.Injection {
             let (positions, values) = armed.applied()
             return .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica, globalStep: globalStep,
@@ -108,7 +202,7 @@ public enum FaultReplay {
         let writer = try TraceWriter(creating: out, manifest: manifest)
         try writer.appendSnapshot(start)
 
-        let goldenRecords = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+        let goldenRecords = golden.records
         var divergence: ReplayResult.Divergence?
         var stopped: String?
         let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
@@ -118,30 +212,31 @@ public enum FaultReplay {
             if divergence == nil, let g = goldenRecords[record.step] {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
+            guard options.earlyStop, stopped == nil else { return false }
             if !record.loss.isFinite { stopped = "non-finite"; return true }
             if goldenRecords[record.step]?.stateDigest == record.stateDigest { stopped = "masked-exact"; return true }
             return false
-        }, report: report)
+        }, evaluation: options.testEvaluation, report: report)
 
         let faultyTrace = try TraceReader(directory: out)
         let faultyRecords = try faultyTrace.stepRecords()
         let faultyTest = try faultyTrace.epochSummaries().last?.testAccuracy ?? .nan
-        // Golden test accuracy at the same step: its own record if the step ended an epoch,
-        // else the restored golden state evaluated.
+        // Golden test accuracy at the same step: its own record if the trace has one, else
+        // the restored golden state evaluated (once per step and golden reference).
         let goldenTest: Float
         if stopped == "masked-exact" {
             goldenTest = faultyTest
-        } else if final.step % m.stepsPerEpoch == 0, let e = try reader.epochSummaries().first(where: { ($0.epoch + 1) * m.stepsPerEpoch == final.step }) {
-            goldenTest = e.testAccuracy
+        } else if options.testEvaluation == .atEndOnly && final.step < end {
+            goldenTest = golden.recordedTestAccuracy(at: final.step) ?? .nan
         } else {
-            goldenTest = restorer.run.evaluate(try restorer.state(at: final.step)).accuracy
+            goldenTest = try golden.testAccuracy(at: final.step)
         }
         let goldenPoints = goldenRecords.values.filter { $0.step >= globalStep && $0.step < final.step }.sorted { $0.step < $1.step }
             .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         let faultyPoints = faultyRecords.map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         let (outcome, evidence) = Classifier.classify(golden: goldenPoints, faulty: faultyPoints, goldenTest: goldenTest, faultyTest: faultyTest,
-                                                      classes: m.config.scale.classes, exact: stopped == "masked-exact", thresholds: thresholds)
-        let window = max(1, thresholds.finalWindow)
+                                                      classes: m.config.scale.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
+        let window = max(1, options.thresholds.finalWindow)
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
         let (positions, values) = armed.applied()
         return ReplayResult(

@@ -64,7 +64,11 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         }
         let spec: InjectionSpec
         do {
-            spec = try JSONDecoder().decode(InjectionSpec.self, from: data)
+            // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
+            // write them so).
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            spec = try decoder.decode(InjectionSpec.self, from: data)
         } catch DecodingError.dataCorrupted(let c) where !c.codingPath.isEmpty {
             throw SpecError.malformed(file: path, line: nil, reason: "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)")
         } catch DecodingError.dataCorrupted(let c) {

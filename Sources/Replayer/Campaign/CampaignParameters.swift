@@ -1,0 +1,317 @@
+import Foundation
+import Recorder
+import Sim
+
+/// Errors of a campaign; each names the file, line, experiment or parameter at fault.
+public enum CampaignError: Error, CustomStringConvertible, Equatable {
+    /// A parameter or filter that cannot be used (unknown name, contradictory filters).
+    case badParameter(String)
+    /// The golden trace cannot hold the requested experiments.
+    case goldenTooShort(String)
+    /// The output directory is not what the operation needs (non-empty, not a campaign).
+    case output(directory: String, reason: String)
+    /// A results or campaign file that does not belong or cannot be read.
+    case badFile(file: String, line: Int?, reason: String)
+    /// `--resume` or `merge` with directories of different campaigns.
+    case mismatch(String)
+    /// An experiment failed to run.
+    case experiment(index: Int, reason: String)
+    case io(file: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .badParameter(let m), .goldenTooShort(let m), .mismatch(let m): return m
+        case .output(let d, let r): return "\(d): \(r)"
+        case .badFile(let f, let l, let r): return "\(f)\(l.map { ":\($0)" } ?? ""): \(r)"
+        case .experiment(let i, let r): return "experiment \(i): \(r)"
+        case .io(let f, let r): return "\(f): \(r)"
+        }
+    }
+}
+
+/// Forward (`<layer>`) or backward (`<layer>_grad_in`, `<layer>_grad_wt`) sites.
+public enum Phase: String, Codable, Sendable, CaseIterable, Comparable {
+    case forward, backward
+
+    /// `fwd`/`forward`, `bwd`/`backward`.
+    public init?(argument: String) {
+        switch argument.lowercased() {
+        case "fwd", "forward": self = .forward
+        case "bwd", "backward": self = .backward
+        default: return nil
+        }
+    }
+
+    public init(_ site: SiteID) { self = site.kind == .forward ? .forward : .backward }
+
+    public static func < (a: Phase, b: Phase) -> Bool { a == .forward && b == .backward }
+}
+
+/// What an experiment injects. Only software faults (the 18 fault models) are drawn today;
+/// hardware faults (a processing element's register, `FAULT_MODELS.md` section 3) will be a
+/// second case with its own draw in ``CampaignPlan/experiment(_:)``.
+public enum ExperimentKind: String, Codable, Sendable, CaseIterable {
+    case software
+}
+
+/// A global-step range, both ends included (`A-B` on the command line).
+public struct StepRange: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var first: Int
+    public var last: Int
+
+    public init(first: Int, last: Int) {
+        self.first = first
+        self.last = last
+    }
+
+    /// `A-B` or `A`.
+    public init?(argument: String) {
+        let parts = argument.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        switch parts.count {
+        case 1: guard let a = parts[0] else { return nil }; self.init(first: a, last: a)
+        case 2: guard let a = parts[0], let b = parts[1] else { return nil }; self.init(first: a, last: b)
+        default: return nil
+        }
+    }
+
+    public var description: String { first == last ? "\(first)" : "\(first)-\(last)" }
+}
+
+/// `--shard i/n`: the experiments whose index is `i` modulo `n` (interleaved, so that every
+/// shard gets the same mix of early and late experiments and an interrupted campaign's
+/// shards finish at about the same time).
+public struct Shard: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var index: Int
+    public var count: Int
+
+    public init(index: Int, count: Int) throws(CampaignError) {
+        guard count > 0, index >= 0, index < count else {
+            throw .badParameter("--shard \(index)/\(count): give i/n with 0 <= i < n")
+        }
+        self.index = index
+        self.count = count
+    }
+
+    /// `i/n`.
+    public init(argument: String) throws(CampaignError) {
+        let parts = argument.split(separator: "/", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let i = parts[0], let n = parts[1] else { throw .badParameter("--shard '\(argument)': give i/n, e.g. 0/4") }
+        try self.init(index: i, count: n)
+    }
+
+    public static let all = Shard(uncheckedIndex: 0, count: 1)
+    private init(uncheckedIndex: Int, count: Int) { (index, self.count) = (uncheckedIndex, count) }
+
+    public func contains(_ experiment: Int) -> Bool { experiment % count == index }
+
+    /// This shard's experiments among `0..<experiments`, ascending.
+    public func indices(of experiments: Int) -> [Int] { Array(stride(from: index, to: experiments, by: count)) }
+
+    public var description: String { "\(index)/\(count)" }
+}
+
+/// A campaign's parameters: with the golden trace and the seed they determine every
+/// experiment. Lists are kept normalised (sorted, without repeats), so the same filters
+/// given in another order are the same campaign.
+public struct CampaignParameters: Codable, Sendable, Equatable {
+    public var experiments: Int
+    public var seed: UInt64
+    /// Steps trained after the injected one (nil: to the end of the golden run).
+    public var stepsAfterInjection: Int?
+    /// Fault models drawn from (`FaultModel.allCases` order).
+    public var faultModels: [FaultModel]
+    public var phases: [Phase]
+    /// Layer (`conv1`) or site (`conv1_grad_wt`) names drawn from; nil: every site.
+    public var layers: [String]?
+    /// Replicas drawn from; nil: every replica.
+    public var replicas: [Int]?
+    /// Global steps drawn from; nil: every step that leaves room for `stepsAfterInjection`.
+    public var steps: StepRange?
+    public var kinds: [ExperimentKind]
+    public var thresholds: ClassifierThresholds
+    /// Stop an experiment at masked-exact or a non-finite loss (false only to measure what
+    /// early stopping saves: outcomes are the same, `stepsRun` and time are not).
+    public var earlyStop: Bool
+
+    public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
+                phases: [Phase] = Phase.allCases, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
+                kinds: [ExperimentKind] = [.software], thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true) {
+        self.earlyStop = earlyStop
+        self.experiments = experiments
+        self.seed = seed
+        self.stepsAfterInjection = stepsAfterInjection
+        self.faultModels = FaultModel.allCases.filter(faultModels.contains)
+        self.phases = Phase.allCases.filter(phases.contains)
+        self.layers = layers.map { Array(Set($0)).sorted() }
+        self.replicas = replicas.map { Array(Set($0)).sorted() }
+        self.steps = steps
+        self.kinds = ExperimentKind.allCases.filter(kinds.contains)
+        self.thresholds = thresholds
+    }
+
+    /// Fault model names, each checked (`--fault-models RD,ZERO`).
+    public static func faultModels(_ names: [String]) throws(CampaignError) -> [FaultModel] {
+        try names.map { name throws(CampaignError) in
+            guard let m = FaultModel(rawValue: name) else {
+                throw .badParameter("unknown fault model '\(name)' (known: \(FaultModel.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return m
+        }
+    }
+
+    /// Phase names, each checked (`--phases fwd,bwd`).
+    public static func phases(_ names: [String]) throws(CampaignError) -> [Phase] {
+        try names.map { name throws(CampaignError) in
+            guard let p = Phase(argument: name) else { throw .badParameter("unknown phase '\(name)' (use fwd, bwd, forward or backward)") }
+            return p
+        }
+    }
+}
+
+/// What identifies the golden run a campaign forks from, wherever its directory lies.
+public struct GoldenIdentity: Codable, Sendable, Equatable {
+    /// Where it was read (informational: not part of the identity).
+    public var directory: String
+    public var config: TrainingConfig
+    public var dataDigest: String
+    public var stepsPerEpoch: Int
+    public var completedSteps: Int
+    /// The state digest after the golden run's last step.
+    public var finalStateDigest: String
+    /// Injection sites in execution order.
+    public var sites: [String]
+
+    public init(_ reader: TraceReader) throws {
+        let m = reader.manifest
+        directory = reader.directory
+        config = m.config
+        dataDigest = m.dataDigest
+        stepsPerEpoch = m.stepsPerEpoch
+        completedSteps = reader.completedSteps
+        finalStateDigest = try reader.stepRecords().last?.stateDigest ?? ""
+        sites = m.sites
+    }
+
+    /// The identity without where it was read.
+    var located: GoldenIdentity {
+        var g = self
+        g.directory = ""
+        return g
+    }
+}
+
+/// `campaign.json`: the golden identity, the parameters, and which shard this directory
+/// holds (nil: all experiments, as after `merge`).
+public struct CampaignManifest: Codable, Sendable, Equatable {
+    public static let currentFormat = 1
+    public var format: Int = CampaignManifest.currentFormat
+    public var tool: String = "tpufi \(TraceManifest.toolVersion)"
+    /// A digest of the golden identity (without its directory) and the parameters: every
+    /// results line carries it, so a line from another campaign is recognised.
+    public var id: String
+    public var golden: GoldenIdentity
+    public var parameters: CampaignParameters
+    public var shard: Shard?
+
+    public init(golden: GoldenIdentity, parameters: CampaignParameters, shard: Shard?) {
+        self.golden = golden
+        self.parameters = parameters
+        self.shard = shard
+        id = Self.id(golden: golden, parameters: parameters)
+    }
+
+    static func id(golden: GoldenIdentity, parameters: CampaignParameters) -> String {
+        struct Key: Encodable { var golden: GoldenIdentity; var parameters: CampaignParameters }
+        let bytes = (try? CampaignJSON.encode(Key(golden: golden.located, parameters: parameters))) ?? []
+        // FNV-1a, 64 bits: an identity check, not a security measure.
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return String(h, radix: 16).leftPadded(to: 16)
+    }
+
+    public static func path(_ directory: String) -> String { directory + "/campaign.json" }
+
+    /// Reads `campaign.json` of a campaign directory.
+    public static func load(directory: String) throws(CampaignError) -> CampaignManifest {
+        let path = Self.path(directory)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .badFile(file: path, line: nil, reason: FileManager.default.fileExists(atPath: directory) ? "missing: not a campaign directory" : "no such campaign directory")
+        }
+        let m: CampaignManifest
+        do { m = try CampaignJSON.decoder.decode(CampaignManifest.self, from: data) } catch {
+            throw .badFile(file: path, line: nil, reason: "not a campaign manifest: \(error)")
+        }
+        guard m.format == currentFormat else { throw .badFile(file: path, line: nil, reason: "campaign format \(m.format); this tpufi reads \(currentFormat)") }
+        return m
+    }
+
+    /// What differs between two campaigns' manifests, field by field (empty: the same campaign).
+    public func differences(from other: CampaignManifest) -> [String] {
+        var out: [String] = []
+        func check<T: Equatable>(_ name: String, _ a: T, _ b: T) { if a != b { out.append("\(name): \(a) vs \(b)") } }
+        let (p, q) = (parameters, other.parameters)
+        check("experiments", p.experiments, q.experiments)
+        check("seed", p.seed, q.seed)
+        check("steps-after-injection", p.stepsAfterInjection.map(String.init) ?? "to the end", q.stepsAfterInjection.map(String.init) ?? "to the end")
+        check("fault-models", p.faultModels.map(\.rawValue), q.faultModels.map(\.rawValue))
+        check("phases", p.phases.map(\.rawValue), q.phases.map(\.rawValue))
+        check("layers", p.layers ?? ["all"], q.layers ?? ["all"])
+        check("replicas", p.replicas.map { $0.map(String.init) } ?? ["all"], q.replicas.map { $0.map(String.init) } ?? ["all"])
+        check("steps", p.steps?.description ?? "all", q.steps?.description ?? "all")
+        check("kinds", p.kinds.map(\.rawValue), q.kinds.map(\.rawValue))
+        check("thresholds", "\(p.thresholds)", "\(q.thresholds)")
+        check("early-stop", p.earlyStop, q.earlyStop)
+        if golden.located != other.golden.located {
+            out.append("golden trace: \(golden.directory) (state digest \(golden.finalStateDigest)) vs \(other.golden.directory) (state digest \(other.golden.finalStateDigest))")
+        }
+        if out.isEmpty && id != other.id { out.append("campaign id: \(id) vs \(other.id)") }
+        return out
+    }
+}
+
+/// The JSON conventions of campaign files: sorted keys (byte-stable output), non-finite
+/// floats as the strings `inf`, `-inf`, `nan` (a bit flip may write any of them).
+enum CampaignJSON {
+    static func encoder(pretty: Bool = false) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+
+    static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+
+    static func encode<T: Encodable>(_ value: T, pretty: Bool = false) throws -> [UInt8] {
+        [UInt8](try encoder(pretty: pretty).encode(value))
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, synced.
+func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(CampaignError) {
+    let tmp = path + ".tmp"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw .io(file: tmp, reason: "cannot create: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    try writeAll(fd, bytes, path: tmp)
+    guard fsync(fd) == 0, rename(tmp, path) == 0 else { throw .io(file: path, reason: "cannot write: \(String(cString: strerror(errno)))") }
+}
+
+func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(CampaignError) {
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw .io(file: path, reason: "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(errno)))")
+        }
+        written += n
+    }
+}
+
+extension String {
+    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}

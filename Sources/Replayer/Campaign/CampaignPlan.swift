@@ -1,0 +1,95 @@
+import Foundation
+import Recorder
+import Sim
+
+/// One experiment of a campaign, as drawn: what to inject where, before the injection has
+/// seen the golden operand (the spec carries a seed; positions and values are drawn from it
+/// and the operand when the experiment runs).
+public struct Experiment: Sendable, Equatable {
+    public var index: Int
+    public var kind: ExperimentKind
+    /// For `.software`: a seeded native spec.
+    public var spec: InjectionSpec
+}
+
+/// The candidates a campaign draws from, checked against the golden trace, and the draw.
+///
+/// Experiment `i` is a pure function of the campaign seed, `i` and the (normalised)
+/// parameters: its own random stream, keyed by `(seed, i)`, picks the kind, global step,
+/// site, fault model, replica and the experiment's seed, in that order. Nothing depends on
+/// the number of experiments, the shard or the workers, so shards, resumed campaigns and
+/// parallel runs draw exactly what one serial run draws.
+public struct CampaignPlan: Sendable {
+    public let parameters: CampaignParameters
+    public let workload: String
+    /// Candidate sites (execution order), fault models, replicas, global steps.
+    public let sites: [SiteID]
+    public let faultModels: [FaultModel]
+    public let replicas: [Int]
+    public let steps: StepRange
+
+    public init(parameters p: CampaignParameters, golden: GoldenIdentity) throws(CampaignError) {
+        guard p.experiments > 0 else { throw .badParameter("--experiments must be positive (got \(p.experiments))") }
+        guard !p.kinds.isEmpty else { throw .badParameter("no experiment kind to draw") }
+        guard !p.faultModels.isEmpty else { throw .badParameter("--fault-models: no fault model given") }
+        guard !p.phases.isEmpty else { throw .badParameter("--phases: no phase given") }
+        if let k = p.stepsAfterInjection, k < 0 { throw .badParameter("--steps-after-injection must be non-negative (got \(k))") }
+        workload = golden.config.workload.rawValue
+        let all = golden.sites.map(FaultReplay.parseSite)
+        var candidates = all
+        if let layers = p.layers {
+            guard !layers.isEmpty else { throw .badParameter("--layers: no layer given") }
+            let layerNames = Set(all.map(\.layer)), siteNames = Set(all.map(\.name))
+            for name in layers where !layerNames.contains(name) && !siteNames.contains(name) {
+                throw .badParameter("unknown layer '\(name)' for \(workload) \(golden.config.scale.name) (layers: \(all.map(\.layer).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")); or a site such as \(all.last?.name ?? "conv1_grad_wt"))")
+            }
+            candidates = candidates.filter { layers.contains($0.layer) || layers.contains($0.name) }
+        }
+        let beforePhases = candidates
+        candidates = candidates.filter { p.phases.contains(Phase($0)) }
+        guard !candidates.isEmpty else {
+            throw .badParameter("contradictory filters: --phases \(p.phases.map(\.rawValue).joined(separator: ",")) excludes every site of --layers \(p.layers?.joined(separator: ",") ?? "") (\(beforePhases.map(\.name).joined(separator: ", ")))")
+        }
+        sites = candidates
+        faultModels = p.faultModels
+        let replicaCount = golden.config.replicas
+        if let r = p.replicas {
+            guard !r.isEmpty else { throw .badParameter("--replicas: no replica given") }
+            if let bad = r.first(where: { $0 < 0 || $0 >= replicaCount }) {
+                throw .badParameter("replica \(bad) does not exist; the golden run has \(replicaCount) replicas (0...\(replicaCount - 1))")
+            }
+        }
+        replicas = p.replicas ?? Array(0..<replicaCount)
+        // The injected step and the steps after it must lie within the golden trace.
+        let after = p.stepsAfterInjection ?? 0
+        let lastStart = golden.completedSteps - 1 - after
+        guard lastStart >= 0 else {
+            throw .goldenTooShort("the golden trace \(golden.directory) has \(golden.completedSteps) steps; --steps-after-injection \(after) needs at least \(after + 1)")
+        }
+        if let s = p.steps {
+            guard s.first >= 0, s.first <= s.last else { throw .badParameter("--steps \(s): give A-B with 0 <= A <= B") }
+            guard s.last <= lastStart else {
+                throw .goldenTooShort("--steps \(s): the golden trace \(golden.directory) has steps 0...\(golden.completedSteps - 1), so with --steps-after-injection \(after) the last injectable step is \(lastStart)")
+            }
+        }
+        steps = p.steps ?? StepRange(first: 0, last: lastStart)
+        parameters = p
+    }
+
+    /// Experiment `index`, drawn from its own stream.
+    public func experiment(_ index: Int) -> Experiment {
+        // `c` keeps this stream apart from the injection hook's (seed, step, replica, 0).
+        var rng = CounterRNG(seed: parameters.seed, purpose: .faultSampling, index, 0, 0x4341_4D50)
+        let kind = parameters.kinds[rng.nextInt(below: parameters.kinds.count)]
+        switch kind {
+        case .software:
+            let step = steps.first + rng.nextInt(below: steps.last - steps.first + 1)
+            let site = sites[rng.nextInt(below: sites.count)]
+            let model = faultModels[rng.nextInt(below: faultModels.count)]
+            let replica = replicas[rng.nextInt(below: replicas.count)]
+            let seed = rng.next()
+            return Experiment(index: index, kind: kind,
+                              spec: InjectionSpec(workload: workload, site: site.name, faultModel: model, replica: replica, globalStep: step, seed: seed))
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Sim
+
+/// One experiment's result: one line of `results.jsonl` (JSON, sorted keys, non-finite
+/// floats as the strings `inf`, `-inf`, `nan`).
+///
+/// Fields:
+/// - `campaign`: the campaign id (`campaign.json`'s `id`); every line of a campaign has it.
+/// - `index`: the experiment's index, `0..<experiments`; its draw depends only on the
+///   campaign seed and the index.
+/// - `kind`: `software` (hardware faults later).
+/// - `outcome`: a `FAULT_MODELS.md` section 5 class (`Masked`, `ImmediateINFsNaNs`,
+///   `ShortTermINFsNaNs`, `SharpDegrade`, `SharpSlowDegrade`, `SlowDegrade`,
+///   `LowTestAccuracy`); `evidence`: why, in words.
+/// - `site` (`<layer>`, `<layer>_grad_in`, `<layer>_grad_wt`), `layer`, `phase` (`forward`,
+///   `backward`), `role` (`input`, `weight`, `output`), `faultModel`, `replica`,
+///   `globalStep`, `epoch`, `step` (within the epoch): where the fault struck.
+/// - `spec`: the resolved native injection spec (positions and values as drawn, and the
+///   experiment's seed): written to a `.json` file it replays the experiment alone with
+///   `tpufi replay --golden TRACE --spec FILE.json --steps-after-injection K` (K from
+///   `campaign.json`).
+/// - `firstDivergence`: `{globalStep, site, replica}` of the first MXU output that differed
+///   from golden, absent when none did.
+/// - `stoppedEarly`: `masked-exact` or `non-finite` when the run stopped before its planned
+///   end; `stepsRun`: simulated training steps run, the injected one included.
+/// - `goldenTrainAccuracy`, `faultyTrainAccuracy`: mean train accuracy of the last
+///   `finalWindow` steps run; `goldenTestAccuracy`, `faultyTestAccuracy`: test accuracy at the
+///   last step run, absent when the run stopped early (not evaluated: not needed to classify).
+/// - `seconds`: wall time of the experiment (the only field that differs between runs).
+public struct ExperimentResult: Codable, Sendable, Equatable {
+    public var campaign: String
+    public var index: Int
+    public var kind: ExperimentKind
+    public var outcome: String
+    public var evidence: [String]
+    public var site: String
+    public var layer: String
+    public var phase: Phase
+    public var role: String
+    public var faultModel: String
+    public var replica: Int
+    public var globalStep: Int
+    public var epoch: Int
+    public var step: Int
+    public var spec: InjectionSpec
+    public var firstDivergence: ReplayResult.Divergence?
+    public var stoppedEarly: String?
+    public var stepsRun: Int
+    public var goldenTrainAccuracy: Float?
+    public var faultyTrainAccuracy: Float?
+    public var goldenTestAccuracy: Float?
+    public var faultyTestAccuracy: Float?
+    public var seconds: Double
+
+    public init(campaign: String, experiment: Experiment, replay r: ReplayResult, seconds: Double) {
+        let i = r.injection
+        let site = FaultReplay.parseSite(i.site)
+        func finite(_ x: Float) -> Float? { x.isFinite ? x : nil }
+        self.campaign = campaign
+        index = experiment.index
+        kind = experiment.kind
+        outcome = r.outcome
+        evidence = r.evidence
+        self.site = i.site
+        layer = site.layer
+        phase = Phase(site)
+        role = i.role
+        faultModel = i.faultModel
+        replica = i.replica
+        globalStep = i.globalStep
+        epoch = i.epoch
+        step = i.step
+        var resolved = experiment.spec
+        (resolved.positions, resolved.values) = (i.positions, i.values)
+        spec = resolved
+        firstDivergence = r.firstDivergence
+        stoppedEarly = r.stoppedEarly
+        stepsRun = r.stepsRun
+        goldenTrainAccuracy = finite(r.golden.trainAccuracy)
+        faultyTrainAccuracy = finite(r.faulty.trainAccuracy)
+        goldenTestAccuracy = finite(r.golden.testAccuracy)
+        faultyTestAccuracy = finite(r.faulty.testAccuracy)
+        self.seconds = seconds
+    }
+
+    /// The line as written, without the timing: equal for equal experiments however they
+    /// ran (NaN-safe, unlike `==` on the values).
+    public var canonicalLine: String {
+        var r = self
+        r.seconds = 0
+        return String(decoding: (try? CampaignJSON.encode(r)) ?? [], as: UTF8.self)
+    }
+}
+
+/// `results.jsonl`: one ``ExperimentResult`` per line, appended in completion order.
+/// Crash safety: each line is written whole with one `write` and synced before the next;
+/// a crash can leave at most a torn last line (no newline), which ``read(directory:)``
+/// reports and a resumed campaign truncates.
+public enum ResultsLog {
+    public static func path(_ directory: String) -> String { directory + "/results.jsonl" }
+
+    /// The results in `directory` (completion order), the length of the whole lines, and the
+    /// bytes of a torn last line. Every whole line must parse and belong to `campaign` (when
+    /// given), and no index may repeat.
+    public static func read(directory: String, campaign: String? = nil) throws(CampaignError) -> (results: [ExperimentResult], validLength: Int, tornBytes: Int) {
+        let path = Self.path(directory)
+        guard FileManager.default.fileExists(atPath: path) else { return ([], 0, 0) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw .io(file: path, reason: "cannot be read") }
+        let bytes = [UInt8](data)
+        let validLength = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
+        var results: [ExperimentResult] = []
+        var seen: [Int: Int] = [:]
+        let decoder = CampaignJSON.decoder
+        for (n, line) in bytes[..<validLength].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast().enumerated() {
+            let lineNumber = n + 1
+            let r: ExperimentResult
+            do { r = try decoder.decode(ExperimentResult.self, from: Data(line)) } catch {
+                throw .badFile(file: path, line: lineNumber, reason: "not a result line: \(error)")
+            }
+            if let campaign, r.campaign != campaign {
+                throw .badFile(file: path, line: lineNumber, reason: "experiment \(r.index) belongs to campaign \(r.campaign), this directory's campaign.json is campaign \(campaign)")
+            }
+            if let first = seen[r.index] {
+                throw .badFile(file: path, line: lineNumber, reason: "experiment \(r.index) again (first on line \(first))")
+            }
+            seen[r.index] = lineNumber
+            results.append(r)
+        }
+        return (results, validLength, bytes.count - validLength)
+    }
+
+    /// Writes whole results files (merge): sorted by index.
+    static func write(_ results: [ExperimentResult], directory: String) throws(CampaignError) {
+        var bytes: [UInt8] = []
+        for r in results.sorted(by: { $0.index < $1.index }) {
+            do { bytes += try CampaignJSON.encode(r) } catch { throw .io(file: path(directory), reason: "cannot encode experiment \(r.index): \(error)") }
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        try writeFileAtomically(bytes, to: path(directory))
+    }
+
+    /// Appends result lines to `results.jsonl`, each synced. One appender per file; callers
+    /// on several threads serialise through it.
+    public final class Appender: @unchecked Sendable {
+        public let path: String
+        private let fd: Int32
+        private let lock = NSLock()
+
+        /// Opens (creating) the file, cut to `truncateTo` bytes when given (a torn last line).
+        public init(directory: String, truncateTo length: Int? = nil) throws(CampaignError) {
+            path = ResultsLog.path(directory)
+            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw .io(file: path, reason: "cannot open for appending: \(String(cString: strerror(errno)))") }
+            if let length, ftruncate(fd, off_t(length)) != 0 {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw .io(file: path, reason: "cannot truncate the torn last line (to \(length) bytes): \(reason)")
+            }
+            self.fd = fd
+        }
+
+        deinit { close(fd) }
+
+        public func append(_ result: ExperimentResult) throws(CampaignError) {
+            var line: [UInt8]
+            do { line = try CampaignJSON.encode(result) } catch { throw .io(file: path, reason: "cannot encode experiment \(result.index): \(error)") }
+            line.append(UInt8(ascii: "\n"))
+            lock.lock()
+            defer { lock.unlock() }
+            try writeAll(fd, line, path: path)
+            guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+import ArgumentParser
+import Foundation
+import Replayer
+
+struct CampaignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "campaign",
+        abstract: "Run a random fault-injection campaign against a golden trace (or summarize one).",
+        discussion: """
+        `tpufi campaign --golden TRACE --experiments N --out DIR` runs `tpufi campaign run`; \
+        `tpufi campaign summarize DIR` rewrites and prints a campaign directory's summary.
+        """,
+        subcommands: [CampaignRun.self, CampaignSummarize.self],
+        defaultSubcommand: CampaignRun.self)
+}
+
+struct CampaignRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Draw N experiments from a seed, replay each against the golden trace, classify, summarize.",
+        discussion: """
+        Experiment i draws, from its own random stream keyed by (seed, i): a global step \
+        (leaving room for --steps-after-injection), a site (forward and backward MXU \
+        operations, after --phases/--layers), a fault model, a replica and a seed for the \
+        fault's positions and values. So any shard, worker count or resumed run gives the \
+        same experiments and results as one serial run.
+
+        DIR gets campaign.json (golden identity, parameters), results.jsonl (one JSON object \
+        per experiment, appended and synced as each finishes; its `spec` field replays the \
+        experiment alone with `tpufi replay --spec`), and summary.json/summary.csv (outcome \
+        shares with 95 % Wilson intervals, overall and by fault model, phase and layer). \
+        Experiments stop early when the state is bit-identical to golden again or the loss is \
+        non-finite; no per-experiment trace is kept unless --keep-traces.
+
+        --shard i/n runs the experiments with index % n == i (merge the shards with `tpufi \
+        merge`); --resume continues an interrupted campaign in DIR.
+
+        Example:
+          tpufi campaign --golden golden/resnet18-small --experiments 1000 --seed 1 --steps-after-injection 20 --workers 2 --out campaigns/c1
+        """)
+
+    @Option(help: "Golden trace directory.")
+    var golden: String
+
+    @Option(help: "Experiments in the whole campaign (all shards).")
+    var experiments: Int
+
+    @Option(help: "Campaign seed.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Steps to train after the injected one (default: to the end of the golden run).")
+    var stepsAfterInjection: Int?
+
+    @Option(parsing: .upToNextOption, help: "Fault models to draw from (space- or comma-separated; default: all 18).")
+    var faultModels: [String] = []
+
+    @Option(parsing: .upToNextOption, help: "Phases to draw sites from: fwd, bwd (default: both).")
+    var phases: [String] = []
+
+    @Option(parsing: .upToNextOption, help: "Layers (conv1, dense, ...) or sites (dense_grad_wt) to draw from (default: all).")
+    var layers: [String] = []
+
+    @Option(parsing: .upToNextOption, help: "Replicas to draw from (default: all).")
+    var replicas: [String] = []
+
+    @Option(help: "Global steps A-B (inclusive) to inject into (default: all that leave room for --steps-after-injection).")
+    var steps: String?
+
+    @Option(help: "Run only shard i of n: the experiments whose index is i modulo n.")
+    var shard: String?
+
+    @Flag(help: "Continue the interrupted campaign in --out (same parameters).")
+    var resume = false
+
+    @Option(help: "Experiments run at once (threads; results are identical for any count).")
+    var workers: Int = 1
+
+    @Option(help: "Host threads per experiment (results are identical for any count).")
+    var threads: Int = 1
+
+    @Flag(help: "Run every experiment to its planned end (to measure what early stopping saves; outcomes are the same).")
+    var noEarlyStop = false
+
+    @Flag(help: "Keep each experiment's (sparse) faulty trace under DIR/traces/<index>.")
+    var keepTraces = false
+
+    @OptionGroup var classifier: ClassifierOptions
+
+    @Option(help: "Campaign directory.")
+    var out: String
+
+    @Flag(help: "Print the summary as one JSON object.")
+    var json = false
+
+    static func list(_ values: [String]) -> [String] {
+        values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+    }
+
+    func run() throws {
+        let replicaList = try Self.list(replicas).map { r in
+            guard let n = Int(r) else { throw ValidationError("--replicas: '\(r)' is not a replica number") }
+            return n
+        }
+        let stepRange = try steps.map { s in
+            guard let r = StepRange(argument: s) else { throw ValidationError("--steps '\(s)': give A-B, e.g. 10-40") }
+            return r
+        }
+        let models = Self.list(faultModels), phaseNames = Self.list(phases), layerNames = Self.list(layers)
+        let parameters = CampaignParameters(
+            experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
+            faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),
+            phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames),
+            layers: layerNames.isEmpty ? nil : layerNames, replicas: replicaList.isEmpty ? nil : replicaList,
+            steps: stepRange, thresholds: classifier.thresholds, earlyStop: !noEarlyStop)
+        let shard = try self.shard.map { try Shard(argument: $0) } ?? .all
+        let line = SharedProgressLine()
+        let report = try CampaignRunner.run(golden: golden, parameters: parameters, shard: shard, out: out, resume: resume,
+                                            options: .init(workers: workers, threads: threads, keepTraces: keepTraces)) { p in
+            line.update(p)
+        }
+        line.clear()
+        if json { return try printJSON(report.summary) }
+        if report.resumed > 0 { print("resumed: \(report.resumed) experiment(s) already done\(report.tornBytesDropped > 0 ? ", a torn last line (\(report.tornBytesDropped) bytes) dropped" : "")") }
+        print("ran \(report.ranNow) experiment(s)\(shard == .all ? "" : " of shard \(shard)"); golden test evaluations: \(report.goldenEvaluations)")
+        print(report.summary.text)
+        print("results: \(out)/results.jsonl, summary: \(out)/summary.csv, \(out)/summary.json")
+    }
+}
+
+/// The campaign's progress line, fed from the worker threads.
+final class SharedProgressLine: @unchecked Sendable {
+    private let lock = NSLock()
+    private var line: ProgressLine?
+
+    func update(_ p: CampaignProgress) {
+        lock.lock()
+        defer { lock.unlock() }
+        // Created at the first report (sent before the first experiment runs): the rate
+        // counts experiments run now, not resumed ones.
+        if line == nil { line = ProgressLine(total: p.total, alreadyDone: p.done - p.ranNow) }
+        line?.update(done: p.done, detail: p.counts.map { "\($0.outcome) \($0.count)" }.joined(separator: " "))
+    }
+
+    func clear() {
+        lock.lock()
+        defer { lock.unlock() }
+        line?.clear()
+    }
+}
+
+struct CampaignSummarize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "summarize",
+        abstract: "Rewrite summary.json and summary.csv of a campaign directory from its results, and print them.")
+
+    @Argument(help: "Campaign directory.")
+    var directory: String
+
+    @Flag(help: "Print the summary as one JSON object.")
+    var json = false
+
+    func run() throws {
+        let summary = try CampaignSummary.summarize(directory: directory)
+        if json { return try printJSON(summary) }
+        print(summary.text)
+    }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Merge the shard directories of one campaign.",
+        discussion: """
+        Checks that every directory holds the same campaign (golden trace identity and \
+        parameters) and that no experiment is in two of them, writes DIR with campaign.json, \
+        results.jsonl sorted by experiment index, and the summary, and reports experiments \
+        no directory holds.
+
+        Example:
+          tpufi merge campaigns/c1-shard0 campaigns/c1-shard1 --out campaigns/c1
+        """)
+
+    @Argument(help: "Campaign (shard) directories.")
+    var directories: [String]
+
+    @Option(help: "Directory for the merged campaign (must not exist or be empty).")
+    var out: String
+
+    @Flag(help: "Print the summary as one JSON object.")
+    var json = false
+
+    func run() throws {
+        let report = try CampaignMerge.merge(directories, out: out)
+        if !report.missing.isEmpty {
+            FileHandle.standardError.write(Data("warning: \(report.missing.count) experiment(s) missing: \(report.missing.map(String.init).joined(separator: ", "))\n".utf8))
+        }
+        if json { return try printJSON(report.summary) }
+        print("merged \(directories.count) director\(directories.count == 1 ? "y" : "ies"): \(report.results) experiment(s)")
+        print(report.summary.text)
+    }
+}

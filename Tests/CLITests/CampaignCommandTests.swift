@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+
+@Suite(.serialized) struct CampaignCommandTests {
+    @Test func shardsMergeAndSummarizeFromTheCommandLine() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-campaign-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: root)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let golden = root + "/golden"
+        let rec = try tpufi(["record", "--workload", "resnet18_nobn", "--optimizer", "sgd", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16",
+                             "--steps", "8", "--replicas", "2", "--out", golden])
+        #expect(rec.status == 0, "\(rec.err)")
+        let common = ["campaign", "--golden", golden, "--experiments", "4", "--seed", "3", "--steps-after-injection", "1",
+                      "--fault-models", "ZERO", "RD,RBFLIP", "--phases", "fwd,bwd"]
+        for i in 0..<2 {
+            let r = try tpufi(common + ["--shard", "\(i)/2", "--out", root + "/shard\(i)"])
+            #expect(r.status == 0, "\(r.err)")
+            #expect(r.out.contains("ran 2 experiment(s) of shard \(i)/2") && r.err.isEmpty)  // no progress line in a pipe
+        }
+        let m = try tpufi(["merge", root + "/shard0", root + "/shard1", "--out", root + "/merged"])
+        #expect(m.status == 0 && m.out.contains("4 experiment(s)"), "\(m.err)")
+        let s = try tpufi(["campaign", "summarize", root + "/merged", "--json"])
+        #expect(s.status == 0, "\(s.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(s.out.utf8)) as? [String: Any])
+        #expect(json["completed"] as? Int == 4 && (json["missing"] as? [Int])?.isEmpty == true)
+        let lines = try String(contentsOfFile: root + "/merged/results.jsonl", encoding: .utf8).split(separator: "\n")
+        let indices = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["index"] as? Int }
+        #expect(indices == [0, 1, 2, 3])
+        let models = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["faultModel"] as? String }
+        #expect(models.allSatisfy { ["ZERO", "RD", "RBFLIP"].contains($0 ?? "") })
+
+        // Errors: one line on stderr, non-zero exit, nothing written.
+        let typo = try tpufi(common + ["--fault-models", "ZER0", "--out", root + "/typo"])
+        #expect(typo.status != 0 && typo.err.contains("unknown fault model 'ZER0'"))
+        let full = try tpufi(common + ["--out", root + "/shard0"])
+        #expect(full.status != 0 && full.err.contains("not empty (use --resume"))
+        let other = try tpufi(common.map { $0 == "3" ? "4" : $0 } + ["--shard", "0/2", "--resume", "--out", root + "/shard0"])
+        #expect(other.status != 0 && other.err.contains("seed: 4 vs 3"))
+        let short = try tpufi(["campaign", "--golden", golden, "--experiments", "1", "--steps-after-injection", "8", "--out", root + "/short"])
+        #expect(short.status != 0 && short.err.contains("needs at least 9"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/typo") && !FileManager.default.fileExists(atPath: root + "/short"))
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Testing
+@testable import Replayer
+import Recorder
+import Sim
+
+/// Campaigns on a tiny golden run (synthetic data, 2 replicas, 16 steps): a few short
+/// experiments each, run once and shared by the tests.
+@Suite(.serialized) struct CampaignTests {
+    static let root: String = {
+        let d = rootPath()
+        try? FileManager.default.removeItem(atPath: d)
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        // The tests share the golden trace and the serial run, so the directory goes when the
+        // test process ends.
+        atexit { try? FileManager.default.removeItem(atPath: CampaignTests.rootPath()) }
+        return d
+    }()
+
+    static func rootPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-campaign-\(getpid())").path
+    }
+
+    static func scratch(_ name: String) -> String {
+        let d = root + "/" + name
+        try? FileManager.default.removeItem(atPath: d)
+        return d
+    }
+
+    static let golden: String = {
+        let data = try! DatasetSource.parse("synthetic:train=64,test=16").load()
+        let run = try! TrainingRun(config: TrainingConfig(workload: .resnet18_nobn, scale: .tiny, optimizer: .sgd, replicas: 2), data: data)
+        return try! TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 16, policy: .init(snapshotEvery: 4),
+                                         to: scratch("golden")).directory
+    }()
+
+    static let parameters = CampaignParameters(experiments: 6, seed: 11, stepsAfterInjection: 2)
+
+    /// The reference: one serial, unsharded run.
+    static let serial: CampaignReport = try! CampaignRunner.run(golden: golden, parameters: parameters, out: scratch("serial"), resume: false)
+
+    static func lines(_ results: [ExperimentResult]) -> [String] { results.sorted { $0.index < $1.index }.map(\.canonicalLine) }
+
+    static func error(_ body: () throws -> Void) -> String {
+        do { try body(); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func serialRunRecordsEveryExperimentWithSummary() throws {
+        let r = Self.serial
+        #expect(r.results.map(\.index) == Array(0..<6))
+        #expect(r.results.allSatisfy { $0.campaign == r.manifest.id && Outcome(rawValue: $0.outcome) != nil })
+        // Each ran the injected step and at most 2 more, fewer only when it stopped early.
+        #expect(r.results.allSatisfy { $0.stoppedEarly == nil ? $0.stepsRun == 3 : $0.stepsRun <= 3 })
+        #expect(r.results.allSatisfy { $0.stoppedEarly == nil ? $0.faultyTestAccuracy != nil : $0.faultyTestAccuracy == nil })
+        let summary = try JSONDecoder().decode(CampaignSummary.self, from: Data(contentsOf: URL(fileURLWithPath: CampaignSummary.jsonPath(Self.serial.directory))))
+        #expect(summary == r.summary && summary.completed == 6 && summary.missing.isEmpty)
+        let overall = try #require(summary.groups.first)
+        #expect(overall.dimension == "overall" && overall.total == 6 && overall.outcomes.map(\.count).reduce(0, +) == 6)
+        #expect(summary.groups.filter { $0.dimension == "phase" }.map(\.total).reduce(0, +) == 6)
+        let csv = try String(contentsOfFile: CampaignSummary.csvPath(Self.serial.directory), encoding: .utf8)
+        #expect(csv.hasPrefix("dimension,key,outcome,count,total,fraction,wilson_low,wilson_high\noverall,all,Masked,"))
+        // No per-experiment trace is left behind.
+        #expect(!FileManager.default.fileExists(atPath: Self.serial.directory + "/scratch"))
+    }
+
+    @Test func parallelWorkersAndMergedShardsEqualTheSerialRun() throws {
+        let parallel = try CampaignRunner.run(golden: Self.golden, parameters: Self.parameters, out: Self.scratch("parallel"), resume: false,
+                                              options: .init(workers: 3))
+        #expect(Self.lines(parallel.results) == Self.lines(Self.serial.results))
+        #expect(parallel.summary == Self.serial.summary)
+
+        let shards = try (0..<2).map { i in
+            try CampaignRunner.run(golden: Self.golden, parameters: Self.parameters, shard: try Shard(index: i, count: 2),
+                                   out: Self.scratch("shard\(i)"), resume: false)
+        }
+        #expect(shards[0].results.map(\.index) == [0, 2, 4] && shards[1].results.map(\.index) == [1, 3, 5])
+        #expect(shards[0].summary.missing.isEmpty)
+        let merged = try CampaignMerge.merge(shards.map(\.directory), out: Self.scratch("merged"))
+        #expect(merged.missing.isEmpty && merged.results == 6)
+        let mergedResults = try ResultsLog.read(directory: Self.root + "/merged").results
+        #expect(mergedResults.map(\.index) == Array(0..<6))
+        #expect(Self.lines(mergedResults) == Self.lines(Self.serial.results))
+        #expect(merged.summary == Self.serial.summary)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: CampaignSummary.csvPath(Self.root + "/merged")))
+                == Data(contentsOf: URL(fileURLWithPath: CampaignSummary.csvPath(Self.serial.directory))))
+
+        // One shard alone: the others' experiments are reported missing.
+        let partial = try CampaignMerge.merge([shards[1].directory], out: Self.scratch("partial"))
+        #expect(partial.missing == [0, 2, 4])
+        // The same experiments twice, or a non-empty --out: refused.
+        #expect(Self.error { _ = try CampaignMerge.merge([shards[0].directory, Self.serial.directory], out: Self.scratch("dup")) }
+            .contains("experiment 0 is in both"))
+        #expect(Self.error { _ = try CampaignMerge.merge([shards[0].directory], out: Self.root + "/merged") }.contains("not empty"))
+    }
+
+    @Test func anInterruptedCampaignResumesWithoutRepeatingOrLosing() throws {
+        let dir = Self.scratch("resumed")
+        try FileManager.default.copyItem(atPath: Self.serial.directory, toPath: dir)
+        // Keep 3 whole lines and half of the 4th, as a crash mid-write would.
+        let lines = try String(contentsOfFile: ResultsLog.path(dir), encoding: .utf8).split(separator: "\n")
+        let torn = lines[0..<3].joined(separator: "\n") + "\n" + lines[3].prefix(40)
+        try Data(torn.utf8).write(to: URL(fileURLWithPath: ResultsLog.path(dir)))
+        #expect(try ResultsLog.read(directory: dir).tornBytes == 40)
+
+        let r = try CampaignRunner.run(golden: Self.golden, parameters: Self.parameters, out: dir, resume: true)
+        #expect(r.resumed == 3 && r.ranNow == 3 && r.tornBytesDropped == 40)
+        #expect(Self.lines(r.results) == Self.lines(Self.serial.results))
+        let onDisk = try ResultsLog.read(directory: dir)
+        #expect(onDisk.tornBytes == 0 && onDisk.results.count == 6)
+        // Resuming a finished campaign runs nothing.
+        let again = try CampaignRunner.run(golden: Self.golden, parameters: Self.parameters, out: dir, resume: true)
+        #expect(again.ranNow == 0 && again.resumed == 6)
+    }
+
+    @Test func aResultsSpecReplaysAloneToTheSameOutcome() throws {
+        let reader = try TraceReader(directory: Self.golden)
+        for result in Self.serial.results.prefix(2) {
+            let path = Self.scratch("spec-\(result.index).json")
+            try Data(try CampaignJSON.encode(result.spec)).write(to: URL(fileURLWithPath: path))
+            let spec = try InjectionSpec.load(path: path)
+            #expect(spec.positions == result.spec.positions && spec.seed == result.spec.seed)
+            let replay = try FaultReplay.run(golden: reader, spec: spec, specName: path, stepsAfterInjection: Self.parameters.stepsAfterInjection,
+                                             out: Self.scratch("spec-\(result.index)"))
+            #expect(replay.outcome == result.outcome && replay.stepsRun == result.stepsRun && replay.stoppedEarly == result.stoppedEarly)
+            #expect(replay.injection.positions == result.spec.positions && replay.firstDivergence == result.firstDivergence)
+        }
+    }
+
+    @Test func badInputFailsClearlyAndOverwritesNothing() throws {
+        let p = Self.parameters
+        func run(_ q: CampaignParameters, out: String = CampaignTests.scratch("bad"), resume: Bool = false) -> String {
+            Self.error { _ = try CampaignRunner.run(golden: Self.golden, parameters: q, out: out, resume: resume) }
+        }
+        #expect(Self.error { _ = try CampaignParameters.faultModels(["RD", "ZER0"]) }.contains("unknown fault model 'ZER0'"))
+        #expect(Self.error { _ = try CampaignParameters.phases(["sideways"]) }.contains("unknown phase 'sideways'"))
+        var q = p
+        q.layers = ["conv9"]
+        #expect(run(q).contains("unknown layer 'conv9'"))
+        q.layers = ["dense_grad_wt"]
+        q.phases = [.forward]
+        #expect(run(q).contains("contradictory filters: --phases forward excludes every site of --layers dense_grad_wt"))
+        q = p
+        q.stepsAfterInjection = 16
+        #expect(run(q).contains("has 16 steps; --steps-after-injection 16 needs at least 17"))
+        q = p
+        q.steps = StepRange(first: 10, last: 15)
+        #expect(run(q).contains("the last injectable step is 13"))
+        q = p
+        q.replicas = [2]
+        #expect(run(q).contains("replica 2 does not exist"))
+        #expect(!FileManager.default.fileExists(atPath: Self.root + "/bad"))
+
+        // A non-empty --out without --resume; --resume with other parameters; nothing changes.
+        let dir = Self.serial.directory
+        let before = try [CampaignManifest.path(dir), ResultsLog.path(dir)].map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        #expect(run(p, out: dir).contains("already exists and is not empty (use --resume"))
+        q = p
+        q.seed = 12
+        #expect(run(q, out: dir, resume: true).contains("holds another campaign") && run(q, out: dir, resume: true).contains("seed: 12 vs 11"))
+        #expect(try [CampaignManifest.path(dir), ResultsLog.path(dir)].map { try Data(contentsOf: URL(fileURLWithPath: $0)) } == before)
+        #expect(run(p, out: Self.scratch("nothing"), resume: true).contains("no such campaign directory"))
+
+        // A results file from another campaign in a directory: named by file and line.
+        q = p
+        q.experiments = 1
+        q.stepsAfterInjection = 0
+        let other = try CampaignRunner.run(golden: Self.golden, parameters: q, out: Self.scratch("other"), resume: false)
+        try FileManager.default.removeItem(atPath: ResultsLog.path(other.directory))
+        try FileManager.default.copyItem(atPath: ResultsLog.path(dir), toPath: ResultsLog.path(other.directory))
+        let message = run(q, out: other.directory, resume: true)
+        #expect(message.contains("results.jsonl:1: experiment") && message.contains("belongs to campaign \(Self.serial.manifest.id)"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: ResultsLog.path(other.directory))) == before[1])
+        #expect(Self.error { _ = try CampaignMerge.merge([dir, other.directory], out: Self.scratch("mixed")) }.contains("is not a shard of the campaign"))
+    }
+
+    @Test func experimentDrawsDependOnlyOnSeedAndIndex() throws {
+        let identity = try GoldenIdentity(TraceReader(directory: Self.golden))
+        let small = try CampaignPlan(parameters: CampaignParameters(experiments: 10, seed: 5), golden: identity)
+        let large = try CampaignPlan(parameters: CampaignParameters(experiments: 5000, seed: 5), golden: identity)
+        #expect((0..<10).map(small.experiment) == (0..<10).map(large.experiment))
+        let other = try CampaignPlan(parameters: CampaignParameters(experiments: 10, seed: 6), golden: identity)
+        #expect((0..<10).map(small.experiment) != (0..<10).map(other.experiment))
+        // Over many draws every candidate shows up, and nothing outside the filters does.
+        let draws = (0..<3000).map { large.experiment($0).spec }
+        #expect(Set(draws.map(\.faultModel)) == Set(FaultModel.allCases))
+        #expect(Set(draws.map(\.site)) == Set(identity.sites))
+        #expect(Set(draws.map(\.replica)) == [0, 1] && Set(draws.compactMap(\.globalStep)) == Set(0...15))
+        let filtered = try CampaignPlan(parameters: CampaignParameters(experiments: 1, seed: 5, stepsAfterInjection: 3, faultModels: [.ZERO, .RD],
+                                                                       phases: [.backward], layers: ["conv1", "dense"], replicas: [1]),
+                                        golden: identity)
+        let f = (0..<500).map { filtered.experiment($0).spec }
+        #expect(Set(f.map(\.site)) == ["conv1_grad_wt", "dense_grad_in", "dense_grad_wt"])
+        #expect(Set(f.map(\.faultModel)) == [.ZERO, .RD] && Set(f.map(\.replica)) == [1] && f.allSatisfy { ($0.globalStep ?? 99) <= 12 })
+        #expect(f.allSatisfy { $0.seed != nil && $0.positions == nil })
+        // Filters given in another order are the same campaign.
+        #expect(CampaignParameters(experiments: 1, faultModels: [.RD, .ZERO]) == CampaignParameters(experiments: 1, faultModels: [.ZERO, .RD, .RD]))
+    }
+
+    @Test func shardsPartitionTheIndices() throws {
+        let shards = try (0..<3).map { try Shard(index: $0, count: 3) }
+        #expect(shards.flatMap { $0.indices(of: 10) }.sorted() == Array(0..<10))
+        #expect(shards[1].indices(of: 10) == [1, 4, 7])
+        #expect(Self.error { _ = try Shard(argument: "3/3") }.contains("0 <= i < n"))
+        #expect(Self.error { _ = try Shard(argument: "x") }.contains("give i/n"))
+    }
+}
+
+@Suite struct WilsonTests {
+    /// Newcombe (1998), Statistics in Medicine 17:857, table I, method 3 (Wilson score,
+    /// no continuity correction).
+    @Test func matchesPublishedIntervals() {
+        func close(_ k: Int, _ n: Int, _ low: Double, _ high: Double) -> Bool {
+            let w = Wilson.interval(successes: k, trials: n)
+            return abs(w.low - low) < 5e-5 && abs(w.high - high) < 5e-5
+        }
+        #expect(close(81, 263, 0.2553, 0.3662))
+        #expect(close(15, 148, 0.0624, 0.1605))
+        #expect(close(0, 20, 0, 0.1611))
+        #expect(close(1, 29, 0.0061, 0.1718))
+        #expect(close(5, 10, 0.2366, 0.7634))
+        #expect(Wilson.interval(successes: 10, trials: 10).high == 1 && Wilson.interval(successes: 0, trials: 10).low == 0)
+        #expect(Wilson.interval(successes: 0, trials: 0).low == 0 && Wilson.interval(successes: 0, trials: 0).high == 1)
+    }
+}
