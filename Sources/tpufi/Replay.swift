@@ -43,6 +43,9 @@ struct Replay: ParsableCommand {
     @Option(help: "Host threads (results are identical for any count).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "What the _16 fault models mean: fidelity (the corruption reaches only 16 outputs of the operation, FIdelity's definition) or released (the reference code's alias of the model without _16).")
+    var sixteen: SixteenSemantics = .fidelity
+
     @OptionGroup var classifier: ClassifierOptions
 
     @Flag(help: "Print one JSON object.")
@@ -57,8 +60,7 @@ struct Replay: ParsableCommand {
         let progress = ProgressLine(total: max(1, reader.completedSteps))
         var toInjectedStep: Duration?
         let result = try FaultReplay.run(golden: reader, spec: parsed, specName: spec, stepsAfterInjection: stepsAfterInjection, out: directory,
-                                         threads: threads,
-                                         thresholds: classifier.thresholds) { event in
+                                         threads: threads, thresholds: classifier.thresholds, sixteen: sixteen) { event in
             if case .step(let step, let m) = event {
                 // The replay's first step is the injected one.
                 if toInjectedStep == nil { toInjectedStep = clock.now - start }
@@ -90,6 +92,8 @@ struct Replay: ParsableCommand {
         print("faulty trace: \(result.trace)")
     }
 }
+
+extension SixteenSemantics: ExpressibleByArgument {}
 
 /// The replay's result and how long it took (wall clock: the JSON's `timing`, never a trace).
 struct TimedReplay: Encodable {

@@ -57,10 +57,14 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         public var values: [Float]
         /// The hardware fault, when `faultModel` is `hardware`.
         public var hardware: HardwareFault?
+        /// True when a `_16` model's corruption reached only 16 outputs of the product, drawn
+        /// from `seed` (FIdelity's semantics); absent for the released alias and other models.
+        public var limitedReach: Bool?
 
         public init(golden: String, site: String, role: String, replica: Int, globalStep: Int, faultModel: String,
-                    seed: UInt64?, positions: [[Int]], values: [Float], hardware: HardwareFault? = nil) {
+                    seed: UInt64?, positions: [[Int]], values: [Float], hardware: HardwareFault? = nil, limitedReach: Bool? = nil) {
             self.hardware = hardware
+            self.limitedReach = limitedReach
             self.golden = golden
             self.site = site
             self.role = role

@@ -32,9 +32,8 @@ public struct Corruption: Sendable, Equatable, Codable {
 ///   the group size; when the innermost axis is shorter than the group (narrow layers), a
 ///   group spans several positions, as the flattened layout does;
 /// - a tensor smaller than one group is corrupted whole;
-/// - `_16` models here use the released reference behaviour (the model without `_16`), the
-///   compatibility option the specification keeps; the exact "reaches only 16 outputs"
-///   semantics needs the corrupted operand inside the product and is not implemented yet.
+/// - `_16` models draw their operand corruption as the model without `_16` does; which
+///   outputs it reaches is decided in the product (``InjectionHook``, ``SixteenSemantics``).
 public enum FaultResolution {
     public static func resolve(_ model: FaultModel, golden: [Float], rng: inout CounterRNG) -> Corruption {
         let n = golden.count

@@ -46,21 +46,76 @@ public final class InjectionHook: OperandHook, @unchecked Sendable {
     private var rng: CounterRNG
     private let lock = NSLock()
     private var corruption: Corruption?
+    /// For a `_16` model under ``SixteenSemantics/fidelity``: the stream that picks the 16
+    /// outputs the corruption reaches.
+    private var reachRNG: CounterRNG?
+    private var reached: (rows: Range<Int>, columns: Range<Int>)?
 
-    /// Applies exactly `corruption`.
-    public init(target: InjectionTarget, corruption: Corruption) {
+    /// Applies exactly `corruption`; `limitReachSeed` (a `_16` model's spec seed) limits its
+    /// reach to 16 outputs drawn from that seed.
+    public init(target: InjectionTarget, corruption: Corruption, limitReachSeed: UInt64? = nil) {
         self.target = target
         self.model = nil
         self.rng = CounterRNG(seed: 0, purpose: .faultSampling)
         self.corruption = corruption
+        self.reachRNG = limitReachSeed.map { Self.reachStream($0, target) }
     }
 
-    /// Draws the corruption of `model` from the golden operand, keyed by `seed` and the target.
-    public init(target: InjectionTarget, model: FaultModel, seed: UInt64) {
+    /// Draws the corruption of `model` from the golden operand, keyed by `seed` and the target
+    /// (and, for a `_16` model under `sixteen` = `.fidelity`, the 16 outputs it reaches).
+    public init(target: InjectionTarget, model: FaultModel, seed: UInt64, sixteen: SixteenSemantics = .fidelity) {
         self.target = target
         self.model = model
         self.rng = CounterRNG(seed: seed, purpose: .faultSampling, target.globalStep, target.replica)
         self.corruption = nil
+        self.reachRNG = model.reachesSixteen && sixteen == .fidelity ? Self.reachStream(seed, target) : nil
+    }
+
+    /// Its own stream, so that a verbatim replay of a drawn corruption picks the same outputs.
+    private static func reachStream(_ seed: UInt64, _ target: InjectionTarget) -> CounterRNG {
+        CounterRNG(seed: seed, purpose: .faultSampling, target.globalStep, target.replica, 16)
+    }
+
+    /// The product block (rows, columns of `C`) a `_16` corruption reached, once applied.
+    public var reachedOutputs: (rows: Range<Int>, columns: Range<Int>)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return reached
+    }
+
+    public func limitsReach(_ site: SiteID, replica: Int) -> Bool {
+        reachRNG != nil && site == target.site && replica == target.replica && target.role != .output
+    }
+
+    /// Keeps the corrupted product in one row x 16 aligned columns (input corruption) or one
+    /// column x 16 aligned rows (weight corruption), the row or column drawn among those the
+    /// corruption changed.
+    public func limitReach(_ site: SiteID, golden: [Float], product: inout [Float], rows: Int, columns: Int, replica: Int) {
+        guard limitsReach(site, replica: replica) else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard var rng = reachRNG else { return }
+        var changedRows = Set<Int>(), changedColumns = Set<Int>()
+        for i in product.indices where product[i].bitPattern != golden[i].bitPattern {
+            changedRows.insert(i / columns)
+            changedColumns.insert(i % columns)
+        }
+        var kept = golden
+        defer { product = kept }
+        guard !changedRows.isEmpty else { return }
+        let block: (rows: Range<Int>, columns: Range<Int>)
+        if target.role == .input {
+            let row = changedRows.sorted()[rng.nextInt(below: changedRows.count)]
+            let start = 16 * rng.nextInt(below: (columns + 15) / 16)
+            block = (row..<row + 1, start..<min(columns, start + 16))
+        } else {
+            let column = changedColumns.sorted()[rng.nextInt(below: changedColumns.count)]
+            let start = 16 * rng.nextInt(below: (rows + 15) / 16)
+            block = (start..<min(rows, start + 16), column..<column + 1)
+        }
+        for r in block.rows { for c in block.columns { kept[r * columns + c] = product[r * columns + c] } }
+        reached = block
+        reachRNG = rng
     }
 
     /// What was (or will be) applied; nil for a seeded hook that has not run yet.

@@ -114,12 +114,12 @@ public enum FaultReplay {
     /// bit-identical to golden again (`masked-exact`) or the loss is non-finite, and
     /// classifies the outcome.
     public static func run(golden reader: TraceReader, spec: InjectionSpec, specName: String, stepsAfterInjection: Int?, out: String,
-                           threads: Int = 1, thresholds: ClassifierThresholds = .init(),
+                           threads: Int = 1, thresholds: ClassifierThresholds = .init(), sixteen: SixteenSemantics = .fidelity,
                            report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
         try checkWorkload(spec, reader, specName: specName)
         let golden = try GoldenReference(restorer: TraceRestorer(reader: reader, threads: threads))
         return try run(golden: golden, spec: spec, specName: specName,
-                       options: .init(stepsAfterInjection: stepsAfterInjection, thresholds: thresholds), out: out, report: report)
+                       options: .init(stepsAfterInjection: stepsAfterInjection, thresholds: thresholds, sixteen: sixteen), out: out, report: report)
     }
 
     /// How a replay runs, beyond the spec.
@@ -138,9 +138,13 @@ public enum FaultReplay {
         /// Stop at masked-exact or a non-finite loss (false: always run to the planned end,
         /// for measuring what early stopping saves; the outcome is the same).
         public var earlyStop: Bool
+        /// What the `_16` fault models mean.
+        public var sixteen: SixteenSemantics
 
         public init(stepsAfterInjection: Int? = nil, thresholds: ClassifierThresholds = .init(), snapshotEvery: Int? = nil,
-                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpoch, earlyStop: Bool = true) {
+                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpoch, earlyStop: Bool = true,
+                    sixteen: SixteenSemantics = .fidelity) {
+            self.sixteen = sixteen
             self.stepsAfterInjection = stepsAfterInjection
             self.thresholds = thresholds
             self.snapshotEvery = snapshotEvery
@@ -183,7 +187,7 @@ public enum FaultReplay {
             throw ReplayError.specMismatch("\(specName): epoch \(globalStep / m.stepsPerEpoch) step \(globalStep % m.stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
         }
         let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: globalStep)
-        let armed = try arm(spec, specName: specName, target: target, shape: shape, config: m.config)
+        let armed = try arm(spec, specName: specName, target: target, shape: shape, config: m.config, sixteen: options.sixteen)
         let hook = armed.hook
 
         let start = try restorer.state(at: globalStep)
@@ -196,7 +200,8 @@ public enum FaultReplay {
         func injection() -> TraceManifest.Injection {
             let (positions, values) = armed.applied()
             return .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica, globalStep: globalStep,
-                         faultModel: armed.faultModel, seed: spec.seed, positions: positions, values: values, hardware: spec.hardware)
+                         faultModel: armed.faultModel, seed: spec.seed, positions: positions, values: values, hardware: spec.hardware,
+                         limitedReach: armed.limitedReach ? true : nil)
         }
         manifest.injection = injection()
         let writer = try TraceWriter(creating: out, manifest: manifest)
@@ -257,13 +262,15 @@ public enum FaultReplay {
         var faultModel: String
         /// Whether the spec listed what to write (nothing to record after the step).
         var verbatim: Bool
+        /// Whether a `_16` corruption reaches only 16 outputs (``SixteenSemantics/fidelity``).
+        var limitedReach: Bool
         /// Positions and values applied: in the operand (software) or in the product (hardware).
         var applied: () -> (positions: [[Int]], values: [Float])
     }
 
     /// Builds the hook of `spec`, checking it against the operand or operation it strikes.
     static func arm(_ spec: InjectionSpec, specName: String, target: InjectionTarget, shape: [Int],
-                    config: TrainingConfig) throws -> ArmedFault {
+                    config: TrainingConfig, sixteen: SixteenSemantics) throws -> ArmedFault {
         if let fault = spec.hardware {
             let name = target.site.name
             guard let gemm = config.workload.layers(scale: config.scale, phases: .training).first(where: { $0.name == name })?.gemm else {
@@ -275,24 +282,26 @@ public enum FaultReplay {
                 throw ReplayError.specMismatch("\(specName): \(error)")
             }
             let hook = HardwareInjectionHook(site: target.site, replica: target.replica, fault: fault, chip: config.chip)
-            return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false) {
+            return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false, limitedReach: false) {
                 let e = hook.applied
                 return (e.map { [$0.row, $0.column] }, e.map(\.faulty))
             }
         }
         guard let model = spec.faultModel else { throw ReplayError.specMismatch("\(specName): no fault model and no hardware fault") }
+        let limited = model.reachesSixteen && sixteen == .fidelity
         let hook: InjectionHook
         if let positions = spec.positions, let values = spec.values {
             do {
                 hook = InjectionHook(target: target, corruption: try InjectionHook.corruption(positions: positions, values: values, shape: shape,
-                                                                                              operand: "the \(target.role.rawValue) of \(target.site.name)"))
+                                                                                              operand: "the \(target.role.rawValue) of \(target.site.name)"),
+                                     limitReachSeed: limited ? spec.seed ?? 0 : nil)
             } catch {
                 throw ReplayError.specMismatch("\(specName): \(error)")
             }
         } else {
-            hook = InjectionHook(target: target, model: model, seed: spec.seed ?? 0)
+            hook = InjectionHook(target: target, model: model, seed: spec.seed ?? 0, sixteen: sixteen)
         }
-        return ArmedFault(hook: hook, faultModel: model.rawValue, verbatim: spec.positions != nil) {
+        return ArmedFault(hook: hook, faultModel: model.rawValue, verbatim: spec.positions != nil, limitedReach: limited) {
             (hook.applied?.positions(in: shape) ?? [], hook.applied?.values ?? [])
         }
     }
@@ -317,7 +326,8 @@ public enum FaultReplay {
                                  globalStep: recorded.globalStep, positions: recorded.positions, values: recorded.values, seed: recorded.seed)
         }
         let target = InjectionTarget(site: site, role: role, replica: recorded.replica, globalStep: recorded.globalStep)
-        return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config).hook)
+        return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config,
+                                sixteen: recorded.limitedReach == true ? .fidelity : .released).hook)
     }
 
     /// `basicblock_1_basic_0_conv1_grad_in` -> (`basicblock_1_basic_0_conv1`, grad_in).

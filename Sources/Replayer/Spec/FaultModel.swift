@@ -25,4 +25,21 @@ public enum FaultModel: String, Sendable, Codable, CaseIterable {
         default: return 1
         }
     }
+
+    /// The `_16` models: the corrupted operand reaches only 16 outputs (see
+    /// ``SixteenSemantics``).
+    public var reachesSixteen: Bool { rawValue.hasSuffix("_16") }
+}
+
+/// What the `_16` fault models mean (`FAULT_MODELS.md` section 2).
+public enum SixteenSemantics: String, Sendable, Codable, CaseIterable {
+    /// FIdelity's definition: the corrupted operand reaches only 16 elements of the
+    /// operation's product `C = A x B`. An input (A) corruption: one row of C that it changes
+    /// (one output position) times 16 consecutive, 16-aligned columns (output channels); a
+    /// weight (B) corruption: one column of C that it changes (one output channel) times 16
+    /// consecutive, 16-aligned rows (output positions). The row or column and the block are
+    /// drawn from the experiment's seed; every other output keeps its fault-free value.
+    case fidelity
+    /// The released reference code's: a plain alias of the model without `_16`.
+    case released
 }

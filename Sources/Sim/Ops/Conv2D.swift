@@ -8,12 +8,15 @@ public enum Conv2D {
     /// lowering, w (this operation's copy only) and y.
     public static func forward(x: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .forward)
-        var x = x, w = w
-        let hook = unit.corruptOperands(site, input: &x, inputShape: s.inputShape, weight: &w, weightShape: s.weightShape)
+        var xf = x, wf = w
+        let hook = unit.corruptOperands(site, input: &xf, inputShape: s.inputShape, weight: &wf, weightShape: s.weightShape)
         let g = s.gemm
         // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
-        let cols = im2col(unit.operand(x), s)
-        var y = unit.product(site, cols, rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true, hook: hook)
+        let cols = im2col(unit.operand(xf), s)
+        var y = unit.product(site, cols, rows: g.m, inner: g.k, wf, cols: g.n, aIsRounded: true, hook: hook)
+        unit.limitReach(site, hook: hook, product: &y, rows: g.m, columns: g.n) {
+            unit.product(site, im2col(unit.operand(x), s), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true, hook: nil)
+        }
         unit.finish(site, output: &y, shape: s.outputShape, hook: hook)
         return y
     }
@@ -23,10 +26,13 @@ public enum Conv2D {
     /// `<layer>_grad_in`; operands dL/dy, w, dL/dx).
     public static func backwardInput(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .gradIn)
-        var dy = dy, w = w
-        let hook = unit.corruptOperands(site, input: &dy, inputShape: s.outputShape, weight: &w, weightShape: s.weightShape)
+        var dyf = dy, wf = w
+        let hook = unit.corruptOperands(site, input: &dyf, inputShape: s.outputShape, weight: &wf, weightShape: s.weightShape)
         let g = s.gemm
-        let dcols = unit.product(site, unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true, hook: hook)
+        var dcols = unit.product(site, unit.operand(dyf), rows: g.m, inner: g.n, wf, cols: g.k, transposeB: true, aIsRounded: true, hook: hook)
+        unit.limitReach(site, hook: hook, product: &dcols, rows: g.m, columns: g.k) {
+            unit.product(site, unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true, hook: nil)
+        }
         var dx = col2im(dcols, s)
         unit.finish(site, output: &dx, shape: s.inputShape, hook: hook)
         return dx
@@ -36,11 +42,13 @@ public enum Conv2D {
     /// position of every image (site `<layer>_grad_wt`; operands x, dL/dy, dL/dw).
     public static func backwardWeight(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .gradWt)
-        var x = x, dy = dy
-        let hook = unit.corruptOperands(site, input: &x, inputShape: s.inputShape, weight: &dy, weightShape: s.outputShape)
+        var xf = x, dyf = dy
+        let hook = unit.corruptOperands(site, input: &xf, inputShape: s.inputShape, weight: &dyf, weightShape: s.outputShape)
         let g = s.gemm
-        let cols = im2col(x, s)
-        var dw = unit.product(site, cols, rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true, hook: hook)
+        var dw = unit.product(site, im2col(xf, s), rows: g.k, inner: g.m, dyf, cols: g.n, transposeA: true, hook: hook)
+        unit.limitReach(site, hook: hook, product: &dw, rows: g.k, columns: g.n) {
+            unit.product(site, im2col(x, s), rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true, hook: nil)
+        }
         unit.finish(site, output: &dw, shape: s.weightShape, hook: hook)
         return dw
     }

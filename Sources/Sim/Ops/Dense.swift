@@ -6,9 +6,12 @@ public enum Dense {
     public static func forward(x: [Float], w: [Float], b: [Float], batch: Int, inFeatures: Int, outFeatures: Int,
                                layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .forward)
-        var x = x, w = w
-        let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
-        var y = unit.product(site, x, rows: batch, inner: inFeatures, w, cols: outFeatures, hook: hook)
+        var xf = x, wf = w
+        let hook = unit.corruptOperands(site, input: &xf, inputShape: [batch, inFeatures], weight: &wf, weightShape: [inFeatures, outFeatures])
+        var y = unit.product(site, xf, rows: batch, inner: inFeatures, wf, cols: outFeatures, hook: hook)
+        unit.limitReach(site, hook: hook, product: &y, rows: batch, columns: outFeatures) {
+            unit.product(site, x, rows: batch, inner: inFeatures, w, cols: outFeatures, hook: nil)
+        }
         unit.finish(site, output: &y, shape: [batch, outFeatures], hook: hook)
         for n in 0..<batch { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } }
         return y
@@ -18,21 +21,28 @@ public enum Dense {
     public static func backwardInput(dy: [Float], w: [Float], batch: Int, inFeatures: Int, outFeatures: Int,
                                      layer: String, unit: MatrixUnit) -> [Float] {
         let site = SiteID(layer: layer, kind: .gradIn)
-        var dy = dy, w = w
-        let hook = unit.corruptOperands(site, input: &dy, inputShape: [batch, outFeatures], weight: &w, weightShape: [inFeatures, outFeatures])
-        var dx = unit.product(site, dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true, hook: hook)
+        var dyf = dy, wf = w
+        let hook = unit.corruptOperands(site, input: &dyf, inputShape: [batch, outFeatures], weight: &wf, weightShape: [inFeatures, outFeatures])
+        var dx = unit.product(site, dyf, rows: batch, inner: outFeatures, wf, cols: inFeatures, transposeB: true, hook: hook)
+        unit.limitReach(site, hook: hook, product: &dx, rows: batch, columns: inFeatures) {
+            unit.product(site, dy, rows: batch, inner: outFeatures, w, cols: inFeatures, transposeB: true, hook: nil)
+        }
         unit.finish(site, output: &dx, shape: [batch, inFeatures], hook: hook)
         return dx
     }
 
     /// dL/dw = x^T dL/dy (site `<layer>_grad_wt`; operands x, dL/dy, dL/dw) and dL/db, the
-    /// column sums of dL/dy on the vector unit.
+    /// column sums of dL/dy on the vector unit (which reads dL/dy from memory, not from the
+    /// MXU's operand copy that a fault corrupts).
     public static func backwardWeight(x: [Float], dy: [Float], batch: Int, inFeatures: Int, outFeatures: Int,
                                       layer: String, unit: MatrixUnit) -> (dw: [Float], db: [Float]) {
         let site = SiteID(layer: layer, kind: .gradWt)
-        var x = x, dy = dy
-        let hook = unit.corruptOperands(site, input: &x, inputShape: [batch, inFeatures], weight: &dy, weightShape: [batch, outFeatures])
-        var dw = unit.product(site, x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true, hook: hook)
+        var xf = x, dyf = dy
+        let hook = unit.corruptOperands(site, input: &xf, inputShape: [batch, inFeatures], weight: &dyf, weightShape: [batch, outFeatures])
+        var dw = unit.product(site, xf, rows: inFeatures, inner: batch, dyf, cols: outFeatures, transposeA: true, hook: hook)
+        unit.limitReach(site, hook: hook, product: &dw, rows: inFeatures, columns: outFeatures) {
+            unit.product(site, x, rows: inFeatures, inner: batch, dy, cols: outFeatures, transposeA: true, hook: nil)
+        }
         unit.finish(site, output: &dw, shape: [inFeatures, outFeatures], hook: hook)
         return (dw, Reduce.columnSums(dy, rows: batch, columns: outFeatures))
     }

@@ -42,6 +42,13 @@ public protocol OperandHook: Sendable {
     /// any lowering is undone (col2im, transposes): what a fault inside the MXU changes.
     func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                         shape: GEMMShape, mxu: MXU, replica: Int)
+    /// Whether this hook's operand corruption of `site` reaches only some of the product's
+    /// elements (the `_16` fault models), so that the product must also be computed from the
+    /// uncorrupted operands.
+    func limitsReach(_ site: SiteID, replica: Int) -> Bool
+    /// Keeps the corrupted `product` (`rows x columns`, row-major) only where the corruption
+    /// reaches; `golden` is the product of the uncorrupted operands.
+    func limitReach(_ site: SiteID, golden: [Float], product: inout [Float], rows: Int, columns: Int, replica: Int)
 }
 
 extension OperandHook {
@@ -50,6 +57,9 @@ extension OperandHook {
                                shape: GEMMShape, mxu: MXU, replica: Int) {}
     /// Hardware faults corrupt products only.
     public func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {}
+    /// An operand corruption reaches every output its element takes part in.
+    public func limitsReach(_ site: SiteID, replica: Int) -> Bool { false }
+    public func limitReach(_ site: SiteID, golden: [Float], product: inout [Float], rows: Int, columns: Int, replica: Int) {}
 }
 
 /// The matrix unit as the layers see it: the functional MXU, the replica it computes for,
@@ -82,6 +92,15 @@ public struct MatrixUnit: Sendable {
         hook.apply(site, role: .input, values: &input, shape: inputShape, replica: replica)
         hook.apply(site, role: .weight, values: &weight, shape: weightShape, replica: replica)
         return hook
+    }
+
+    /// Lets a hook whose corruption reaches only some outputs (``OperandHook/limitsReach(_:replica:)``)
+    /// keep the corrupted `product` only there; `golden()`, the product of the uncorrupted
+    /// operands, runs only for such a hook.
+    func limitReach(_ site: SiteID, hook: (any OperandHook)?, product: inout [Float], rows: Int, columns: Int,
+                    golden: () -> [Float]) {
+        guard let hook, hook.limitsReach(site, replica: replica) else { return }
+        hook.limitReach(site, golden: golden(), product: &product, rows: rows, columns: columns, replica: replica)
     }
 
     /// `x` rounded to the MXU's operand precision (once, before a lowering that copies it).
