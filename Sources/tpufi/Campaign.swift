@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Replayer
+import Sim
 
 struct CampaignCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,7 +24,9 @@ struct CampaignRun: ParsableCommand {
         (leaving room for --steps-after-injection), a site (forward and backward MXU \
         operations, after --phases/--layers), a fault model, a replica and a seed for the \
         fault's positions and values. So any shard, worker count or resumed run gives the \
-        same experiments and results as one serial run.
+        same experiments and results as one serial run. With --kinds hardware an experiment \
+        instead draws a PE (MXU, row, column), a register (--registers), a bit, and a cycle of \
+        the site's operation (flip) or a stuck-at value (--hardware-faults).
 
         DIR gets campaign.json (golden identity, parameters), results.jsonl (one JSON object \
         per experiment, appended and synced as each finishes; its `spec` field replays the \
@@ -53,6 +56,15 @@ struct CampaignRun: ParsableCommand {
 
     @Option(parsing: .upToNextOption, help: "Fault models to draw from (space- or comma-separated; default: all 18).")
     var faultModels: [String] = []
+
+    @Option(parsing: .upToNextOption, help: "Experiment kinds: software (the 18 fault models), hardware (a PE register of the site's MXU operation) or both (default: software).")
+    var kinds: [String] = []
+
+    @Option(parsing: .upToNextOption, help: "Hardware experiments: registers to draw from: weight, input, partial-sum (default: all).")
+    var registers: [String] = []
+
+    @Option(parsing: .upToNextOption, help: "Hardware experiments: fault classes: flip (one bit in one cycle), stuck-at (for the whole operation) (default: both).")
+    var hardwareFaults: [String] = []
 
     @Option(parsing: .upToNextOption, help: "Phases to draw sites from: fwd, bwd (default: both).")
     var phases: [String] = []
@@ -106,12 +118,16 @@ struct CampaignRun: ParsableCommand {
             return r
         }
         let models = Self.list(faultModels), phaseNames = Self.list(phases), layerNames = Self.list(layers)
+        let kindNames = Self.list(kinds), registerNames = Self.list(registers), classNames = Self.list(hardwareFaults)
         let parameters = CampaignParameters(
             experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
             faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),
             phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames),
             layers: layerNames.isEmpty ? nil : layerNames, replicas: replicaList.isEmpty ? nil : replicaList,
-            steps: stepRange, thresholds: classifier.thresholds, earlyStop: !noEarlyStop)
+            steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
+            registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
+            hardwareFaults: classNames.isEmpty ? HardwareFaultClass.allCases : try CampaignParameters.named(classNames, "hardware fault class"),
+            thresholds: classifier.thresholds, earlyStop: !noEarlyStop)
         let shard = try self.shard.map { try Shard(argument: $0) } ?? .all
         let line = SharedProgressLine()
         let report = try CampaignRunner.run(golden: golden, parameters: parameters, shard: shard, out: out, resume: resume,

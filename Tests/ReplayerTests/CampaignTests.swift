@@ -126,6 +126,32 @@ import Sim
         }
     }
 
+    /// Hardware-fault campaigns: PEs, registers, bits and cycles drawn per experiment, labelled
+    /// by register and class in the summary, parallel equal to serial, each result's spec
+    /// replaying alone to the same outcome.
+    @Test func hardwareCampaignsDrawPERegistersAndReplayAlone() throws {
+        let p = CampaignParameters(experiments: 4, seed: 5, stepsAfterInjection: 0, kinds: [.hardware], registers: [.weight, .partialSum])
+        let serial = try CampaignRunner.run(golden: Self.golden, parameters: p, out: Self.scratch("hw-serial"), resume: false)
+        let parallel = try CampaignRunner.run(golden: Self.golden, parameters: p, out: Self.scratch("hw-parallel"), resume: false,
+                                              options: .init(workers: 2))
+        #expect(Self.lines(parallel.results) == Self.lines(serial.results))
+        #expect(serial.results.allSatisfy { $0.kind == .hardware && $0.spec.hardware != nil && $0.spec.positions == nil && $0.role == "output" })
+        #expect(serial.results.allSatisfy { ["HW_WEIGHT_FLIP", "HW_WEIGHT_STUCK", "HW_PSUM_FLIP", "HW_PSUM_STUCK"].contains($0.faultModel) })
+        #expect(Set(serial.results.compactMap { $0.spec.hardware.map { [$0.row, $0.column] } }).count > 1)
+        let labels = serial.summary.groups.filter { $0.dimension == "faultModel" }
+        #expect(labels.map(\.total).reduce(0, +) == 4 && labels.allSatisfy { $0.key.hasPrefix("HW_") })
+        let reader = try TraceReader(directory: Self.golden)
+        for result in serial.results.prefix(2) {
+            let path = Self.scratch("hw-spec-\(result.index).json")
+            try Data(try CampaignJSON.encode(result.spec)).write(to: URL(fileURLWithPath: path))
+            let replay = try FaultReplay.run(golden: reader, spec: try InjectionSpec.load(path: path), specName: path, stepsAfterInjection: 0,
+                                             out: Self.scratch("hw-spec-\(result.index)"))
+            #expect(replay.outcome == result.outcome && replay.stepsRun == result.stepsRun && replay.firstDivergence == result.firstDivergence)
+        }
+        #expect(Self.error { _ = try CampaignPlan(parameters: CampaignParameters(experiments: 1, kinds: [.hardware], registers: []),
+                                                  golden: GoldenIdentity(reader)) }.contains("--registers"))
+    }
+
     @Test func badInputFailsClearlyAndOverwritesNothing() throws {
         let p = Self.parameters
         func run(_ q: CampaignParameters, out: String = CampaignTests.scratch("bad"), resume: Bool = false) -> String {

@@ -51,7 +51,17 @@ public enum Phase: String, Codable, Sendable, CaseIterable, Comparable {
 /// hardware faults (a processing element's register, `FAULT_MODELS.md` section 3) will be a
 /// second case with its own draw in ``CampaignPlan/experiment(_:)``.
 public enum ExperimentKind: String, Codable, Sendable, CaseIterable {
+    /// One of the 18 software fault models, seeded.
     case software
+    /// A hardware fault in one PE register of the site's MXU operation.
+    case hardware
+}
+
+/// Which hardware faults a campaign draws: a bit flipped in one cycle, or stuck for the
+/// whole operation.
+public enum HardwareFaultClass: String, Codable, Sendable, CaseIterable {
+    case flip
+    case stuckAt = "stuck-at"
 }
 
 /// A global-step range, both ends included (`A-B` on the command line).
@@ -128,6 +138,10 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     /// Global steps drawn from; nil: every step that leaves room for `stepsAfterInjection`.
     public var steps: StepRange?
     public var kinds: [ExperimentKind]
+    /// Hardware experiments: registers and fault classes drawn from (nil in campaigns
+    /// written before hardware faults: all of them).
+    public var registers: [HardwareFault.Register]?
+    public var hardwareFaults: [HardwareFaultClass]?
     public var thresholds: ClassifierThresholds
     /// Stop an experiment at masked-exact or a non-finite loss (false only to measure what
     /// early stopping saves: outcomes are the same, `stepsRun` and time are not).
@@ -135,8 +149,13 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
 
     public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
                 phases: [Phase] = Phase.allCases, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
-                kinds: [ExperimentKind] = [.software], thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true) {
+                kinds: [ExperimentKind] = [.software], registers: [HardwareFault.Register] = HardwareFault.Register.allCases,
+                hardwareFaults: [HardwareFaultClass] = HardwareFaultClass.allCases,
+                thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true) {
         self.earlyStop = earlyStop
+        // Only hardware campaigns name registers, so software campaigns keep their identity.
+        self.registers = kinds.contains(.hardware) ? HardwareFault.Register.allCases.filter(registers.contains) : nil
+        self.hardwareFaults = kinds.contains(.hardware) ? HardwareFaultClass.allCases.filter(hardwareFaults.contains) : nil
         self.experiments = experiments
         self.seed = seed
         self.stepsAfterInjection = stepsAfterInjection
@@ -156,6 +175,17 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
                 throw .badParameter("unknown fault model '\(name)' (known: \(FaultModel.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             return m
+        }
+    }
+
+    /// Names of one of `T`'s cases, each checked (`--kinds software,hardware`,
+    /// `--registers weight,partial-sum`, `--hardware-faults flip`).
+    public static func named<T: RawRepresentable & CaseIterable>(_ names: [String], _ what: String) throws(CampaignError) -> [T] where T.RawValue == String {
+        try names.map { name throws(CampaignError) in
+            guard let v = T(rawValue: name) else {
+                throw .badParameter("unknown \(what) '\(name)' (known: \(T.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return v
         }
     }
 

@@ -8,7 +8,7 @@ import Sim
 public struct Experiment: Sendable, Equatable {
     public var index: Int
     public var kind: ExperimentKind
-    /// For `.software`: a seeded native spec.
+    /// A seeded native spec (`.software`) or a hardware-fault spec (`.hardware`).
     public var spec: InjectionSpec
 }
 
@@ -27,6 +27,10 @@ public struct CampaignPlan: Sendable {
     public let faultModels: [FaultModel]
     public let replicas: [Int]
     public let steps: StepRange
+    /// The chip, operand precision and each site's operation (for hardware faults).
+    let chip: ChipConfig
+    let precision: OperandPrecision
+    let schedules: [String: Schedule]
 
     public init(parameters p: CampaignParameters, golden: GoldenIdentity) throws(CampaignError) {
         guard p.experiments > 0 else { throw .badParameter("--experiments must be positive (got \(p.experiments))") }
@@ -73,6 +77,21 @@ public struct CampaignPlan: Sendable {
             }
         }
         steps = p.steps ?? StepRange(first: 0, last: lastStart)
+        chip = golden.config.chip
+        precision = golden.config.precision
+        var schedules: [String: Schedule] = [:]
+        if p.kinds.contains(.hardware) {
+            guard !(p.registers ?? []).isEmpty else { throw .badParameter("--registers: no register given") }
+            guard !(p.hardwareFaults ?? []).isEmpty else { throw .badParameter("--hardware-faults: no fault class given") }
+            for layer in golden.config.workload.layers(scale: golden.config.scale, phases: .training) where sites.contains(where: { $0.name == layer.name }) {
+                do {
+                    schedules[layer.name] = try Schedule(shape: layer.gemm, config: chip)
+                } catch {
+                    throw .badParameter("\(layer.name): \(error)")
+                }
+            }
+        }
+        self.schedules = schedules
         parameters = p
     }
 
@@ -90,6 +109,24 @@ public struct CampaignPlan: Sendable {
             let seed = rng.next()
             return Experiment(index: index, kind: kind,
                               spec: InjectionSpec(workload: workload, site: site.name, faultModel: model, replica: replica, globalStep: step, seed: seed))
+        case .hardware:
+            let step = steps.first + rng.nextInt(below: steps.last - steps.first + 1)
+            let site = sites[rng.nextInt(below: sites.count)]
+            let replica = replicas[rng.nextInt(below: replicas.count)]
+            let registers = parameters.registers ?? HardwareFault.Register.allCases
+            let classes = parameters.hardwareFaults ?? HardwareFaultClass.allCases
+            let register = registers[rng.nextInt(below: registers.count)]
+            let faultClass = classes[rng.nextInt(below: classes.count)]
+            let mxu = rng.nextInt(below: chip.mxuCount)
+            let row = rng.nextInt(below: chip.rows), column = rng.nextInt(below: chip.columns)
+            let bit = rng.nextInt(below: HardwareFault.width(of: register, precision: precision))
+            // Every candidate site has a schedule (built in init for hardware campaigns).
+            let cycles = schedules[site.name]?.cycles ?? 1
+            let kind: HardwareFault.Kind = faultClass == .flip ? .transient(cycle: rng.nextInt(below: cycles)) : .stuckAt(value: rng.nextInt(below: 2))
+            let fault = HardwareFault(mxu: mxu, row: row, column: column, register: register, bit: bit, kind: kind)
+            return Experiment(index: index, kind: .hardware,
+                              spec: InjectionSpec(workload: workload, site: site.name, faultModel: nil, replica: replica, globalStep: step,
+                                                  hardware: fault))
         }
     }
 }

@@ -8,10 +8,12 @@ import Sim
 /// - `campaign`: the campaign id (`campaign.json`'s `id`); every line of a campaign has it.
 /// - `index`: the experiment's index, `0..<experiments`; its draw depends only on the
 ///   campaign seed and the index.
-/// - `kind`: `software` (hardware faults later).
+/// - `kind`: `software` or `hardware`.
 /// - `outcome`: a `FAULT_MODELS.md` section 5 class (`Masked`, `ImmediateINFsNaNs`,
 ///   `ShortTermINFsNaNs`, `SharpDegrade`, `SharpSlowDegrade`, `SlowDegrade`,
-///   `LowTestAccuracy`); `evidence`: why, in words.
+///   `LowTestAccuracy`); `evidence`: why, in words. For hardware experiments `faultModel`
+///   is a label of register and class (`HW_WEIGHT_FLIP`, `HW_INPUT_STUCK`, `HW_PSUM_FLIP`),
+///   `role` is `output` and `spec.hardware` holds the fault.
 /// - `site` (`<layer>`, `<layer>_grad_in`, `<layer>_grad_wt`), `layer`, `phase` (`forward`,
 ///   `backward`), `role` (`input`, `weight`, `output`), `faultModel`, `replica`,
 ///   `globalStep`, `epoch`, `step` (within the epoch): where the fault struck.
@@ -65,13 +67,14 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         layer = site.layer
         phase = Phase(site)
         role = i.role
-        faultModel = i.faultModel
+        faultModel = i.hardware.map(Self.label) ?? i.faultModel
         replica = i.replica
         globalStep = i.globalStep
         epoch = i.epoch
         step = i.step
         var resolved = experiment.spec
-        (resolved.positions, resolved.values) = (i.positions, i.values)
+        // A software fault's draw is recorded verbatim; a hardware fault is its own record.
+        if resolved.hardware == nil { (resolved.positions, resolved.values) = (i.positions, i.values) }
         spec = resolved
         firstDivergence = r.firstDivergence
         stoppedEarly = r.stoppedEarly
@@ -81,6 +84,13 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         goldenTestAccuracy = finite(r.golden.testAccuracy)
         faultyTestAccuracy = finite(r.faulty.testAccuracy)
         self.seconds = seconds
+    }
+
+    /// `HW_<register>_<FLIP|STUCK>`: the summary's "fault model" of a hardware fault.
+    static func label(_ fault: HardwareFault) -> String {
+        let register = fault.register == .partialSum ? "PSUM" : fault.register.rawValue.uppercased()
+        if case .transient = fault.kind { return "HW_\(register)_FLIP" }
+        return "HW_\(register)_STUCK"
     }
 
     /// The line as written, without the timing: equal for equal experiments however they

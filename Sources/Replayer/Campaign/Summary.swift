@@ -74,7 +74,9 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         // first, layers in execution order; only keys that occur.
         let layerOrder = manifest.golden.sites.map { FaultReplay.parseSite($0).layer }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         var groups = [group("overall", "all", sorted)]
-        for m in FaultModel.allCases.map(\.rawValue) where sorted.contains(where: { $0.faultModel == m }) {
+        // Hardware faults are labelled by register and class (`HW_WEIGHT_FLIP`), after the 18.
+        let hardwareLabels = Set(sorted.map(\.faultModel)).subtracting(FaultModel.allCases.map(\.rawValue)).sorted()
+        for m in FaultModel.allCases.map(\.rawValue) + hardwareLabels where sorted.contains(where: { $0.faultModel == m }) {
             groups.append(group("faultModel", m, sorted.filter { $0.faultModel == m }))
         }
         for p in Phase.allCases where sorted.contains(where: { $0.phase == p }) {
