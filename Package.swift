@@ -37,9 +37,10 @@ let package = Package(
         .executableTarget(name: "DataBench", dependencies: ["Sim"], path: "Benchmarks/DataBench"),
         .executableTarget(name: "TrainStepBench", dependencies: ["Sim"], path: "Benchmarks/TrainStepBench"),
         .executableTarget(name: "SnapshotBench", dependencies: ["Sim", "Recorder"], path: "Benchmarks/SnapshotBench"),
-        .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib"], exclude: ["Fixtures"]),
-        .testTarget(name: "RecorderTests", dependencies: ["Recorder", "Sim"]),
-        .testTarget(name: "CLITests", dependencies: ["tpufi"]),
-        .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "Sim"], exclude: ["Fixtures"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "RecorderTests", dependencies: ["Recorder", "Sim", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["tpufi", "TestSupport"]),
+        .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "Sim", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct BisectCommandTests {
-    static let base = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-bisect-\(ProcessInfo.processInfo.processIdentifier)").path
+    static let base = Scratch.path("cli-bisect")
 
     /// A golden trace and a faulty replay of it: one element of `dense`'s output replaced at
     /// global step 4 on replica 1, then two more steps.

@@ -1,13 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct RecordCommandTests {
     static let args = ["--scale", "tiny", "--dataset", "synthetic:train=128,test=16", "--steps", "40", "--replicas", "2", "--threads", "1"]
 
     static func dir(_ name: String) -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-rec-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
-        try? FileManager.default.removeItem(atPath: d)
-        return d
+        Scratch.path("cli-rec-\(name)")
     }
 
     /// Kills a real recording with SIGKILL mid-run, checks the trace is reported incomplete,

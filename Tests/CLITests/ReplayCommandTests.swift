@@ -1,10 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct ReplayCommandTests {
     static let golden: String = {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-replay-\(ProcessInfo.processInfo.processIdentifier)").path
-        try? FileManager.default.removeItem(atPath: d)
+        let d = Scratch.path("cli-replay")
         _ = try? tpufi(["record", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16", "--steps", "12", "--replicas", "2", "--out", d])
         return d
     }()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Runs the built `tpufi` and returns its exit status, stdout and stderr.
 func tpufi(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
@@ -21,7 +22,7 @@ func tpufi(_ arguments: [String]) throws -> (status: Int32, out: String, err: St
 }
 
 func temporaryFile(_ name: String, _ contents: String) throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-\(ProcessInfo.processInfo.processIdentifier)")
+    let dir = URL(fileURLWithPath: Scratch.root + "/cli-files")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let url = dir.appendingPathComponent(name)
     try contents.write(to: url, atomically: true, encoding: .utf8)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Recorder
 import Sim
 
@@ -9,9 +10,7 @@ func tinyRun(threads: Int = 1) throws -> TrainingRun {
 }
 
 func scratch(_ name: String) -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-trace-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
-    try? FileManager.default.removeItem(atPath: dir)
-    return dir
+    Scratch.path("trace-\(name)")
 }
 
 func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }

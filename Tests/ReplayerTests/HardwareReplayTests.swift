@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Replayer
 import Recorder
 import Sim
@@ -55,9 +56,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
     }
 
     static func scratch(_ name: String) -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-hwreplay-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
-        try? FileManager.default.removeItem(atPath: d)
-        return d
+        Scratch.path("hwreplay-\(name)")
     }
 
     /// `tpufi replay` with a hardware spec: a stuck exponent bit of one resident weight

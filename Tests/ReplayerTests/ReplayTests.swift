@@ -1,14 +1,13 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Replayer
 import Recorder
 import Sim
 
 @Suite(.serialized) struct ReplayTests {
     static func scratch(_ name: String) -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-replay-\(ProcessInfo.processInfo.processIdentifier)-\(name)").path
-        try? FileManager.default.removeItem(atPath: d)
-        return d
+        Scratch.path("replay-\(name)")
     }
 
     static let golden: TraceReader = {

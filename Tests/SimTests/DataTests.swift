@@ -1,11 +1,12 @@
 import CZlib
 import Foundation
 import Testing
+import TestSupport
 @testable import Sim
 
 /// A fresh temporary directory for one test.
 private func temporaryDirectory() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-data-\(UUID().uuidString)").path
+    let dir = Scratch.path("data-\(UUID().uuidString)")
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
