@@ -175,11 +175,12 @@ public struct CampaignHTMLReport: Sendable {
             let marker = [(x: Double(r.globalStep), label: "injection (step \(r.globalStep))")]
             let stepName: (Double) -> String = { "step \(Int($0))" }
             let stepLabel: (Double) -> String = { Markup.tick($0, step: 1) }
-            let loss = LineChart(title: "Train loss", xTitle: "global step", yTitle: "loss", series: [golden, faulty], yCap: cap,
-                                 xLabel: stepLabel, markers: marker, xName: stepName)
+            let loss = LineChart(title: "Train loss", xTitle: "global step", yTitle: "loss", series: [golden, faulty], xRange: (Double(r.globalStep - 1), Double(r.globalStep)),
+                                 integerX: true, yCap: cap, xLabel: stepLabel, markers: marker, xName: stepName)
             let accuracy = LineChart(title: "Train accuracy (batch)", xTitle: "global step", yTitle: "accuracy (%)",
                                      series: [LineSeries(name: "golden", color: Palette.golden, dashed: true, width: 2, points: points(c.goldenAccuracy)),
                                               LineSeries(name: "faulty (\(r.outcome))", color: color, width: 2.2, points: points(c.accuracy))],
+                                     xRange: (Double(r.globalStep - 1), Double(r.globalStep)), integerX: true,
                                      yRange: (0, 1), yLabel: { Markup.tick(100 * $0, step: 10) }, xLabel: stepLabel, markers: marker, xName: stepName)
             page.raw("<div class=\"run\">")
             page.raw("<h3><span class=\"swatch-inline\" style=\"color:\(color)\">■</span> experiment \(r.index) · \(Markup.escape(r.outcome)) · \(Markup.escape(r.site)) · \(Markup.escape(r.faultModel)) · step \(r.globalStep) · replica \(r.replica)</h3>")

@@ -23,6 +23,10 @@ struct LineChart {
     var width = 620.0
     var height = 300.0
     var series: [LineSeries]
+    /// Values the x range must include besides the points (room left of the injection).
+    var xRange: (Double, Double)?
+    /// x is a step count: ticks at whole numbers only.
+    var integerX = false
     /// Fixed y range (accuracy: 0...1); nil: from the finite values, clipped at `yCap`.
     var yRange: (Double, Double)?
     /// The highest value the automatic y range may reach (huge faulty losses would flatten
@@ -39,9 +43,9 @@ struct LineChart {
 
     func render() -> String {
         var svg = SVG(width: width, height: height, label: title)
-        let finiteX = series.flatMap { $0.points.map(\.x) } + markers.map(\.x)
-        let xs = LinearScale.nice(finiteX.min() ?? 0, finiteX.max() ?? 1, count: 6)
+        let finiteX = series.flatMap { $0.points.map(\.x) } + markers.map(\.x) + (xRange.map { [$0.0, $0.1] } ?? [])
         // Integer x (steps) never gets fractional ticks.
+        let xs = LinearScale.nice(finiteX.min() ?? 0, finiteX.max() ?? 1, count: 6, minStep: integerX ? 1 : 0)
         let xTicks = xs.ticks
         let yDomain: (low: Double, high: Double, step: Double, ticks: [Double])
         if let r = yRange {
@@ -51,24 +55,31 @@ struct LineChart {
             if let cap = yCap { ys = ys.map { min($0, cap) } }
             yDomain = LinearScale.nice(ys.min() ?? 0, ys.max() ?? 1, count: 5)
         }
-        let legendRows = hideLegend ? 0 : 1
-        let frame = PlotFrame(left: 62, top: 30 + Double(legendRows) * 18, width: width - 62 - 16, height: height - 30 - Double(legendRows) * 18 - 46,
+        // Legend: right of the title, wrapping onto further rows when it does not fit.
+        var legend: [(x: Double, y: Double, series: LineSeries)] = []
+        var lx = 8 + Double(title.count) * 7.4 + 24, ly = 16.0
+        for s in series where !s.name.isEmpty && !hideLegend {
+            let itemWidth = 27 + Double(s.name.count) * 6.2 + 16
+            if lx + itemWidth > width - 8 { (lx, ly) = (8, ly + 16) }
+            legend.append((lx, ly, s))
+            lx += itemWidth
+        }
+        // A row for the markers' labels between the legend and the plot.
+        let top = ly + (markers.isEmpty ? 12 : 22)
+        let frame = PlotFrame(left: 62, top: top, width: width - 62 - 16, height: height - top - 46,
                               x: (xs.low, xs.high), y: (yDomain.low, yDomain.high))
         svg.text(8, 16, title, size: 13, weight: "600")
         frame.drawAxes(&svg, xTicks: xTicks, xLabel: { xLabel($0) }, xTitle: xTitle,
                        yTicks: yDomain.ticks, yLabel: { yLabel($0) }, yTitle: yTitle)
-        // Legend: one row under the title.
-        var lx = 8.0
-        for s in series where !s.name.isEmpty && !hideLegend {
-            let ly = 34.0
-            svg.line(lx, ly - 4, lx + 22, ly - 4, stroke: s.color, width: 2.5, dash: s.dashed ? "6 4" : nil)
-            svg.text(lx + 27, ly, s.name, size: 11, fill: "#333")
-            lx += 27 + Double(s.name.count) * 6.2 + 16
+        for item in legend {
+            svg.line(item.x, item.y - 4, item.x + 22, item.y - 4, stroke: item.series.color, width: 2.5, dash: item.series.dashed ? "6 4" : nil)
+            svg.text(item.x + 27, item.y, item.series.name, size: 11, fill: "#333")
         }
         for m in markers {
             let px = frame.x(m.x)
-            svg.line(px, frame.top, px, frame.bottom, stroke: "#555", width: 1.2, dash: "3 3", title: m.label)
-            svg.text(px + 4, frame.bottom - 6, m.label, size: 10.5, fill: "#555")
+            svg.line(px, frame.top - 4, px, frame.bottom, stroke: "#555", width: 1.2, dash: "3 3", title: m.label)
+            let right = px > frame.left + frame.width * 0.7
+            svg.text(px + (right ? -4 : 4), frame.top - 6, m.label, anchor: right ? .end : .start, size: 10.5, fill: "#555")
         }
         var labelSlots = 0
         for s in series {
@@ -254,7 +265,7 @@ struct StackedBars {
         var svg = SVG(width: width, height: height, label: title)
         svg.text(8, 18, title, size: 13, weight: "600")
         let maxTotal = max(1, rows.map { $0.segments.map(\.count).reduce(0, +) }.max() ?? 1)
-        let ticks = LinearScale.nice(0, Double(maxTotal), count: 5)
+        let ticks = LinearScale.nice(0, Double(maxTotal), count: 5, minStep: 1)
         let frame = PlotFrame(left: labelWidth, top: top, width: width - labelWidth - noteWidth, height: Double(rows.count) * rowHeight,
                               x: (0, ticks.high), y: (0, 1))
         for t in ticks.ticks {

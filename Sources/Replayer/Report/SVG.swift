@@ -100,14 +100,14 @@ struct LinearScale {
     }
 
     /// A domain covering `low...high` widened to whole ticks, and the ticks. A single value
-    /// (or none) gets a domain around it.
-    static func nice(_ low: Double, _ high: Double, count: Int = 5) -> (low: Double, high: Double, step: Double, ticks: [Double]) {
+    /// (or none) gets a domain around it. `minStep`: the smallest tick spacing (1 for counts).
+    static func nice(_ low: Double, _ high: Double, count: Int = 5, minStep: Double = 0) -> (low: Double, high: Double, step: Double, ticks: [Double]) {
         var (lo, hi) = low.isFinite && high.isFinite ? (min(low, high), max(low, high)) : (0, 1)
         if hi - lo < 1e-12 * max(1, abs(hi)) {
             let pad = lo == 0 ? 1 : abs(lo) * 0.1
             (lo, hi) = (lo - pad, hi + pad)
         }
-        let step = niceStep(span: hi - lo, count: count)
+        let step = max(minStep, niceStep(span: hi - lo, count: count))
         let first = (lo / step).rounded(.down), last = (hi / step).rounded(.up)
         // Ticks as integer multiples of the step: no accumulated rounding.
         let ticks = stride(from: first, through: last, by: 1).map { $0 * step }
