@@ -36,7 +36,7 @@ public struct CampaignHTMLReport: Sendable {
             let log = try ResultsLog.read(directory: directory, campaign: manifest.id)
             return CampaignHTMLReport(directory: directory, manifest: manifest, results: log.results, tornBytes: log.tornBytes)
         } catch {
-            throw ReportError(error)
+            throw ReportError(error, directory: directory)
         }
     }
 

@@ -16,12 +16,13 @@ public enum ReportError: Error, CustomStringConvertible, Equatable {
         }
     }
 
-    init(_ e: CampaignError) {
+    /// A campaign reader's error, for the report of `directory`.
+    init(_ e: CampaignError, directory: String) {
         switch e {
         case .badFile(let f, let l, let r): self = .badFile(file: f, line: l, reason: r)
         case .io(let f, let r): self = .io(file: f, reason: r)
         case .output(let d, let r): self = .unknownDirectory(directory: d, reason: r)
-        default: self = .io(file: "", reason: e.description)
+        default: self = .unknownDirectory(directory: directory, reason: e.description)
         }
     }
 }
@@ -64,7 +65,7 @@ public enum Report {
     public static func write(directory: String, to out: String? = nil) throws(ReportError) -> (kind: Kind, path: String) {
         let (kind, html) = try html(directory: directory)
         let path = out ?? defaultPath(directory)
-        do { try writeFileAtomically(Array(html.utf8), to: path) } catch { throw ReportError(error) }
+        do { try writeFileAtomically(Array(html.utf8), to: path) } catch { throw ReportError(error, directory: directory) }
         return (kind, path)
     }
 }
