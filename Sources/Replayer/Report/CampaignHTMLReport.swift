@@ -41,9 +41,12 @@ public struct CampaignHTMLReport: Sendable {
     }
 
     /// The runs whose curves are shown: one per outcome class present (non-Masked classes
-    /// first, in section 5 order; the lowest index of each), at most ``maxCurves``.
+    /// first, in section 5 order), at most ``maxCurves``. Of each class the run with the most
+    /// steps (lowest index on ties): a masked-exact run that stopped at the injected step
+    /// has a single point to show.
     public var curveRuns: [ExperimentResult] {
         let withCurves = results.filter { ($0.curve?.count ?? 0) > 0 }
+            .sorted { a, b in (a.curve?.count ?? 0, -a.index) > (b.curve?.count ?? 0, -b.index) }
         let order = Outcome.allCases.filter { $0 != .masked } + [.masked]
         return Array(order.compactMap { o in withCurves.first { $0.outcome == o.rawValue } }.prefix(Self.maxCurves))
     }
@@ -167,19 +170,21 @@ public struct CampaignHTMLReport: Sendable {
             let steps = c.steps.prefix(n).map(Double.init)
             func points(_ ys: [Float]) -> [(x: Double, y: Double)] { zip(steps, ys.prefix(n)).map { ($0, Double($1)) } }
             let color = Palette.outcome(r.outcome)
-            let golden = LineSeries(name: "golden", color: Palette.golden, dashed: true, width: 2, points: points(c.goldenLoss))
-            let faulty = LineSeries(name: "faulty (\(r.outcome))", color: color, width: 2.2, points: points(c.loss))
+            // Faulty first and wider, golden dashed on top: where they coincide (Masked) both
+            // stay visible.
+            let golden = LineSeries(name: "golden", color: Palette.golden, dashed: true, width: 1.6, points: points(c.goldenLoss))
+            let faulty = LineSeries(name: "faulty (\(r.outcome))", color: color, width: 3, points: points(c.loss))
             let goldenLoss = c.goldenLoss.prefix(n).map(Double.init).filter(\.isFinite)
             // Huge faulty losses are drawn on the top edge: the golden curve stays readable.
             let cap = goldenLoss.max().map { hi in hi + 3 * max(hi - (goldenLoss.min() ?? hi), 0.25 * abs(hi), 1e-3) }
             let marker = [(x: Double(r.globalStep), label: "injection (step \(r.globalStep))")]
             let stepName: (Double) -> String = { "step \(Int($0))" }
             let stepLabel: (Double) -> String = { Markup.tick($0, step: 1) }
-            let loss = LineChart(title: "Train loss", xTitle: "global step", yTitle: "loss", series: [golden, faulty], xRange: (Double(r.globalStep - 1), Double(r.globalStep)),
+            let loss = LineChart(title: "Train loss", xTitle: "global step", yTitle: "loss", series: [faulty, golden], xRange: (Double(r.globalStep - 1), Double(r.globalStep)),
                                  integerX: true, yCap: cap, xLabel: stepLabel, markers: marker, xName: stepName)
             let accuracy = LineChart(title: "Train accuracy (batch)", xTitle: "global step", yTitle: "accuracy (%)",
-                                     series: [LineSeries(name: "golden", color: Palette.golden, dashed: true, width: 2, points: points(c.goldenAccuracy)),
-                                              LineSeries(name: "faulty (\(r.outcome))", color: color, width: 2.2, points: points(c.accuracy))],
+                                     series: [LineSeries(name: "faulty (\(r.outcome))", color: color, width: 3, points: points(c.accuracy)),
+                                              LineSeries(name: "golden", color: Palette.golden, dashed: true, width: 1.6, points: points(c.goldenAccuracy))],
                                      xRange: (Double(r.globalStep - 1), Double(r.globalStep)), integerX: true,
                                      yRange: (0, 1), yLabel: { Markup.tick(100 * $0, step: 10) }, xLabel: stepLabel, markers: marker, xName: stepName)
             page.raw("<div class=\"run\">")
