@@ -28,8 +28,35 @@ import Sim
 /// - `goldenTrainAccuracy`, `faultyTrainAccuracy`: mean train accuracy of the last
 ///   `finalWindow` steps run; `goldenTestAccuracy`, `faultyTestAccuracy`: test accuracy at the
 ///   last step run, absent when the run stopped early (not evaluated: not needed to classify).
+/// - `curve`: the per-step trajectories the classifier compared, from the injected step to
+///   the last step run: `{steps, loss, accuracy, goldenLoss, goldenAccuracy}`, parallel
+///   arrays (`steps` global; train loss and batch train accuracy of the faulty run, and of
+///   the golden run at the same steps, NaN where the golden trace has no record). Absent in
+///   results written before it existed; `tpufi report` plots it.
 /// - `seconds`: wall time of the experiment (the only field that differs between runs).
 public struct ExperimentResult: Codable, Sendable, Equatable {
+    /// Per-step loss and accuracy of the faulty run and of golden over the same steps.
+    public struct Curve: Codable, Sendable, Equatable {
+        public var steps: [Int]
+        public var loss: [Float]
+        public var accuracy: [Float]
+        public var goldenLoss: [Float]
+        public var goldenAccuracy: [Float]
+
+        /// Aligned on the faulty run's steps.
+        public init(faulty: [StepPoint], golden: [StepPoint]) {
+            let byStep = Dictionary(golden.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+            steps = faulty.map(\.step)
+            loss = faulty.map(\.loss)
+            accuracy = faulty.map(\.accuracy)
+            goldenLoss = faulty.map { byStep[$0.step]?.loss ?? .nan }
+            goldenAccuracy = faulty.map { byStep[$0.step]?.accuracy ?? .nan }
+        }
+
+        /// The point count, the shortest array's (a hand-edited line may disagree).
+        public var count: Int { [steps.count, loss.count, accuracy.count, goldenLoss.count, goldenAccuracy.count].min() ?? 0 }
+    }
+
     public var campaign: String
     public var index: Int
     public var kind: ExperimentKind
@@ -52,6 +79,7 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
     public var faultyTrainAccuracy: Float?
     public var goldenTestAccuracy: Float?
     public var faultyTestAccuracy: Float?
+    public var curve: Curve?
     public var seconds: Double
 
     public init(campaign: String, experiment: Experiment, replay r: ReplayResult, seconds: Double) {
@@ -83,6 +111,7 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         faultyTrainAccuracy = finite(r.faulty.trainAccuracy)
         goldenTestAccuracy = finite(r.golden.testAccuracy)
         faultyTestAccuracy = finite(r.faulty.testAccuracy)
+        curve = Curve(faulty: r.faultyPoints, golden: r.goldenPoints)
         self.seconds = seconds
     }
 

@@ -53,6 +53,11 @@ public struct ReplayResult: Sendable, Codable, Equatable {
     public var golden: Accuracy
     public var faulty: Accuracy
     public var trace: String
+    /// The faulty run's per-step train loss and batch accuracy, from the injected step to the
+    /// last step run (what the classifier compared).
+    public var faultyPoints: [StepPoint]
+    /// The golden run's points over the same steps.
+    public var goldenPoints: [StepPoint]
 }
 
 /// The golden side of replays, shared by the replays of a campaign: the restorer (data loaded
@@ -252,7 +257,7 @@ public enum FaultReplay {
             firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
             golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
             faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),
-            trace: out)
+            trace: out, faultyPoints: faultyPoints, goldenPoints: goldenPoints)
     }
 
     /// A fault ready to strike: its hook and what it has applied so far.

@@ -1,0 +1,109 @@
+import Foundation
+
+/// `study.json` of an optimizer-study directory (`tpufi optimizer-study`, `FAULT_MODELS.md`
+/// section 7), as far as the report needs it. Tolerant: unknown fields are ignored, fields
+/// the report can do without are optional, and non-finite numbers may be the strings
+/// `nan`, `inf`, `-inf`.
+public struct OptimizerStudy: Codable, Sendable, Equatable {
+    public var kind: String?
+    public var baseline: String?
+    public var optimizers: [String]
+    public var stepsAfterInjection: Int?
+    public var seed: UInt64?
+    public var golden: String?
+    public var workload: String?
+    public var scale: String?
+    public var experiments: [Experiment]
+    /// Per optimizer, as the study counted it; nil: counted from the runs.
+    public var summary: [SummaryRow]?
+
+    /// One injected fault, continued with every optimizer.
+    public struct Experiment: Codable, Sendable, Equatable {
+        public var index: Int
+        public var globalStep: Int?
+        public var site: String?
+        public var faultModel: String?
+        public var value: Double?
+        public var runs: [Run]
+    }
+
+    /// One optimizer's continuation after the fault, and its fault-free reference.
+    public struct Run: Codable, Sendable, Equatable {
+        public var optimizer: String
+        public var finalAccuracy: Double?
+        public var accuracyAtInjection: Double?
+        public var accuracyChange: Double?
+        public var degradationRate: Double?
+        /// `Recovered`, `Stable` or `Degraded`.
+        public var status: String
+        /// The step at which the loss went non-finite; nil when it did not.
+        public var divergenceStep: Int?
+        public var steps: [Int]?
+        public var accuracy: [Double]?
+        public var loss: [Double]?
+        public var referenceAccuracy: [Double]?
+        public var referenceLoss: [Double]?
+
+        /// The status the report colours by: `Diverged` when the loss went non-finite.
+        public var displayStatus: String { divergenceStep == nil ? status : "Diverged" }
+    }
+
+    public struct SummaryRow: Codable, Sendable, Equatable {
+        public var optimizer: String
+        public var recovered: Int
+        public var stable: Int
+        public var degraded: Int
+        public var diverged: Int
+        public var meanAccuracyChange: Double?
+        public var meanDegradationRate: Double?
+    }
+
+    public static func path(_ directory: String) -> String { directory + "/study.json" }
+
+    /// Decodes `study.json` bytes; `file` names it in errors.
+    public static func decode(_ data: Data, file: String) throws(ReportError) -> OptimizerStudy {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let study: OptimizerStudy
+        do { study = try decoder.decode(OptimizerStudy.self, from: data) } catch {
+            throw .badFile(file: file, line: nil, reason: "not an optimizer study: \(Self.describe(error))")
+        }
+        if let kind = study.kind, kind != "optimizer-study" {
+            throw .badFile(file: file, line: nil, reason: "kind '\(kind)', expected 'optimizer-study'")
+        }
+        return study
+    }
+
+    /// Reads `study.json` of `directory`.
+    public static func load(directory: String) throws(ReportError) -> OptimizerStudy {
+        let file = path(directory)
+        guard let data = FileManager.default.contents(atPath: file) else { throw .io(file: file, reason: "cannot be read") }
+        return try decode(data, file: file)
+    }
+
+    /// The summary rows: the study's own, else counted from the runs (in `optimizers` order).
+    public var summaryRows: [SummaryRow] {
+        if let summary, !summary.isEmpty { return summary }
+        return optimizers.map { o in
+            let runs = experiments.flatMap(\.runs).filter { $0.optimizer == o }
+            func mean(_ xs: [Double]) -> Double? { xs.isEmpty ? nil : xs.reduce(0, +) / Double(xs.count) }
+            return SummaryRow(optimizer: o, recovered: runs.filter { $0.status == "Recovered" }.count, stable: runs.filter { $0.status == "Stable" }.count,
+                              degraded: runs.filter { $0.status == "Degraded" }.count, diverged: runs.filter { $0.divergenceStep != nil }.count,
+                              meanAccuracyChange: mean(runs.compactMap(\.accuracyChange).filter(\.isFinite)),
+                              meanDegradationRate: mean(runs.compactMap(\.degradationRate).filter(\.isFinite)))
+        }
+    }
+
+    /// A decoding error with the JSON path it happened at.
+    static func describe(_ error: any Error) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        }
+        switch error as? DecodingError {
+        case .keyNotFound(let key, let c)?: return "missing field '\(key.stringValue)' at \(path(c).isEmpty ? "top level" : path(c))"
+        case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?: return "\(c.debugDescription) at \(path(c))"
+        case .dataCorrupted(let c)?: return "\(c.debugDescription)\(path(c).isEmpty ? "" : " at \(path(c))")"
+        default: return "\(error)"
+        }
+    }
+}
