@@ -90,7 +90,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func load(_ json: String) -> String {
             let path = dir + "/s.json"
-            FileManager.default.createFile(atPath: path, contents: Data(json.utf8))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(json.utf8))
             do { _ = try InjectionSpec.load(path: path); return "ok" } catch { return "\(error)" }
         }
         let head = #"{"workload": "resnet18", "site": "conv1", "replica": 0, "globalStep": 1, "#
