@@ -1,4 +1,5 @@
 import Foundation
+import Sim
 
 /// The report of a campaign directory (`tpufi campaign` or `tpufi merge`): the header
 /// (workload, golden trace, parameters), outcome shares with Wilson intervals (overall and
@@ -92,7 +93,11 @@ public struct CampaignHTMLReport: Sendable {
             ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missing.isEmpty ? "" : " · \(summary.missing.count) missing here")),
             ("seed", "\(p.seed)"),
             ("steps after injection", p.stepsAfterInjection.map { "\($0)" } ?? "to the end of the golden run"),
-            ("fault models", list(p.faultModels.map(\.rawValue), all: FaultModel.allCases.count)),
+            ("experiment kinds", p.kinds.map(\.rawValue).joined(separator: ", ")),
+            ("fault models", p.kinds.contains(.software) ? list(p.faultModels.map(\.rawValue), all: FaultModel.allCases.count) : "none (hardware faults only)"),
+            ("hardware faults", p.kinds.contains(.hardware)
+                ? "registers \((p.registers ?? HardwareFault.Register.allCases).map(\.rawValue).joined(separator: ", ")) · \((p.hardwareFaults ?? HardwareFaultClass.allCases).map(\.rawValue).joined(separator: ", "))"
+                : "none"),
             ("phases", p.phases.map(\.rawValue).joined(separator: ", ")),
             ("layers", list(p.layers)),
             ("replicas", list(p.replicas?.map(String.init))),
@@ -135,7 +140,9 @@ public struct CampaignHTMLReport: Sendable {
             layers = layers.filter(chosenLayers.contains)
         }
         layers += Set(results.map(\.layer)).subtracting(layers).sorted()
-        var models = manifest.parameters.faultModels.map(\.rawValue)
+        // Software columns only where the campaign draws software faults; hardware labels
+        // (HW_<register>_<class>) follow as they occur.
+        var models = manifest.parameters.kinds.contains(.software) ? manifest.parameters.faultModels.map(\.rawValue) : []
         models += Set(results.map(\.faultModel)).subtracting(models).sorted()
         let cells: [[HeatMap.Cell?]] = layers.map { layer in
             models.map { model in

@@ -194,7 +194,8 @@ struct HeatMap {
     var legendTitle: String
 
     func render() -> String {
-        let cellWidth = 50.0, cellHeight = 22.0
+        // Narrower cells when there are many columns (18 fault models and hardware labels), so the map fits a page.
+        let cellWidth = min(50, max(30, 980 / Double(max(1, columns.count)))), cellHeight = 22.0
         let labelWidth = 8 + Double(rows.map(\.count).max() ?? 4) * 6.6
         let columnLabelHeight = 12 + Double(columns.map(\.count).max() ?? 4) * 6.2 * 0.72
         let top = 44 + columnLabelHeight
