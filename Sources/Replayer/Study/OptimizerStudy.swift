@@ -185,6 +185,10 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
     /// The step from which the faulty run's whole state was bit-identical to the reference
     /// (the rest of its curve is the reference's); nil when it never was.
     public var identicalFromStep: Int?
+    /// Digest of the whole training state after the faulty run's last step (the state
+    /// after the injected step when the run diverged there): the trace digest of `tpufi
+    /// replay` for the baseline.
+    public var finalStateDigest: String
     /// Test accuracy after the last step run (only when the study evaluates it).
     public var finalTestAccuracy: Float?
     public var referenceFinalTestAccuracy: Float?
@@ -192,7 +196,7 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case optimizer, finalAccuracy, accuracyAtInjection, accuracyChange, degradationRate, status, divergenceStep, steps, accuracy, loss,
              referenceAccuracy, referenceLoss, referenceFinalAccuracy, referenceAccuracyChange, referenceStatus, referenceDivergenceStep,
-             faultEffect, identicalFromStep, finalTestAccuracy, referenceFinalTestAccuracy
+             faultEffect, identicalFromStep, finalStateDigest, finalTestAccuracy, referenceFinalTestAccuracy
     }
 
     // Written by hand so that absent optionals appear as `null` (the agreed schema has
@@ -217,6 +221,7 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
         try c.encode(referenceDivergenceStep, forKey: .referenceDivergenceStep)
         try c.encode(faultEffect, forKey: .faultEffect)
         try c.encode(identicalFromStep, forKey: .identicalFromStep)
+        try c.encode(finalStateDigest, forKey: .finalStateDigest)
         try c.encode(finalTestAccuracy, forKey: .finalTestAccuracy)
         try c.encode(referenceFinalTestAccuracy, forKey: .referenceFinalTestAccuracy)
     }
@@ -224,7 +229,7 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
     /// The run's figures from its curves (the faulty and the reference arrays parallel to
     /// `steps`, NaN after a divergence).
     public init(optimizer: OptimizerKind, steps: [Int], accuracy: [Float], loss: [Float], referenceAccuracy: [Float], referenceLoss: [Float],
-                accuracyAtInjection: Float, identicalFromStep: Int? = nil, finalTestAccuracy: Float? = nil,
+                accuracyAtInjection: Float, identicalFromStep: Int? = nil, finalStateDigest: String = "", finalTestAccuracy: Float? = nil,
                 referenceFinalTestAccuracy: Float? = nil, threshold: Float = 0.01, window: Int = 100) {
         func summary(_ acc: [Float], _ loss: [Float]) -> (final: Float, change: Float, rate: Float, status: RecoveryStatus, diverged: Int?) {
             let stop = loss.firstIndex { !$0.isFinite }
@@ -253,6 +258,7 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
         referenceDivergenceStep = r.diverged
         faultEffect = f.final - r.final
         self.identicalFromStep = identicalFromStep
+        self.finalStateDigest = finalStateDigest
         self.finalTestAccuracy = finalTestAccuracy
         self.referenceFinalTestAccuracy = referenceFinalTestAccuracy
     }
@@ -273,8 +279,6 @@ public struct StudyExperiment: Codable, Sendable, Equatable {
     public var runs: [OptimizerRun]
     // Added beyond the agreed schema.
     public var replica: Int
-    /// Steps simulated for this experiment (restoring the golden state included).
-    public var simulatedSteps: Int
 }
 
 /// Per optimizer, over all experiments.

@@ -158,15 +158,15 @@ public enum OptimizerStudy {
         progress(.init(done: results.count, total: parameters.experiments, ranNow: 0))
         for i in 0..<parameters.experiments where results[i] == nil {
             let start = Date()
-            let e: StudyExperiment
-            do { e = try context.experiment(i, spec: plan.spec(i)) } catch let error as OptimizerStudyError {
+            let e: StudyExperiment, simulated: Int
+            do { (e, simulated) = try context.experiment(i, spec: plan.spec(i)) } catch let error as OptimizerStudyError {
                 throw error
             } catch {
                 throw OptimizerStudyError.experiment(index: i, reason: "\(error)")
             }
             try write(try encoder.encode(e), to: experimentPath(out, i))
             results[i] = e
-            costs.append(.init(index: i, simulatedSteps: e.simulatedSteps, seconds: Date().timeIntervalSince(start)))
+            costs.append(.init(index: i, simulatedSteps: simulated, seconds: Date().timeIntervalSince(start)))
             progress(.init(done: results.count, total: parameters.experiments, ranNow: costs.count))
         }
 
@@ -282,11 +282,15 @@ public enum OptimizerStudy {
         let parameters: OptimizerStudyParameters
         /// Test optimizers' references by (optimizer, injection step).
         var references: [String: Curve] = [:]
+        /// Take a faulty run's rest from its reference once their states are bit-identical
+        /// (false: compute every step, for tests and for measuring what it saves).
+        let shortcutIdentical: Bool
 
-        init(restorer: TraceRestorer, parameters: OptimizerStudyParameters) throws {
+        init(restorer: TraceRestorer, parameters: OptimizerStudyParameters, shortcutIdentical: Bool = true) throws {
             self.restorer = restorer
             golden = try GoldenReference(restorer: restorer)
             self.parameters = parameters
+            self.shortcutIdentical = shortcutIdentical
         }
 
         var run: TrainingRun { restorer.run }
@@ -312,7 +316,7 @@ public enum OptimizerStudy {
                 curve.accuracy.append(m.accuracy)
                 curve.digests.append(state.digest.description)
                 if !m.loss.isFinite { break }
-                if let reference, j < reference.digests.count, reference.digests[j] == curve.digests[j] {
+                if shortcutIdentical, let reference, j < reference.digests.count, reference.digests[j] == curve.digests[j] {
                     // Identical from the next step on: the reference's curve is this run's.
                     curve.identicalFrom = j + 1
                     curve.loss += reference.loss[(j + 1)...]
@@ -326,7 +330,10 @@ public enum OptimizerStudy {
             return curve
         }
 
-        func experiment(_ index: Int, spec: InjectionSpec) throws -> StudyExperiment {
+        /// Experiment `index` and the steps it simulated (restoring the golden state included;
+        /// not part of the result: it depends on which references earlier experiments of this
+        /// invocation computed).
+        func experiment(_ index: Int, spec: InjectionSpec) throws -> (StudyExperiment, simulated: Int) {
             let reader = restorer.reader
             let model = run.model
             let s = parameters.stepsAfterInjection
@@ -391,7 +398,7 @@ public enum OptimizerStudy {
                 var faulty: Curve
                 if injectedDiverged {
                     faulty = Curve()
-                } else if identicalAtOnce {
+                } else if identicalAtOnce && shortcutIdentical {
                     faulty = reference
                     faulty.identicalFrom = 0
                     faulty.simulated = 0
@@ -407,10 +414,11 @@ public enum OptimizerStudy {
                     referenceLoss: [goldenAtInjection.loss] + padded(reference.loss),
                     accuracyAtInjection: goldenAtInjection.accuracy,
                     identicalFromStep: faulty.identicalFrom.map { g + 1 + $0 },
+                    finalStateDigest: faulty.digests.last ?? corrupted.digest.description,
                     finalTestAccuracy: faulty.testAccuracy, referenceFinalTestAccuracy: reference.testAccuracy))
             }
-            return StudyExperiment(index: index, spec: spec, globalStep: g, site: spec.site, faultModel: spec.faultModel?.rawValue ?? "",
-                                   value: values.first ?? .nan, runs: runs, replica: spec.replica, simulatedSteps: simulated)
+            return (StudyExperiment(index: index, spec: spec, globalStep: g, site: spec.site, faultModel: spec.faultModel?.rawValue ?? "",
+                                    value: values.first ?? .nan, runs: runs, replica: spec.replica), simulated)
         }
     }
 }
