@@ -127,8 +127,10 @@ struct OptimizerStudyCommand: ParsableCommand {
         if report.resumed > 0 { print("resumed: \(report.resumed) experiment(s) already done") }
         let seconds = Date().timeIntervalSince(start)
         let steps = report.costs.reduce(0) { $0 + $1.simulatedSteps }
-        print("ran \(report.ranNow) experiment(s): \(steps) simulated steps, \(String(format: "%.1f", seconds)) s"
-              + (report.ranNow > 0 ? String(format: " (%.1f s and %d steps per experiment)", seconds / Double(report.ranNow), steps / report.ranNow) : ""))
+        // Per experiment: its own time (restoring, training, writing), not loading the golden run.
+        let experimentSeconds = report.costs.reduce(0) { $0 + $1.seconds }
+        print("ran \(report.ranNow) experiment(s): \(steps) simulated steps, \(String(format: "%.1f", seconds)) s in all"
+              + (report.ranNow > 0 ? String(format: " (per experiment %.1f s, %d steps)", experimentSeconds / Double(report.ranNow), steps / report.ranNow) : ""))
         var rows = [["optimizer", "recovered", "stable", "degraded", "diverged", "mean change", "mean rate/step", "mean fault effect"]]
         for s in report.result.summary {
             rows.append([s.optimizer.rawValue, "\(s.recovered)", "\(s.stable)", "\(s.degraded)", "\(s.diverged)",
