@@ -117,7 +117,8 @@ public enum OptimizerStudy {
         } catch {
             throw OptimizerStudyError.golden(trace: goldenPath, reason: "\(error)")
         }
-        guard reader.manifest.complete || reader.completedSteps > 0 else {
+        // An interrupted golden recording is usable for the steps it has.
+        guard reader.completedSteps > 0 else {
             throw OptimizerStudyError.golden(trace: goldenPath, reason: "has no recorded step")
         }
         let plan = try OptimizerStudyPlan(parameters: parameters, golden: reader, model: restorer.run.model)
