@@ -39,7 +39,7 @@ import Sim
     static func studyDirectory() throws -> String {
         let dir = scratch("study")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: fixtures.appendingPathComponent("study.json").path, toPath: OptimizerStudy.path(dir))
+        try FileManager.default.copyItem(atPath: fixtures.appendingPathComponent("study.json").path, toPath: StudyFile.path(dir))
         return dir
     }
 
@@ -167,15 +167,15 @@ import Sim
         #expect(Self.error { _ = try Report.html(directory: other) }.contains("neither a campaign (no campaign.json) nor an optimizer study (no study.json)"))
         #expect(Self.error { _ = try Report.html(directory: Self.root + "/nowhere") }.contains("no such directory"))
         // A study of another kind, or without a required field.
-        try Data(#"{"kind": "campaign", "optimizers": [], "experiments": []}"#.utf8).write(to: URL(fileURLWithPath: OptimizerStudy.path(other)))
+        try Data(#"{"kind": "campaign", "optimizers": [], "experiments": []}"#.utf8).write(to: URL(fileURLWithPath: StudyFile.path(other)))
         #expect(Self.error { _ = try Report.html(directory: other) }.contains("study.json: kind 'campaign', expected 'optimizer-study'"))
-        try Data(#"{"kind": "optimizer-study", "optimizers": ["adam"], "experiments": [{"index": 0}]}"#.utf8).write(to: URL(fileURLWithPath: OptimizerStudy.path(other)))
+        try Data(#"{"kind": "optimizer-study", "optimizers": ["adam"], "experiments": [{"index": 0}]}"#.utf8).write(to: URL(fileURLWithPath: StudyFile.path(other)))
         #expect(Self.error { _ = try Report.html(directory: other) }.contains("missing field 'runs' at .experiments[0]"))
     }
 
     @Test func studyReportShowsEveryOptimizerAndStatus() throws {
         let dir = try Self.studyDirectory()
-        let study = try OptimizerStudy.load(directory: dir)
+        let study = try StudyFile.load(directory: dir)
         #expect(study.optimizers == ["adam", "sgd", "rmsprop", "adagrad"] && study.experiments.count == 3)
         // Non-finite strings decode; unknown fields are ignored.
         let sgd = try #require(study.experiments[2].runs.first { $0.optimizer == "sgd" })

@@ -44,7 +44,7 @@ public enum Report {
             throw .unknownDirectory(directory: directory, reason: "no such directory")
         }
         if fm.fileExists(atPath: CampaignManifest.path(directory)) { return .campaign }
-        if fm.fileExists(atPath: OptimizerStudy.path(directory)) { return .optimizerStudy }
+        if fm.fileExists(atPath: StudyFile.path(directory)) { return .optimizerStudy }
         throw .unknownDirectory(directory: directory, reason: "neither a campaign (no campaign.json) nor an optimizer study (no study.json)")
     }
 

@@ -6,15 +6,15 @@ import Foundation
 /// degradation rates with every experiment's point.
 public struct StudyHTMLReport: Sendable {
     public var directory: String
-    public var study: OptimizerStudy
+    public var study: StudyFile
 
-    public init(directory: String, study: OptimizerStudy) {
+    public init(directory: String, study: StudyFile) {
         self.directory = directory
         self.study = study
     }
 
     public static func load(directory: String) throws(ReportError) -> StudyHTMLReport {
-        StudyHTMLReport(directory: directory, study: try OptimizerStudy.load(directory: directory))
+        StudyHTMLReport(directory: directory, study: try StudyFile.load(directory: directory))
     }
 
     /// Optimizers in the study's order, then any only the runs name.
@@ -46,7 +46,7 @@ public struct StudyHTMLReport: Sendable {
             ("status", "Recovered: accuracy change since the injection > +0.01; Degraded: < -0.01; else Stable; Diverged: the loss went non-finite"),
         ]))
         guard !s.experiments.isEmpty else {
-            page.paragraph("No experiments in \(OptimizerStudy.path(directory)).", cls: "empty")
+            page.paragraph("No experiments in \(StudyFile.path(directory)).", cls: "empty")
             return page.rendered
         }
         page.heading("Legend")

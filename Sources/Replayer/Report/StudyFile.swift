@@ -4,7 +4,7 @@ import Foundation
 /// section 7), as far as the report needs it. Tolerant: unknown fields are ignored, fields
 /// the report can do without are optional, and non-finite numbers may be the strings
 /// `nan`, `inf`, `-inf`.
-public struct OptimizerStudy: Codable, Sendable, Equatable {
+public struct StudyFile: Codable, Sendable, Equatable {
     public var kind: String?
     public var baseline: String?
     public var optimizers: [String]
@@ -61,11 +61,11 @@ public struct OptimizerStudy: Codable, Sendable, Equatable {
     public static func path(_ directory: String) -> String { directory + "/study.json" }
 
     /// Decodes `study.json` bytes; `file` names it in errors.
-    public static func decode(_ data: Data, file: String) throws(ReportError) -> OptimizerStudy {
+    public static func decode(_ data: Data, file: String) throws(ReportError) -> StudyFile {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let study: OptimizerStudy
-        do { study = try decoder.decode(OptimizerStudy.self, from: data) } catch {
+        let study: StudyFile
+        do { study = try decoder.decode(StudyFile.self, from: data) } catch {
             throw .badFile(file: file, line: nil, reason: "not an optimizer study: \(Self.describe(error))")
         }
         if let kind = study.kind, kind != "optimizer-study" {
@@ -75,7 +75,7 @@ public struct OptimizerStudy: Codable, Sendable, Equatable {
     }
 
     /// Reads `study.json` of `directory`.
-    public static func load(directory: String) throws(ReportError) -> OptimizerStudy {
+    public static func load(directory: String) throws(ReportError) -> StudyFile {
         let file = path(directory)
         guard let data = FileManager.default.contents(atPath: file) else { throw .io(file: file, reason: "cannot be read") }
         return try decode(data, file: file)
