@@ -105,7 +105,7 @@ public enum TraceRecorder {
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
             let stopping = stop(record, state)
             let last = state.step == end || stopping
-            if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state) }
+            if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state, update: g) }
             report(.step(globalStep: step, metrics: g.metrics))
             if state.step % perEpoch == 0 || last {
                 let test = evaluation == .everyEpoch || state.step == end ? run.evaluate(state) : (loss: Float.nan, accuracy: Float.nan)
