@@ -155,13 +155,21 @@ public struct SnapshotHeader: Sendable, Equatable {
 /// digest of what it decodes to, and a delta the digest of its reference, so a damaged blob
 /// or the wrong reference raises an error instead of returning wrong numbers.
 ///
+/// An **update** (``encodeUpdate(_:stateDigest:stateElements:referenceDigest:)``) stores not
+/// the state but what one training step computed (its gradients and batch statistics: a third
+/// of an Adam state's values, and the only part of it that is new information); the trace's
+/// reader re-applies it to the previous step's state (``Trainer/apply(_:to:)``, exact) and
+/// checks the result against the digest the header records.
+///
 /// **Policy (applied by the trace writer; see ``KeyframePolicy``).** A keyframe every K
-/// snapshots and every other snapshot a delta against the most recent *keyframe*, not the
-/// previous snapshot. Restoring any step then costs one keyframe decode plus at most one
-/// delta decode, flat in the step index, and a damaged blob loses one snapshot, not a chain.
-/// The price: a delta against a keyframe up to K-1 snapshots old has more changed bits than a
-/// delta against the previous step, so it is somewhat larger; a larger K saves keyframes but
-/// makes late deltas larger. The benchmark (`SnapshotBench`) measures both.
+/// snapshots. Trace format 2: every other snapshot of the step after the previous snapshot is
+/// an update, so restoring step t decodes the keyframe and applies up to K-1 updates (bounded
+/// by K, flat in the step index; a damaged blob loses the rest of its interval). Format 1, and
+/// format 2 when snapshots are not of consecutive steps (`--snapshot-every` above 1): a delta
+/// against the most recent *keyframe*, not the previous snapshot, so restoring costs one
+/// keyframe decode plus at most one delta decode; such a delta has more changed bits the older
+/// its keyframe, and Adam's first moment stays incompressible to any byte-level method.
+/// The benchmark (`SnapshotBench`) measures all of them.
 public struct SnapshotCodec: Sendable {
     /// Encoding choices (the decoder reads them from the header, except `maxRawBytes`).
     public struct Options: Sendable, Equatable {

@@ -122,7 +122,7 @@ struct SnapshotStore: Sendable {
                 throw bad("update delta of step \(step - 1) given the state after \(reference.state.step) updates")
             }
             let (_, values) = try codec.decodeUpdate(blob, updateElements: updateElements, referenceDigest: reference.digest)
-            let next = trainer.apply(try gradients(values), to: reference.state)
+            let next = trainer.apply(gradients(values), to: reference.state)
             try SnapshotCodec.checkUpdateResult(try layout.flatten(next), header: header)
             return Decoded(state: next, digest: header.digest)
         } catch let error as TraceError {
