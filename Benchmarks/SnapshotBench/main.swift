@@ -1,6 +1,10 @@
 // Snapshot compression on real training states: trains a ResNet-18 (Adam) for N steps and, for
 // the state after every step, reports raw versus stored bytes per tensor kind and overall for
-// several methods, the codec's throughput, and the time to restore an arbitrary step.
+// several methods, the codec's throughput, and the time to restore an arbitrary step. The
+// upd-key* methods are update deltas (trace format 2): a keyframe every K snapshots, every
+// other snapshot the step's gradients and batch statistics (whole state only: they have no
+// per-kind parts). Then it writes real traces (format 1 XOR deltas, format 2 update deltas)
+// and times appending each snapshot and restoring steps early, mid and late in the run.
 //   swift run -c release SnapshotBench [--dataset SPEC] [--scale small|tiny|paper] [--steps N]
 //       [--threads T] [--level L] [--csv PATH] [--dump DIR]
 // --dump writes DIR/layout.csv (name,kind,offset,count), DIR/step_<t>.f32 (the raw
@@ -43,10 +47,18 @@ let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: sca
 var state = run.initialState()
 let layout = try StateLayout(state, model: run.model, optimizer: run.config.optimizer)
 var snapshots: [[Float]] = []
+// Per step: what the trainer computed (the update delta's content) and its flat values in the
+// order the trace stores them (gradients, then per batch-norm layer mean and variance).
+var gradients: [Trainer.Gradients] = []
+var updates: [[Float]] = []
+let initialFlat = try layout.flatten(state)
 let trainStart = now()
 for _ in 0..<steps {
-    state = run.step(state).0
+    let g = run.trainer.gradients(state, batches: run.batches(step: state.step))
+    state = run.trainer.apply(g, to: state)
     snapshots.append(try layout.flatten(state))
+    gradients.append(g)
+    updates.append(g.gradients.flatMap { $0 } + g.statistics.flatMap { $0.mean + $0.variance })
 }
 let trainSeconds = now() - trainStart
 print(String(format: "ResNet-18 %@ on %@: %d steps in %.1f s; state %d values = %.2f MB (%d tensors), zstd level %d",
@@ -62,10 +74,12 @@ if let dir = dumpDir {
 }
 
 // Methods: which reference each snapshot is stored against, and whether bytes are shuffled.
+// `updateKeyframes`: update deltas with a keyframe every that many snapshots.
 struct Method {
     var name: String
     var shuffle: Bool
     var reference: (Int) -> Int?   // snapshot index -> reference snapshot index
+    var updateKeyframes: Int? = nil
 }
 let methods: [Method] = [
     Method(name: "zstd-raw", shuffle: false, reference: { _ in nil }),
@@ -74,6 +88,8 @@ let methods: [Method] = [
     Method(name: "xor-key8", shuffle: true, reference: { KeyframePolicy(interval: 8).isKeyframe($0) ? nil : KeyframePolicy(interval: 8).keyframe(for: $0) }),
     Method(name: "xor-key16", shuffle: true, reference: { KeyframePolicy(interval: 16).isKeyframe($0) ? nil : KeyframePolicy(interval: 16).keyframe(for: $0) }),
     Method(name: "xor-key32", shuffle: true, reference: { KeyframePolicy(interval: 32).isKeyframe($0) ? nil : KeyframePolicy(interval: 32).keyframe(for: $0) }),
+    Method(name: "upd-key8", shuffle: true, reference: { _ in nil }, updateKeyframes: 8),
+    Method(name: "upd-key16", shuffle: true, reference: { _ in nil }, updateKeyframes: 16),
 ]
 // Kind groups: each kind's contiguous range, then the whole state as one blob.
 let groups: [(name: String, range: Range<Int>)] = layout.kindRanges.map { ($0.kind.description, $0.range) } + [("overall", 0..<layout.elementCount)]
@@ -85,6 +101,15 @@ for (m, method) in methods.enumerated() {
     let codec = SnapshotCodec(options: .init(shuffle: method.shuffle, level: level))
     for (g, group) in groups.enumerated() {
         for i in 0..<steps {
+            if let k = method.updateKeyframes {
+                // Whole state only (the per-kind cells stay 0 and print as "-").
+                guard g == groups.count - 1 else { continue }
+                stored[m][g][i] = KeyframePolicy(interval: k).isKeyframe(i)
+                    ? try codec.encode(snapshots[i]).count
+                    : try codec.encodeUpdate(updates[i], stateDigest: Digest.of(snapshots[i]), stateElements: layout.elementCount,
+                                             referenceDigest: Digest.of(snapshots[i - 1])).count
+                continue
+            }
             let values = Array(snapshots[i][group.range])
             if method.name == "zstd-raw" {
                 stored[m][g][i] = try Zstd.compress(StateLayout.littleEndianBytes(of: values), level: level).count
@@ -95,7 +120,7 @@ for (m, method) in methods.enumerated() {
     }
 }
 
-func ratio(_ raw: Int, _ s: Int) -> String { String(format: "%.3f", Double(raw) / Double(s)) }
+func ratio(_ raw: Int, _ s: Int) -> String { s == 0 ? "-" : String(format: "%.3f", Double(raw) / Double(s)) }
 func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
 
 print("\nPer step, whole state: raw/stored (raw \(layout.byteCount) B)")
@@ -111,14 +136,33 @@ for (g, group) in groups.enumerated() {
     let raw = 4 * group.range.count * steps
     print(pad(group.name, 14) + pad(String(format: "%.1f", Double(raw) / 1e6), 9)
           + methods.indices.map { pad(ratio(raw, stored[$0][g].reduce(0, +)), 12) }.joined())
-    for (m, method) in methods.enumerated() {
+    for (m, method) in methods.enumerated() where stored[m][g].reduce(0, +) > 0 {
         summary.append("\(method.name),\(group.name),\(raw),\(stored[m][g].reduce(0, +)),\(ratio(raw, stored[m][g].reduce(0, +)))")
     }
 }
+// The update delta's payload alone, three ways: shuffle + zstd (what traces store), XOR with
+// the previous step's update first, and no shuffle.
+do {
+    let c = SnapshotCodec(options: .init(level: level))
+    var shuffled = 0, xorPrevious = 0, unshuffled = 0
+    for i in 1..<steps {
+        shuffled += try c.encodeUpdate(updates[i], stateDigest: Digest(value: 1), stateElements: layout.elementCount, referenceDigest: Digest(value: 1)).count
+        xorPrevious += SnapshotHeader.size + (try Zstd.compress(try SnapshotCodec.transform(updates[i], reference: updates[i - 1]), level: level).count)
+        unshuffled += SnapshotHeader.size + (try Zstd.compress(try SnapshotCodec.transform(updates[i], shuffle: false), level: level).count)
+    }
+    let n = Double(steps - 1), raw = Double(4 * updates[0].count)
+    print(String(format: "\nUpdate delta blob per step (%d values = %.2f MB raw, %.1f %% of the state), mean over steps 2-%d:",
+                 updates[0].count, raw / 1e6, 100 * Double(updates[0].count) / Double(layout.elementCount), steps))
+    for (name, total) in [("shuffle + zstd (stored)", shuffled), ("XOR previous update + shuffle + zstd", xorPrevious), ("zstd, no shuffle", unshuffled)] {
+        print(String(format: "  %-38@ %9.0f B  update %.3fx  state %.3fx", name as NSString, Double(total) / n, raw * n / Double(total),
+                     Double(layout.byteCount) * n / Double(total)))
+    }
+}
+
 if let path = csvPath {
     var rows = ["step,method,kind,raw_bytes,stored_bytes"]
     for (m, method) in methods.enumerated() {
-        for (g, group) in groups.enumerated() {
+        for (g, group) in groups.enumerated() where stored[m][g].reduce(0, +) > 0 {
             for i in 0..<steps { rows.append("\(i + 1),\(method.name),\(group.name),\(4 * group.range.count),\(stored[m][g][i])") }
         }
     }
@@ -186,3 +230,50 @@ for i in [0, min(steps / 2 + 3, steps - 1), steps - 1] {   // a keyframe, then d
     print(String(format: "  step %3d: keyframe-every-16 %7.2f ms   xor-prev chain %8.2f ms", i + 1, t16.sorted()[2] * 1e3, tChain.sorted()[2] * 1e3))
 }
 if sink == 42 { print("") }   // keeps the timed work observable
+
+
+// Real traces: the recorder's writer and reader on these steps (the initial state first, as
+// `tpufi record` writes it). Append time per snapshot (layout, digest, encode, write; no
+// fsync, which the step record pays), stored bytes, and restore time of steps early, mid and
+// late, keyframes and the worst case of an interval (the snapshot before a keyframe).
+print("\nTraces (\(steps + 1) snapshots incl. the initial state; restore = TraceReader.snapshot(at:), median of 3)")
+@MainActor func stateAfter(_ i: Int) throws -> TrainingState { try layout.state(from: snapshots[i], step: i + 1) }
+for (name, version, interval) in [("xor-key16 (format 1)", 1, 16), ("update-key16", 2, 16), ("update-key8", 2, 8)] {
+    let dir = NSTemporaryDirectory() + "tpufi-snapshotbench-\(ProcessInfo.processInfo.processIdentifier)-\(version)-\(interval)"
+    try? FileManager.default.removeItem(atPath: dir)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var manifest = try TraceRecorder.manifest(run: run, dataset: datasetSpec, steps: steps, policy: .init(snapshotEvery: 1, keyframeEvery: interval))
+    manifest.formatVersion = version
+    let writer = try TraceWriter(creating: dir, manifest: manifest)
+    try writer.appendSnapshot(run.initialState())
+    var appendTimes: [Double] = []
+    for i in 0..<steps {
+        let s = try stateAfter(i)
+        let start = now()
+        try writer.appendSnapshot(s, update: gradients[i])
+        appendTimes.append(now() - start)
+    }
+    let reader = try TraceReader(directory: dir)
+    let sizes = try reader.snapshotSizes()
+    let raw = sizes.reduce(0) { $0 + $1.raw }, stored = sizes.reduce(0) { $0 + $1.stored }
+    let deltas = sizes.filter { $0.kind != .keyframe }
+    let sortedAppend = appendTimes.sorted()
+    print(String(format: "  %@: raw/stored %.3fx (%.1f MB stored), delta frames %.0f B mean; append per step median %.1f ms (max %.1f ms)",
+                 name, Double(raw) / Double(stored), Double(stored) / 1e6, Double(deltas.reduce(0) { $0 + $1.stored }) / Double(max(deltas.count, 1)),
+                 sortedAppend[sortedAppend.count / 2] * 1e3, sortedAppend[sortedAppend.count - 1] * 1e3))
+    let worst = Array(stride(from: interval - 1, through: steps, by: interval))
+    let probe = Array(Set([worst.first, worst[worst.count / 2], worst.last, interval, steps].compactMap { $0 })).sorted()
+    var line = "    restore ms:"
+    for step in probe {
+        var times: [Double] = []
+        for _ in 0..<3 {
+            let start = now()
+            let restored = try reader.snapshot(at: step)
+            times.append(now() - start)
+            let expected = step == 0 ? initialFlat : snapshots[step - 1]
+            guard try layout.flatten(restored) == expected else { fail("\(name): step \(step) restored wrong") }
+        }
+        line += String(format: "  step %d%@ %.1f", step, reader.isKeyframe(step: step) ? " (key)" : "", times.sorted()[1] * 1e3)
+    }
+    print(line)
+}

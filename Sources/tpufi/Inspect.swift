@@ -33,11 +33,20 @@ struct Inspect: ParsableCommand {
         var tornBytes: Int
         var rawStateBytes: Int
         var storedBytes: Int
+        /// Per snapshot encoding (keyframe, delta for XOR deltas, update): count and bytes.
+        var snapshotKinds: [KindSizes]
         var traceBytes: Int
         var stateDigests: [String]
         var trainLoss: [Float]
         var trainAccuracy: [Float]
         var testAccuracy: [Float]
+    }
+
+    struct KindSizes: Encodable {
+        var kind: String
+        var snapshots: Int
+        var rawStateBytes: Int
+        var storedBytes: Int
     }
 
     func run() throws {
@@ -47,11 +56,16 @@ struct Inspect: ParsableCommand {
         let epochs = try reader.epochSummaries()
         let sizes = try reader.snapshotSizes()
         let m = reader.manifest
+        let kinds: [KindSizes] = ["keyframe", "delta", "update", "unknown"].compactMap { name in
+            let of = sizes.filter { ($0.kind.map { "\($0)" } ?? "unknown") == name }
+            return of.isEmpty ? nil : KindSizes(kind: name, snapshots: of.count, rawStateBytes: of.reduce(0) { $0 + $1.raw },
+                                                storedBytes: of.reduce(0) { $0 + $1.stored })
+        }
         let summary = Summary(workload: m.config.workload.rawValue, scale: m.config.scale.name, dataset: m.dataset,
                               complete: m.complete, steps: reader.completedSteps, plannedSteps: m.plannedSteps,
                               snapshotEvery: m.snapshotEvery, keyframeEvery: m.keyframeEvery, snapshots: sizes.count,
                               framesChecked: checked, tornBytes: reader.tornBytes,
-                              rawStateBytes: sizes.reduce(0) { $0 + $1.raw }, storedBytes: sizes.reduce(0) { $0 + $1.stored },
+                              rawStateBytes: sizes.reduce(0) { $0 + $1.raw }, storedBytes: sizes.reduce(0) { $0 + $1.stored }, snapshotKinds: kinds,
                               traceBytes: reader.fileBytes, stateDigests: records.map(\.stateDigest),
                               trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy))
         if json { return try printJSON(summary) }
@@ -66,6 +80,12 @@ struct Inspect: ParsableCommand {
         for e in epochs { print(String(format: "  epoch %d: test loss %.4f accuracy %.4f", e.epoch, e.testLoss, e.testAccuracy)) }
         let raw = summary.rawStateBytes, stored = summary.storedBytes
         print("snapshots: \(sizes.count) (every \(m.snapshotEvery) steps, keyframe every \(m.keyframeEvery)), raw \(raw) bytes, stored \(stored) bytes (\(String(format: "%.2f", Double(raw) / Double(max(stored, 1))))x)")
+        let names = ["keyframe": "keyframes", "delta": "XOR deltas", "update": "update deltas", "unknown": "unreadable headers"]
+        for k in kinds {
+            print(String(format: "  %@: %d, raw %d bytes, stored %d bytes (%.2fx, %.0f bytes each)", names[k.kind] ?? k.kind, k.snapshots,
+                         k.rawStateBytes, k.storedBytes, Double(k.rawStateBytes) / Double(max(k.storedBytes, 1)), Double(k.storedBytes) / Double(k.snapshots)))
+        }
+        print("format: version \(m.formatVersion)")
         print("integrity: \(checked) frames checked, all checksums and snapshot digests match")
     }
 }

@@ -25,8 +25,8 @@ struct Record: ParsableCommand {
     @Option(help: "Snapshot the state after every K updates (1: every step).")
     var snapshotEvery: Int = 1
 
-    @Option(help: "Every K-th snapshot is a keyframe; the others are deltas against it.")
-    var keyframeEvery: Int = 16
+    @Option(help: "Every K-th snapshot is a keyframe; the others store the step's gradients (update deltas; restoring applies up to K-1 of them) or, with --snapshot-every above 1, XOR deltas against the keyframe.")
+    var keyframeEvery: Int = 8
 
     @Flag(help: "Continue the interrupted trace in --out (its own settings apply).")
     var resume = false

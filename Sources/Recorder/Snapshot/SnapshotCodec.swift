@@ -9,6 +9,9 @@ public enum SnapshotCodecError: Error, CustomStringConvertible, Equatable {
     case notASnapshot
     case unsupportedVersion(UInt8)
     case unknownFrameKind(UInt8)
+    /// A blob of another kind than the call decodes (e.g. a keyframe given to
+    /// ``SnapshotCodec/decodeUpdate(_:updateElements:referenceDigest:)``).
+    case wrongFrameKind(expected: SnapshotHeader.FrameKind, got: SnapshotHeader.FrameKind)
     case unknownFlags(UInt8)
     /// Header fields contradict each other (e.g. byte count is not 4 x element count).
     case inconsistentHeader(String)
@@ -25,6 +28,9 @@ public enum SnapshotCodecError: Error, CustomStringConvertible, Equatable {
     /// The decoded values do not match the digest recorded at encoding: damage that the
     /// payload checksum did not catch (e.g. in the header).
     case digestMismatch(expected: Digest, got: Digest)
+    /// Applying an update delta to its reference gave a state whose digest is not the one
+    /// recorded: the trace was written by other code or configuration, or the blob is damaged.
+    case updateMismatch(expected: Digest, got: Digest)
     case compressionFailed(String)
 
     public var description: String {
@@ -32,7 +38,8 @@ public enum SnapshotCodecError: Error, CustomStringConvertible, Equatable {
         case .truncated(let bytes, let needed): return "snapshot blob has \(bytes) bytes; its header alone needs \(needed)"
         case .notASnapshot: return "not a snapshot blob (bad format tag)"
         case .unsupportedVersion(let v): return "snapshot format version \(v) is not supported (expected \(SnapshotHeader.version))"
-        case .unknownFrameKind(let k): return "unknown snapshot frame kind \(k) (1 keyframe, 2 delta)"
+        case .unknownFrameKind(let k): return "unknown snapshot frame kind \(k) (1 keyframe, 2 delta, 3 update)"
+        case .wrongFrameKind(let expected, let got): return "snapshot blob is a \(got), expected a \(expected)"
         case .unknownFlags(let f): return "unknown snapshot flags 0x\(String(f, radix: 16))"
         case .inconsistentHeader(let m): return "inconsistent snapshot header: \(m)"
         case .tooLarge(let raw, let limit): return "snapshot declares \(raw) raw bytes; the limit is \(limit)"
@@ -44,6 +51,8 @@ public enum SnapshotCodecError: Error, CustomStringConvertible, Equatable {
         case .corruptPayload(let m): return "corrupt snapshot payload: \(m)"
         case .digestMismatch(let expected, let got):
             return "decoded snapshot has digest \(got), the header records \(expected): the blob is damaged"
+        case .updateMismatch(let expected, let got):
+            return "applying the recorded update gave a state with digest \(got), the header records \(expected): the trace was recorded by other code or configuration, or the blob is damaged"
         case .compressionFailed(let m): return "snapshot compression failed: \(m)"
         }
     }
@@ -55,19 +64,24 @@ public enum SnapshotCodecError: Error, CustomStringConvertible, Equatable {
 /// |---|---|
 /// | 0..<4 | tag `TSNP` |
 /// | 4 | format version (1) |
-/// | 5 | frame kind: 1 keyframe, 2 delta |
+/// | 5 | frame kind: 1 keyframe, 2 delta (XOR), 3 update (the step's gradients and batch statistics) |
 /// | 6 | flags: bit 0 byte shuffle |
 /// | 7 | zstd level used (informational) |
 /// | 8..<16 | raw byte count (4 x element count) |
-/// | 16..<24 | element count |
-/// | 24..<32 | ``Digest`` of the decoded values |
-/// | 32..<40 | ``Digest`` of the reference values (delta), 0 (keyframe) |
+/// | 16..<24 | element count (of the state; for an update, not of the payload) |
+/// | 24..<32 | ``Digest`` of the decoded values (for an update, of the state it reconstructs) |
+/// | 32..<40 | ``Digest`` of the reference values (delta, update), 0 (keyframe) |
 ///
-/// followed by one checksummed zstd frame (``Zstd``) of the transformed bytes.
+/// followed by one checksummed zstd frame (``Zstd``) of the transformed bytes: the state's
+/// (keyframe), its XOR with the reference (delta), or the update's values (update; the
+/// reader knows their count from the state layout).
 public struct SnapshotHeader: Sendable, Equatable {
     public enum FrameKind: UInt8, Sendable {
         case keyframe = 1
         case delta = 2
+        /// The values one training step computed (gradients, batch statistics): the state is
+        /// the reference (the previous step's state) with the update applied.
+        case update = 3
     }
 
     public static let size = 40
@@ -99,7 +113,7 @@ public struct SnapshotHeader: Sendable, Equatable {
             throw .inconsistentHeader("\(raw) raw bytes for \(elements) fp32 elements")
         }
         guard (kind == .keyframe) == (reference == 0) else {
-            throw .inconsistentHeader(kind == .keyframe ? "a keyframe names a reference" : "a delta names no reference")
+            throw .inconsistentHeader(kind == .keyframe ? "a keyframe names a reference" : "a \(kind) names no reference")
         }
         self.kind = kind
         shuffled = blob[6] & 1 != 0
@@ -107,7 +121,7 @@ public struct SnapshotHeader: Sendable, Equatable {
         rawByteCount = raw
         elementCount = elements
         digest = Digest(value: u64(24))
-        referenceDigest = kind == .delta ? Digest(value: reference) : nil
+        referenceDigest = kind == .keyframe ? nil : Digest(value: reference)
     }
 
     init(kind: FrameKind, shuffled: Bool, level: Int8, elementCount: Int, digest: Digest, referenceDigest: Digest?) {
@@ -141,13 +155,21 @@ public struct SnapshotHeader: Sendable, Equatable {
 /// digest of what it decodes to, and a delta the digest of its reference, so a damaged blob
 /// or the wrong reference raises an error instead of returning wrong numbers.
 ///
+/// An **update** (``encodeUpdate(_:stateDigest:stateElements:referenceDigest:)``) stores not
+/// the state but what one training step computed (its gradients and batch statistics: a third
+/// of an Adam state's values, and the only part of it that is new information); the trace's
+/// reader re-applies it to the previous step's state (``Trainer/apply(_:to:)``, exact) and
+/// checks the result against the digest the header records.
+///
 /// **Policy (applied by the trace writer; see ``KeyframePolicy``).** A keyframe every K
-/// snapshots and every other snapshot a delta against the most recent *keyframe*, not the
-/// previous snapshot. Restoring any step then costs one keyframe decode plus at most one
-/// delta decode, flat in the step index, and a damaged blob loses one snapshot, not a chain.
-/// The price: a delta against a keyframe up to K-1 snapshots old has more changed bits than a
-/// delta against the previous step, so it is somewhat larger; a larger K saves keyframes but
-/// makes late deltas larger. The benchmark (`SnapshotBench`) measures both.
+/// snapshots. Trace format 2: every other snapshot of the step after the previous snapshot is
+/// an update, so restoring step t decodes the keyframe and applies up to K-1 updates (bounded
+/// by K, flat in the step index; a damaged blob loses the rest of its interval). Format 1, and
+/// format 2 when snapshots are not of consecutive steps (`--snapshot-every` above 1): a delta
+/// against the most recent *keyframe*, not the previous snapshot, so restoring costs one
+/// keyframe decode plus at most one delta decode; such a delta has more changed bits the older
+/// its keyframe, and Adam's first moment stays incompressible to any byte-level method.
+/// The benchmark (`SnapshotBench`) measures all of them.
 public struct SnapshotCodec: Sendable {
     /// Encoding choices (the decoder reads them from the header, except `maxRawBytes`).
     public struct Options: Sendable, Equatable {
@@ -201,6 +223,8 @@ public struct SnapshotCodec: Sendable {
     /// by digest); a keyframe ignores it.
     public func decode(_ blob: [UInt8], reference: [Float]? = nil) throws(SnapshotCodecError) -> [Float] {
         let header = try SnapshotHeader(parsing: blob, maxRawBytes: options.maxRawBytes)
+        // An update holds no state on its own: it needs the optimizer (the trace's SnapshotStore).
+        guard header.kind != .update else { throw .wrongFrameKind(expected: .delta, got: .update) }
         let n = Int(header.elementCount)
         var ref: [Float]? = nil
         if let expected = header.referenceDigest {
@@ -221,6 +245,67 @@ public struct SnapshotCodec: Sendable {
         let got = Digest.of(values)
         guard got == header.digest else { throw .digestMismatch(expected: header.digest, got: got) }
         return values
+    }
+
+    /// Encodes an **update delta**: the values one training step computed (`update`, e.g.
+    /// the reduced gradients and batch statistics), which turn the state with digest
+    /// `referenceDigest` into the state with digest `stateDigest` and `stateElements` values.
+    /// Shuffle and zstd as for a keyframe; the header records both digests, so the reader can
+    /// check that it applies the update to the right state and that the result is the
+    /// recorded one (``checkUpdateResult(_:header:)``).
+    public func encodeUpdate(_ update: [Float], stateDigest: Digest, stateElements: Int,
+                             referenceDigest: Digest) throws(SnapshotCodecError) -> [UInt8] {
+        guard stateElements * 4 <= options.maxRawBytes else {
+            throw .tooLarge(rawBytes: UInt64(stateElements) * 4, limit: options.maxRawBytes)
+        }
+        // The decoder bounds the payload by the state's size; an update never exceeds it
+        // (the optimizer keeps at least the parameters, the moving statistics mirror the batch's).
+        guard update.count <= stateElements else {
+            throw .inconsistentHeader("an update of \(update.count) values for a state of \(stateElements)")
+        }
+        let header = SnapshotHeader(kind: .update, shuffled: options.shuffle, level: Int8(clamping: options.level),
+                                    elementCount: stateElements, digest: stateDigest, referenceDigest: referenceDigest)
+        let transformed = try Self.transform(update, shuffle: options.shuffle)
+        do {
+            return header.bytes + (try Zstd.compress(transformed, level: options.level))
+        } catch {
+            throw .compressionFailed(error.description)
+        }
+    }
+
+    /// Decodes an update delta's values (exactly `updateElements` of them) after checking that
+    /// it applies to the state with digest `referenceDigest`. The caller applies them and
+    /// checks the result with ``checkUpdateResult(_:header:)``.
+    public func decodeUpdate(_ blob: [UInt8], updateElements: Int,
+                             referenceDigest: Digest) throws(SnapshotCodecError) -> (header: SnapshotHeader, update: [Float]) {
+        let header = try SnapshotHeader(parsing: blob, maxRawBytes: options.maxRawBytes)
+        guard header.kind == .update else { throw .wrongFrameKind(expected: .update, got: header.kind) }
+        guard updateElements <= Int(header.elementCount) else {
+            throw .inconsistentHeader("an update of \(updateElements) values for a state of \(header.elementCount)")
+        }
+        if let expected = header.referenceDigest, expected != referenceDigest {
+            throw .wrongReference(expected: expected, got: referenceDigest)
+        }
+        let payload: [UInt8]
+        do {
+            payload = try Zstd.decompress(Array(blob[SnapshotHeader.size...]), limit: 4 * updateElements)
+        } catch {
+            throw .corruptPayload(error.description)
+        }
+        guard payload.count == 4 * updateElements else {
+            throw .corruptPayload("\(payload.count) bytes decoded, an update of this state has \(4 * updateElements)")
+        }
+        return (header, try Self.inverseTransform(payload, shuffled: header.shuffled))
+    }
+
+    /// Checks the flat state an update delta reconstructed against the digest its header
+    /// records; a mismatch is ``SnapshotCodecError/updateMismatch(expected:got:)``.
+    public static func checkUpdateResult(_ values: [Float], header: SnapshotHeader) throws(SnapshotCodecError) {
+        guard values.count == Int(header.elementCount) else {
+            throw .referenceSizeMismatch(elements: values.count, expected: Int(header.elementCount))
+        }
+        let got = Digest.of(values)
+        guard got == header.digest else { throw .updateMismatch(expected: header.digest, got: got) }
     }
 }
 

@@ -1,12 +1,22 @@
 import Sim
 
 /// Snapshot frame payloads: the step count (8 bytes, little-endian), then a
-/// ``SnapshotCodec`` blob of the state flattened by ``StateLayout``, either a keyframe or an
-/// XOR delta against the latest keyframe (so a restore decodes at most two blobs, whatever
-/// the step).
+/// ``SnapshotCodec`` blob of the state flattened by ``StateLayout``: a keyframe, an XOR delta
+/// against the latest keyframe, or (trace format 2) an **update delta**: the gradients and
+/// batch statistics of the step that led from the previous snapshot's state to this one,
+/// which ``Trainer/apply(_:to:)`` turns back into the state bit for bit.
 struct SnapshotStore: Sendable {
     let layout: StateLayout
+    /// Applies update deltas; only its optimizer, schedule and batch-norm momentum are used.
+    let trainer: Trainer
     let codec = SnapshotCodec()
+
+    /// A decoded snapshot: the state and the digest of its flat values (what blob headers
+    /// record), verified, so that the next update's reference check needs no rehash.
+    struct Decoded: Sendable {
+        var state: TrainingState
+        var digest: Digest
+    }
 
     /// The store for states of the manifest's model and optimizer.
     init(manifest: TraceManifest) throws(TraceError) {
@@ -17,45 +27,123 @@ struct SnapshotStore: Sendable {
         } catch {
             throw .mismatch("cannot lay out the state of \(c.workload.rawValue) \(c.scale.name): \(error)")
         }
+        trainer = Trainer(model: model, optimizer: c.optimizer, schedule: c.schedule, mxu: MXU(config: c.chip, precision: c.precision))
     }
 
-    func encode(_ state: TrainingState, against keyframe: TrainingState?, file: String) throws(TraceError) -> [UInt8] {
-        var out: [UInt8] = []
-        out.appendLE(UInt64(bitPattern: Int64(state.step)))
+    /// Values in an update delta: one gradient per parameter, then per batch-norm layer the
+    /// batch mean and variance (as many as the moving statistics).
+    var updateElements: Int {
+        layout.tensors.reduce(0) { $0 + ($1.kind == .weights || $1.kind == .batchNormStatistics ? $1.count : 0) }
+    }
+
+    /// `state`'s flat values and their digest.
+    func flatten(_ state: TrainingState, file: String) throws(TraceError) -> (values: [Float], digest: Digest) {
         do {
-            let blob = try codec.encode(try layout.flatten(state), reference: try keyframe.map { s throws(StateLayoutError) in try layout.flatten(s) })
-            return out + blob
+            let values = try layout.flatten(state)
+            return (values, Digest.of(values))
         } catch {
-            throw .io(file: file, reason: "cannot encode the snapshot after step \(state.step): \(error)")
+            throw .io(file: file, reason: "cannot lay out the state after step \(state.step): \(error)")
+        }
+    }
+
+    /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values.
+    func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String) throws(TraceError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.appendLE(UInt64(bitPattern: Int64(step)))
+        do {
+            return out + (try codec.encode(flat, reference: keyframe))
+        } catch {
+            throw .io(file: file, reason: "cannot encode the snapshot after step \(step): \(error)")
+        }
+    }
+
+    /// An update delta: `g`'s gradients and batch statistics, which take the state with flat
+    /// digest `previous` (after `step - 1` updates) to the one with `digest`.
+    func encodeUpdate(_ g: Trainer.Gradients, step: Int, digest: Digest, previous: Digest, file: String) throws(TraceError) -> [UInt8] {
+        func bad(_ reason: String) -> TraceError { .io(file: file, reason: "cannot encode the update of step \(step - 1): \(reason)") }
+        let p = layout.parameterNames.count
+        guard g.gradients.count == p, 2 * g.statistics.count == layout.movingNames.count else {
+            throw bad("\(g.gradients.count) gradient tensors and \(g.statistics.count) batch-norm layers; the state has \(p) and \(layout.movingNames.count / 2)")
+        }
+        var values: [Float] = []
+        values.reserveCapacity(updateElements)
+        for (t, grad) in g.gradients.enumerated() {
+            guard grad.count == layout.tensors[t].count else { throw bad("gradient of \(layout.tensors[t].name) has \(grad.count) values, the parameter \(layout.tensors[t].count)") }
+            values.append(contentsOf: grad)
+        }
+        let moving = layout.tensors.suffix(layout.movingNames.count)
+        for (n, s) in g.statistics.enumerated() {
+            let meanCount = moving[moving.startIndex + 2 * n].count, varianceCount = moving[moving.startIndex + 2 * n + 1].count
+            guard s.mean.count == meanCount, s.variance.count == varianceCount else {
+                throw bad("batch statistics of layer \(n) have \(s.mean.count)/\(s.variance.count) values, the moving statistics \(meanCount)/\(varianceCount)")
+            }
+            values.append(contentsOf: s.mean)
+            values.append(contentsOf: s.variance)
+        }
+        var out: [UInt8] = []
+        out.appendLE(UInt64(bitPattern: Int64(step)))
+        do {
+            return out + (try codec.encodeUpdate(values, stateDigest: digest, stateElements: layout.elementCount, referenceDigest: previous))
+        } catch {
+            throw bad("\(error)")
         }
     }
 
     /// Bytes at the start of a payload that say what it holds: the step and the codec header.
     static let headerBytes = 8 + SnapshotHeader.size
 
-    /// Whether a payload (or its first ``headerBytes``) is a keyframe.
-    static func isKeyframe(_ payload: [UInt8]) -> Bool {
-        (try? SnapshotHeader(parsing: Array(payload.dropFirst(8))))?.kind == .keyframe
+    /// The codec header of a payload (or of its first ``headerBytes``); nil if it does not parse.
+    static func header(_ payload: [UInt8]) -> SnapshotHeader? {
+        try? SnapshotHeader(parsing: Array(payload.dropFirst(8)))
     }
 
     /// Raw state bytes a payload holds (from its header).
-    static func rawBytes(_ payload: [UInt8]) -> Int {
-        Int((try? SnapshotHeader(parsing: Array(payload.dropFirst(8))))?.rawByteCount ?? 0)
-    }
+    static func rawBytes(_ payload: [UInt8]) -> Int { Int(header(payload)?.rawByteCount ?? 0) }
 
-    func decode(_ payload: [UInt8], against keyframe: TrainingState?, frame: FrameEntry, file: String) throws(TraceError) -> TrainingState {
+    /// Decodes a payload. A keyframe needs no `reference`; an XOR delta needs its keyframe;
+    /// an update delta needs the previous step's snapshot (checked by digest), and the state
+    /// it reconstructs is checked against the digest the header records.
+    func decode(_ payload: [UInt8], reference: Decoded?, frame: FrameEntry, file: String) throws(TraceError) -> Decoded {
         func bad(_ reason: String) -> TraceError {
             .corruptFrame(file: file, index: frame.index, offset: frame.offset, step: frame.header.step, reason: reason)
         }
         guard payload.count >= 8 else { throw bad("snapshot payload truncated") }
         let step = Int(Int64(bitPattern: payload[...].readLE(UInt64.self, at: 0)))
         guard step == frame.header.step else { throw bad("snapshot says step \(step), its frame \(frame.header.step)") }
+        let blob = Array(payload.dropFirst(8))
         do {
-            let reference = try keyframe.map { s throws(StateLayoutError) in try layout.flatten(s) }
-            let values = try codec.decode(Array(payload.dropFirst(8)), reference: reference)
-            return try layout.state(from: values, step: step)
+            let header = try SnapshotHeader(parsing: blob)
+            guard header.kind == .update else {
+                let values = try codec.decode(blob, reference: try reference.map { r throws(StateLayoutError) in try layout.flatten(r.state) })
+                return Decoded(state: try layout.state(from: values, step: step), digest: header.digest)
+            }
+            guard let reference else { throw bad("update delta without the snapshot of step \(step - 1) before it") }
+            guard reference.state.step == step - 1 else {
+                throw bad("update delta of step \(step - 1) given the state after \(reference.state.step) updates")
+            }
+            let (_, values) = try codec.decodeUpdate(blob, updateElements: updateElements, referenceDigest: reference.digest)
+            let next = trainer.apply(gradients(values), to: reference.state)
+            try SnapshotCodec.checkUpdateResult(try layout.flatten(next), header: header)
+            return Decoded(state: next, digest: header.digest)
+        } catch let error as TraceError {
+            throw error
         } catch {
             throw bad("\(error)")
         }
+    }
+
+    /// An update delta's flat values as the trainer's ``Trainer/Gradients`` (the counts were
+    /// checked by the decoder).
+    private func gradients(_ values: [Float]) -> Trainer.Gradients {
+        let p = layout.parameterNames.count
+        var offset = 0
+        func take(_ count: Int) -> [Float] {
+            defer { offset += count }
+            return Array(values[offset ..< offset + count])
+        }
+        let grads = layout.tensors[0..<p].map { take($0.count) }
+        let moving = Array(layout.tensors.suffix(layout.movingNames.count))
+        let stats = stride(from: 0, to: moving.count, by: 2).map { k in (mean: take(moving[k].count), variance: take(moving[k + 1].count)) }
+        return Trainer.Gradients(gradients: grads, statistics: stats)
     }
 }

@@ -6,8 +6,11 @@ import Sim
 /// Written atomically (temporary file, then rename) at the start and again at the end;
 /// it holds no timestamps, so the same inputs give byte-identical traces.
 public struct TraceManifest: Codable, Sendable, Equatable {
-    /// Bumped whenever a reader of the previous version could misread a trace.
-    public static let currentFormatVersion = 1
+    /// Bumped whenever a reader of the previous version could misread a trace. Version 2
+    /// added update deltas (snapshots stored as the step's gradients and batch statistics).
+    public static let currentFormatVersion = 2
+    /// Versions this tpufi reads: 1 (keyframes and XOR deltas only) and 2.
+    public static let readableFormatVersions = 1...2
 
     public var formatVersion: Int = TraceManifest.currentFormatVersion
     public var tool: String = "tpufi \(TraceManifest.toolVersion)"
@@ -23,7 +26,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public var stepsPerEpoch: Int
     /// Snapshots: of the initial state and after every `snapshotEvery` updates.
     public var snapshotEvery: Int
-    /// Every `keyframeEvery`-th snapshot is self-contained; the others are deltas against
+    /// Every `keyframeEvery`-th snapshot is self-contained. Of the others, one taken a step
+    /// after the previous snapshot is (format 2) an update delta: the step's gradients and
+    /// batch statistics, re-applied to the previous state; any other is an XOR delta against
     /// the latest keyframe (see ``SnapshotStore``).
     public var keyframeEvery: Int
     public var plannedSteps: Int

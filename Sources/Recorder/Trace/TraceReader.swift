@@ -26,8 +26,8 @@ public struct TraceReader: Sendable {
         } catch {
             throw .malformed(file: manifestPath, reason: "not a valid manifest: \(error)")
         }
-        guard manifest.formatVersion == TraceManifest.currentFormatVersion else {
-            throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads version \(TraceManifest.currentFormatVersion)")
+        guard TraceManifest.readableFormatVersions.contains(manifest.formatVersion) else {
+            throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads versions \(TraceManifest.readableFormatVersions.lowerBound)-\(TraceManifest.readableFormatVersions.upperBound)")
         }
         snapshots = try SnapshotStore(manifest: manifest)
         let path = TraceWriter.framesPath(directory)
@@ -52,18 +52,23 @@ public struct TraceReader: Sendable {
 
     /// Whether a snapshot frame holds a keyframe, from its header bytes alone (the payload's
     /// checksum is checked when it is decoded).
-    func isKeyframe(_ frame: FrameEntry) -> Bool {
-        SnapshotStore.isKeyframe(Array(bytes[frame.payloadOffset ..< min(frame.end, frame.payloadOffset + SnapshotStore.headerBytes)]))
+    func isKeyframe(_ frame: FrameEntry) -> Bool { snapshotHeader(frame)?.kind == .keyframe }
+
+    /// A snapshot frame's codec header, from its first bytes alone (nil if it does not parse;
+    /// decoding the frame then reports why).
+    func snapshotHeader(_ frame: FrameEntry) -> SnapshotHeader? {
+        SnapshotStore.header(Array(bytes[frame.payloadOffset ..< min(frame.end, frame.payloadOffset + SnapshotStore.headerBytes)]))
     }
 
     /// Size of `frames.tpf` in bytes.
     public var fileBytes: Int { bytes.count }
 
-    /// Per snapshot: raw state bytes and stored (frame payload) bytes.
-    public func snapshotSizes() throws(TraceError) -> [(step: Int, raw: Int, stored: Int)] {
+    /// Per snapshot: raw state bytes, stored (frame payload) bytes and how it is stored
+    /// (keyframe, XOR delta or update delta).
+    public func snapshotSizes() throws(TraceError) -> [(step: Int, raw: Int, stored: Int, kind: SnapshotHeader.FrameKind?)] {
         try frames.filter { $0.header.kind == .snapshot }.map { frame throws(TraceError) in
             let payload = try FrameLog.payload(frame, in: bytes, file: framesPath)
-            return (frame.header.step, SnapshotStore.rawBytes(payload), frame.header.length)
+            return (frame.header.step, SnapshotStore.rawBytes(payload), frame.header.length, SnapshotStore.header(payload)?.kind)
         }
     }
 
@@ -76,42 +81,70 @@ public struct TraceReader: Sendable {
         try frames.filter { $0.header.kind == .epoch }.map { frame throws(TraceError) in try decode(EpochSummary.self, frame) }
     }
 
-    /// The training state recorded after `step` updates: its snapshot, decoded against its
-    /// keyframe, and checked against the state digest the step record holds.
+    /// The training state recorded after `step` updates: its snapshot, decoded and checked
+    /// against the digest its header records. An XOR delta is decoded against its keyframe;
+    /// an update delta is applied to the previous step's state, which comes from the chain of
+    /// update deltas back to the latest keyframe (or XOR delta), each result checked.
     public func snapshot(at step: Int) throws(TraceError) -> TrainingState {
         let snaps = frames.filter { $0.header.kind == .snapshot }
         guard let index = snaps.firstIndex(where: { $0.header.step == step }) else {
             throw .mismatch("\(framesPath): no snapshot after step \(step) (snapshots: \(Self.ranges(snaps.map(\.header.step))))")
         }
-        return try decodeSnapshot(snaps[index], keyframe: try keyframe(before: snaps[index], in: snaps[..<index]))
+        // Back over update deltas to the snapshot the chain starts from.
+        var start = index
+        while snapshotHeader(snaps[start])?.kind == .update {
+            guard start > 0, snaps[start - 1].header.step == snaps[start].header.step - 1 else { throw orphanUpdate(snaps[start]) }
+            start -= 1
+        }
+        var decoded = try decodeSnapshot(snaps[start], reference: try keyframe(before: snaps[start], in: snaps[..<start]))
+        for k in (start + 1) ..< (index + 1) { decoded = try decodeSnapshot(snaps[k], reference: decoded) }
+        return decoded.state
     }
 
-    /// The decoded keyframe a delta snapshot refers to (nil for a keyframe).
-    private func keyframe(before frame: FrameEntry, in earlier: ArraySlice<FrameEntry>) throws(TraceError) -> TrainingState? {
+    private func orphanUpdate(_ frame: FrameEntry) -> TraceError {
+        .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step,
+                      reason: "update delta without the snapshot of step \(frame.header.step - 1) before it")
+    }
+
+    /// The decoded keyframe an XOR delta refers to (nil for a keyframe).
+    private func keyframe(before frame: FrameEntry, in earlier: ArraySlice<FrameEntry>) throws(TraceError) -> SnapshotStore.Decoded? {
         guard !isKeyframe(frame) else { return nil }
         guard let k = earlier.last(where: isKeyframe) else {
             throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step, reason: "delta snapshot without a keyframe before it")
         }
-        return try decodeSnapshot(k, keyframe: nil)
+        return try decodeSnapshot(k, reference: nil)
     }
 
-    private func decodeSnapshot(_ frame: FrameEntry, keyframe: TrainingState?) throws(TraceError) -> TrainingState {
-        try snapshots.decode(try FrameLog.payload(frame, in: bytes, file: framesPath), against: keyframe, frame: frame, file: framesPath)
+    private func decodeSnapshot(_ frame: FrameEntry, reference: SnapshotStore.Decoded?) throws(TraceError) -> SnapshotStore.Decoded {
+        try snapshots.decode(try FrameLog.payload(frame, in: bytes, file: framesPath), reference: reference, frame: frame, file: framesPath)
     }
 
     /// Reads and checks every frame: payload checksums, snapshots decoded (and their digests
     /// compared with the step records), records parsed. Returns the frames checked.
     public func verify() throws(TraceError) -> Int {
         let records = Dictionary(try stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
-        var keyframe: TrainingState?
+        var keyframe: SnapshotStore.Decoded?, previous: SnapshotStore.Decoded?
         for frame in frames where frame.header.kind == .snapshot {
-            // Snapshots in order: each delta refers to the latest keyframe, decoded once.
-            if isKeyframe(frame) { keyframe = nil }
-            guard isKeyframe(frame) || keyframe != nil else {
-                throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step, reason: "delta snapshot without a keyframe before it")
+            // Snapshots in order: an XOR delta refers to the latest keyframe, decoded once; an
+            // update delta to the snapshot just before it.
+            let kind = snapshotHeader(frame)?.kind
+            let reference: SnapshotStore.Decoded?
+            switch kind {
+            case .keyframe:
+                reference = nil
+            case .update:
+                guard let previous, previous.state.step == frame.header.step - 1 else { throw orphanUpdate(frame) }
+                reference = previous
+            default:
+                guard let keyframe else {
+                    throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step, reason: "delta snapshot without a keyframe before it")
+                }
+                reference = keyframe
             }
-            let state = try decodeSnapshot(frame, keyframe: keyframe)
-            if isKeyframe(frame) { keyframe = state }
+            let decoded = try decodeSnapshot(frame, reference: reference)
+            if kind == .keyframe { keyframe = decoded }
+            previous = decoded
+            let state = decoded.state
             if let record = records[frame.header.step - 1], record.stateDigest != state.digest.description {
                 throw .corruptFrame(file: framesPath, index: frame.index, offset: frame.offset, step: frame.header.step,
                                     reason: "snapshot digest \(state.digest) differs from the step record's \(record.stateDigest)")

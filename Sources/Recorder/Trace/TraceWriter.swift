@@ -13,9 +13,15 @@ public final class TraceWriter {
     public private(set) var manifest: TraceManifest
     private let frames: FrameAppender
     private let snapshots: SnapshotStore
-    /// The latest keyframe written, for deltas.
-    private var keyframe: TrainingState?
+    /// The latest keyframe written (flat values), for XOR deltas.
+    private var keyframe: [Float]?
+    /// The latest snapshot written: its step and flat digest, for update deltas.
+    private var previous: (step: Int, digest: Digest)?
     private var snapshotsWritten: Int
+
+    /// Whether this trace stores update deltas (format 2 on); a trace of format 1 continues
+    /// in its own encoding when resumed.
+    private var writesUpdates: Bool { manifest.formatVersion >= 2 }
 
     public static func manifestPath(_ directory: String) -> String { directory + "/manifest.json" }
     public static func framesPath(_ directory: String) -> String { directory + "/frames.tpf" }
@@ -64,18 +70,35 @@ public final class TraceWriter {
         manifest.complete = false
         frames = try FrameAppender(path: Self.framesPath(directory), truncateTo: length)
         snapshots = try SnapshotStore(manifest: manifest)
-        let kept = reader.snapshotSteps.filter { $0 <= reader.completedSteps }
+        let kept = reader.frames.filter { $0.header.kind == .snapshot && $0.header.step <= reader.completedSteps }
         snapshotsWritten = kept.count
-        if let k = kept.last(where: { reader.isKeyframe(step: $0) }) { keyframe = try reader.snapshot(at: k) }
+        if let k = kept.last(where: reader.isKeyframe) {
+            keyframe = try snapshots.flatten(try reader.snapshot(at: k.header.step), file: reader.framesPath).values
+        }
+        // The next update delta refers to the last kept snapshot (decoded and verified by
+        // `resume` before this runs), by the digest its header records.
+        if let last = kept.last, let header = reader.snapshotHeader(last) { previous = (last.header.step, header.digest) }
         try writeAtomically(try Self.encode(manifest, path: Self.manifestPath(directory)), to: Self.manifestPath(directory))
     }
 
-    /// Appends the snapshot of `state` (taken after `state.step` updates).
-    public func appendSnapshot(_ state: TrainingState) throws(TraceError) {
+    /// Appends the snapshot of `state` (taken after `state.step` updates). `update`, when
+    /// given, is what the step that produced `state` computed (``Trainer/apply(_:to:)`` of it
+    /// to the previous state gives `state`): if the previous snapshot is of the step before,
+    /// the frame stores just that (an update delta) unless a keyframe is due. Otherwise the
+    /// frame is a keyframe or an XOR delta against the latest keyframe. Which one depends only
+    /// on the snapshots written before, so a resumed trace encodes like an uninterrupted one.
+    public func appendSnapshot(_ state: TrainingState, update: Trainer.Gradients? = nil) throws(TraceError) {
         let isKey = snapshotsWritten % manifest.keyframeEvery == 0 || keyframe == nil
-        let payload = try snapshots.encode(state, against: isKey ? nil : keyframe, file: frames.path)
+        let flat = try snapshots.flatten(state, file: frames.path)
+        let payload: [UInt8]
+        if !isKey, writesUpdates, let update, let previous, previous.step == state.step - 1 {
+            payload = try snapshots.encodeUpdate(update, step: state.step, digest: flat.digest, previous: previous.digest, file: frames.path)
+        } else {
+            payload = try snapshots.encode(flat.values, step: state.step, against: isKey ? nil : keyframe, file: frames.path)
+        }
         try frames.append(kind: .snapshot, step: state.step, payload: payload)
-        if isKey { keyframe = state }
+        if isKey { keyframe = flat.values }
+        previous = (state.step, flat.digest)
         snapshotsWritten += 1
     }
 

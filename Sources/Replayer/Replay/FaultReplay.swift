@@ -198,6 +198,8 @@ public enum FaultReplay {
         let start = try restorer.state(at: globalStep)
         let end = options.stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
         var manifest = m
+        // A new trace: the current format (update deltas), whatever the golden's version.
+        manifest.formatVersion = TraceManifest.currentFormatVersion
         manifest.plannedSteps = end
         manifest.complete = false
         manifest.completedSteps = 0

@@ -70,6 +70,18 @@ public struct Trainer: Sendable {
         /// Per replica, the digest of every MXU operation's output in execution order (empty
         /// unless asked for).
         public var siteDigests: [[(site: SiteID, digest: Digest)]]
+
+        /// A step's reduced gradients and batch statistics, e.g. read back from a trace to
+        /// re-apply the update (``Trainer/apply(_:to:)`` uses only these two; the metrics and
+        /// digests default to NaN and none).
+        public init(gradients: [[Float]], statistics: [(mean: [Float], variance: [Float])],
+                    metrics: StepMetrics = StepMetrics(loss: .nan, accuracy: .nan, learningRate: .nan),
+                    siteDigests: [[(site: SiteID, digest: Digest)]] = []) {
+            self.gradients = gradients
+            self.statistics = statistics
+            self.metrics = metrics
+            self.siteDigests = siteDigests
+        }
     }
 
     /// Forward and backward on every replica (each normalising with its own batch
@@ -115,6 +127,8 @@ public struct Trainer: Sendable {
     }
 
     /// The update: the optimizer on every tensor, the moving statistics, the step count.
+    /// A pure function of `g.gradients`, `g.statistics`, the configuration and `state`: traces
+    /// store just those two as update deltas and re-apply them to restore a step.
     public func apply(_ g: Gradients, to state: TrainingState) -> TrainingState {
         var next = state
         let lr = schedule.rate(at: state.step)
