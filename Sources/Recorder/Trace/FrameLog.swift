@@ -92,18 +92,24 @@ public enum FrameLog {
     /// is a torn tail (a crash mid-append), reported through `validLength`; a bad header
     /// anywhere else is an error.
     public static func scan(_ bytes: [UInt8], file: String) throws(TraceError) -> (frames: [FrameEntry], validLength: Int) {
+        try scan(size: bytes.count, file: file) { offset in bytes[offset ..< offset + FrameHeader.size] }
+    }
+
+    /// ``scan(_:file:)`` of a file of `size` bytes whose 40-byte headers `header(offset)` reads.
+    static func scan(size: Int, file: String,
+                     header: (Int) throws(TraceError) -> ArraySlice<UInt8>) throws(TraceError) -> (frames: [FrameEntry], validLength: Int) {
         var frames: [FrameEntry] = []
         var offset = 0
-        while offset < bytes.count {
+        while offset < size {
             let index = frames.count
-            guard offset + FrameHeader.size <= bytes.count else { break }           // torn header
-            let h = bytes[offset ..< offset + FrameHeader.size]
+            guard offset + FrameHeader.size <= size else { break }                  // torn header
+            let h = try header(offset)
             guard Array(h.prefix(4)) == FrameHeader.magic else {
                 throw .corruptFrame(file: file, index: index, offset: offset, step: nil, reason: "bad magic")
             }
             guard checksum(h.prefix(32)) == h.readLE(UInt64.self, at: 32) else {
                 // A header torn by a crash is the last thing in the file.
-                if offset + FrameHeader.size == bytes.count { break }
+                if offset + FrameHeader.size == size { break }
                 throw .corruptFrame(file: file, index: index, offset: offset, step: nil, reason: "header checksum mismatch")
             }
             guard let kind = FrameKind(rawValue: h.readLE(UInt32.self, at: 4)) else {
@@ -116,7 +122,7 @@ public enum FrameLog {
             }
             let entry = FrameEntry(header: FrameHeader(kind: kind, step: step, length: Int(length), payloadChecksum: h.readLE(UInt64.self, at: 24)),
                                    index: index, offset: offset)
-            guard entry.end <= bytes.count else { break }                            // torn payload
+            guard entry.end <= size else { break }                                   // torn payload
             frames.append(entry)
             offset = entry.end
         }
@@ -125,12 +131,70 @@ public enum FrameLog {
 
     /// The payload of `frame`, checked against its checksum.
     public static func payload(_ frame: FrameEntry, in bytes: [UInt8], file: String) throws(TraceError) -> [UInt8] {
-        let payload = bytes[frame.payloadOffset ..< frame.end]
+        try checked(bytes[frame.payloadOffset ..< frame.end], of: frame, file: file)
+    }
+
+    /// `payload` if it matches `frame`'s checksum.
+    static func checked(_ payload: ArraySlice<UInt8>, of frame: FrameEntry, file: String) throws(TraceError) -> [UInt8] {
         guard checksum(payload) == frame.header.payloadChecksum else {
             throw .corruptFrame(file: file, index: frame.index, offset: frame.offset, step: frame.header.step,
                                 reason: "payload checksum mismatch (\(frame.header.kind) frame, \(frame.header.length) bytes)")
         }
         return Array(payload)
+    }
+}
+
+/// A frame file opened for reading on demand: the scan reads only the 40-byte headers, and a
+/// payload is read (positionally, so threads may share the file) when it is asked for. A
+/// reader of a long trace thus holds what it uses, not the whole file.
+final class FrameFile: @unchecked Sendable {
+    let path: String
+    /// Size when opened (appends made later are not seen).
+    let size: Int
+    private let fd: Int32
+
+    init(path: String) throws(TraceError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw .io(file: path, reason: errno == ENOENT ? "missing" : "cannot open: \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .io(file: path, reason: "cannot stat: \(reason)")
+        }
+        self.path = path
+        self.fd = fd
+        self.size = Int(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Bytes `range` of the file.
+    func read(_ range: Range<Int>) throws(TraceError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: range.count)
+        var done = 0
+        while done < range.count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, range.count - done, off_t(range.lowerBound + done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw .io(file: path, reason: n == 0 ? "ends at byte \(range.lowerBound + done), before \(range.upperBound) (truncated while open?)"
+                                               : "read failed at byte \(range.lowerBound + done): \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+        return out
+    }
+
+    /// The frames and where the valid part ends (see ``FrameLog/scan(_:file:)``).
+    func scan() throws(TraceError) -> (frames: [FrameEntry], validLength: Int) {
+        try FrameLog.scan(size: size, file: path) { offset throws(TraceError) in try read(offset ..< offset + FrameHeader.size)[...] }
+    }
+
+    /// The payload of `frame`, checked against its checksum.
+    func payload(_ frame: FrameEntry) throws(TraceError) -> [UInt8] {
+        try FrameLog.checked(try read(frame.payloadOffset ..< frame.end)[...], of: frame, file: path)
     }
 }
 

@@ -10,7 +10,7 @@ public struct TraceReader: Sendable {
     public let frames: [FrameEntry]
     /// Bytes of `frames.tpf` after the last whole frame (0 for a cleanly written trace).
     public let tornBytes: Int
-    let bytes: [UInt8]
+    let file: FrameFile
     let snapshots: SnapshotStore
 
     public var framesPath: String { TraceWriter.framesPath(directory) }
@@ -31,11 +31,10 @@ public struct TraceReader: Sendable {
         }
         snapshots = try SnapshotStore(manifest: manifest)
         let path = TraceWriter.framesPath(directory)
-        guard let frameData = FileManager.default.contents(atPath: path) else { throw .io(file: path, reason: "missing") }
-        bytes = [UInt8](frameData)
-        let scan = try FrameLog.scan(bytes, file: path)
+        file = try FrameFile(path: path)
+        let scan = try file.scan()
         frames = scan.frames
-        tornBytes = bytes.count - scan.validLength
+        tornBytes = file.size - scan.validLength
     }
 
     /// Steps whose record is on disk: the run's progress (records are written in order).
@@ -57,17 +56,17 @@ public struct TraceReader: Sendable {
     /// A snapshot frame's codec header, from its first bytes alone (nil if it does not parse;
     /// decoding the frame then reports why).
     func snapshotHeader(_ frame: FrameEntry) -> SnapshotHeader? {
-        SnapshotStore.header(Array(bytes[frame.payloadOffset ..< min(frame.end, frame.payloadOffset + SnapshotStore.headerBytes)]))
+        (try? file.read(frame.payloadOffset ..< min(frame.end, frame.payloadOffset + SnapshotStore.headerBytes))).flatMap(SnapshotStore.header)
     }
 
     /// Size of `frames.tpf` in bytes.
-    public var fileBytes: Int { bytes.count }
+    public var fileBytes: Int { file.size }
 
     /// Per snapshot: raw state bytes, stored (frame payload) bytes and how it is stored
     /// (keyframe, XOR delta or update delta).
     public func snapshotSizes() throws(TraceError) -> [(step: Int, raw: Int, stored: Int, kind: SnapshotHeader.FrameKind?)] {
         try frames.filter { $0.header.kind == .snapshot }.map { frame throws(TraceError) in
-            let payload = try FrameLog.payload(frame, in: bytes, file: framesPath)
+            let payload = try file.payload(frame)
             return (frame.header.step, SnapshotStore.rawBytes(payload), frame.header.length, SnapshotStore.header(payload)?.kind)
         }
     }
@@ -116,7 +115,7 @@ public struct TraceReader: Sendable {
     }
 
     private func decodeSnapshot(_ frame: FrameEntry, reference: SnapshotStore.Decoded?) throws(TraceError) -> SnapshotStore.Decoded {
-        try snapshots.decode(try FrameLog.payload(frame, in: bytes, file: framesPath), reference: reference, frame: frame, file: framesPath)
+        try snapshots.decode(try file.payload(frame), reference: reference, frame: frame, file: framesPath)
     }
 
     /// Reads and checks every frame: payload checksums, snapshots decoded (and their digests
@@ -155,7 +154,7 @@ public struct TraceReader: Sendable {
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ frame: FrameEntry) throws(TraceError) -> T {
-        let payload = try FrameLog.payload(frame, in: bytes, file: framesPath)
+        let payload = try file.payload(frame)
         do {
             return try JSONCoding.decode(type, from: payload)
         } catch {
