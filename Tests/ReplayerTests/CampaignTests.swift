@@ -152,6 +152,17 @@ import Sim
                                                   golden: GoldenIdentity(reader)) }.contains("--registers"))
     }
 
+    /// Workers asking for the same golden test accuracy at once share one evaluation.
+    @Test func concurrentGoldenEvaluationsOfOneStepRunOnce() throws {
+        let golden = try GoldenReference(restorer: TraceRestorer(reader: TraceReader(directory: Self.golden)))
+        let values = ResultBox()
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in values.add(try? golden.testAccuracy(at: 5)) }
+        #expect(values.all.count == 4 && Set(values.all.map { $0?.bitPattern }).count == 1 && values.all.allSatisfy { $0 != nil })
+        #expect(golden.evaluations == 1)
+        _ = try golden.testAccuracy(at: 6)
+        #expect(golden.evaluations == 2)
+    }
+
     @Test func badInputFailsClearlyAndOverwritesNothing() throws {
         let p = Self.parameters
         func run(_ q: CampaignParameters, out: String = CampaignTests.scratch("bad"), resume: Bool = false) -> String {
@@ -247,4 +258,11 @@ import Sim
         #expect(Wilson.interval(successes: 10, trials: 10).high == 1 && Wilson.interval(successes: 0, trials: 10).low == 0)
         #expect(Wilson.interval(successes: 0, trials: 0).low == 0 && Wilson.interval(successes: 0, trials: 0).high == 1)
     }
+}
+
+/// Values collected from several threads.
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var all: [Float?] = []
+    func add(_ v: Float?) { lock.lock(); all.append(v); lock.unlock() }
 }

@@ -70,8 +70,12 @@ public final class GoldenReference: @unchecked Sendable {
     public let records: [Int: StepRecord]
     /// Test accuracy the golden trace records, by the step count after which it was measured.
     let recordedTests: [Int: Float]
-    private let lock = NSLock()
+    /// Guards `evaluated` and `inFlight`; signalled when an evaluation ends.
+    private let condition = NSCondition()
     private var evaluated: [Int: Float] = [:]
+    /// Steps some thread is evaluating now (the others wait for its value).
+    private var inFlight: Set<Int> = []
+    private var runs = 0
 
     public init(restorer: TraceRestorer) throws {
         self.restorer = restorer
@@ -90,23 +94,30 @@ public final class GoldenReference: @unchecked Sendable {
     /// The golden test accuracy after `step` updates: recorded, cached, or evaluated now.
     public func testAccuracy(at step: Int) throws -> Float {
         if let t = recordedTests[step] { return t }
-        lock.lock()
-        let cached = evaluated[step]
-        lock.unlock()
-        if let cached { return cached }
-        // Evaluated outside the lock: two threads may both evaluate one step, to the same value.
-        let t = restorer.run.evaluate(try restorer.state(at: step)).accuracy
-        lock.lock()
-        evaluated[step] = t
-        lock.unlock()
-        return t
+        condition.lock()
+        while evaluated[step] == nil && inFlight.contains(step) { condition.wait() }
+        if let cached = evaluated[step] {
+            condition.unlock()
+            return cached
+        }
+        inFlight.insert(step)
+        condition.unlock()
+        // Evaluated outside the lock (other steps proceed); a second asker of this step waits.
+        let result = Result { try restorer.run.evaluate(restorer.state(at: step)).accuracy }
+        condition.lock()
+        inFlight.remove(step)
+        runs += 1
+        if case .success(let t) = result { evaluated[step] = t }
+        condition.broadcast()
+        condition.unlock()
+        return try result.get()
     }
 
     /// Golden evaluations run so far (not counting recorded ones).
     public var evaluations: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return evaluated.count
+        condition.lock()
+        defer { condition.unlock() }
+        return runs
     }
 }
 
