@@ -24,7 +24,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         let schedule = try! Schedule(shape: shape, config: inner.chip, mode: inner.mode)
         let reference = try! ReferenceArray(schedule: schedule, precision: mxu.precision).run(a: A, b: B, fault: inner.fault).output
         let mismatches = zip(fast, reference).filter { $0.bitPattern != $1.bitPattern && !($0.isNaN && $1.isNaN) }.count
-        checked.append((site.name, inner.applied.count, mismatches))
+        checked.append((site.name, inner.applied.last?.elements.count ?? 0, mismatches))
     }
 }
 
@@ -82,6 +82,27 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         let b = try Bisect.run(reader, trace)
         #expect(b.firstDivergentStep == 3 && b.firstDivergentSite == "basicblock_1_basic_0_conv2" && b.replica == 1)
         #expect(b.sites.first?.differing == r.injection.positions.count)
+
+        // The same PE stuck for the whole step (`"site": "all"`): every MXU operation of the
+        // replica's step runs through it; positions name the operation first.
+        let whole = Self.scratch("whole")
+        defer { try? FileManager.default.removeItem(atPath: whole) }
+        // A low mantissa bit of a partial sum: every operation changes, nothing overflows.
+        let lowBit = HardwareFault(row: 1, column: 1, register: .partialSum, bit: 3, kind: .stuckAt(value: 1))
+        let all = InjectionSpec(workload: "resnet18", site: "all", faultModel: nil, replica: 1, globalStep: 3, hardware: lowBit)
+        let w = try FaultReplay.run(golden: reader, spec: all, specName: "all.json", stepsAfterInjection: 0, out: whole)
+        let operations = Set(w.injection.positions.map { $0[0] })
+        #expect(operations.count > run.model.sites.count / 2, "\(operations.count) of \(run.model.sites.count) operations changed")
+        let sites = run.model.sites.map(\.name)
+        let first = try #require(operations.min())
+        #expect(w.firstDivergence == .init(globalStep: 3, site: sites[first], replica: 1))
+        // Bisect re-arms it for the whole step too.
+        let wb = try Bisect.run(reader, try TraceReader(directory: whole))
+        #expect(wb.firstDivergentSite == sites[first] && wb.replica == 1)
+        // A flip happens in one cycle of one operation: "all" takes stuck-at faults only.
+        var flip = all
+        flip.hardware?.kind = .transient(cycle: 3)
+        #expect(throws: ReplayError.self) { try FaultReplay.run(golden: reader, spec: flip, specName: "flip.json", stepsAfterInjection: 0, out: Self.scratch("flip")) }
     }
 
     @Test func hardwareSpecsAreCheckedAgainstTheArrayAndTheOperation() throws {

@@ -6,15 +6,17 @@ import Sim
 /// ``Schedule`` onto the output elements it corrupts (``Schedule/faultyElements(of:precision:a:b:golden:)``)
 /// and writes their faulty values. What it changed is kept for the report and the trace.
 public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
-    public let site: SiteID
+    /// The operation struck; nil: every MXU operation of the step (a permanent fault of the
+    /// PE, stuck for the whole step).
+    public let site: SiteID?
     public let replica: Int
     public let fault: HardwareFault
     public let chip: ChipConfig
     public let mode: TimingMode
     private let lock = NSLock()
-    private var changed: [FaultyElement] = []
+    private var changed: [(site: SiteID, elements: [FaultyElement])] = []
 
-    public init(site: SiteID, replica: Int, fault: HardwareFault, chip: ChipConfig, mode: TimingMode = .overlapped) {
+    public init(site: SiteID?, replica: Int, fault: HardwareFault, chip: ChipConfig, mode: TimingMode = .overlapped) {
         self.site = site
         self.replica = replica
         self.fault = fault
@@ -22,8 +24,9 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
         self.mode = mode
     }
 
-    /// The product elements the fault changed (row-major), once the operation has run.
-    public var applied: [FaultyElement] {
+    /// The product elements the fault changed (row-major), per operation in execution order,
+    /// once the operations have run.
+    public var applied: [(site: SiteID, elements: [FaultyElement])] {
         lock.lock()
         defer { lock.unlock() }
         return changed
@@ -42,7 +45,7 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
     }
 
     public func wants(_ site: SiteID, replica: Int) -> Bool {
-        site == self.site && replica == self.replica
+        (self.site == nil || site == self.site) && replica == self.replica
     }
 
     public func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
@@ -58,7 +61,7 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
             golden: { m, n in c[m * shape.n + n] })
         for e in elements { c[e.row * shape.n + e.column] = e.faulty }
         lock.lock()
-        changed = elements
+        changed.append((site, elements))
         lock.unlock()
     }
 }

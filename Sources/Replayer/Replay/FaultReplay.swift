@@ -188,7 +188,8 @@ public enum FaultReplay {
         let site = parseSite(spec.site)
         // A hardware fault corrupts the operation's product, so it shows in the output.
         let role = spec.faultModel?.tensor ?? .output
-        guard let shape = model.operandShape(site, role) else {
+        let wholeStep = spec.hardware != nil && spec.site == wholeStepSite
+        guard let shape = wholeStep ? [] : model.operandShape(site, role) else {
             let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
             throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(m.config.workload.rawValue) \(m.config.scale.name) (sites: \(known), ... \(model.sites.count) in all)")
         }
@@ -291,18 +292,32 @@ public enum FaultReplay {
                     config: TrainingConfig, sixteen: SixteenSemantics) throws -> ArmedFault {
         if let fault = spec.hardware {
             let name = target.site.name
-            guard let gemm = config.workload.layers(scale: config.scale, phases: .training).first(where: { $0.name == name })?.gemm else {
+            let operations = config.workload.layers(scale: config.scale, phases: .training)
+            let wholeStep = name == wholeStepSite
+            if wholeStep, case .transient = fault.kind {
+                throw ReplayError.specMismatch("\(specName): a flip happens in one cycle of one operation: name its site (\"site\": \"all\" is for stuck-at faults, which hold for the whole step)")
+            }
+            // The cycle is checked against the operation; a whole-step fault against every one.
+            for operation in operations where wholeStep || operation.name == name {
+                do {
+                    try HardwareInjectionHook.validate(fault, site: parseSite(operation.name), shape: operation.gemm, chip: config.chip, precision: config.precision)
+                } catch {
+                    throw ReplayError.specMismatch("\(specName): \(error)")
+                }
+            }
+            guard wholeStep || operations.contains(where: { $0.name == name }) else {
                 throw ReplayError.specMismatch("\(specName): \(name) is not an MXU operation of this workload")
             }
-            do {
-                try HardwareInjectionHook.validate(fault, site: target.site, shape: gemm, chip: config.chip, precision: config.precision)
-            } catch {
-                throw ReplayError.specMismatch("\(specName): \(error)")
-            }
-            let hook = HardwareInjectionHook(site: target.site, replica: target.replica, fault: fault, chip: config.chip)
+            let hook = HardwareInjectionHook(site: wholeStep ? nil : target.site, replica: target.replica, fault: fault, chip: config.chip)
+            // Positions: [row, column] of the product; for a whole-step fault
+            // [operation index (execution order), row, column].
+            let index = Dictionary(uniqueKeysWithValues: operations.enumerated().map { ($1.name, $0) })
             return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false, limitedReach: false) {
-                let e = hook.applied
-                return (e.map { [$0.row, $0.column] }, e.map(\.faulty))
+                let applied = hook.applied
+                let positions = applied.flatMap { op in
+                    op.elements.map { e in wholeStep ? [index[op.site.name] ?? -1, e.row, e.column] : [e.row, e.column] }
+                }
+                return (positions, applied.flatMap { $0.elements.map(\.faulty) })
             }
         }
         guard let model = spec.faultModel else { throw ReplayError.specMismatch("\(specName): no fault model and no hardware fault") }
@@ -331,7 +346,8 @@ public enum FaultReplay {
                              model: ResNet18) throws -> (target: InjectionTarget, hook: any OperandHook) {
         let site = parseSite(recorded.site)
         guard let role = OperandRole(rawValue: recorded.role) else { throw ReplayError.specMismatch("unknown operand '\(recorded.role)'") }
-        guard let shape = model.operandShape(site, role) else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
+        let wholeStep = recorded.hardware != nil && recorded.site == wholeStepSite
+        guard let shape = wholeStep ? [] : model.operandShape(site, role) else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
         let spec: InjectionSpec
         if let hardware = recorded.hardware {
             spec = InjectionSpec(workload: config.workload.rawValue, site: recorded.site, faultModel: nil, replica: recorded.replica,
@@ -347,6 +363,10 @@ public enum FaultReplay {
         return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config,
                                 sixteen: recorded.limitedReach == true ? .fidelity : .released).hook)
     }
+
+    /// The site of a hardware fault stuck for the whole step: every MXU operation of the
+    /// replica's step runs on the faulty PE.
+    public static let wholeStepSite = "all"
 
     /// `basicblock_1_basic_0_conv1_grad_in` -> (`basicblock_1_basic_0_conv1`, grad_in).
     public static func parseSite(_ name: String) -> SiteID {
