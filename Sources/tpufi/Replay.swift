@@ -22,7 +22,14 @@ struct Replay: ParsableCommand {
         "globalStep": 120, "seed": 42} draws the positions and values from the seed; the faulty \
         trace's manifest records what was drawn.
 
-        A hardware fault replaces the fault model with the processing element it strikes in         the site's MXU operation: {"workload": "resnet18", "site": "basicblock_1_basic_0_conv1",         "replica": 0, "globalStep": 120, "hardware": {"mxu": 0, "row": 3, "column": 5,         "register": "weight", "bit": 14, "stuckAt": 1}}. Registers: weight, input,         partial-sum; "cycle": C (counted from the operation's first cycle) flips the bit once,         "stuckAt": 0|1 holds it for the whole operation. The schedule of that operation maps         the fault onto the output elements it corrupts.
+        A hardware fault replaces the fault model with the processing element it strikes in \
+        the site's MXU operation: {"workload": "resnet18", "site": "basicblock_1_basic_0_conv1", \
+        "replica": 0, "globalStep": 120, "hardware": {"mxu": 0, "row": 3, "column": 5, \
+        "register": "weight", "bit": 14, "stuckAt": 1}}. Registers: weight, input, \
+        partial-sum; "cycle": C (counted from the operation's first cycle) flips the bit once, \
+        "stuckAt": 0|1 holds it for the whole operation, or, with "site": "all", for every MXU \
+        operation of the replica's step (a permanent fault of the PE). The schedule of each \
+        operation maps the fault onto the output elements it corrupts.
 
         Example:
           tpufi replay --golden golden/resnet18-small --spec traces/resnet18-small/masked.csv --steps-after-injection 50

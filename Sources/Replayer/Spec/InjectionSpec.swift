@@ -20,7 +20,8 @@ import Sim
 /// ```
 public struct InjectionSpec: Codable, Sendable, Equatable {
     public var workload: String
-    /// The reference's site name: `<layer>`, `<layer>_grad_in` or `<layer>_grad_wt`.
+    /// The reference's site name: `<layer>`, `<layer>_grad_in` or `<layer>_grad_wt`; for a
+    /// hardware stuck-at fault also `all` (every MXU operation of the step).
     public var site: String
     /// The software fault model; nil for a hardware fault.
     public var faultModel: FaultModel?
