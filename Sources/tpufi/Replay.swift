@@ -32,7 +32,7 @@ struct Replay: ParsableCommand {
         operation maps the fault onto the output elements it corrupts.
 
         Example:
-          tpufi replay --golden golden/resnet18-small --spec traces/resnet18-small/masked.csv --steps-after-injection 50
+          tpufi replay --golden golden/resnet18-small --spec traces/resnet18-small/slow_degrade__grad_in_spike.json --steps-after-injection 20
         """)
 
     @Option(help: "Golden trace directory.")
