@@ -107,11 +107,7 @@ struct OptimizerStudyCommand: ParsableCommand {
         if let golden {
             source = .trace(golden)
         } else {
-            guard let w = Workload(rawValue: workload) else {
-                throw ValidationError("unknown workload '\(workload)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            guard let s = ResNetScale.named(scale) else { throw ValidationError("unknown scale '\(scale)'; expected tiny, small or paper") }
-            let config = TrainingConfig(workload: w, scale: s, optimizer: parameters.baseline, replicas: replicas)
+            let config = TrainingConfig(workload: try TrainingOptions.workload(workload), scale: try TrainingOptions.scale(scale), optimizer: parameters.baseline, replicas: replicas)
             let run = try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
             source = .record(run: run, dataset: dataset, steps: steps ?? stepsAfterInjection + 20)
         }

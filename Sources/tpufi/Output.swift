@@ -1,13 +1,11 @@
 import ArgumentParser
 import Foundation
+import Recorder
 import Replayer
 
 /// Prints `value` as pretty, key-sorted JSON (non-finite numbers as "nan"/"inf" strings).
 func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    print(String(decoding: try JSONCoding.encoder(pretty: true).encode(value), as: UTF8.self))
 }
 
 /// `rows` as aligned columns (the first left-aligned, the others right-aligned, two spaces

@@ -40,12 +40,23 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Augment with random horizontal flips and pad-2 crops.")
     var augment = false
 
+    /// `--workload`, checked.
+    static func workload(_ name: String) throws -> Workload {
+        guard let w = Workload(rawValue: name) else {
+            throw ValidationError("unknown workload '\(name)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return w
+    }
+
+    /// `--scale`, checked.
+    static func scale(_ name: String) throws -> ResNetScale {
+        guard let s = ResNetScale.named(name) else { throw ValidationError("unknown scale '\(name)'; expected tiny, small or paper") }
+        return s
+    }
+
     /// The run these options describe, with its data loaded.
     func makeRun() throws -> TrainingRun {
-        guard let w = Workload(rawValue: workload) else {
-            throw ValidationError("unknown workload '\(workload)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard let s = ResNetScale.named(scale) else { throw ValidationError("unknown scale '\(scale)'; expected tiny, small or paper") }
+        let w = try Self.workload(workload), s = try Self.scale(scale)
         let kind = try optimizer.map { name in
             guard let k = OptimizerKind(rawValue: name) else { throw ValidationError("unknown optimizer '\(name)'; expected adam, sgd, rmsprop or adagrad") }
             return k

@@ -1,10 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct CampaignCommandTests {
     @Test func shardsMergeAndSummarizeFromTheCommandLine() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-campaign-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: root)
+        let root = Scratch.path("cli-campaign")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let golden = root + "/golden"
         let rec = try tpufi(["record", "--workload", "resnet18_nobn", "--optimizer", "sgd", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16",

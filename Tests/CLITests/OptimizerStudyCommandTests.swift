@@ -1,10 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct OptimizerStudyCommandTests {
     @Test func studyFromTheCommandLineWithClearErrors() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-optstudy-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: root)
+        let root = Scratch.path("cli-optstudy")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let golden = root + "/golden"
         let rec = try tpufi(["record", "--workload", "resnet18", "--optimizer", "adam", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16",

@@ -1,10 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ReportCommandTests {
     @Test func reportWritesTheFilePrintsItsPathAndFailsInOneLine() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-cli-report-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: root)
+        let root = Scratch.path("cli-report")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let study = root + "/study"
         try FileManager.default.createDirectory(atPath: study, withIntermediateDirectories: true)

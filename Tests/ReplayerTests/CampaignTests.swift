@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Replayer
 import Recorder
 import Sim
@@ -7,19 +8,12 @@ import Sim
 /// Campaigns on a tiny golden run (synthetic data, 2 replicas, 16 steps): a few short
 /// experiments each, run once and shared by the tests.
 @Suite(.serialized) struct CampaignTests {
+    /// Shared by the tests; under the test process's scratch directory, removed at exit.
     static let root: String = {
-        let d = rootPath()
-        try? FileManager.default.removeItem(atPath: d)
+        let d = Scratch.path("campaign")
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        // The tests share the golden trace and the serial run, so the directory goes when the
-        // test process ends.
-        atexit { try? FileManager.default.removeItem(atPath: CampaignTests.rootPath()) }
         return d
     }()
-
-    static func rootPath() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-campaign-\(getpid())").path
-    }
 
     static func scratch(_ name: String) -> String {
         let d = root + "/" + name

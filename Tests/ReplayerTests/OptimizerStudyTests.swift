@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Replayer
 import Recorder
 import Sim
@@ -7,12 +8,10 @@ import Sim
 /// The optimizer study on a tiny golden run (resnet18 with Adam, synthetic data, 2
 /// replicas, 8 steps): short studies, run once and shared by the tests.
 @Suite(.serialized) struct OptimizerStudyTests {
+    /// Shared by the tests; under the test process's scratch directory, removed at exit.
     static let root: String = {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-optstudy-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: d)
+        let d = Scratch.path("optstudy")
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        // Shared by the tests: removed when the test process ends.
-        atexit { try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-optstudy-\(getpid())").path) }
         return d
     }()
 

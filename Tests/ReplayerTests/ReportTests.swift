@@ -3,6 +3,7 @@ import Foundation
 import FoundationXML
 #endif
 import Testing
+import TestSupport
 @testable import Replayer
 import Recorder
 import Sim
@@ -10,11 +11,10 @@ import Sim
 /// `tpufi report` on a tiny campaign (synthetic data, 16 golden steps, 8 short experiments,
 /// run once and shared) and on the optimizer-study fixture.
 @Suite(.serialized) struct ReportTests {
+    /// Shared by the tests; under the test process's scratch directory, removed at exit.
     static let root: String = {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-report-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: d)
+        let d = Scratch.path("report")
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        atexit { try? FileManager.default.removeItem(atPath: FileManager.default.temporaryDirectory.appendingPathComponent("tpufi-report-\(getpid())").path) }
         return d
     }()
 

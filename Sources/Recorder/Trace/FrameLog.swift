@@ -198,14 +198,15 @@ final class FrameFile: @unchecked Sendable {
     }
 }
 
-/// Appends frames to a file, durably: each `append` is written in full (retrying short
-/// writes) and `sync` makes everything appended so far survive a crash.
-public final class FrameAppender {
+/// A file opened for appending durably: each `write` goes out in full (short writes
+/// retried) and `sync` makes everything written so far survive a crash. Frame files and
+/// campaign result logs append through it.
+public final class AppendFile {
     public let path: String
     private let fd: Int32
 
-    /// Opens `path` for appending, truncating it to `length` bytes first when given (to drop
-    /// a torn tail before resuming).
+    /// Opens (creating) `path` for appending, truncating it to `length` bytes first when given
+    /// (to drop a torn tail before resuming).
     public init(path: String, truncateTo length: Int? = nil) throws(TraceError) {
         self.path = path
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
@@ -220,17 +221,17 @@ public final class FrameAppender {
 
     deinit { close(fd) }
 
-    public func append(kind: FrameKind, step: Int, payload: [UInt8]) throws(TraceError) {
-        let header = FrameHeader(kind: kind, step: step, length: payload.count, payloadChecksum: FrameLog.checksum(payload[...]))
-        try write(header.encoded() + payload)
+    public func write(_ bytes: [UInt8]) throws(TraceError) {
+        try Self.write(bytes, to: fd, path: path)
     }
 
-    /// Flushes appended frames to the disk.
+    /// Flushes what was written to the disk.
     public func sync() throws(TraceError) {
         guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
     }
 
-    private func write(_ bytes: [UInt8]) throws(TraceError) {
+    /// Writes all of `bytes` to `fd` (the file `path`), retrying short and interrupted writes.
+    public static func write(_ bytes: [UInt8], to fd: Int32, path: String) throws(TraceError) {
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
@@ -241,6 +242,26 @@ public final class FrameAppender {
             written += n
         }
     }
+}
+
+/// Appends frames to a file, durably (see ``AppendFile``).
+public final class FrameAppender {
+    private let file: AppendFile
+    public var path: String { file.path }
+
+    /// Opens `path` for appending, truncating it to `length` bytes first when given (to drop
+    /// a torn tail before resuming).
+    public init(path: String, truncateTo length: Int? = nil) throws(TraceError) {
+        file = try AppendFile(path: path, truncateTo: length)
+    }
+
+    public func append(kind: FrameKind, step: Int, payload: [UInt8]) throws(TraceError) {
+        let header = FrameHeader(kind: kind, step: step, length: payload.count, payloadChecksum: FrameLog.checksum(payload[...]))
+        try file.write(header.encoded() + payload)
+    }
+
+    /// Flushes appended frames to the disk.
+    public func sync() throws(TraceError) { try file.sync() }
 }
 
 extension Array where Element == UInt8 {

@@ -99,18 +99,29 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public var siteDigests: [[String]]
 }
 
-enum JSONCoding {
-    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+/// The project's JSON conventions (traces, specs, campaign and study files, `--json`):
+/// sorted keys, so output is byte-stable, and non-finite floats as the strings `inf`, `-inf`
+/// and `nan` (a fault may write any of them).
+public enum JSONCoding {
+    public static func encoder(pretty: Bool = false) -> JSONEncoder {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return Array(try encoder.encode(value))
+        return encoder
+    }
+
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return decoder
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        Array(try encoder().encode(value))
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return try decoder.decode(type, from: Data(bytes))
+        try decoder.decode(type, from: Data(bytes))
     }
 }
 

@@ -299,21 +299,11 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
     }
 }
 
-/// The JSON conventions of campaign files: sorted keys (byte-stable output), non-finite
-/// floats as the strings `inf`, `-inf`, `nan` (a bit flip may write any of them).
+/// Campaign files follow the project's JSON conventions (``JSONCoding``).
 enum CampaignJSON {
-    static func encoder(pretty: Bool = false) -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted] : [.sortedKeys]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return e
-    }
+    static func encoder(pretty: Bool = false) -> JSONEncoder { JSONCoding.encoder(pretty: pretty) }
 
-    static var decoder: JSONDecoder {
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return d
-    }
+    static var decoder: JSONDecoder { JSONCoding.decoder }
 
     static func encode<T: Encodable>(_ value: T, pretty: Bool = false) throws -> [UInt8] {
         [UInt8](try encoder(pretty: pretty).encode(value))
@@ -326,19 +316,17 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(CampaignError
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw .io(file: tmp, reason: "cannot create: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    try writeAll(fd, bytes, path: tmp)
+    do { try AppendFile.write(bytes, to: fd, path: tmp) } catch { throw CampaignError(error) }
     guard fsync(fd) == 0, rename(tmp, path) == 0 else { throw .io(file: path, reason: "cannot write: \(String(cString: strerror(errno)))") }
 }
 
-func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(CampaignError) {
-    var written = 0
-    while written < bytes.count {
-        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw .io(file: path, reason: "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(errno)))")
+extension CampaignError {
+    /// A file error of the recorder's I/O, as the campaign reports it.
+    init(_ error: TraceError) {
+        switch error {
+        case .io(let file, let reason): self = .io(file: file, reason: reason)
+        default: self = .io(file: "", reason: "\(error)")
         }
-        written += n
     }
 }
 

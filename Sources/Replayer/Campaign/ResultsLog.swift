@@ -1,4 +1,5 @@
 import Foundation
+import Recorder
 import Sim
 
 /// One experiment's result: one line of `results.jsonl` (JSON, sorted keys, non-finite
@@ -181,24 +182,14 @@ public enum ResultsLog {
     /// Appends result lines to `results.jsonl`, each synced. One appender per file; callers
     /// on several threads serialise through it.
     public final class Appender: @unchecked Sendable {
-        public let path: String
-        private let fd: Int32
+        private let file: AppendFile
         private let lock = NSLock()
+        public var path: String { file.path }
 
         /// Opens (creating) the file, cut to `truncateTo` bytes when given (a torn last line).
         public init(directory: String, truncateTo length: Int? = nil) throws(CampaignError) {
-            path = ResultsLog.path(directory)
-            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw .io(file: path, reason: "cannot open for appending: \(String(cString: strerror(errno)))") }
-            if let length, ftruncate(fd, off_t(length)) != 0 {
-                let reason = String(cString: strerror(errno))
-                close(fd)
-                throw .io(file: path, reason: "cannot truncate the torn last line (to \(length) bytes): \(reason)")
-            }
-            self.fd = fd
+            do { file = try AppendFile(path: ResultsLog.path(directory), truncateTo: length) } catch { throw CampaignError(error) }
         }
-
-        deinit { close(fd) }
 
         public func append(_ result: ExperimentResult) throws(CampaignError) {
             var line: [UInt8]
@@ -206,8 +197,12 @@ public enum ResultsLog {
             line.append(UInt8(ascii: "\n"))
             lock.lock()
             defer { lock.unlock() }
-            try writeAll(fd, line, path: path)
-            guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
+            do {
+                try file.write(line)
+                try file.sync()
+            } catch {
+                throw CampaignError(error)
+            }
         }
     }
 }

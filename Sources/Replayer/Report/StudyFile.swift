@@ -1,4 +1,5 @@
 import Foundation
+import Recorder
 
 /// `study.json` of an optimizer-study directory (`tpufi optimizer-study`, `FAULT_MODELS.md`
 /// section 7), as far as the report needs it. Tolerant: unknown fields are ignored, fields
@@ -62,10 +63,8 @@ public struct StudyFile: Codable, Sendable, Equatable {
 
     /// Decodes `study.json` bytes; `file` names it in errors.
     public static func decode(_ data: Data, file: String) throws(ReportError) -> StudyFile {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let study: StudyFile
-        do { study = try decoder.decode(StudyFile.self, from: data) } catch {
+        do { study = try JSONCoding.decoder.decode(StudyFile.self, from: data) } catch {
             throw .badFile(file: file, line: nil, reason: "not an optimizer study: \(Self.describe(error))")
         }
         if let kind = study.kind, kind != "optimizer-study" {

@@ -1,4 +1,5 @@
 import Foundation
+import Recorder
 import Sim
 
 /// One injection experiment, the native spec (JSON): the reference CSV's content and what
@@ -67,9 +68,7 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         do {
             // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
             // write them so).
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            spec = try decoder.decode(InjectionSpec.self, from: data)
+            spec = try JSONCoding.decoder.decode(InjectionSpec.self, from: data)
         } catch DecodingError.dataCorrupted(let c) where !c.codingPath.isEmpty {
             throw SpecError.malformed(file: path, line: nil, reason: "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)")
         } catch DecodingError.dataCorrupted(let c) {

@@ -183,18 +183,10 @@ public enum OptimizerStudy {
 
     // MARK: - Files
 
-    static var encoder: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted]
-        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return e
-    }
+    /// The project's JSON conventions (``JSONCoding``), pretty.
+    static var encoder: JSONEncoder { JSONCoding.encoder(pretty: true) }
 
-    static var decoder: JSONDecoder {
-        let d = JSONDecoder()
-        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return d
-    }
+    static var decoder: JSONDecoder { JSONCoding.decoder }
 
     static func write(_ bytes: some Sequence<UInt8>, to path: String) throws {
         do { try writeFileAtomically(Array(bytes) + (path.hasSuffix(".json") ? [UInt8(ascii: "\n")] : []), to: path) } catch {

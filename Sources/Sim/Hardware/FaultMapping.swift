@@ -35,13 +35,14 @@ extension Schedule {
     public func faultyElements(of fault: HardwareFault, precision: OperandPrecision,
                                a: (Int, Int) -> Float, b: (Int, Int) -> Float,
                                golden: (Int, Int) -> Float) -> [FaultyElement] {
-        let reached = dataflow == .outputStationary ? reachedByOutputStationary(fault) : reachedByStationary(fault)
+        let flipped = passFlippedInStationaryRegister(fault)
+        let reached = dataflow == .outputStationary ? reachedByOutputStationary(fault) : reachedByStationary(fault, flipped: flipped)
         var out: [FaultyElement] = []
         for index in reached.sorted() {
             let (m, n) = (index / shape.n, index % shape.n)
             let value = dataflow == .outputStationary
                 ? recomputeOutputStationary(m, n, fault, precision, a, b)
-                : recomputeStationary(m, n, fault, precision, a, b)
+                : recomputeStationary(m, n, fault, flipped: flipped, precision, a, b)
             let g = golden(m, n)
             if value.bitPattern != g.bitPattern { out.append(FaultyElement(row: m, column: n, golden: g, faulty: value)) }
         }
@@ -70,13 +71,16 @@ extension Schedule {
         return pass.index
     }
 
+    /// For a flip of a stationary register: the pass whose register set it corrupts (nil for
+    /// other faults, or when a reload overwrites the flip first).
+    private func passFlippedInStationaryRegister(_ fault: HardwareFault) -> Int? {
+        guard case .transient(let cycle) = fault.kind, fault.register == stationaryRegister else { return nil }
+        return passHitByStationaryFlip(mxu: fault.mxu, row: fault.row, column: fault.column, cycle: cycle)
+    }
+
     /// Output indices (`m * N + n`) that ws/is passes can carry the fault to.
-    private func reachedByStationary(_ fault: HardwareFault) -> Set<Int> {
+    private func reachedByStationary(_ fault: HardwareFault, flipped: Int?) -> Set<Int> {
         let (r0, c0) = (fault.row, fault.column)
-        let flipped: Int? = {
-            guard case .transient(let cycle) = fault.kind, fault.register == stationaryRegister else { return nil }
-            return passHitByStationaryFlip(mxu: fault.mxu, row: r0, column: c0, cycle: cycle)
-        }()
         var reached = Set<Int>()
         for p in passes where p.mxu == fault.mxu {
             let width = p.columnRange.count
@@ -108,16 +112,12 @@ extension Schedule {
     }
 
     /// Output `(m, n)` under ws/is: the fold sums of every pass covering it, added in pass order.
-    private func recomputeStationary(_ m: Int, _ n: Int, _ fault: HardwareFault, _ precision: OperandPrecision,
+    private func recomputeStationary(_ m: Int, _ n: Int, _ fault: HardwareFault, flipped: Int?, _ precision: OperandPrecision,
                                      _ a: (Int, Int) -> Float, _ b: (Int, Int) -> Float) -> Float {
         let ws = dataflow == .weightStationary
         let (t, colIndex) = ws ? (m, n) : (n, m)
         func streamed(_ k: Int) -> Float { ws ? a(m, k) : b(k, n) }
         func resident(_ k: Int) -> Float { ws ? b(k, n) : a(m, k) }
-        let flipped: Int? = {
-            guard case .transient(let cycle) = fault.kind, fault.register == stationaryRegister else { return nil }
-            return passHitByStationaryFlip(mxu: fault.mxu, row: fault.row, column: fault.column, cycle: cycle)
-        }()
         let fold = colIndex / columns
         var c: Float = 0
         for q in passes[fold * rowFolds ..< (fold + 1) * rowFolds] {
