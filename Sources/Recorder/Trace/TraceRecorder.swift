@@ -168,6 +168,8 @@ public struct TraceRestorer: Sendable {
     /// may inject into a step (a faulty trace re-applies its recorded fault).
     public func replay(from state: TrainingState, to step: Int, hook: (Int) -> (any OperandHook)? = { _ in nil }) throws -> TrainingState {
         var state = state
+        // A snapshot of the step itself (the default policy) needs no records read.
+        guard state.step < step else { return state }
         let records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
         while state.step < step {
             let s = state.step
