@@ -36,14 +36,13 @@ while let a = args.next() {
     default: fail("unknown argument \(a)\nusage: SnapshotBench [--dataset SPEC] [--scale S] [--steps N] [--threads T] [--level L] [--csv PATH] [--dump DIR]")
     }
 }
-guard let scale = ResNetScale.named(scaleName) else { fail("unknown scale \(scaleName)") }
 guard steps >= 2 else { fail("--steps must be at least 2") }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 // Training.
 let data = try DatasetSource.parse(datasetSpec).load()
-let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale), data: data, threads: threads)
+let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: scaleName), data: data, threads: threads)
 var state = run.initialState()
 let layout = try StateLayout(state, model: run.model, optimizer: run.config.optimizer)
 var snapshots: [[Float]] = []
@@ -58,7 +57,7 @@ for _ in 0..<steps {
     state = run.trainer.apply(g, to: state)
     snapshots.append(try layout.flatten(state))
     gradients.append(g)
-    updates.append(g.gradients.flatMap { $0 } + g.statistics.flatMap { $0.mean + $0.variance })
+    updates.append(g.gradients.flatMap { $0 } + g.statistics.flatMap { $0 })
 }
 let trainSeconds = now() - trainStart
 print(String(format: "ResNet-18 %@ on %@: %d steps in %.1f s; state %d values = %.2f MB (%d tensors), zstd level %d",

@@ -15,10 +15,12 @@ while let a = args.next() {
     default: FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8)); exit(2)
     }
 }
-guard let scale = ResNetScale.named(scaleName) else { FileHandle.standardError.write(Data("unknown scale\n".utf8)); exit(2) }
-let source = DatasetSource.synthetic(seed: 1, trainCount: 8 * scale.batchPerReplica * (steps + 1), testCount: 16,
-                                     height: scale.inputH, width: scale.inputW, channels: scale.inputChannels, classes: scale.classes)
-let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: scale), data: try source.load(), threads: threads)
+let config = try TrainingConfig(workload: "resnet18", scale: scaleName)
+let model = try config.makeModel()
+guard case .images(let height, let width, let channels, let classes) = model.input else { fatalError("image model expected") }
+let source = DatasetSource.synthetic(seed: 1, trainCount: 8 * model.batchPerReplica * (steps + 1), testCount: 16,
+                                     height: height, width: width, channels: channels, classes: classes)
+let run = try TrainingRun(config: config, data: try source.load(), threads: threads)
 var state = run.initialState()
 state = run.step(state).0                    // warm-up
 var times: [Double] = []

@@ -61,7 +61,7 @@ struct Inspect: ParsableCommand {
             return of.isEmpty ? nil : KindSizes(kind: name, snapshots: of.count, rawStateBytes: of.reduce(0) { $0 + $1.raw },
                                                 storedBytes: of.reduce(0) { $0 + $1.stored })
         }
-        let summary = Summary(workload: m.config.workload.rawValue, scale: m.config.scale.name, dataset: m.dataset,
+        let summary = Summary(workload: m.config.workload, scale: m.config.scaleName, dataset: m.dataset,
                               complete: m.complete, steps: reader.completedSteps, plannedSteps: m.plannedSteps,
                               snapshotEvery: m.snapshotEvery, keyframeEvery: m.keyframeEvery, snapshots: sizes.count,
                               framesChecked: checked, tornBytes: reader.tornBytes,
@@ -70,7 +70,7 @@ struct Inspect: ParsableCommand {
                               trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy))
         if json { return try printJSON(summary) }
         let c = m.config
-        print("\(trace): \(c.workload.rawValue) \(c.scale.name), \(c.replicas) replicas x \(c.scale.batchPerReplica), \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name) \(c.precision.rawValue)")
+        print("\(trace): \(c.workload) \(c.scaleName), \(c.replicas) replicas x \(try c.makeModel().batchPerReplica), \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name) \(c.precision.rawValue)")
         print("data: \(m.dataset) (\(m.trainCount) train, \(m.testCount) test, digest \(m.dataDigest))")
         print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")
         if reader.tornBytes > 0 { print("torn tail: \(reader.tornBytes) bytes after the last whole frame (ignored)") }

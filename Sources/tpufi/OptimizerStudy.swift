@@ -107,7 +107,7 @@ struct OptimizerStudyCommand: ParsableCommand {
         if let golden {
             source = .trace(golden)
         } else {
-            let config = TrainingConfig(workload: try TrainingOptions.workload(workload), scale: try TrainingOptions.scale(scale), optimizer: parameters.baseline, replicas: replicas)
+            let config = try TrainingOptions.config(workload: workload, scale: scale, optimizer: parameters.baseline, replicas: replicas)
             let run = try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
             source = .record(run: run, dataset: dataset, steps: steps ?? stepsAfterInjection + 20)
         }

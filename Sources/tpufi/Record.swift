@@ -57,7 +57,7 @@ struct Record: ParsableCommand {
         } else {
             let run = try training.makeRun()
             let steps = try training.totalSteps(run)
-            emit("recording \(run.config.workload.rawValue) \(run.config.scale.name) on \(run.data.train.name), \(steps) steps, into \(directory)")
+            emit("recording \(run.config.workload) \(run.config.scaleName) on \(run.data.train.name), \(steps) steps, into \(directory)")
             progress = ProgressLine(total: steps)
             reader = try TraceRecorder.record(run: run, dataset: training.dataset, steps: steps,
                                               policy: .init(snapshotEvery: snapshotEvery, keyframeEvery: keyframeEvery), to: directory,

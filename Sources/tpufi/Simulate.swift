@@ -27,7 +27,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "SCALE-Sim .cfg file: sets the array size and dataflow (one MXU).")
     var config: String?
 
-    @Option(help: "Built-in workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Workload: \(Workloads.names.joined(separator: ", ")).")
     var workload: String?
 
     @Option(help: "Workload scale: tiny, small or paper.")
@@ -78,18 +78,17 @@ struct Simulate: ParsableCommand {
             layers = try SCALESimTopology.load(path: topology)
             source = topology
         } else {
-            let name = workload ?? ""
-            guard let w = Workload(rawValue: name) else {
-                throw ValidationError("unknown workload '\(name)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            guard let s = ResNetScale.named(scale) else {
-                throw ValidationError("unknown scale '\(scale)'; expected tiny, small or paper")
+            let model: any Model
+            do {
+                model = try Workloads.model(workload ?? "", scale: scale)
+            } catch {
+                throw ValidationError(error.description)
             }
             guard let p = StepPhases(rawValue: phases) else {
                 throw ValidationError("unknown phases '\(phases)'; expected fwd or train")
             }
-            layers = w.layers(scale: s, phases: p)
-            source = "\(w.rawValue) (\(s.name), \(p == .training ? "training step" : "forward"), one replica)"
+            layers = model.layers(phases: p)
+            source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"
         }
         if let rows { chipConfig.rows = rows }
         if let columns { chipConfig.columns = columns }

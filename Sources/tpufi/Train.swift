@@ -24,9 +24,8 @@ struct Train: ParsableCommand {
         let run = try training.makeRun()
         let total = try training.totalSteps(run)
         let (config, data) = (run.config, run.data)
-        let (w, s) = (config.workload, config.scale)
         if !json {
-            emit("\(w.rawValue) \(s.name) on \(data.train.name): \(config.replicas) replicas x \(s.batchPerReplica) images, \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
+            emit("\(config.title) on \(data.train.name): \(config.replicas) replicas x \(run.model.batchPerReplica) images, \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
         }
         let progress = ProgressLine(total: total)
         let start = Date()
@@ -51,7 +50,7 @@ struct Train: ParsableCommand {
                 let epochs: [EpochSummary]
                 let stateDigest: String
             }
-            let out = Output(workload: w.rawValue, scale: s.name, dataset: data.train.name, steps: total,
+            let out = Output(workload: config.workload, scale: config.scaleName, dataset: data.train.name, steps: total,
                              seconds: Date().timeIntervalSince(start), epochs: epochs, stateDigest: final.digest.description)
             try printJSON(out)
         }

@@ -4,7 +4,7 @@ import Sim
 
 /// The options that define a training run, shared by `train` and `record`.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Workload: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Workload: \(Workloads.names.joined(separator: ", ")).")
     var workload: String = "resnet18"
 
     @Option(help: "Scale: tiny (8x8x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10).")
@@ -40,31 +40,28 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Augment with random horizontal flips and pad-2 crops.")
     var augment = false
 
-    /// `--workload`, checked.
-    static func workload(_ name: String) throws -> Workload {
-        guard let w = Workload(rawValue: name) else {
-            throw ValidationError("unknown workload '\(name)'; expected one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
+    /// The configuration of `workload` at `scale` (`--workload`, `--scale`), checked.
+    static func config(workload: String, scale: String, optimizer: OptimizerKind?, replicas: Int, seed: UInt64 = 0,
+                       chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16,
+                       augmentation: Augmentation = .none) throws -> TrainingConfig {
+        do {
+            return try TrainingConfig(workload: workload, scale: scale, optimizer: optimizer, replicas: replicas, seed: seed,
+                                      chip: chip, precision: precision, augmentation: augmentation)
+        } catch {
+            throw ValidationError(error.description)
         }
-        return w
-    }
-
-    /// `--scale`, checked.
-    static func scale(_ name: String) throws -> ResNetScale {
-        guard let s = ResNetScale.named(name) else { throw ValidationError("unknown scale '\(name)'; expected tiny, small or paper") }
-        return s
     }
 
     /// The run these options describe, with its data loaded.
     func makeRun() throws -> TrainingRun {
-        let w = try Self.workload(workload), s = try Self.scale(scale)
         let kind = try optimizer.map { name in
             guard let k = OptimizerKind(rawValue: name) else { throw ValidationError("unknown optimizer '\(name)'; expected adam, sgd, rmsprop or adagrad") }
             return k
         }
         guard let c = ChipConfig.preset(named: chip) else { throw ValidationError("unknown chip '\(chip)'") }
-        let config = TrainingConfig(workload: w, scale: s, optimizer: kind, replicas: replicas, seed: seed, chip: c,
-                                    precision: fp32 ? .float32 : .bfloat16,
-                                    augmentation: augment ? Augmentation(flip: true, pad: 2) : .none)
+        let config = try Self.config(workload: workload, scale: scale, optimizer: kind, replicas: replicas, seed: seed, chip: c,
+                                     precision: fp32 ? .float32 : .bfloat16,
+                                     augmentation: augment ? Augmentation(flip: true, pad: 2) : .none)
         return try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
     }
 

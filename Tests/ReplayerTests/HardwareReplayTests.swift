@@ -37,7 +37,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
         let config = TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 1, chip: .tiny)
         let run = try TrainingRun(config: config, data: data)
-        let site = FaultReplay.parseSite(name)
+        let site = SiteID(parsing: name)
         let gemm = try #require(config.workload.layers(scale: .tiny, phases: .training).first { $0.name == name }?.gemm)
         let schedule = try Schedule(shape: gemm, config: .tiny)
         let faults = [

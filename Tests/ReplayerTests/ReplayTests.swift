@@ -104,9 +104,9 @@ import Sim
     }
 
     @Test func sitesParseFromReferenceNames() {
-        #expect(FaultReplay.parseSite("conv1") == SiteID(layer: "conv1", kind: .forward))
-        #expect(FaultReplay.parseSite("basicblock_1_basic_0_conv1_grad_in") == SiteID(layer: "basicblock_1_basic_0_conv1", kind: .gradIn))
-        #expect(FaultReplay.parseSite("dense_grad_wt") == SiteID(layer: "dense", kind: .gradWt))
+        #expect(SiteID(parsing: "conv1") == SiteID(layer: "conv1", kind: .forward))
+        #expect(SiteID(parsing: "basicblock_1_basic_0_conv1_grad_in") == SiteID(layer: "basicblock_1_basic_0_conv1", kind: .gradIn))
+        #expect(SiteID(parsing: "dense_grad_wt") == SiteID(layer: "dense", kind: .gradWt))
     }
 }
 

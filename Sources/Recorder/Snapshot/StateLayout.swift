@@ -38,7 +38,7 @@ public enum StateLayoutError: Error, CustomStringConvertible, Equatable {
 /// with its kind, name, element offset and count.
 ///
 /// Order: all parameters (``TrainingState/parameters`` order), then optimizer slot 0 of every
-/// parameter, slot 1 of every parameter, ..., then the batch-norm moving statistics. Grouping
+/// parameter, slot 1 of every parameter, ..., then the model state. Grouping
 /// by kind keeps values of similar magnitude together (better for compression) and makes
 /// each kind one contiguous range. The step count is not part of the buffer.
 public struct StateLayout: Sendable, Equatable {
@@ -48,14 +48,14 @@ public struct StateLayout: Sendable, Equatable {
         case weights
         /// An optimizer slot, e.g. Adam's `m` or `v`.
         case optimizerSlot(String)
-        /// Batch-norm moving mean or variance.
-        case batchNormStatistics
+        /// The model's own state (``Sim/Model/modelState``), e.g. batch-norm moving statistics.
+        case modelState
 
         public var description: String {
             switch self {
             case .weights: return "weights"
             case .optimizerSlot(let name): return "slot:\(name)"
-            case .batchNormStatistics: return "bn-stats"
+            case .modelState: return "model-state"
             }
         }
     }
@@ -75,18 +75,18 @@ public struct StateLayout: Sendable, Equatable {
     public let tensors: [Tensor]
     public let parameterNames: [String]
     public let slotNames: [String]
-    public let movingNames: [String]
+    public let modelStateNames: [String]
 
     /// Total fp32 elements.
     public var elementCount: Int { tensors.last.map { $0.offset + $0.count } ?? 0 }
     /// Bytes of the raw little-endian buffer (4 per element).
     public var byteCount: Int { elementCount * 4 }
 
-    /// The layout of `state`. Names default to `param<i>`, `slot<j>` and `moving<k>`; given
+    /// The layout of `state`. Names default to `param<i>`, `slot<j>` and `state<k>`; given
     /// names must match the state's tensor counts, and every parameter must have
     /// `slotNames.count` slots (defaulting to the first parameter's slot count).
     public init(_ state: TrainingState, parameterNames: [String]? = nil, slotNames: [String]? = nil,
-                movingNames: [String]? = nil) throws(StateLayoutError) {
+                modelStateNames: [String]? = nil) throws(StateLayoutError) {
         let pNames = parameterNames ?? state.parameters.indices.map { "param\($0)" }
         guard pNames.count == state.parameters.count else {
             throw .nameCountMismatch(group: "parameter", names: pNames.count, tensors: state.parameters.count)
@@ -95,9 +95,9 @@ public struct StateLayout: Sendable, Equatable {
             throw .tensorCountMismatch(group: "slot-group", tensors: state.slots.count, expected: state.parameters.count)
         }
         let sNames = slotNames ?? (0..<(state.slots.first?.count ?? 0)).map { "slot\($0)" }
-        let mNames = movingNames ?? state.moving.indices.map { "moving\($0)" }
-        guard mNames.count == state.moving.count else {
-            throw .nameCountMismatch(group: "moving-statistic", names: mNames.count, tensors: state.moving.count)
+        let mNames = modelStateNames ?? state.modelState.indices.map { "state\($0)" }
+        guard mNames.count == state.modelState.count else {
+            throw .nameCountMismatch(group: "model-state", names: mNames.count, tensors: state.modelState.count)
         }
         for (i, s) in state.slots.enumerated() where s.count != sNames.count {
             throw .slotCountMismatch(parameter: pNames[i], slots: s.count, expected: sNames.count)
@@ -118,18 +118,17 @@ public struct StateLayout: Sendable, Equatable {
                 add("\(pNames[i])/\(slot)", .optimizerSlot(slot), s[j].count)
             }
         }
-        for (k, m) in state.moving.enumerated() { add(mNames[k], .batchNormStatistics, m.count) }
+        for (k, m) in state.modelState.enumerated() { add(mNames[k], .modelState, m.count) }
         self.tensors = tensors
         self.parameterNames = pNames
         self.slotNames = sNames
-        self.movingNames = mNames
+        self.modelStateNames = mNames
     }
 
-    /// The layout of a ResNet-18 state with the model's parameter names, the optimizer's slot
-    /// names and `<bn layer>/moving_mean`, `<bn layer>/moving_variance`.
-    public init(_ state: TrainingState, model: ResNet18, optimizer: OptimizerConfig) throws(StateLayoutError) {
-        try self.init(state, parameterNames: model.parameterNames, slotNames: optimizer.slotNames,
-                      movingNames: model.norms.flatMap { [$0.name + "/moving_mean", $0.name + "/moving_variance"] })
+    /// The layout of a model's state with the model's parameter and model-state names (e.g.
+    /// `<bn layer>/moving_mean`) and the optimizer's slot names.
+    public init(_ state: TrainingState, model: any Model, optimizer: OptimizerConfig) throws(StateLayoutError) {
+        try self.init(state, parameterNames: model.parameterNames, slotNames: optimizer.slotNames, modelStateNames: model.modelStateNames)
     }
 
     /// The contiguous element range of each kind, in first-appearance order (kinds are
@@ -154,7 +153,7 @@ public struct StateLayout: Sendable, Equatable {
         out.reserveCapacity(elementCount)
         for p in state.parameters { out.append(contentsOf: p) }
         for j in slotNames.indices { for s in state.slots { out.append(contentsOf: s[j]) } }
-        for m in state.moving { out.append(contentsOf: m) }
+        for m in state.modelState { out.append(contentsOf: m) }
         return out
     }
 
@@ -168,7 +167,7 @@ public struct StateLayout: Sendable, Equatable {
         guard flat.count == elementCount else { throw .bufferSizeMismatch(elements: flat.count, expected: elementCount) }
         let p = parameterNames.count, s = slotNames.count
         func slice(_ t: Tensor) -> [Float] { Array(flat[t.range]) }
-        var state = TrainingState(parameters: tensors[0..<p].map(slice), slots: [], moving: tensors[(p + p * s)...].map(slice), step: step)
+        var state = TrainingState(parameters: tensors[0..<p].map(slice), slots: [], modelState: tensors[(p + p * s)...].map(slice), step: step)
         state.slots = (0..<p).map { i in (0..<s).map { j in slice(tensors[p + j * p + i]) } }
         return state
     }
@@ -183,8 +182,8 @@ public struct StateLayout: Sendable, Equatable {
         let p = parameterNames.count, s = slotNames.count
         guard state.parameters.count == p else { throw .tensorCountMismatch(group: "parameter", tensors: state.parameters.count, expected: p) }
         guard state.slots.count == p else { throw .tensorCountMismatch(group: "slot-group", tensors: state.slots.count, expected: p) }
-        guard state.moving.count == movingNames.count else {
-            throw .tensorCountMismatch(group: "moving-statistic", tensors: state.moving.count, expected: movingNames.count)
+        guard state.modelState.count == modelStateNames.count else {
+            throw .tensorCountMismatch(group: "model-state", tensors: state.modelState.count, expected: modelStateNames.count)
         }
         for i in 0..<p {
             let t = tensors[i]
@@ -195,7 +194,7 @@ public struct StateLayout: Sendable, Equatable {
                 guard state.slots[i][j].count == st.count else { throw .tensorSizeMismatch(tensor: st.name, elements: state.slots[i][j].count, expected: st.count) }
             }
         }
-        for (k, m) in state.moving.enumerated() {
+        for (k, m) in state.modelState.enumerated() {
             let t = tensors[p + p * s + k]
             guard m.count == t.count else { throw .tensorSizeMismatch(tensor: t.name, elements: m.count, expected: t.count) }
         }

@@ -3,28 +3,36 @@ import Sim
 
 /// Writes a recorded training state as safetensors, for Python (`safetensors.numpy.load_file`).
 public enum StateExport {
-    /// Tensors named `param/<name>`, `slot/<slot>/<name>` and `moving/<norm>/mean|variance`,
-    /// with the run and the step in the metadata.
-    public static func tensors(_ state: TrainingState, manifest: TraceManifest) -> [String: Safetensors.Entry] {
-        let model = ResNet18(scale: manifest.config.scale, batchNorm: manifest.config.workload.hasBatchNorm)
+    /// Tensors named `param/<name>`, `slot/<slot>/<name>` and `moving/<norm>/mean|variance`
+    /// (a model-state tensor `<layer>/moving_mean` is written as `moving/<layer>/mean`; any
+    /// other as `state/<name>`), with the run and the step in the metadata.
+    public static func tensors(_ state: TrainingState, manifest: TraceManifest) throws -> [String: Safetensors.Entry] {
+        let model = try manifest.config.makeModel()
         var out: [String: Safetensors.Entry] = [:]
-        for (i, name) in model.parameterNames.enumerated() {
-            out["param/" + name] = .float(shape: model.parameterShapes[i], values: state.parameters[i])
+        for (i, p) in model.parameters.enumerated() {
+            out["param/" + p.name] = .float(shape: p.shape, values: state.parameters[i])
             for (j, slot) in manifest.config.optimizer.slotNames.enumerated() {
-                out["slot/\(slot)/\(name)"] = .float(shape: model.parameterShapes[i], values: state.slots[i][j])
+                out["slot/\(slot)/\(p.name)"] = .float(shape: p.shape, values: state.slots[i][j])
             }
         }
-        for (n, norm) in model.norms.enumerated() {
-            out["moving/\(norm.name)/mean"] = .float(shape: [norm.channels], values: state.moving[2 * n])
-            out["moving/\(norm.name)/variance"] = .float(shape: [norm.channels], values: state.moving[2 * n + 1])
+        for (k, t) in model.modelState.enumerated() {
+            out[exportName(t.name)] = .float(shape: t.shape, values: state.modelState[k])
         }
         return out
+    }
+
+    /// `x_bn/moving_mean` -> `moving/x_bn/mean` (the names earlier versions wrote).
+    static func exportName(_ name: String) -> String {
+        for (suffix, stat) in [("/moving_mean", "mean"), ("/moving_variance", "variance")] where name.hasSuffix(suffix) {
+            return "moving/\(name.dropLast(suffix.count))/\(stat)"
+        }
+        return "state/" + name
     }
 
     public static func write(_ state: TrainingState, manifest: TraceManifest, to path: String) throws {
         let c = manifest.config
         try Safetensors.write(tensors(state, manifest: manifest),
-                              metadata: ["workload": c.workload.rawValue, "scale": c.scale.name, "optimizer": c.optimizer.kind.rawValue,
+                              metadata: ["workload": c.workload, "scale": c.scaleName, "optimizer": c.optimizer.kind.rawValue,
                                          "step": String(state.step), "stateDigest": state.digest.description, "tool": manifest.tool],
                               to: path)
     }

@@ -7,7 +7,7 @@ import Sim
 /// which ``Trainer/apply(_:to:)`` turns back into the state bit for bit.
 struct SnapshotStore: Sendable {
     let layout: StateLayout
-    /// Applies update deltas; only its optimizer, schedule and batch-norm momentum are used.
+    /// Applies update deltas; only its optimizer, schedule and the model's state update are used.
     let trainer: Trainer
     let codec = SnapshotCodec()
 
@@ -21,19 +21,24 @@ struct SnapshotStore: Sendable {
     /// The store for states of the manifest's model and optimizer.
     init(manifest: TraceManifest) throws(TraceError) {
         let c = manifest.config
-        let model = ResNet18(scale: c.scale, batchNorm: c.workload.hasBatchNorm)
+        let model: any Model
+        do {
+            model = try c.makeModel()
+        } catch {
+            throw .mismatch("the manifest's model: \(error)")
+        }
         do {
             layout = try StateLayout(TrainingState(model: model, optimizer: c.optimizer, seed: 0), model: model, optimizer: c.optimizer)
         } catch {
-            throw .mismatch("cannot lay out the state of \(c.workload.rawValue) \(c.scale.name): \(error)")
+            throw .mismatch("cannot lay out the state of \(c.title): \(error)")
         }
         trainer = Trainer(model: model, optimizer: c.optimizer, schedule: c.schedule, mxu: MXU(config: c.chip, precision: c.precision))
     }
 
-    /// Values in an update delta: one gradient per parameter, then per batch-norm layer the
-    /// batch mean and variance (as many as the moving statistics).
+    /// Values in an update delta: one gradient per parameter, then one statistic per
+    /// model-state tensor (for batch norm: the batch mean, then variance, of each layer).
     var updateElements: Int {
-        layout.tensors.reduce(0) { $0 + ($1.kind == .weights || $1.kind == .batchNormStatistics ? $1.count : 0) }
+        layout.tensors.reduce(0) { $0 + ($1.kind == .weights || $1.kind == .modelState ? $1.count : 0) }
     }
 
     /// `state`'s flat values and their digest.
@@ -62,8 +67,8 @@ struct SnapshotStore: Sendable {
     func encodeUpdate(_ g: Trainer.Gradients, step: Int, digest: Digest, previous: Digest, file: String) throws(TraceError) -> [UInt8] {
         func bad(_ reason: String) -> TraceError { .io(file: file, reason: "cannot encode the update of step \(step - 1): \(reason)") }
         let p = layout.parameterNames.count
-        guard g.gradients.count == p, 2 * g.statistics.count == layout.movingNames.count else {
-            throw bad("\(g.gradients.count) gradient tensors and \(g.statistics.count) batch-norm layers; the state has \(p) and \(layout.movingNames.count / 2)")
+        guard g.gradients.count == p, g.statistics.count == layout.modelStateNames.count else {
+            throw bad("\(g.gradients.count) gradient tensors and \(g.statistics.count) statistics; the state has \(p) and \(layout.modelStateNames.count)")
         }
         var values: [Float] = []
         values.reserveCapacity(updateElements)
@@ -71,14 +76,10 @@ struct SnapshotStore: Sendable {
             guard grad.count == layout.tensors[t].count else { throw bad("gradient of \(layout.tensors[t].name) has \(grad.count) values, the parameter \(layout.tensors[t].count)") }
             values.append(contentsOf: grad)
         }
-        let moving = layout.tensors.suffix(layout.movingNames.count)
+        let state = Array(layout.tensors.suffix(layout.modelStateNames.count))
         for (n, s) in g.statistics.enumerated() {
-            let meanCount = moving[moving.startIndex + 2 * n].count, varianceCount = moving[moving.startIndex + 2 * n + 1].count
-            guard s.mean.count == meanCount, s.variance.count == varianceCount else {
-                throw bad("batch statistics of layer \(n) have \(s.mean.count)/\(s.variance.count) values, the moving statistics \(meanCount)/\(varianceCount)")
-            }
-            values.append(contentsOf: s.mean)
-            values.append(contentsOf: s.variance)
+            guard s.count == state[n].count else { throw bad("statistic of \(state[n].name) has \(s.count) values, the state \(state[n].count)") }
+            values.append(contentsOf: s)
         }
         var out: [UInt8] = []
         out.appendLE(UInt64(bitPattern: Int64(step)))
@@ -142,8 +143,7 @@ struct SnapshotStore: Sendable {
             return Array(values[offset ..< offset + count])
         }
         let grads = layout.tensors[0..<p].map { take($0.count) }
-        let moving = Array(layout.tensors.suffix(layout.movingNames.count))
-        let stats = stride(from: 0, to: moving.count, by: 2).map { k in (mean: take(moving[k].count), variance: take(moving[k + 1].count)) }
+        let stats = layout.tensors.suffix(layout.modelStateNames.count).map { take($0.count) }
         return Trainer.Gradients(gradients: grads, statistics: stats)
     }
 }

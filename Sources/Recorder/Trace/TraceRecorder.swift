@@ -31,13 +31,12 @@ public enum TraceRecorder {
     /// The manifest of a new trace of `run`.
     public static func manifest(run: TrainingRun, dataset: String, steps: Int, policy: Policy) throws -> TraceManifest {
         let c = run.config
-        let layers = c.workload.layers(scale: c.scale, phases: .training)
-        let cost = try TimingModel(config: c.chip).cost(of: layers)
+        let cost = try TimingModel(config: c.chip).cost(of: run.model.layers(phases: .training))
         return TraceManifest(config: c, dataset: dataset, datasetName: run.data.train.name, trainCount: run.data.train.count,
                              testCount: run.data.test.count, dataDigest: dataDigest(run.data).description,
                              stepsPerEpoch: run.stepsPerEpoch, snapshotEvery: policy.snapshotEvery, keyframeEvery: policy.keyframeEvery,
                              plannedSteps: steps, sites: run.model.sites.map(\.name), parameterNames: run.model.parameterNames,
-                             timing: SimulationReport(source: "\(c.workload.rawValue) (\(c.scale.name), training step, one replica)", cost: cost),
+                             timing: SimulationReport(source: "\(c.workload) (\(c.scaleName), training step, one replica)", cost: cost),
                              complete: false, completedSteps: 0)
     }
 

@@ -38,14 +38,20 @@ public struct CampaignPlan: Sendable {
         guard !p.faultModels.isEmpty else { throw .badParameter("--fault-models: no fault model given") }
         guard !p.phases.isEmpty else { throw .badParameter("--phases: no phase given") }
         if let k = p.stepsAfterInjection, k < 0 { throw .badParameter("--steps-after-injection must be non-negative (got \(k))") }
-        workload = golden.config.workload.rawValue
-        let all = golden.sites.map(FaultReplay.parseSite)
+        workload = golden.config.workload
+        let model: any Model
+        do {
+            model = try golden.config.makeModel()
+        } catch {
+            throw .badParameter("the golden trace's model: \(error)")
+        }
+        let all = model.sites
         var candidates = all
         if let layers = p.layers {
             guard !layers.isEmpty else { throw .badParameter("--layers: no layer given") }
             let layerNames = Set(all.map(\.layer)), siteNames = Set(all.map(\.name))
             for name in layers where !layerNames.contains(name) && !siteNames.contains(name) {
-                throw .badParameter("unknown layer '\(name)' for \(workload) \(golden.config.scale.name) (layers: \(all.map(\.layer).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")); or a site such as \(all.last?.name ?? "conv1_grad_wt"))")
+                throw .badParameter("unknown layer '\(name)' for \(workload) \(golden.config.scaleName) (layers: \(all.map(\.layer).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")); or a site such as \(all.last?.name ?? "conv1_grad_wt"))")
             }
             candidates = candidates.filter { layers.contains($0.layer) || layers.contains($0.name) }
         }
@@ -83,7 +89,7 @@ public struct CampaignPlan: Sendable {
         if p.kinds.contains(.hardware) {
             guard !(p.registers ?? []).isEmpty else { throw .badParameter("--registers: no register given") }
             guard !(p.hardwareFaults ?? []).isEmpty else { throw .badParameter("--hardware-faults: no fault class given") }
-            for layer in golden.config.workload.layers(scale: golden.config.scale, phases: .training) where sites.contains(where: { $0.name == layer.name }) {
+            for layer in model.layers(phases: .training) where sites.contains(where: { $0.name == layer.name }) {
                 do {
                     schedules[layer.name] = try Schedule(shape: layer.gemm, config: chip)
                 } catch {

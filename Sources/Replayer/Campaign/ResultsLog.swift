@@ -85,7 +85,7 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
 
     public init(campaign: String, experiment: Experiment, replay r: ReplayResult, seconds: Double) {
         let i = r.injection
-        let site = FaultReplay.parseSite(i.site)
+        let site = SiteID(parsing: i.site)
         func finite(_ x: Float) -> Float? { x.isFinite ? x : nil }
         self.campaign = campaign
         index = experiment.index

@@ -1,3 +1,4 @@
+import Sim
 import Foundation
 
 /// The Wilson score interval of a binomial proportion (Wilson 1927): unlike the normal
@@ -72,7 +73,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         }
         // Keys in a fixed order: fault models as listed in FAULT_MODELS.md, phases forward
         // first, layers in execution order; only keys that occur.
-        let layerOrder = manifest.golden.sites.map { FaultReplay.parseSite($0).layer }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let layerOrder = manifest.golden.sites.map { SiteID(parsing: $0).layer }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         var groups = [group("overall", "all", sorted)]
         // Hardware faults are labelled by register and class (`HW_WEIGHT_FLIP`), after the 18.
         let hardwareLabels = Set(sorted.map(\.faultModel)).subtracting(FaultModel.allCases.map(\.rawValue)).sorted()

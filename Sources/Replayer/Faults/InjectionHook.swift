@@ -83,15 +83,19 @@ public final class InjectionHook: OperandHook, @unchecked Sendable {
         return reached
     }
 
-    public func limitsReach(_ site: SiteID, replica: Int) -> Bool {
+    /// Whether this hook's operand corruption of `site` reaches only some of the product's
+    /// elements (a `_16` model under FIdelity's semantics).
+    func limitsReach(_ site: SiteID, replica: Int) -> Bool {
         reachRNG != nil && site == target.site && replica == target.replica && target.role != .output
     }
 
-    /// Keeps the corrupted product in one row x 16 aligned columns (input corruption) or one
-    /// column x 16 aligned rows (weight corruption), the row or column drawn among those the
-    /// corruption changed.
-    public func limitReach(_ site: SiteID, golden: [Float], product: inout [Float], rows: Int, columns: Int, replica: Int) {
+    /// A `_16` corruption under FIdelity's semantics: keeps the corrupted product in one row x
+    /// 16 aligned columns (input corruption) or one column x 16 aligned rows (weight
+    /// corruption), the row or column drawn among those the corruption changed; every other
+    /// element is put back from the uncorrupted product.
+    public func adjustProduct(_ site: SiteID, product: inout [Float], rows: Int, columns: Int, golden: () -> [Float], replica: Int) {
         guard limitsReach(site, replica: replica) else { return }
+        let golden = golden()
         lock.lock()
         defer { lock.unlock() }
         guard var rng = reachRNG else { return }

@@ -196,14 +196,15 @@ public enum Bisect {
     }
 
     /// Per state tensor (named as snapshots name them), how `y` differs from `x`.
-    static func compareStates(_ x: TrainingState, _ y: TrainingState, site: String, model: ResNet18,
+    static func compareStates(_ x: TrainingState, _ y: TrainingState, site: String, model: any Model,
                               optimizer: OptimizerConfig) throws -> [TensorDifference] {
         let layout = try StateLayout(x, model: model, optimizer: optimizer)
         let (fx, fy) = (try layout.flatten(x), try layout.flatten(y))
         let parameters = model.parameterShapes.count
         return layout.tensors.enumerated().compactMap { i, t in
-            // Parameters, then each slot of every parameter (same shapes), then moving statistics.
-            let shape = i < parameters * (1 + layout.slotNames.count) ? model.parameterShapes[i % parameters] : [t.count]
+            // Parameters, then each slot of every parameter (same shapes), then the model state.
+            let slotted = parameters * (1 + layout.slotNames.count)
+            let shape = i < slotted ? model.parameterShapes[i % parameters] : model.modelState[i - slotted].shape
             return TensorDifference.compare(Array(fx[t.range]), Array(fy[t.range]), shape: shape, site: site, tensor: t.name,
                                             kind: t.kind.description)
         }
@@ -227,7 +228,7 @@ public enum Bisect {
     }
 
     static func describe(_ c: TrainingConfig) -> String {
-        "\(c.workload.rawValue) \(c.scale.name), \(c.replicas) replicas, \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name), \(c.precision.rawValue)"
+        "\(c.workload) \(c.scaleName), \(c.replicas) replicas, \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name), \(c.precision.rawValue)"
     }
 
     /// One trace's side of the bisection: its run and the fault its manifest records, if any.

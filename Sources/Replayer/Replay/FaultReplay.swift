@@ -170,8 +170,8 @@ public enum FaultReplay {
     }
 
     static func checkWorkload(_ spec: InjectionSpec, _ reader: TraceReader, specName: String) throws {
-        guard spec.workload == reader.manifest.config.workload.rawValue else {
-            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(reader.manifest.config.workload.rawValue)'")
+        guard spec.workload == reader.manifest.config.workload else {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(reader.manifest.config.workload)'")
         }
     }
 
@@ -185,14 +185,16 @@ public enum FaultReplay {
         let m = reader.manifest
         let restorer = golden.restorer
         let model = restorer.run.model
-        let site = parseSite(spec.site)
         // A hardware fault corrupts the operation's product, so it shows in the output.
         let role = spec.faultModel?.tensor ?? .output
         let wholeStep = spec.hardware != nil && spec.site == wholeStepSite
-        guard let shape = wholeStep ? [] : model.operandShape(site, role) else {
+        let operation = model.operation(named: spec.site)
+        guard wholeStep || operation != nil else {
             let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
-            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(m.config.workload.rawValue) \(m.config.scale.name) (sites: \(known), ... \(model.sites.count) in all)")
+            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(m.config.title) (sites: \(known), ... \(model.sites.count) in all)")
         }
+        let site = operation?.site ?? SiteID(layer: wholeStepSite, kind: .forward)
+        let shape = operation?.shape(of: role) ?? []
         guard spec.replica < m.config.replicas else {
             throw ReplayError.specMismatch("\(specName): target_worker \(spec.replica) does not exist; the run has \(m.config.replicas) replicas (0...\(m.config.replicas - 1))")
         }
@@ -204,7 +206,7 @@ public enum FaultReplay {
             throw ReplayError.specMismatch("\(specName): epoch \(globalStep / m.stepsPerEpoch) step \(globalStep % m.stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
         }
         let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: globalStep)
-        let armed = try arm(spec, specName: specName, target: target, shape: shape, config: m.config, sixteen: options.sixteen)
+        let armed = try arm(spec, specName: specName, target: target, shape: shape, config: m.config, model: model, sixteen: options.sixteen)
         let hook = armed.hook
 
         let start = try restorer.state(at: globalStep)
@@ -259,7 +261,7 @@ public enum FaultReplay {
             .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         let faultyPoints = faultyRecords.map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         let (outcome, evidence) = Classifier.classify(golden: goldenPoints, faulty: faultyPoints, goldenTest: goldenTest, faultyTest: faultyTest,
-                                                      classes: m.config.scale.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
+                                                      classes: model.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
         let window = max(1, options.thresholds.finalWindow)
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
         let (positions, values) = armed.applied()
@@ -289,10 +291,10 @@ public enum FaultReplay {
 
     /// Builds the hook of `spec`, checking it against the operand or operation it strikes.
     static func arm(_ spec: InjectionSpec, specName: String, target: InjectionTarget, shape: [Int],
-                    config: TrainingConfig, sixteen: SixteenSemantics) throws -> ArmedFault {
+                    config: TrainingConfig, model: any Model, sixteen: SixteenSemantics) throws -> ArmedFault {
         if let fault = spec.hardware {
             let name = target.site.name
-            let operations = config.workload.layers(scale: config.scale, phases: .training)
+            let operations = model.operations
             let wholeStep = name == wholeStepSite
             if wholeStep, case .transient = fault.kind {
                 throw ReplayError.specMismatch("\(specName): a flip happens in one cycle of one operation: name its site (\"site\": \"all\" is for stuck-at faults, which hold for the whole step)")
@@ -300,7 +302,7 @@ public enum FaultReplay {
             // The cycle is checked against the operation; a whole-step fault against every one.
             for operation in operations where wholeStep || operation.name == name {
                 do {
-                    try HardwareInjectionHook.validate(fault, site: parseSite(operation.name), shape: operation.gemm, chip: config.chip, precision: config.precision)
+                    try HardwareInjectionHook.validate(fault, site: operation.site, shape: operation.gemm, chip: config.chip, precision: config.precision)
                 } catch {
                     throw ReplayError.specMismatch("\(specName): \(error)")
                 }
@@ -311,11 +313,11 @@ public enum FaultReplay {
             let hook = HardwareInjectionHook(site: wholeStep ? nil : target.site, replica: target.replica, fault: fault, chip: config.chip)
             // Positions: [row, column] of the product; for a whole-step fault
             // [operation index (execution order), row, column].
-            let index = Dictionary(uniqueKeysWithValues: operations.enumerated().map { ($1.name, $0) })
+            let index = Dictionary(uniqueKeysWithValues: operations.enumerated().map { ($1.site, $0) })
             return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false, limitedReach: false) {
                 let applied = hook.applied
                 let positions = applied.flatMap { op in
-                    op.elements.map { e in wholeStep ? [index[op.site.name] ?? -1, e.row, e.column] : [e.row, e.column] }
+                    op.elements.map { e in wholeStep ? [index[op.site] ?? -1, e.row, e.column] : [e.row, e.column] }
                 }
                 return (positions, applied.flatMap { $0.elements.map(\.faulty) })
             }
@@ -343,38 +345,32 @@ public enum FaultReplay {
     /// did: a software fault's recorded positions and values verbatim, a hardware fault as
     /// specified (its mapping is deterministic).
     public static func rearm(_ recorded: TraceManifest.Injection, config: TrainingConfig,
-                             model: ResNet18) throws -> (target: InjectionTarget, hook: any OperandHook) {
-        let site = parseSite(recorded.site)
+                             model: any Model) throws -> (target: InjectionTarget, hook: any OperandHook) {
         guard let role = OperandRole(rawValue: recorded.role) else { throw ReplayError.specMismatch("unknown operand '\(recorded.role)'") }
         let wholeStep = recorded.hardware != nil && recorded.site == wholeStepSite
-        guard let shape = wholeStep ? [] : model.operandShape(site, role) else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
+        let operation = model.operation(named: recorded.site)
+        guard wholeStep || operation != nil else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
+        let site = operation?.site ?? SiteID(layer: wholeStepSite, kind: .forward)
+        let shape = operation?.shape(of: role) ?? []
         let spec: InjectionSpec
         if let hardware = recorded.hardware {
-            spec = InjectionSpec(workload: config.workload.rawValue, site: recorded.site, faultModel: nil, replica: recorded.replica,
+            spec = InjectionSpec(workload: config.workload, site: recorded.site, faultModel: nil, replica: recorded.replica,
                                  globalStep: recorded.globalStep, hardware: hardware)
         } else {
             guard let model = FaultModel(rawValue: recorded.faultModel) else {
                 throw ReplayError.specMismatch("unknown fault model '\(recorded.faultModel)'")
             }
-            spec = InjectionSpec(workload: config.workload.rawValue, site: recorded.site, faultModel: model, replica: recorded.replica,
+            spec = InjectionSpec(workload: config.workload, site: recorded.site, faultModel: model, replica: recorded.replica,
                                  globalStep: recorded.globalStep, positions: recorded.positions, values: recorded.values, seed: recorded.seed)
         }
         let target = InjectionTarget(site: site, role: role, replica: recorded.replica, globalStep: recorded.globalStep)
-        return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config,
+        return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config, model: model,
                                 sixteen: recorded.limitedReach == true ? .fidelity : .released).hook)
     }
 
     /// The site of a hardware fault stuck for the whole step: every MXU operation of the
     /// replica's step runs on the faulty PE.
     public static let wholeStepSite = "all"
-
-    /// `basicblock_1_basic_0_conv1_grad_in` -> (`basicblock_1_basic_0_conv1`, grad_in).
-    public static func parseSite(_ name: String) -> SiteID {
-        for kind in [OperationKind.gradIn, .gradWt] where name.hasSuffix(kind.rawValue) {
-            return SiteID(layer: String(name.dropLast(kind.rawValue.count)), kind: kind)
-        }
-        return SiteID(layer: name, kind: .forward)
-    }
 
     /// The first site, in execution order, whose output digest differs on some replica.
     static func firstDivergence(_ faulty: StepRecord, _ golden: StepRecord, sites: [SiteID]) -> ReplayResult.Divergence? {

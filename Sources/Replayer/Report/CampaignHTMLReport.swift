@@ -61,7 +61,7 @@ public struct CampaignHTMLReport: Sendable {
         let g = manifest.golden, p = manifest.parameters
         var page = HTMLPage(title: "tpufi campaign \(manifest.id)")
         page.heading("Fault-injection campaign \(manifest.id)", level: 1)
-        page.paragraph("\(g.config.workload.rawValue) (\(g.config.scale.name)) · \(summary.completed) of \(summary.experiments) experiments · seed \(p.seed) · \(p.stepsAfterInjection.map { "\($0) steps after injection" } ?? "to the end of the golden run")", cls: "note")
+        page.paragraph("\(g.config.workload) (\(g.config.scaleName)) · \(summary.completed) of \(summary.experiments) experiments · seed \(p.seed) · \(p.stepsAfterInjection.map { "\($0) steps after injection" } ?? "to the end of the golden run")", cls: "note")
         page.raw(HTMLPage.facts(facts))
         if tornBytes > 0 {
             page.paragraph("results.jsonl ends in a torn line (\(tornBytes) bytes, an interrupted write); it is left out here and `tpufi campaign --resume` reruns that experiment.", cls: "note")
@@ -88,7 +88,7 @@ public struct CampaignHTMLReport: Sendable {
         }
         var out: [(String, String)] = [
             ("campaign", manifest.id + (manifest.shard.map { " (shard \($0))" } ?? "")),
-            ("workload", "\(c.workload.rawValue), scale \(c.scale.name), optimizer \(c.optimizer.kind.rawValue), \(c.replicas) replicas, \(c.precision.rawValue) on \(c.chip.name)"),
+            ("workload", "\(c.workload), scale \(c.scaleName), optimizer \(c.optimizer.kind.rawValue), \(c.replicas) replicas, \(c.precision.rawValue) on \(c.chip.name)"),
             ("golden trace", "\(g.directory) · \(g.completedSteps) steps (\(g.stepsPerEpoch) per epoch) · data \(g.dataDigest) · final state \(g.finalStateDigest)"),
             ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missing.isEmpty ? "" : " · \(summary.missing.count) missing here")),
             ("seed", "\(p.seed)"),
@@ -134,9 +134,9 @@ public struct CampaignHTMLReport: Sendable {
         page.heading("Outcome by layer and fault model")
         // Rows: every layer of the golden run in execution order (empty rows show where
         // nothing was drawn); columns: the fault models the campaign draws from.
-        var layers = manifest.golden.sites.map { FaultReplay.parseSite($0).layer }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        var layers = manifest.golden.sites.map { SiteID(parsing: $0).layer }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         if let chosen = manifest.parameters.layers {
-            let chosenLayers = Set(chosen.map { FaultReplay.parseSite($0).layer })
+            let chosenLayers = Set(chosen.map { SiteID(parsing: $0).layer })
             layers = layers.filter(chosenLayers.contains)
         }
         layers += Set(results.map(\.layer)).subtracting(layers).sorted()

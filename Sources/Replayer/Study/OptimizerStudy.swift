@@ -334,8 +334,8 @@ public struct StudyResult: Codable, Sendable, Equatable {
         stepsAfterInjection = parameters.stepsAfterInjection
         seed = parameters.seed
         self.golden = golden
-        workload = config.workload.rawValue
-        scale = config.scale.name
+        workload = config.workload
+        scale = config.scaleName
         self.experiments = experiments
         summary = parameters.optimizers.enumerated().map { i, o in OptimizerSummary(optimizer: o, runs: experiments.map { $0.runs[i] }) }
         self.parameters = parameters
@@ -354,7 +354,7 @@ public struct OptimizerStudyPlan: Sendable {
 
     /// Checks the parameters against the golden run: the range of injection steps must leave
     /// `stepsAfterInjection` recorded steps after each.
-    public init(parameters: OptimizerStudyParameters, golden reader: TraceReader, model: ResNet18) throws(OptimizerStudyError) {
+    public init(parameters: OptimizerStudyParameters, golden reader: TraceReader, model: any Model) throws(OptimizerStudyError) {
         try parameters.validate()
         let m = reader.manifest
         guard m.config.optimizer.kind == parameters.baseline else {
@@ -380,9 +380,9 @@ public struct OptimizerStudyPlan: Sendable {
             range = StepRange(first: 0, last: min(4 * m.stepsPerEpoch - 1, lastCovered))
         }
         self.parameters = parameters
-        workload = m.config.workload.rawValue
+        workload = m.config.workload
         replicas = m.config.replicas
-        sites = model.sites.filter { $0.kind == .forward }.compactMap { site in model.operandShape(site, .output).map { (site.name, $0) } }
+        sites = model.operations.filter { $0.site.kind == .forward }.map { ($0.name, $0.outputShape) }
         steps = range
     }
 

@@ -241,21 +241,7 @@ public enum OptimizerStudy {
 
         func step(_ state: TrainingState, run: TrainingRun) -> (TrainingState, StepMetrics) {
             let g = trainer.gradients(state, batches: run.batches(step: state.step))
-            guard slotOrigin > 0 else { return (trainer.apply(g, to: state), g.metrics) }
-            // Trainer.apply, with the slot age counted from the switch (Adam's bias
-            // correction must see fresh moments as fresh) and the schedule at the global step.
-            var next = state
-            let lr = trainer.schedule.rate(at: state.step)
-            for t in state.parameters.indices {
-                trainer.optimizer.apply(parameters: &next.parameters[t], gradients: g.gradients[t], slots: &next.slots[t],
-                                        learningRate: lr, step: state.step - slotOrigin)
-            }
-            for (n, s) in g.statistics.enumerated() {
-                BatchNorm.updateMoving(&next.moving[2 * n], batch: s.mean, momentum: trainer.model.bnMomentum)
-                BatchNorm.updateMoving(&next.moving[2 * n + 1], batch: s.variance, momentum: trainer.model.bnMomentum)
-            }
-            next.step += 1
-            return (next, g.metrics)
+            return (trainer.apply(g, to: state, slotOrigin: slotOrigin), g.metrics)
         }
 
         /// `state` with this optimizer's fresh slots (the baseline's own are kept).
@@ -331,10 +317,11 @@ public enum OptimizerStudy {
             let model = run.model
             let s = parameters.stepsAfterInjection
             guard let g = spec.globalStep, let positions = spec.positions, let values = spec.values,
-                  let shape = model.operandShape(FaultReplay.parseSite(spec.site), .output) else {
+                  let operation = model.operation(named: spec.site) else {
                 throw OptimizerStudyError.experiment(index: index, reason: "incomplete spec")
             }
-            let target = InjectionTarget(site: FaultReplay.parseSite(spec.site), role: .output, replica: spec.replica, globalStep: g)
+            let shape = operation.outputShape
+            let target = InjectionTarget(site: operation.site, role: .output, replica: spec.replica, globalStep: g)
             let hook = InjectionHook(target: target, corruption: try InjectionHook.corruption(positions: positions, values: values, shape: shape,
                                                                                               operand: "the output of \(spec.site)"))
             var simulated = g - (reader.snapshotSteps.last { $0 <= g } ?? 0)

@@ -1,14 +1,53 @@
 /// The ResNet-18 family (CIFAR-style: 3x3 stride-1 stem, no max-pool, four stages of two
 /// basic blocks, global average pooling, a dense classifier), at the widths and input shapes
-/// of a ``ResNetScale``, with or without batch normalisation. Layer names are the reference
+/// of a ``Configuration``, with or without batch normalisation. Layer names are the reference
 /// study's (`conv1`, `basicblock_{1..4}_basic_{0,1}_{conv1,conv2,downsample}`, `dense`).
 ///
 /// Forward and backward are written out by hand, block by block; every convolution and the
 /// dense layer run on the MXU through ``MatrixUnit``, so each exposes its three operations
 /// (`<layer>`, `<layer>_grad_in`, `<layer>_grad_wt`) to injection. The stem has no
 /// `_grad_in`: nothing consumes the gradient of the image.
-public struct ResNet18: Sendable {
-    public let scale: ResNetScale
+public struct ResNet18: Model {
+    /// Sizes of one replica's share: input shape, base width (stage widths are 1, 2, 4 and 8
+    /// times it), examples per replica, classes. Recorded in manifests (under `scale`).
+    ///
+    /// - `tiny`: 8x8x1 inputs, widths 4..32, 4 images per replica (tests: seconds);
+    /// - `small`: 28x28x1 Fashion-MNIST, widths 16..128, 32 images per replica (default demo);
+    /// - `paper`: the reference shapes: 32x32x3 CIFAR-10, widths 64..512, 128 per replica
+    ///   (global batch 1024 over 8 replicas).
+    public struct Configuration: Sendable, Equatable, Codable {
+        public var name: String
+        public var inputH: Int
+        public var inputW: Int
+        public var inputChannels: Int
+        public var baseWidth: Int
+        public var batchPerReplica: Int
+        public var classes: Int
+
+        public static let tiny = Configuration(name: "tiny", inputH: 8, inputW: 8, inputChannels: 1, baseWidth: 4, batchPerReplica: 4, classes: 10)
+        public static let small = Configuration(name: "small", inputH: 28, inputW: 28, inputChannels: 1, baseWidth: 16, batchPerReplica: 32, classes: 10)
+        public static let paper = Configuration(name: "paper", inputH: 32, inputW: 32, inputChannels: 3, baseWidth: 64, batchPerReplica: 128, classes: 10)
+        public static let presets: [Configuration] = [.tiny, .small, .paper]
+
+        /// As recorded in a manifest (the same fields as the synthesised `Codable`).
+        var recorded: ModelConfiguration {
+            ModelConfiguration(.object(["name": .string(name), "inputH": .integer(Int64(inputH)), "inputW": .integer(Int64(inputW)),
+                                        "inputChannels": .integer(Int64(inputChannels)), "baseWidth": .integer(Int64(baseWidth)),
+                                        "batchPerReplica": .integer(Int64(batchPerReplica)), "classes": .integer(Int64(classes))]))
+        }
+
+        /// Checks every size before anything is allocated from it.
+        func validate(workload: String) throws(ModelError) {
+            let fields = [("inputH", inputH, 1 << 12), ("inputW", inputW, 1 << 12), ("inputChannels", inputChannels, 1 << 12),
+                          ("baseWidth", baseWidth, 1 << 12), ("batchPerReplica", batchPerReplica, 1 << 14), ("classes", classes, 1 << 16)]
+            for (field, value, limit) in fields where value < 1 || value > limit {
+                throw .invalidConfiguration("the \(workload) configuration's field '\(field)' is \(value); expected 1...\(limit)")
+            }
+        }
+    }
+
+    public let workload: String
+    public let scale: Configuration
     public let batchNorm: Bool
     /// Batch-norm constants (Keras defaults, as in the reference's TensorFlow models).
     public let bnMomentum: Float = 0.99
@@ -30,14 +69,44 @@ public struct ResNet18: Sendable {
     public let blocks: [(conv1: Int, conv2: Int, downsample: Int?)]
     public let denseWeight: Int
     public let denseBias: Int
-    /// Trainable tensors: names and shapes, in the order of ``TrainingState/parameters``.
-    public let parameterNames: [String]
-    public let parameterShapes: [[Int]]
+    public let parameters: [TensorSpec]
     /// Batch-norm layers: (name, channels, gamma index, beta index).
     public let norms: [(name: String, channels: Int, gamma: Int, beta: Int)]
     public let features: Int
+    public let operations: [MXUOperation]
 
-    public init(scale: ResNetScale, batchNorm: Bool = true) {
+    public var configuration: ModelConfiguration { scale.recorded }
+    public var scaleName: String { scale.name }
+    public var input: InputSpec { .images(height: scale.inputH, width: scale.inputW, channels: scale.inputChannels, classes: scale.classes) }
+    public var batchPerReplica: Int { scale.batchPerReplica }
+    /// Per batch-norm layer, its moving mean, then its moving variance.
+    public var modelState: [TensorSpec] {
+        norms.flatMap { [TensorSpec($0.name + "/moving_mean", [$0.channels]), TensorSpec($0.name + "/moving_variance", [$0.channels])] }
+    }
+
+    /// The three built-in workloads of the family.
+    static let workloads: [WorkloadDefinition] = [
+        definition("resnet18", "ResNet-18 trained with Adam", optimizer: .adam, batchNorm: true),
+        definition("resnet18_sgd", "ResNet-18 trained with plain SGD", optimizer: .sgd, batchNorm: true),
+        definition("resnet18_nobn", "ResNet-18 without batch normalisation (biased convolutions), Adam", optimizer: .adam, batchNorm: false),
+    ]
+
+    static func definition(_ name: String, _ summary: String, optimizer: OptimizerKind, batchNorm: Bool) -> WorkloadDefinition {
+        WorkloadDefinition(name: name, summary: summary, defaultOptimizer: optimizer, scales: Configuration.presets.map(\.name),
+                           preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
+            guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
+                throw .unknownScale(scale, workload: name, known: Configuration.presets.map(\.name))
+            }
+            return c.recorded
+        }, build: { (configuration: ModelConfiguration) throws(ModelError) -> any Model in
+            let c = try configuration.decode(Configuration.self, workload: name)
+            try c.validate(workload: name)
+            return ResNet18(workload: name, scale: c, batchNorm: batchNorm)
+        })
+    }
+
+    public init(workload: String = "resnet18", scale: Configuration, batchNorm: Bool = true) {
+        self.workload = workload
         self.scale = scale
         self.batchNorm = batchNorm
         var names: [String] = [], shapes: [[Int]] = []
@@ -83,47 +152,56 @@ public struct ResNet18: Sendable {
         denseBias = param("dense/bias", [scale.classes])
         self.convs = convs
         self.blocks = blocks
-        self.parameterNames = names
-        self.parameterShapes = shapes
+        self.parameters = zip(names, shapes).map { TensorSpec($0, $1) }
         self.norms = norms.map { (name: $0.0, channels: $0.1, gamma: $0.2, beta: $0.3) }
+        self.operations = Self.operationTable(convs: convs, features: channels, scale: scale, batchNorm: batchNorm)
     }
 
-    /// Every injection site of a training step, in execution order: forward layers, then the
-    /// backward operations in reverse layer order (`_grad_in` before `_grad_wt` of a layer).
-    public var sites: [SiteID] {
-        let layers = convs.map(\.name) + ["dense"]
-        var out = layers.map { SiteID(layer: $0, kind: .forward) }
-        for layer in layers.reversed() {
-            if layer != "conv1" { out.append(SiteID(layer: layer, kind: .gradIn)) }
-            out.append(SiteID(layer: layer, kind: .gradWt))
-        }
-        return out
-    }
-
-    /// The shape of operand `role` of MXU operation `site` (nil for a site the model does not
-    /// have). Forward: x, W, y. `_grad_in`: dL/dy, W, dL/dx. `_grad_wt`: x, dL/dy, dL/dW.
-    public func operandShape(_ site: SiteID, _ role: OperandRole) -> [Int]? {
+    /// Every MXU operation of one replica's step, in execution order: forward layers, then the
+    /// backward operations in reverse layer order (`_grad_in` before `_grad_wt` of a layer;
+    /// the stem has no `_grad_in`). Backward: `<layer>_grad_in` computes dL/dx as the GEMM
+    /// `dY[M x N] x W^T[N x K]` (then col2im) and `<layer>_grad_wt` computes dL/dW as
+    /// `X^T[K x M] x dY[M x N]`.
+    ///
+    /// Vector-unit work per operation (approximate, elementwise passes over the output):
+    /// forward batch norm + ReLU = 5 ops and 2 per-channel reductions (without batch norm:
+    /// 1 op); backward through them = 8 ops and 2 reductions on `_grad_in`; the optimizer
+    /// update (Adam, ~12 ops per parameter) on `_grad_wt`.
+    static func operationTable(convs: [Conv], features: Int, scale: Configuration, batchNorm: Bool) -> [MXUOperation] {
         let batch = scale.batchPerReplica
-        let (input, weight, output): ([Int], [Int], [Int])
-        if site.layer == "dense" {
-            (input, weight, output) = ([batch, features], [features, scale.classes], [batch, scale.classes])
-        } else if let c = convs.first(where: { $0.name == site.layer }) {
-            (input, weight, output) = (c.shape.inputShape, c.shape.weightShape, c.shape.outputShape)
-        } else {
-            return nil
+        struct Layer { var name: String; var gemm: GEMMShape; var x: [Int]; var w: [Int]; var y: [Int]; var hbm: Int?; var vector: VectorWork }
+        var layers = convs.map { c in
+            Layer(name: c.name, gemm: c.shape.gemm, x: c.shape.inputShape, w: c.shape.weightShape, y: c.shape.outputShape, hbm: c.shape.hbmBytes,
+                  vector: VectorWork(elements: c.shape.gemm.m * c.shape.gemm.n, opsPerElement: batchNorm ? 5 : 1,
+                                     reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels))
         }
-        guard sites.contains(site) else { return nil }
-        switch (site.kind, role) {
-        case (.forward, .input), (.gradWt, .input), (.gradIn, .output): return input
-        case (.forward, .weight), (.gradIn, .weight), (.gradWt, .output): return weight
-        case (.forward, .output), (.gradIn, .input), (.gradWt, .weight): return output
+        let last = convs[convs.count - 1].shape
+        let pooled = VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 1, reductions: 1, reductionOutputs: batch * features)
+        layers.append(Layer(name: "dense", gemm: GEMMShape(m: batch, k: features, n: scale.classes),
+                            x: [batch, features], w: [features, scale.classes], y: [batch, scale.classes], hbm: nil, vector: pooled))
+        var table = layers.map { l in
+            MXUOperation(site: SiteID(layer: l.name, kind: .forward), gemm: l.gemm, inputShape: l.x, weightShape: l.w, outputShape: l.y,
+                         hbmBytes: l.hbm, vector: l.vector)
         }
+        for l in layers.reversed() {
+            let g = l.gemm, dense = l.name == "dense"
+            if l.name != "conv1" {
+                table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradIn), gemm: GEMMShape(m: g.m, k: g.n, n: g.k),
+                                          inputShape: l.y, weightShape: l.w, outputShape: l.x,
+                                          vector: VectorWork(elements: g.m * g.n, opsPerElement: dense ? 2 : (batchNorm ? 8 : 1),
+                                                             reductions: batchNorm && !dense ? 2 : 0, reductionOutputs: g.n)))
+            }
+            table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradWt), gemm: GEMMShape(m: g.k, k: g.m, n: g.n),
+                                      inputShape: l.x, weightShape: l.y, outputShape: l.w,
+                                      vector: VectorWork(elements: g.k * g.n, opsPerElement: 12)))
+        }
+        return table
     }
 
     /// Fresh parameters: Glorot-uniform kernels (Keras's default) drawn from
     /// `CounterRNG(seed, .initialization, tensor index)`, zero biases, batch-norm gamma 1 and
     /// beta 0; moving means 0 and variances 1.
-    public func initialParameters(seed: UInt64) -> (parameters: [[Float]], moving: [[Float]]) {
+    public func initialState(seed: UInt64) -> (parameters: [[Float]], modelState: [[Float]]) {
         var params: [[Float]] = []
         for (i, (name, shape)) in zip(parameterNames, parameterShapes).enumerated() {
             let count = shape.reduce(1, *)
@@ -139,16 +217,6 @@ public struct ResNet18: Sendable {
         }
         let moving = norms.flatMap { [[Float](repeating: 0, count: $0.channels), [Float](repeating: 1, count: $0.channels)] }
         return (params, moving)
-    }
-
-    /// What one replica's forward and backward pass produced.
-    public struct ReplicaResult: Sendable {
-        public var loss: Float
-        public var correct: Int
-        /// Gradients, one per trainable tensor.
-        public var gradients: [[Float]]
-        /// Per batch-norm layer: this batch's mean and variance.
-        public var batchStatistics: [(mean: [Float], variance: [Float])]
     }
 
     /// What the backward pass needs from the forward pass.
@@ -216,7 +284,8 @@ public struct ResNet18: Sendable {
 
     /// Forward, loss and backward for one replica's batch (`images` NHWC), normalising with
     /// the batch's statistics.
-    public func trainReplica(parameters p: [[Float]], images: [Float], labels: [Int32], unit: MatrixUnit) -> ReplicaResult {
+    public func trainReplica(parameters p: [[Float]], modelState: [[Float]], batch data: Batch, unit: MatrixUnit) -> ReplicaResult {
+        let (images, labels) = (data.images, data.labels)
         let batch = labels.count
         let (logits, tape) = forward(p, images: images, batch: batch, normalization: .batch, unit: unit)
         let (loss, correct, dlogits) = SoftmaxCrossEntropy.forwardBackward(logits: logits, labels: labels, classes: scale.classes)
@@ -252,13 +321,20 @@ public struct ResNet18: Sendable {
             dx = elementwise(conv(block.conv1, dh), dshortcut, +)
         }
         _ = conv(0, ReLU.backward(dy: dx, x: tape.convOutputs[0]), needInput: false)
-        return ReplicaResult(loss: loss, correct: correct, gradients: grads, batchStatistics: tape.statistics)
+        return ReplicaResult(loss: loss, correct: correct, gradients: grads, statistics: tape.statistics.flatMap { [$0.mean, $0.variance] })
+    }
+
+    /// The moving statistics: `moving = momentum * moving + (1 - momentum) * batch`, per
+    /// batch-norm layer (``modelState`` order; `statistics` are the replica means of the
+    /// batch mean and variance).
+    public func updateModelState(_ state: inout [[Float]], statistics: [[Float]]) {
+        for i in statistics.indices { BatchNorm.updateMoving(&state[i], batch: statistics[i], momentum: bnMomentum) }
     }
 
     /// Inference with the moving statistics: mean loss and correct predictions.
-    public func evaluate(parameters p: [[Float]], moving: [[Float]], images: [Float], labels: [Int32], unit: MatrixUnit) -> (loss: Float, correct: Int) {
-        let logits = forward(p, images: images, batch: labels.count, normalization: .moving(moving), unit: unit).logits
-        let r = SoftmaxCrossEntropy.forwardBackward(logits: logits, labels: labels, classes: scale.classes)
+    public func evaluate(parameters p: [[Float]], modelState: [[Float]], batch data: Batch, unit: MatrixUnit) -> (loss: Float, correct: Int) {
+        let logits = forward(p, images: data.images, batch: data.labels.count, normalization: .moving(modelState), unit: unit).logits
+        let r = SoftmaxCrossEntropy.forwardBackward(logits: logits, labels: data.labels, classes: scale.classes)
         return (r.loss, r.correct)
     }
 }

@@ -67,13 +67,13 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
 }
 
 extension TrainingState {
-    /// Digest of the whole state: step, parameters, optimizer slots, moving statistics.
+    /// Digest of the whole state: step, parameters, optimizer slots, model state.
     public var digest: Digest {
         var d = Digest()
         d.add(step)
         for t in parameters { d.add(t) }
         for s in slots { for t in s { d.add(t) } }
-        for t in moving { d.add(t) }
+        for t in modelState { d.add(t) }
         return d
     }
 }

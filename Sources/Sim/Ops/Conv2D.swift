@@ -4,53 +4,36 @@
 /// matrix `X` is `[N*Ho*Wo, Fh*Fw*Cin]` with column `(fh * Fw + fw) * Cin + c`, which is the
 /// row index of `w` seen as a `[Fh*Fw*Cin, Cout]` matrix.
 public enum Conv2D {
-    /// y = X w, one MXU operation (site `<layer>`). The hook may corrupt x before the
-    /// lowering, w (this operation's copy only) and y.
+    /// y = X w, one MXU operation (site `<layer>`; operands x, w, y). A fault in x strikes
+    /// before the lowering, so it reaches every window the element is gathered into.
     public static func forward(x: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
-        let site = SiteID(layer: layer, kind: .forward)
-        var xf = x, wf = w
-        let hook = unit.corruptOperands(site, input: &xf, inputShape: s.inputShape, weight: &wf, weightShape: s.weightShape)
         let g = s.gemm
-        // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
-        let cols = im2col(unit.operand(xf), s)
-        var y = unit.product(site, cols, rows: g.m, inner: g.k, wf, cols: g.n, aIsRounded: true, hook: hook)
-        unit.limitReach(site, hook: hook, product: &y, rows: g.m, columns: g.n) {
-            unit.product(site, im2col(unit.operand(x), s), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true, hook: nil)
+        return unit.operation(SiteID(layer: layer, kind: .forward), input: x, inputShape: s.inputShape,
+                              weight: w, weightShape: s.weightShape, outputShape: s.outputShape) { x, w, mxu in
+            // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
+            mxu.multiply(im2col(mxu.operand(x), s), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
         }
-        unit.finish(site, output: &y, shape: s.outputShape, hook: hook)
-        return y
     }
 
     /// dL/dx = col2im(dL/dy w^T): the MXU computes `[M, Cout] x [Cout, K]`, then the columns
     /// are scattered back onto the input positions they were gathered from (site
     /// `<layer>_grad_in`; operands dL/dy, w, dL/dx).
     public static func backwardInput(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
-        let site = SiteID(layer: layer, kind: .gradIn)
-        var dyf = dy, wf = w
-        let hook = unit.corruptOperands(site, input: &dyf, inputShape: s.outputShape, weight: &wf, weightShape: s.weightShape)
         let g = s.gemm
-        var dcols = unit.product(site, unit.operand(dyf), rows: g.m, inner: g.n, wf, cols: g.k, transposeB: true, aIsRounded: true, hook: hook)
-        unit.limitReach(site, hook: hook, product: &dcols, rows: g.m, columns: g.k) {
-            unit.product(site, unit.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true, hook: nil)
-        }
-        var dx = col2im(dcols, s)
-        unit.finish(site, output: &dx, shape: s.inputShape, hook: hook)
-        return dx
+        return unit.operation(SiteID(layer: layer, kind: .gradIn), input: dy, inputShape: s.outputShape,
+                              weight: w, weightShape: s.weightShape, outputShape: s.inputShape, product: { dy, w, mxu in
+            mxu.multiply(mxu.operand(dy), rows: g.m, inner: g.n, w, cols: g.k, transposeB: true, aIsRounded: true)
+        }, unlower: { col2im($0, s) })
     }
 
     /// dL/dw = X^T dL/dy: the MXU computes `[K, M] x [M, Cout]`, reducing over every output
     /// position of every image (site `<layer>_grad_wt`; operands x, dL/dy, dL/dw).
     public static func backwardWeight(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
-        let site = SiteID(layer: layer, kind: .gradWt)
-        var xf = x, dyf = dy
-        let hook = unit.corruptOperands(site, input: &xf, inputShape: s.inputShape, weight: &dyf, weightShape: s.outputShape)
         let g = s.gemm
-        var dw = unit.product(site, im2col(xf, s), rows: g.k, inner: g.m, dyf, cols: g.n, transposeA: true, hook: hook)
-        unit.limitReach(site, hook: hook, product: &dw, rows: g.k, columns: g.n) {
-            unit.product(site, im2col(x, s), rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true, hook: nil)
+        return unit.operation(SiteID(layer: layer, kind: .gradWt), input: x, inputShape: s.inputShape,
+                              weight: dy, weightShape: s.outputShape, outputShape: s.weightShape) { x, dy, mxu in
+            mxu.multiply(im2col(x, s), rows: g.k, inner: g.m, dy, cols: g.n, transposeA: true)
         }
-        unit.finish(site, output: &dw, shape: s.weightShape, hook: hook)
-        return dw
     }
 
     /// Gathers every filter window of x into one row (zeros where the window hangs over the

@@ -1,12 +1,15 @@
 /// Everything that defines a training run: with the data, it determines every bit of every
 /// step. (How many host threads compute it is not part of it: results do not depend on it.)
 public struct TrainingConfig: Sendable, Equatable, Codable {
-    public var workload: Workload
-    public var scale: ResNetScale
+    /// The workload's name in ``Workloads``.
+    public var workload: String
+    /// The model's configuration (its scale: widths, input shape, batch per replica, options),
+    /// recorded under the manifest key `scale`.
+    public var model: ModelConfiguration
     public var optimizer: OptimizerConfig
     public var schedule: LearningRateSchedule
-    /// Simulated replicas (data-parallel TPU cores); the global batch is
-    /// `replicas x scale.batchPerReplica`.
+    /// Simulated replicas (data-parallel TPU cores); the global batch is `replicas` times the
+    /// model's batch per replica.
     public var replicas: Int
     public var seed: UInt64
     /// The chip whose MXU computes (its array rows set the accumulation folds).
@@ -14,13 +17,26 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     public var precision: OperandPrecision
     public var augmentation: Augmentation
 
-    /// The reference's setup for `workload`: its optimizer and learning-rate schedule,
-    /// 8 replicas, a TPU v2 core's MXU with bf16 operands.
-    public init(workload: Workload, scale: ResNetScale, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
-                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none) {
-        let kind = optimizer ?? workload.defaultOptimizer
+    enum CodingKeys: String, CodingKey {
+        case workload, model = "scale", optimizer, schedule, replicas, seed, chip, precision, augmentation
+    }
+
+    /// The reference's setup for `workload` at the preset `scale`: its optimizer and
+    /// learning-rate schedule, 8 replicas, a TPU v2 core's MXU with bf16 operands.
+    public init(workload: String, scale: String, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
+                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none) throws(ModelError) {
+        let definition = try Workloads.named(workload)
+        try self.init(workload: workload, model: try definition.preset(scale), optimizer: optimizer, replicas: replicas, seed: seed,
+                      chip: chip, precision: precision, augmentation: augmentation)
+    }
+
+    /// The same with a model configuration of its own (e.g. a custom scale).
+    public init(workload: String, model: ModelConfiguration, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
+                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none) throws(ModelError) {
+        let defaultKind = try Workloads.named(workload).defaultOptimizer
+        let kind = optimizer ?? defaultKind
         self.workload = workload
-        self.scale = scale
+        self.model = model
         self.optimizer = OptimizerConfig(kind: kind)
         self.schedule = .reference(for: kind)
         self.replicas = replicas
@@ -30,7 +46,16 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         self.augmentation = augmentation
     }
 
-    public var globalBatch: Int { replicas * scale.batchPerReplica }
+    /// The model this configuration describes.
+    public func makeModel() throws(ModelError) -> any Model {
+        try Workloads.model(workload, model)
+    }
+
+    /// The scale preset's name, for messages.
+    public var scaleName: String { model.name ?? "custom" }
+
+    /// `workload scale`, for messages.
+    public var title: String { "\(workload) \(scaleName)" }
 }
 
 /// Errors setting up a run: a data set that does not fit the model, impossible sizes.
@@ -48,7 +73,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 /// step and the result of any step depend only on the configuration, the data and the state.
 public struct TrainingRun: Sendable {
     public let config: TrainingConfig
-    public let model: ResNet18
+    public let model: any Model
     public let trainer: Trainer
     public let data: DataSplit
     public let sampler: BatchSampler
@@ -56,26 +81,35 @@ public struct TrainingRun: Sendable {
     /// `threads`: host threads for the replicas and the functional MXU (results are identical
     /// for any count).
     public init(config: TrainingConfig, data: DataSplit, threads: Int = 1) throws {
-        let s = config.scale, d = data.train
-        guard d.height == s.inputH, d.width == s.inputW, d.channels == s.inputChannels else {
-            throw TrainingError.mismatch("data set \(d.name) has \(d.height)x\(d.width)x\(d.channels) images; the \(s.name) scale expects \(s.inputH)x\(s.inputW)x\(s.inputChannels)")
-        }
-        guard d.classes == s.classes else {
-            throw TrainingError.mismatch("data set \(d.name) has \(d.classes) classes; the model has \(s.classes)")
+        let model = try config.makeModel()
+        let d = data.train
+        switch model.input {
+        case .images(let h, let w, let c, let classes):
+            guard d.height == h, d.width == w, d.channels == c else {
+                throw TrainingError.mismatch("data set \(d.name) has \(d.height)x\(d.width)x\(d.channels) images; \(model.title) expects \(h)x\(w)x\(c)")
+            }
+            guard d.classes == classes else {
+                throw TrainingError.mismatch("data set \(d.name) has \(d.classes) classes; the model has \(classes)")
+            }
         }
         guard config.replicas > 0, threads > 0 else {
             throw TrainingError.mismatch("replicas and threads must be positive (got \(config.replicas) and \(threads))")
         }
         self.config = config
-        model = ResNet18(scale: s, batchNorm: config.workload.hasBatchNorm)
+        self.model = model
         trainer = Trainer(model: model, optimizer: config.optimizer, schedule: config.schedule,
                           mxu: MXU(config: config.chip, precision: config.precision, threads: threads))
         self.data = data
-        sampler = try BatchSampler(dataset: d, globalBatch: config.globalBatch, replicas: config.replicas,
+        let (global, overflow) = config.replicas.multipliedReportingOverflow(by: model.batchPerReplica)
+        guard !overflow else { throw TrainingError.mismatch("\(config.replicas) replicas of \(model.batchPerReplica) examples overflow") }
+        sampler = try BatchSampler(dataset: d, globalBatch: global, replicas: config.replicas,
                                    seed: config.seed, augmentation: config.augmentation)
     }
 
     public var stepsPerEpoch: Int { sampler.stepsPerEpoch }
+
+    /// Examples per step over all replicas.
+    public var globalBatch: Int { config.replicas * model.batchPerReplica }
 
     public func initialState() -> TrainingState {
         TrainingState(model: model, optimizer: config.optimizer, seed: config.seed)
@@ -96,18 +130,13 @@ public struct TrainingRun: Sendable {
     public func evaluate(_ state: TrainingState) -> (loss: Float, accuracy: Float) {
         let unit = MatrixUnit(mxu: trainer.mxu)
         var lossSum: Float = 0, correct = 0
-        for batch in data.test.testBatches(batchSize: max(config.scale.batchPerReplica, 64)) {
-            let r = model.evaluate(parameters: state.parameters, moving: state.moving, images: batch.images, labels: batch.labels, unit: unit)
+        for batch in data.test.testBatches(batchSize: max(model.batchPerReplica, 64)) {
+            let r = model.evaluate(parameters: state.parameters, modelState: state.modelState, batch: batch, unit: unit)
             lossSum += r.loss * Float(batch.count)
             correct += r.correct
         }
         return (lossSum / Float(data.test.count), Float(correct) / Float(data.test.count))
     }
-}
-
-extension Workload {
-    /// The optimizer the reference trained this workload with.
-    public var defaultOptimizer: OptimizerKind { self == .resnet18_sgd ? .sgd : .adam }
 }
 
 /// What a run reports as it goes.

@@ -5,27 +5,27 @@ import Foundation
 /// (The data order and every random draw come from counter-based generators keyed by step,
 /// so no generator state is needed.)
 public struct TrainingState: Sendable, Equatable {
-    /// Trainable tensors, in the model's ``ResNet18/parameterNames`` order.
+    /// Trainable tensors, in the model's ``Model/parameters`` order.
     public var parameters: [[Float]]
     /// Per parameter tensor, the optimizer's slots (``OptimizerConfig/slotNames``).
     public var slots: [[[Float]]]
-    /// Per batch-norm layer: moving mean, then moving variance.
-    public var moving: [[Float]]
+    /// The model's own state (``Model/modelState``: e.g. batch-norm moving statistics).
+    public var modelState: [[Float]]
     /// Updates applied so far (the global step of the next update).
     public var step: Int
 
     /// A state from its parts (e.g. restored from a snapshot); sizes are not checked here.
-    public init(parameters: [[Float]], slots: [[[Float]]], moving: [[Float]], step: Int) {
+    public init(parameters: [[Float]], slots: [[[Float]]], modelState: [[Float]], step: Int) {
         self.parameters = parameters
         self.slots = slots
-        self.moving = moving
+        self.modelState = modelState
         self.step = step
     }
 
-    public init(model: ResNet18, optimizer: OptimizerConfig, seed: UInt64) {
-        let (p, m) = model.initialParameters(seed: seed)
+    public init(model: any Model, optimizer: OptimizerConfig, seed: UInt64) {
+        let (p, m) = model.initialState(seed: seed)
         parameters = p
-        moving = m
+        modelState = m
         slots = p.map { t in optimizer.slotNames.map { _ in [Float](repeating: optimizer.slotInitialValue, count: t.count) } }
         step = 0
     }
@@ -48,12 +48,12 @@ public struct StepMetrics: Sendable, Equatable, Codable {
 
 /// A data-parallel training step on R simulated replicas.
 public struct Trainer: Sendable {
-    public let model: ResNet18
+    public let model: any Model
     public let optimizer: OptimizerConfig
     public let schedule: LearningRateSchedule
     public let mxu: MXU
 
-    public init(model: ResNet18, optimizer: OptimizerConfig, schedule: LearningRateSchedule, mxu: MXU) {
+    public init(model: any Model, optimizer: OptimizerConfig, schedule: LearningRateSchedule, mxu: MXU) {
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
@@ -64,8 +64,9 @@ public struct Trainer: Sendable {
     public struct Gradients: Sendable {
         /// Per trainable tensor, the replica average `(g0 + g1 + ...) / R` (replica order).
         public var gradients: [[Float]]
-        /// Per batch-norm layer, the replica means of the batch mean and variance.
-        public var statistics: [(mean: [Float], variance: [Float])]
+        /// Per model-state tensor, the replica mean of the replicas' statistics (for batch
+        /// norm: the batch mean and variance).
+        public var statistics: [[Float]]
         public var metrics: StepMetrics
         /// Per replica, the digest of every MXU operation's output in execution order (empty
         /// unless asked for).
@@ -74,7 +75,7 @@ public struct Trainer: Sendable {
         /// A step's reduced gradients and batch statistics, e.g. read back from a trace to
         /// re-apply the update (``Trainer/apply(_:to:)`` uses only these two; the metrics and
         /// digests default to NaN and none).
-        public init(gradients: [[Float]], statistics: [(mean: [Float], variance: [Float])],
+        public init(gradients: [[Float]], statistics: [[Float]],
                     metrics: StepMetrics = StepMetrics(loss: .nan, accuracy: .nan, learningRate: .nan),
                     siteDigests: [[(site: SiteID, digest: Digest)]] = []) {
             self.gradients = gradients
@@ -96,13 +97,13 @@ public struct Trainer: Sendable {
         // either way, so the bits do not change.
         let workers = min(mxu.threads, replicas)
         let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, precision: mxu.precision, threads: 1) : mxu
-        let slots = ResultSlots<(ResNet18.ReplicaResult, SiteDigests?)>(count: replicas)
+        let slots = ResultSlots<(ReplicaResult, SiteDigests?)>(count: replicas)
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
                 let digests = recordDigests || capture != nil ? SiteDigests(replica: r, capture: capture) : nil
                 let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests)
-                slots.set(r, (model.trainReplica(parameters: state.parameters, images: batches[r].images, labels: batches[r].labels, unit: unit), digests))
+                slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit), digests))
                 r += workers
             }
         }
@@ -116,9 +117,7 @@ public struct Trainer: Sendable {
             return sum.map { $0 * scale }
         }
         let grads = state.parameters.indices.map { t in average(results.map { $0.gradients[t] }) }
-        let stats = model.norms.indices.map { n in
-            (mean: average(results.map { $0.batchStatistics[n].mean }), variance: average(results.map { $0.batchStatistics[n].variance }))
-        }
+        let stats = state.modelState.indices.map { n in average(results.map { $0.statistics[n] }) }
         let correct = results.reduce(0) { $0 + $1.correct }
         let total = batches.reduce(0) { $0 + $1.labels.count }
         let metrics = StepMetrics(loss: Reduce.sum(results.map(\.loss)) * scale, accuracy: Float(correct) / Float(total),
@@ -126,19 +125,20 @@ public struct Trainer: Sendable {
         return Gradients(gradients: grads, statistics: stats, metrics: metrics, siteDigests: siteDigests)
     }
 
-    /// The update: the optimizer on every tensor, the moving statistics, the step count.
+    /// The update: the optimizer on every tensor, the model state, the step count.
     /// A pure function of `g.gradients`, `g.statistics`, the configuration and `state`: traces
     /// store just those two as update deltas and re-apply them to restore a step.
-    public func apply(_ g: Gradients, to state: TrainingState) -> TrainingState {
+    /// `slotOrigin`: the step at which the optimizer's slots started (0: with the run; the
+    /// optimizer study switches optimizers mid-run, and Adam's bias correction must see fresh
+    /// moments as fresh); the learning rate follows the global step either way.
+    public func apply(_ g: Gradients, to state: TrainingState, slotOrigin: Int = 0) -> TrainingState {
         var next = state
         let lr = schedule.rate(at: state.step)
         for t in state.parameters.indices {
-            optimizer.apply(parameters: &next.parameters[t], gradients: g.gradients[t], slots: &next.slots[t], learningRate: lr, step: state.step)
+            optimizer.apply(parameters: &next.parameters[t], gradients: g.gradients[t], slots: &next.slots[t], learningRate: lr,
+                            step: state.step - slotOrigin)
         }
-        for (n, s) in g.statistics.enumerated() {
-            BatchNorm.updateMoving(&next.moving[2 * n], batch: s.mean, momentum: model.bnMomentum)
-            BatchNorm.updateMoving(&next.moving[2 * n + 1], batch: s.variance, momentum: model.bnMomentum)
-        }
+        model.updateModelState(&next.modelState, statistics: g.statistics)
         next.step += 1
         return next
     }

@@ -1,0 +1,186 @@
+/// A workload's network as the simulator, the recorder and the replayer see it. Everything
+/// outside `Sources/Sim/Models` works through this protocol; a new workload is one type
+/// conforming to it plus an entry in ``Workloads``.
+///
+/// A model owns:
+/// - its configuration (``configuration``), recorded in every trace manifest, from which
+///   ``Workloads`` rebuilds the same model;
+/// - its named tensors: trainable ``parameters`` and ``modelState`` (tensors it keeps across
+///   steps but does not train, such as batch-norm moving statistics);
+/// - its ordered **operation table** (``operations``): every MXU operation of one replica's
+///   training step, with its name, GEMM shape, operand shapes and vector-unit work. Sites,
+///   operand shapes, the timing topology and the hardware-fault mapping are all derived from
+///   this one table;
+/// - forward, loss and backward for one replica (``trainReplica(parameters:modelState:batch:unit:)``),
+///   the update of its own state, and inference.
+///
+/// Every MXU operation the model runs must go through ``MatrixUnit/operation(_:input:inputShape:weight:weightShape:outputShape:product:unlower:)``
+/// with the site its table lists, in the table's order: injection, digests and the
+/// hardware-fault mapping all happen behind that call.
+public protocol Model: Sendable {
+    /// The workload (registry name) this model was built for, e.g. `resnet18`.
+    var workload: String { get }
+    /// The configuration it was built from: scale, widths, input shape, options.
+    var configuration: ModelConfiguration { get }
+    /// The name of the scale preset, for messages (`tiny`, `small`, `paper`, or `custom`).
+    var scaleName: String { get }
+    /// What one example of its data is.
+    var input: InputSpec { get }
+    /// Examples per replica per step.
+    var batchPerReplica: Int { get }
+    /// Trainable tensors, in ``TrainingState/parameters`` order.
+    var parameters: [TensorSpec] { get }
+    /// Model-owned state that is not trained (e.g. batch-norm moving statistics), in
+    /// ``TrainingState/modelState`` order.
+    var modelState: [TensorSpec] { get }
+    /// Every MXU operation of one replica's training step, in execution order.
+    var operations: [MXUOperation] { get }
+
+    /// Fresh parameters and model state, drawn from `seed`.
+    func initialState(seed: UInt64) -> (parameters: [[Float]], modelState: [[Float]])
+
+    /// Forward, loss and backward for one replica's batch.
+    func trainReplica(parameters: [[Float]], modelState: [[Float]], batch: Batch, unit: MatrixUnit) -> ReplicaResult
+
+    /// Folds the replica-averaged ``ReplicaResult/statistics`` of a step into the model state
+    /// (e.g. the moving averages of batch norm). A pure function: traces store the statistics
+    /// and re-apply them to restore a step bit for bit.
+    func updateModelState(_ state: inout [[Float]], statistics: [[Float]])
+
+    /// Inference: the batch's mean loss and correct predictions.
+    func evaluate(parameters: [[Float]], modelState: [[Float]], batch: Batch, unit: MatrixUnit) -> (loss: Float, correct: Int)
+}
+
+/// What one replica's forward and backward pass produced.
+public struct ReplicaResult: Sendable {
+    /// The replica's mean loss over its batch.
+    public var loss: Float
+    public var correct: Int
+    /// Gradients, one per trainable tensor (``Model/parameters`` order).
+    public var gradients: [[Float]]
+    /// One per model-state tensor, the same size: what this replica contributes to the
+    /// update of the model state (for batch norm, this batch's mean or variance). The trainer
+    /// averages them over replicas and hands them to ``Model/updateModelState(_:statistics:)``.
+    public var statistics: [[Float]]
+
+    public init(loss: Float, correct: Int, gradients: [[Float]], statistics: [[Float]]) {
+        self.loss = loss
+        self.correct = correct
+        self.gradients = gradients
+        self.statistics = statistics
+    }
+}
+
+/// A named tensor of a model.
+public struct TensorSpec: Sendable, Equatable {
+    public var name: String
+    public var shape: [Int]
+
+    public init(_ name: String, _ shape: [Int]) {
+        self.name = name
+        self.shape = shape
+    }
+
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// The data a model reads: one example's shape and the number of classes.
+public enum InputSpec: Sendable, Equatable {
+    /// Images `height x width x channels` (NHWC batches) with integer class labels.
+    case images(height: Int, width: Int, channels: Int, classes: Int)
+
+    public var classes: Int {
+        switch self {
+        case .images(_, _, _, let classes): return classes
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .images(let h, let w, let c, let k): return "\(h)x\(w)x\(c) images, \(k) classes"
+        }
+    }
+}
+
+/// One MXU operation of a training step as the model's operation table lists it: the one
+/// source of a site's name, its GEMM, its operand shapes and its vector-unit work.
+public struct MXUOperation: Sendable, Equatable {
+    public var site: SiteID
+    /// The product as the MXU runs it (`M x K` times `K x N`, after any lowering).
+    public var gemm: GEMMShape
+    /// Operand shapes as fault models index them: input, weight and output (see
+    /// ``OperationKind`` for what each is per kind of operation).
+    public var inputShape: [Int]
+    public var weightShape: [Int]
+    public var outputShape: [Int]
+    /// Bytes crossing HBM (nil: the GEMM's operands and result).
+    public var hbmBytes: Int?
+    /// The vector-unit work that goes with it (epilogue, elementwise passes, reductions).
+    public var vector: VectorWork
+
+    public init(site: SiteID, gemm: GEMMShape, inputShape: [Int], weightShape: [Int], outputShape: [Int],
+                hbmBytes: Int? = nil, vector: VectorWork = .none) {
+        self.site = site
+        self.gemm = gemm
+        self.inputShape = inputShape
+        self.weightShape = weightShape
+        self.outputShape = outputShape
+        self.hbmBytes = hbmBytes
+        self.vector = vector
+    }
+
+    public var name: String { site.name }
+
+    /// The shape of operand `role`.
+    public func shape(of role: OperandRole) -> [Int] {
+        switch role {
+        case .input: return inputShape
+        case .weight: return weightShape
+        case .output: return outputShape
+        }
+    }
+
+    /// The operation as the timing model schedules it.
+    public var work: LayerWork { LayerWork(name: site.name, gemm: gemm, hbmBytes: hbmBytes, vector: vector) }
+}
+
+/// Which operations of a training step a topology lists.
+public enum StepPhases: String, Sendable, CaseIterable, Codable {
+    /// Forward MXU operations only (what SCALE-Sim topologies describe).
+    case forward = "fwd"
+    /// A whole training step: forward, then backward in the model's order.
+    case training = "train"
+}
+
+extension Model {
+    /// Every injection site of a training step, in execution order.
+    public var sites: [SiteID] { operations.map(\.site) }
+
+    /// The operation a site name names (`conv1`, `dense_grad_wt`, ...), if the model has it.
+    public func operation(named name: String) -> MXUOperation? {
+        operations.first { $0.name == name }
+    }
+
+    /// The operation `site`, if the model has it.
+    public func operation(_ site: SiteID) -> MXUOperation? {
+        operations.first { $0.site == site }
+    }
+
+    /// The shape of operand `role` of `site` (nil for a site the model does not have).
+    public func operandShape(_ site: SiteID, _ role: OperandRole) -> [Int]? {
+        operation(site)?.shape(of: role)
+    }
+
+    /// The MXU operations of one replica's step for the timing model.
+    public func layers(phases: StepPhases) -> [LayerWork] {
+        operations.filter { phases == .training || $0.site.kind == .forward }.map(\.work)
+    }
+
+    public var parameterNames: [String] { parameters.map(\.name) }
+    public var parameterShapes: [[Int]] { parameters.map(\.shape) }
+    public var modelStateNames: [String] { modelState.map(\.name) }
+    public var classes: Int { input.classes }
+
+    /// `workload scale`, for messages.
+    public var title: String { "\(workload) \(scaleName)" }
+}

@@ -1,0 +1,126 @@
+/// The matrix unit as a model sees it: the functional MXU, the replica it computes for, the
+/// injection hook (if any) and where to record output digests. A model runs every MXU
+/// operation through one call, ``operation(_:input:inputShape:weight:weightShape:outputShape:product:unlower:)``;
+/// operand, product and output corruption and digests happen behind it.
+public struct MatrixUnit: Sendable {
+    public var mxu: MXU
+    public var replica: Int
+    public var hook: (any OperandHook)?
+    /// Where to record a digest of every operation's output, if anywhere.
+    public var digests: SiteDigests?
+
+    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil) {
+        self.mxu = mxu
+        self.replica = replica
+        self.hook = hook
+        self.digests = digests
+    }
+
+    /// One MXU operation, `site`: its operands `input` (`inputShape`) and `weight`
+    /// (`weightShape`) as the fault models index them, `product` computing the raw GEMM from
+    /// them on the given ``OperationMXU`` (any lowering, e.g. im2col, happens inside it),
+    /// and `unlower` turning the raw product into the output (`outputShape`, e.g. col2im).
+    ///
+    /// In order: a hook that wants the site corrupts the input and the weight (copies: the
+    /// caller's arrays are untouched), the product runs (a hardware fault corrupts it there),
+    /// the hook may adjust the raw product against the uncorrupted one, the output is
+    /// unlowered, corrupted, and its digest recorded.
+    public func operation(_ site: SiteID, input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], outputShape: [Int],
+                          product: (_ input: [Float], _ weight: [Float], _ mxu: OperationMXU) -> Product,
+                          unlower: ([Float]) -> [Float] = { $0 }) -> [Float] {
+        let hook = self.hook.flatMap { $0.wants(site, replica: replica) ? $0 : nil }
+        var raw: Product
+        if let hook {
+            var x = input, w = weight
+            hook.apply(site, role: .input, values: &x, shape: inputShape, replica: replica)
+            hook.apply(site, role: .weight, values: &w, shape: weightShape, replica: replica)
+            raw = product(x, w, OperationMXU(unit: self, site: site, hook: hook))
+            hook.adjustProduct(site, product: &raw.values, rows: raw.rows, columns: raw.columns, golden: {
+                product(input, weight, OperationMXU(unit: self, site: site, hook: nil)).values
+            }, replica: replica)
+        } else {
+            raw = product(input, weight, OperationMXU(unit: self, site: site, hook: nil))
+        }
+        var output = unlower(raw.values)
+        precondition(output.count == outputShape.reduce(1, *), "\(site.name): output has \(output.count) values, shape \(outputShape)")
+        hook?.apply(site, role: .output, values: &output, shape: outputShape, replica: replica)
+        digests?.record(site, output, shape: outputShape)
+        return output
+    }
+}
+
+/// The raw product of an MXU operation, `rows x columns`, row-major.
+public struct Product: Sendable {
+    public var values: [Float]
+    public var rows: Int
+    public var columns: Int
+}
+
+/// The MXU inside one operation: multiplies on the functional MXU and lets the operation's
+/// hook, if any, corrupt the product as the array computed it.
+public struct OperationMXU {
+    let unit: MatrixUnit
+    let site: SiteID
+    let hook: (any OperandHook)?
+
+    /// `x` rounded to the MXU's operand precision (once, before a lowering that copies it).
+    public func operand(_ x: [Float]) -> [Float] {
+        guard unit.mxu.precision == .bfloat16 else { return x }
+        var out = x
+        out.withUnsafeMutableBufferPointer { p in
+            guard let base = p.baseAddress else { return }
+            BFloat16.round(base, into: base, count: p.count)
+        }
+        return out
+    }
+
+    /// `[rows x inner] x [inner x cols]`, where A is stored `[rows, inner]` (or `[inner, rows]`
+    /// when `transposeA`) and B `[inner, cols]` (or `[cols, inner]`). Transposes are strided
+    /// reads, never copies. `aIsRounded`: A's values are already rounded to the operand
+    /// precision (saves the MXU its rounding pass; it then reads a row-major A in place).
+    /// This is the GEMM the timing model schedules for the operation.
+    public func multiply(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
+                         transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false) -> Product {
+        precondition(a.count == rows * inner && b.count == inner * cols, "\(site.name): operand sizes do not match the product")
+        let shape = GEMMShape(m: rows, k: inner, n: cols)
+        // `multiply` writes every element of C, so it needs no zeroing first.
+        let c = [Float](unsafeUninitializedCapacity: rows * cols) { out, written in
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+                guard let pa = pa.baseAddress, let pb = pb.baseAddress, let pc = out.baseAddress else {
+                    out.initialize(repeating: 0)  // an empty operand: the sum of no products
+                    return
+                }
+                let va = MatrixView(pa, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1, isRounded: aIsRounded)
+                let vb = MatrixView(pb, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1)
+                unit.mxu.multiply(va, vb, into: pc, shape: shape)
+                hook?.corruptProduct(site, a: va, b: vb, c: pc, shape: shape, mxu: unit.mxu, replica: unit.replica)
+            } }
+            written = rows * cols
+        }
+        return Product(values: c, rows: rows, columns: cols)
+    }
+}
+
+/// Receives every MXU operation's output of one replica (its values, as the next operation
+/// sees them, and their shape), in execution order, on that replica's thread. Bisect uses it
+/// to compare two runs element by element; it only reads, so the numerics do not change.
+public typealias OutputCapture = @Sendable (_ replica: Int, _ site: SiteID, _ shape: [Int], _ values: [Float]) -> Void
+
+/// The digest of every MXU operation's output of one replica's step, in execution order,
+/// and, if asked, the outputs themselves (handed to `capture`).
+/// One per replica, filled by that replica's thread only.
+public final class SiteDigests: @unchecked Sendable {
+    public private(set) var entries: [(site: SiteID, digest: Digest)] = []
+    let replica: Int
+    let capture: OutputCapture?
+
+    public init(replica: Int = 0, capture: OutputCapture? = nil) {
+        self.replica = replica
+        self.capture = capture
+    }
+
+    func record(_ site: SiteID, _ values: [Float], shape: [Int]) {
+        entries.append((site, Digest.of(values)))
+        capture?(replica, site, shape, values)
+    }
+}
