@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SimTests", dependencies: ["Sim", "CZlib", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "RecorderTests", dependencies: ["Recorder", "Sim", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["tpufi", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["tpufi", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ReplayerTests", dependencies: ["Replayer", "Sim", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

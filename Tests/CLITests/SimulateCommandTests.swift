@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// Runs the built `tpufi` and returns its exit status, stdout and stderr.
-func tpufi(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+func tpufi(_ arguments: [String], in directory: String? = nil) throws -> (status: Int32, out: String, err: String) {
     let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let candidates = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent("tpufi") }
     guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
@@ -12,6 +12,7 @@ func tpufi(_ arguments: [String]) throws -> (status: Int32, out: String, err: St
     let process = Process()
     process.executableURL = exe
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

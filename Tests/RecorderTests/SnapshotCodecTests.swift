@@ -135,9 +135,9 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
         var counter: Float = 0
         func fill(_ t: inout [Float]) { for i in t.indices { counter += 1; t[i] = counter } }
         for i in state.parameters.indices { fill(&state.parameters[i]); for j in state.slots[i].indices { fill(&state.slots[i][j]) } }
-        for k in state.moving.indices { fill(&state.moving[k]) }
+        for k in state.modelState.indices { fill(&state.modelState[k]) }
         state.parameters[0][0] = Float(bitPattern: 0x7FC0_BEEF)
-        state.moving[0][0] = -0.0
+        state.modelState[0][0] = -0.0
         return (state, model, optimizer)
     }
 
@@ -145,8 +145,8 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
         let (state, model, optimizer) = Self.tinyState()
         let layout = try StateLayout(state, model: model, optimizer: optimizer)
         let p = model.parameterNames.count
-        #expect(layout.tensors.count == 3 * p + state.moving.count)
-        #expect(layout.kindRanges.map(\.kind) == [.weights, .optimizerSlot("m"), .optimizerSlot("v"), .batchNormStatistics])
+        #expect(layout.tensors.count == 3 * p + state.modelState.count)
+        #expect(layout.kindRanges.map(\.kind) == [.weights, .optimizerSlot("m"), .optimizerSlot("v"), .modelState])
         #expect(layout.tensors[p].name == model.parameterNames[0] + "/m")
         #expect(layout.tensors.last?.name == model.norms.last.map { $0.name + "/moving_variance" })
         let flat = try layout.flatten(state)
@@ -177,8 +177,8 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
             try StateLayout(missingSlot, model: model, optimizer: optimizer)
         }
         var fewer = state
-        fewer.moving.removeLast()
-        #expect(throws: StateLayoutError.tensorCountMismatch(group: "moving-statistic", tensors: state.moving.count - 1, expected: state.moving.count)) {
+        fewer.modelState.removeLast()
+        #expect(throws: StateLayoutError.tensorCountMismatch(group: "model-state", tensors: state.modelState.count - 1, expected: state.modelState.count)) {
             try layout.flatten(fewer)
         }
         #expect(throws: StateLayoutError.nameCountMismatch(group: "parameter", names: 1, tensors: state.parameters.count)) {
@@ -193,7 +193,7 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
     /// shuffle stores less than zstd of the raw bytes, and everything restores exactly.
     @Test func compressionHelpsOnRealTrainingState() throws {
         let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
-        let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: 2), data: data)
+        let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), data: data)
         var state = run.step(run.initialState()).0
         let layout = try StateLayout(state, model: run.model, optimizer: run.config.optimizer)
         let keyframe = try layout.flatten(state)

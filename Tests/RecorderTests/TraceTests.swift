@@ -6,7 +6,7 @@ import Sim
 
 func tinyRun(threads: Int = 1) throws -> TrainingRun {
     let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
-    return try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, replicas: 2), data: data, threads: threads)
+    return try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), data: data, threads: threads)
 }
 
 func scratch(_ name: String) -> String {

@@ -10,7 +10,7 @@ import Sim
     static let policy = TraceRecorder.Policy(snapshotEvery: 1, keyframeEvery: 4)
 
     static func run(_ optimizer: OptimizerConfig) throws -> TrainingRun {
-        var config = TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: optimizer.kind, replicas: 2)
+        var config = try TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: optimizer.kind, replicas: 2)
         config.optimizer = optimizer
         return try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load())
     }

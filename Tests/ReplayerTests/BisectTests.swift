@@ -10,11 +10,11 @@ import Sim
     /// A trace of 16 steps of tiny ResNet-18 (batch norm, Adam), recorded by the recorder's
     /// loop. `fault`: a verbatim corruption injected at its step, written into the manifest
     /// only when `recordInjection` (a trace that hides its fault cannot be re-executed).
-    static func record(_ name: String, workload: Workload = .resnet18, steps: Int = 16, threads: Int = 1, seed: UInt64 = 0, snapshotEvery: Int = 4,
+    static func record(_ name: String, workload: String = "resnet18", steps: Int = 16, threads: Int = 1, seed: UInt64 = 0, snapshotEvery: Int = 4,
                        initialSnapshot: Bool = true, fault: (target: InjectionTarget, value: Float)? = nil,
                        recordInjection: Bool = true, initialEdit: (inout TrainingState) -> Void = { _ in }) throws -> TraceReader {
         let data = try DatasetSource.parse(dataset).load()
-        let run = try TrainingRun(config: TrainingConfig(workload: workload, scale: .tiny, replicas: 2, seed: seed), data: data, threads: threads)
+        let run = try TrainingRun(config: TrainingConfig(workload: workload, scale: "tiny", replicas: 2, seed: seed), data: data, threads: threads)
         let dir = ReplayTests.scratch("bisect-\(name)")
         let policy = TraceRecorder.Policy(snapshotEvery: snapshotEvery)
         let writer = try TraceWriter(creating: dir, manifest: try TraceRecorder.manifest(run: run, dataset: dataset, steps: steps, policy: policy))
@@ -212,7 +212,7 @@ import Sim
 
     @Test func tracesOfDifferentRunsAreRejected() throws {
         let a = Self.golden
-        let (seed, nobn) = (try Self.record("run-seed", steps: 1, seed: 1), try Self.record("run-nobn", workload: .resnet18_nobn, steps: 1))
+        let (seed, nobn) = (try Self.record("run-seed", steps: 1, seed: 1), try Self.record("run-nobn", workload: "resnet18_nobn", steps: 1))
         defer { Self.remove(seed, nobn) }
         let e1 = Self.error { try Bisect.run(a, seed) }
         #expect(e1.contains("record different configurations") && e1.contains(a.directory) && e1.contains("seed 0") && e1.contains("seed 1"))

@@ -35,10 +35,10 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
     @Test(arguments: ["basicblock_1_basic_0_conv1", "basicblock_1_basic_0_conv1_grad_in", "basicblock_1_basic_0_conv1_grad_wt", "dense_grad_wt"])
     func faultsInATrainingStepEqualTheRegisterLevelArray(site name: String) throws {
         let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
-        let config = TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 1, chip: .tiny)
+        let config = try TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .sgd, replicas: 1, chip: .tiny)
         let run = try TrainingRun(config: config, data: data)
         let site = SiteID(parsing: name)
-        let gemm = try #require(config.workload.layers(scale: .tiny, phases: .training).first { $0.name == name }?.gemm)
+        let gemm = try #require(run.model.operation(named: name)?.gemm)
         let schedule = try Schedule(shape: gemm, config: .tiny)
         let faults = [
             HardwareFault(row: 1, column: 2, register: .weight, bit: 14, kind: .stuckAt(value: 1)),
@@ -66,7 +66,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         let golden = Self.scratch("golden"), out = Self.scratch("stuck")
         defer { for d in [golden, out] { try? FileManager.default.removeItem(atPath: d) } }
         let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
-        let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 2), data: data)
+        let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .sgd, replicas: 2), data: data)
         let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 6, policy: .init(snapshotEvery: 2), to: golden)
         let fault = HardwareFault(row: 5, column: 2, register: .weight, bit: 14, kind: .stuckAt(value: 1))
         let spec = InjectionSpec(workload: "resnet18", site: "basicblock_1_basic_0_conv2", faultModel: nil, replica: 1, globalStep: 3, hardware: fault)
@@ -126,7 +126,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         let golden = Self.scratch("golden-specs")
         defer { try? FileManager.default.removeItem(atPath: golden) }
         let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
-        let run = try TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .sgd, replicas: 1), data: data)
+        let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .sgd, replicas: 1), data: data)
         let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=16,test=8", steps: 2, policy: .init(), to: golden)
         func replay(_ fault: HardwareFault) -> String {
             let spec = InjectionSpec(workload: "resnet18", site: "conv1", faultModel: nil, replica: 0, globalStep: 1, hardware: fault)

@@ -25,7 +25,7 @@ import Sim
 
     static let golden: String = {
         let data = try! DatasetSource.parse(dataset).load()
-        let run = try! TrainingRun(config: TrainingConfig(workload: .resnet18, scale: .tiny, optimizer: .adam, replicas: 2), data: data)
+        let run = try! TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .adam, replicas: 2), data: data)
         return try! TraceRecorder.record(run: run, dataset: dataset, steps: 8, policy: .init(snapshotEvery: 4), to: scratch("golden")).directory
     }()
 

@@ -12,7 +12,7 @@ import Sim
 
     static let golden: TraceReader = {
         let data = try! DatasetSource.parse("synthetic:train=64,test=16").load()
-        let run = try! TrainingRun(config: TrainingConfig(workload: .resnet18_nobn, scale: .tiny, optimizer: .sgd, replicas: 2), data: data)
+        let run = try! TrainingRun(config: TrainingConfig(workload: "resnet18_nobn", scale: "tiny", optimizer: .sgd, replicas: 2), data: data)
         return try! TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 20, policy: .init(snapshotEvery: 4),
                                          to: scratch("golden"))
     }()

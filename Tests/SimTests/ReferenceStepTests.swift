@@ -49,7 +49,7 @@ import Testing
         }
         for (n, norm) in model.norms.enumerated() {
             for (k, stat) in ["mean", "variance"].enumerated() {
-                let e = Self.relativeError(next.moving[2 * n + k], try Self.floats(t, "moving/\(norm.name)/\(stat)"))
+                let e = Self.relativeError(next.modelState[2 * n + k], try Self.floats(t, "moving/\(norm.name)/\(stat)"))
                 if e > worst.0 { worst = (e, "moving/\(norm.name)/\(stat)") }
             }
         }

@@ -9,7 +9,7 @@ public struct CampaignProgress: Sendable {
     public var total: Int
     /// Done in this invocation (the rate's numerator).
     public var ranNow: Int
-    /// Outcome counts so far, in section 5 order, zero counts left out.
+    /// Outcome counts so far, in the order of docs/outcomes.md, zero counts left out.
     public var counts: [(outcome: String, count: Int)]
 }
 

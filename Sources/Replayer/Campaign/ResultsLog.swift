@@ -10,7 +10,7 @@ import Sim
 /// - `index`: the experiment's index, `0..<experiments`; its draw depends only on the
 ///   campaign seed and the index.
 /// - `kind`: `software` or `hardware`.
-/// - `outcome`: a `FAULT_MODELS.md` section 5 class (`Masked`, `ImmediateINFsNaNs`,
+/// - `outcome`: a class of `docs/outcomes.md#outcome-classes` (`Masked`, `ImmediateINFsNaNs`,
 ///   `ShortTermINFsNaNs`, `SharpDegrade`, `SharpSlowDegrade`, `SlowDegrade`,
 ///   `LowTestAccuracy`); `evidence`: why, in words. For hardware experiments `faultModel`
 ///   is a label of register and class (`HW_WEIGHT_FLIP`, `HW_INPUT_STUCK`, `HW_PSUM_FLIP`),

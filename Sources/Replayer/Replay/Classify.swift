@@ -1,4 +1,4 @@
-/// The outcome taxonomy of `FAULT_MODELS.md` section 5.
+/// The outcome taxonomy of `docs/outcomes.md#outcome-classes`.
 public enum Outcome: String, Sendable, Codable, CaseIterable {
     case masked = "Masked"
     case immediateINFsNaNs = "ImmediateINFsNaNs"

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A training log of the reference TensorFlow artifact (`FAULT_MODELS.md` section 8):
+/// A training log of the reference TensorFlow artifact (`docs/outcomes.md#reference-logs`):
 /// `Epoch: E/80, step: S/49, loss: L, accuracy: A` per step, `End of epoch: E/80, train loss:
 /// ..., train accuracy: ..., valid loss: ..., valid accuracy: ...` per epoch, optionally
 /// `Inject to epoch: E` / `Inject to step: S` at the top of a replay, and `Encounter NaN!`.

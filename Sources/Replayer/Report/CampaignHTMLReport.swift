@@ -42,7 +42,7 @@ public struct CampaignHTMLReport: Sendable {
     }
 
     /// The runs whose curves are shown: one per outcome class present (non-Masked classes
-    /// first, in section 5 order), at most ``maxCurves``. Of each class the run with the most
+    /// first, in the order of docs/outcomes.md), at most ``maxCurves``. Of each class the run with the most
     /// steps (lowest index on ties): a masked-exact run that stopped at the injected step
     /// has a single point to show.
     public var curveRuns: [ExperimentResult] {
@@ -52,7 +52,7 @@ public struct CampaignHTMLReport: Sendable {
         return Array(order.compactMap { o in withCurves.first { $0.outcome == o.rawValue } }.prefix(Self.maxCurves))
     }
 
-    /// Outcome classes that occur, in section 5 order.
+    /// Outcome classes that occur, in the order of docs/outcomes.md.
     public var outcomesPresent: [String] {
         Outcome.allCases.map(\.rawValue).filter { o in results.contains { $0.outcome == o } }
     }
@@ -72,7 +72,7 @@ public struct CampaignHTMLReport: Sendable {
         }
         page.heading("Outcome legend")
         page.raw(HTMLPage.legend(outcomesPresent.map { ($0, Palette.outcome($0)) }))
-        page.paragraph("Classes as in FAULT_MODELS.md section 5; each colour means the same class in every chart and table below. Hover over a bar, cell or point for its numbers.", cls: "note")
+        page.paragraph("Classes as defined in docs/outcomes.md of the tpufi repository; each colour means the same class in every chart and table below. Hover over a bar, cell or point for its numbers.", cls: "note")
         outcomeSection(&page)
         heatMapSection(&page)
         curveSection(&page)
@@ -150,7 +150,7 @@ public struct CampaignHTMLReport: Sendable {
                 guard !members.isEmpty else { return nil }
                 let bad = members.filter { $0.outcome != Outcome.masked.rawValue }
                 let counts = Outcome.allCases.map(\.rawValue).map { o in (o, members.filter { $0.outcome == o }.count) }.filter { $0.1 > 0 }
-                // The most frequent non-Masked class (ties: section 5 order).
+                // The most frequent non-Masked class (ties: the order of docs/outcomes.md).
                 let dominant = counts.filter { $0.0 != Outcome.masked.rawValue }.max { a, b in a.1 < b.1 }
                 let share = Double(bad.count) / Double(members.count)
                 let hover = "\(layer) × \(model): \(members.count) experiment(s), non-Masked \(bad.count) (\(Markup.percent(share)))\n"

@@ -2,7 +2,7 @@
 /// vision deficiencies), one fixed colour per outcome class and per optimizer-study status,
 /// used by every chart, legend and table of a report.
 enum Palette {
-    /// Outcome classes of `FAULT_MODELS.md` section 5: Masked green, the INFs/NaNs classes
+    /// Outcome classes of `docs/outcomes.md#outcome-classes`: Masked green, the INFs/NaNs classes
     /// vermillion and reddish purple, the degrade classes orange and blues, low test
     /// accuracy grey.
     static func outcome(_ name: String) -> String {

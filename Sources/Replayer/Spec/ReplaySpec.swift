@@ -6,7 +6,7 @@ public enum InjectionStage: String, Sendable, Codable {
     case backward = "bkwd_inject"
 }
 
-/// One injection as the reference replay CSV states it (`FAULT_MODELS.md` section 4): the
+/// One injection as the reference replay CSV states it (`docs/specs.md#reference-replay-csv`): the
 /// resolved positions and values, verbatim.
 public struct ReplaySpec: Sendable, Equatable, Codable {
     public var model: String

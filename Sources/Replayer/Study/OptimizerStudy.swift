@@ -2,7 +2,7 @@ import Foundation
 import Recorder
 import Sim
 
-// The optimizer study (`FAULT_MODELS.md` section 7): one fault per experiment, then training
+// The optimizer study (`docs/optimizer-study.md`): one fault per experiment, then training
 // continues with the baseline optimizer and with each test optimizer from the same corrupted
 // state, and from the uncorrupted state as each optimizer's fault-free reference.
 //
@@ -19,8 +19,8 @@ import Sim
 //   injected step, over the same steps; the baseline's reference is the golden trace itself.
 // - The fault: N16_RD into the output of a random forward MXU operation (every conv and the
 //   dense layer), 16 aligned elements of the flattened NHWC output, all 16 set to one value
-//   drawn log-uniform in [3.6e2, 1.2e8] (section 7's "value"; section 2's N16_RD draws per
-//   element, this study follows section 7), on a random replica, at a random step.
+//   drawn log-uniform in [3.6e2, 1.2e8] (the reference study's description says "a value";
+//   the generic N16_RD of docs/fault-models.md draws one per element), on a random replica, at a random step.
 // - Accuracy is the train accuracy of each step's global batch (what the golden trace
 //   records); test accuracy at the end only with ``OptimizerStudyParameters/testAccuracy``.
 
@@ -107,7 +107,7 @@ public enum OptimizerStudyError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// How a run ended relative to the accuracy at the injection (section 7's thresholds), or
+/// How a run ended relative to the accuracy at the injection (docs/outcomes.md#optimizer-study-statuses), or
 /// `Diverged` when its loss went non-finite (the run stopped there; the other three do not
 /// apply). The four partition the runs.
 public enum RecoveryStatus: String, Codable, Sendable, CaseIterable {

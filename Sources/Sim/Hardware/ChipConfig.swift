@@ -1,6 +1,6 @@
 /// A simulated TPU core: its matrix units, vector unit, memories and clocks.
 ///
-/// Presets follow public figures (see `SIMULATOR_NOTES.md` in the project's reference notes):
+/// Presets follow public figures (see `docs/architecture.md#hardware`):
 /// - MXU geometry and counts: Jouppi et al., ISCA 2017 (TPUv1, 256x256) and Norrie et al.,
 ///   "The Design Process for Google's Training Chips: TPUv2 and TPUv3", IEEE Micro 2021
 ///   (128x128 bf16 MXUs; one per core on v2, two on v3); Jouppi et al., ISCA 2023 (TPU v4:
