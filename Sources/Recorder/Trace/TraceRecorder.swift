@@ -66,64 +66,50 @@ public enum TraceRecorder {
         return try TraceReader(directory: directory)
     }
 
-    /// When the loop evaluates the test set (each evaluation is a full pass over it).
-    public enum TestEvaluation: Sendable, Equatable {
-        /// At every epoch end and at the last step, however the run ended.
-        case everyEpoch
-        /// Only when the run reaches `end`; epoch summaries written otherwise carry NaN test
-        /// metrics. For fault campaigns, whose classification needs only the final test
-        /// accuracy and none at all for a run that stopped early.
-        case atEndOnly
-    }
+    /// When the loop evaluates the test set.
+    public typealias TestEvaluation = TrainingLoop.TestEvaluation
 
-    /// The training loop with recording. `hook(step)` may inject into a step; `stop` sees
-    /// each step's record and the state after it, and ends the run early when it says so
-    /// (the last step is then evaluated, as `evaluation` says, and the trace finished as usual).
+    /// ``TrainingLoop`` with recording: a snapshot every `snapshotEvery` steps and after the
+    /// last, epoch summaries, a step record per step (with every MXU operation's digest).
+    /// `hook(step)` may inject into a step; `stop` sees each step's record and the state after
+    /// it, and ends the run early when it says so (the last step is then evaluated, as
+    /// `evaluation` says, and the trace finished as usual).
     @discardableResult
     public static func loop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
-                            hook: (Int) -> (any OperandHook)? = { _ in nil },
-                            stop: (StepRecord, TrainingState) -> Bool = { _, _ in false },
+                            hook: @escaping (Int) -> (any OperandHook)? = { _ in nil },
+                            stop: (StepRecord, TrainingState) throws -> Bool = { _, _ in false },
                             evaluation: TestEvaluation = .everyEpoch,
                             report: (TrainingEvent) -> Void) throws -> TrainingState {
-        var state = state
-        var epochMetrics: [StepMetrics] = []
         let perEpoch = run.stepsPerEpoch
         // Metrics of the epoch's earlier steps, when resuming mid-epoch.
+        var earlier: [StepMetrics] = []
         if state.step % perEpoch != 0 {
             let records = try TraceReader(directory: writer.directory).stepRecords()
-            epochMetrics = records.filter { $0.epoch == state.step / perEpoch }
+            earlier = records.filter { $0.epoch == state.step / perEpoch }
                 .map { StepMetrics(loss: $0.loss, accuracy: $0.accuracy, learningRate: $0.learningRate) }
         }
-        while state.step < end {
-            let step = state.step
-            let g = run.trainer.gradients(state, batches: run.batches(step: step), hook: hook(step), recordDigests: true)
-            state = run.trainer.apply(g, to: state)
-            epochMetrics.append(g.metrics)
-            let record = StepRecord(step: step, epoch: step / perEpoch, stepInEpoch: step % perEpoch,
-                                    loss: g.metrics.loss, accuracy: g.metrics.accuracy, learningRate: g.metrics.learningRate,
-                                    stateDigest: state.digest.description,
-                                    siteDigests: g.siteDigests.map { $0.map(\.digest.description) })
+        var record: StepRecord?
+        let loop = TrainingLoop(run: run, inject: hook, recordDigests: true, evaluation: evaluation)
+        let final = try loop.run(from: state, to: end, epochMetrics: earlier, stop: { s in
+            let r = StepRecord(step: s.index, epoch: s.index / perEpoch, stepInEpoch: s.index % perEpoch,
+                               loss: s.metrics.loss, accuracy: s.metrics.accuracy, learningRate: s.metrics.learningRate,
+                               stateDigest: s.state.digest.description,
+                               siteDigests: s.gradients.siteDigests.map { $0.map(\.digest.description) })
+            record = r
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
-            let stopping = stop(record, state)
-            let last = state.step == end || stopping
-            if state.step % writer.manifest.snapshotEvery == 0 || last { try writer.appendSnapshot(state, update: g) }
-            report(.step(globalStep: step, metrics: g.metrics))
-            if state.step % perEpoch == 0 || last {
-                let test = evaluation == .everyEpoch || state.step == end ? run.evaluate(state) : (loss: Float.nan, accuracy: Float.nan)
-                let n = Float(epochMetrics.count)
-                let summary = EpochSummary(epoch: step / perEpoch, steps: epochMetrics.count,
-                                           trainLoss: Reduce.sum(epochMetrics.map(\.loss)) / n,
-                                           trainAccuracy: Reduce.sum(epochMetrics.map(\.accuracy)) / n,
-                                           testLoss: test.loss, testAccuracy: test.accuracy)
-                try writer.appendEpoch(summary)
-                report(.epoch(summary))
-                epochMetrics = []
-            }
+            return try stop(r, s.state)
+        }, step: { s in
+            if s.state.step % writer.manifest.snapshotEvery == 0 || s.last { try writer.appendSnapshot(s.state, update: s.gradients) }
+            report(.step(globalStep: s.index, metrics: s.metrics))
+        }, epoch: { summary, _ in
+            try writer.appendEpoch(summary)
+            report(.epoch(summary))
+        }, stepEnd: { s in
+            guard let record, record.step == s.index else { throw TraceError.mismatch("step \(s.index) has no record") }
             try writer.appendStep(record)
-            if last { break }
-        }
-        try writer.finish(steps: state.step)
-        return state
+        })
+        try writer.finish(steps: final.step)
+        return final
     }
 }
 

@@ -234,15 +234,10 @@ public enum OptimizerStudy {
     }
 
     /// A trainer that continues a run with an optimizer whose slots started at `slotOrigin`
-    /// (0: the golden run's own slots, updated exactly as ``Trainer/apply(_:to:)`` does).
+    /// (0: the golden run's own slots), for ``TrainingLoop``.
     struct Continuation {
         let trainer: Trainer
         let slotOrigin: Int
-
-        func step(_ state: TrainingState, run: TrainingRun) -> (TrainingState, StepMetrics) {
-            let g = trainer.gradients(state, batches: run.batches(step: state.step))
-            return (trainer.apply(g, to: state, slotOrigin: slotOrigin), g.metrics)
-        }
 
         /// `state` with this optimizer's fresh slots (the baseline's own are kept).
         func switched(_ state: TrainingState) -> TrainingState {
@@ -286,15 +281,15 @@ public enum OptimizerStudy {
         /// and takes the rest from it.
         func train(_ c: Continuation, from state: TrainingState, count: Int, reference: Curve?) -> Curve {
             var curve = Curve()
-            var state = state
-            for j in 0..<count {
-                let (next, m) = c.step(state, run: run)
-                state = next
+            var tookReference = false
+            let loop = TrainingLoop(run: run, trainer: c.trainer, slotOrigin: c.slotOrigin, evaluation: .never)
+            let state = loop.run(from: state, to: state.step + count, stop: { s in
+                let j = curve.simulated
                 curve.simulated += 1
-                curve.loss.append(m.loss)
-                curve.accuracy.append(m.accuracy)
-                curve.digests.append(state.digest.description)
-                if !m.loss.isFinite { break }
+                curve.loss.append(s.metrics.loss)
+                curve.accuracy.append(s.metrics.accuracy)
+                curve.digests.append(s.state.digest.description)
+                if !s.metrics.loss.isFinite { return true }
                 if shortcutIdentical, let reference, j < reference.digests.count, reference.digests[j] == curve.digests[j] {
                     // Identical from the next step on: the reference's curve is this run's.
                     curve.identicalFrom = j + 1
@@ -302,9 +297,12 @@ public enum OptimizerStudy {
                     curve.accuracy += reference.accuracy[(j + 1)...]
                     curve.digests += reference.digests[(j + 1)...]
                     curve.testAccuracy = reference.testAccuracy
-                    return curve
+                    tookReference = true
+                    return true
                 }
-            }
+                return false
+            }, step: { _ in }, epoch: { _, _ in }, stepEnd: { _ in })
+            if tookReference { return curve }
             if parameters.testAccuracy { curve.testAccuracy = run.evaluate(state).accuracy }
             return curve
         }

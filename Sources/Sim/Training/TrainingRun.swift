@@ -169,27 +169,13 @@ extension TrainingRun {
     /// epoch (and after the last step if it ends mid-epoch); `report` sees every step and
     /// epoch as it completes.
     public func train(from state: TrainingState, steps: Int, report: (TrainingEvent) -> Void = { _ in }) -> (TrainingState, [EpochSummary]) {
-        var state = state
         var summaries: [EpochSummary] = []
-        var epochMetrics: [StepMetrics] = []
-        let end = state.step + steps
-        while state.step < end {
-            let (next, metrics) = step(state)
-            state = next
-            epochMetrics.append(metrics)
-            report(.step(globalStep: state.step - 1, metrics: metrics))
-            if state.step % stepsPerEpoch == 0 || state.step == end {
-                let test = evaluate(state)
-                let n = Float(epochMetrics.count)
-                let summary = EpochSummary(epoch: (state.step - 1) / stepsPerEpoch, steps: epochMetrics.count,
-                                           trainLoss: Reduce.sum(epochMetrics.map(\.loss)) / n,
-                                           trainAccuracy: Reduce.sum(epochMetrics.map(\.accuracy)) / n,
-                                           testLoss: test.loss, testAccuracy: test.accuracy)
-                summaries.append(summary)
-                report(.epoch(summary))
-                epochMetrics = []
-            }
-        }
-        return (state, summaries)
+        let final = TrainingLoop(run: self).run(from: state, to: state.step + steps, stop: { _ in false }, step: { s in
+            report(.step(globalStep: s.index, metrics: s.metrics))
+        }, epoch: { summary, _ in
+            summaries.append(summary)
+            report(.epoch(summary))
+        }, stepEnd: { _ in })
+        return (final, summaries)
     }
 }
