@@ -15,6 +15,7 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
     public let mode: TimingMode
     private let lock = NSLock()
     private var changed: [(site: SiteID, elements: [FaultyElement])] = []
+    private var unmapped: [String] = []
 
     public init(site: SiteID?, replica: Int, fault: HardwareFault, chip: ChipConfig, mode: TimingMode = .overlapped) {
         self.site = site
@@ -30,6 +31,14 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return changed
+    }
+
+    /// Operations the fault should have struck but could not be mapped onto (their schedule
+    /// failed), with the reason: a replay with any is an error, never a silent miss.
+    public var failures: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return unmapped
     }
 
     /// Checks the fault against the operation it strikes (`shape`, from the timing topology)
@@ -50,7 +59,16 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
 
     public func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                                shape: GEMMShape, mxu: MXU, replica: Int) {
-        guard wants(site, replica: replica), let schedule = try? Schedule(shape: shape, config: chip, mode: mode) else { return }
+        guard wants(site, replica: replica) else { return }
+        let schedule: Schedule
+        do {
+            schedule = try Schedule(shape: shape, config: chip, mode: mode)
+        } catch {
+            lock.lock()
+            unmapped.append("\(site.name) (\(shape)): \(error)")
+            lock.unlock()
+            return
+        }
         let precision = mxu.precision
         // The operands as the PEs hold them (rounding is idempotent, so rounded views are fine).
         func held(_ v: Float) -> Float { precision == .bfloat16 ? BFloat16.round(v) : v }

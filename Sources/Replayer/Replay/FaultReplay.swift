@@ -234,7 +234,7 @@ public enum FaultReplay {
         let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
                                            hook: { $0 == globalStep ? hook : nil },
                                            stop: { record, _ in
-            if record.step == globalStep, !armed.verbatim { try? writer.setInjection(injection()) }
+            if record.step == globalStep, !armed.verbatim { try writer.setInjection(injection()) }
             if divergence == nil, let g = goldenRecords[record.step] {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
@@ -244,6 +244,10 @@ public enum FaultReplay {
             return false
         }, evaluation: options.testEvaluation, report: report)
 
+        let failures = armed.failures()
+        guard failures.isEmpty else {
+            throw ReplayError.specMismatch("\(specName): the fault could not be mapped onto \(failures.joined(separator: "; ")); the trace \(out) is not a valid faulty run")
+        }
         let faultyTrace = try TraceReader(directory: out)
         let faultyRecords = try faultyTrace.stepRecords()
         let faultyTest = try faultyTrace.epochSummaries().last?.testAccuracy ?? .nan
@@ -287,6 +291,9 @@ public enum FaultReplay {
         var limitedReach: Bool
         /// Positions and values applied: in the operand (software) or in the product (hardware).
         var applied: () -> (positions: [[Int]], values: [Float])
+        /// Operations the fault should have struck but could not (hardware faults whose
+        /// schedule failed): the replay is then an error.
+        var failures: () -> [String] = { [] }
     }
 
     /// Builds the hook of `spec`, checking it against the operand or operation it strikes.
@@ -314,13 +321,13 @@ public enum FaultReplay {
             // Positions: [row, column] of the product; for a whole-step fault
             // [operation index (execution order), row, column].
             let index = Dictionary(uniqueKeysWithValues: operations.enumerated().map { ($1.site, $0) })
-            return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false, limitedReach: false) {
+            return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false, limitedReach: false, applied: {
                 let applied = hook.applied
                 let positions = applied.flatMap { op in
                     op.elements.map { e in wholeStep ? [index[op.site] ?? -1, e.row, e.column] : [e.row, e.column] }
                 }
                 return (positions, applied.flatMap { $0.elements.map(\.faulty) })
-            }
+            }, failures: { hook.failures })
         }
         guard let model = spec.faultModel else { throw ReplayError.specMismatch("\(specName): no fault model and no hardware fault") }
         let limited = model.reachesSixteen && sixteen == .fidelity
