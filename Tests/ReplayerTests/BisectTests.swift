@@ -24,8 +24,8 @@ import Sim
         let hook = fault.map { InjectionHook(target: $0.target, corruption: Corruption(offsets: [0], values: [$0.value])) }
         if let f = fault, recordInjection {
             let t = f.target
-            try writer.setInjection(.init(golden: "none", site: t.site.name, role: t.role.rawValue, replica: t.replica, globalStep: t.globalStep,
-                                          faultModel: "RD", seed: nil, positions: [run.model.operandShape(t.site, t.role).map { $0.map { _ in 0 } } ?? []],
+            try writer.setInjection(.init(golden: "none", site: t.site.name, role: t.role, replica: t.replica, globalStep: t.globalStep,
+                                          fault: .software(.RD), positions: .operand([run.model.operandShape(t.site, t.role).map { $0.map { _ in 0 } } ?? []]),
                                           values: [f.value]))
         }
         try TraceRecorder.loop(run: run, writer: writer, from: initial, to: steps, hook: { $0 == fault?.target.globalStep ? hook : nil },
@@ -79,7 +79,7 @@ import Sim
         let spec = InjectionSpec(workload: "resnet18_nobn", site: site, faultModel: model, replica: 1, globalStep: 8, seed: seed)
         let faulty = try Self.replay("family-\(model.rawValue)", spec)
         defer { Self.remove(faulty) }
-        #expect(faulty.manifest.injection?.role == model.tensor.rawValue)
+        #expect(faulty.manifest.injection?.role == model.tensor)
         let r = try Bisect.run(ReplayTests.golden, faulty)
         #expect(r.firstDivergentStep == 8, "\(model.rawValue)")
         #expect(r.firstDivergentSite == site && r.replica == 1, "\(model.rawValue): \(r.firstDivergentSite ?? "none") on \(r.replica ?? -1)")

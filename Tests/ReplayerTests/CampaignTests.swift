@@ -21,12 +21,7 @@ import Sim
         return d
     }
 
-    static let golden: String = {
-        let data = try! DatasetSource.parse("synthetic:train=64,test=16").load()
-        let run = try! TrainingRun(config: TrainingConfig(workload: "resnet18_nobn", scale: "tiny", optimizer: .sgd, replicas: 2), data: data)
-        return try! TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 16, policy: .init(snapshotEvery: 4),
-                                         to: scratch("golden")).directory
-    }()
+    static var golden: String { TinyGolden.nobnSGD.directory }
 
     static let parameters = CampaignParameters(experiments: 6, seed: 11, stepsAfterInjection: 2)
 

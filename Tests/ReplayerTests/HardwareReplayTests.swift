@@ -76,7 +76,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         #expect(!r.injection.positions.isEmpty && r.injection.positions.allSatisfy { $0[1] == 2 })
         #expect(r.firstDivergence == .init(globalStep: 3, site: "basicblock_1_basic_0_conv2", replica: 1))
         let trace = try TraceReader(directory: out)
-        #expect(trace.manifest.injection?.hardware == fault && trace.manifest.injection?.positions == r.injection.positions)
+        #expect(trace.manifest.injection?.hardware == fault && trace.manifest.injection?.positions == .product(r.injection.positions))
         // Bisect re-arms the recorded hardware fault: the step reproduces, and the first
         // divergent tensor is the operation's output with exactly the mapped elements changed.
         let b = try Bisect.run(reader, trace)

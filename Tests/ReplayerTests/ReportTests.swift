@@ -26,10 +26,7 @@ import Sim
 
     /// A campaign with a mix of outcomes: huge-value fault models next to small ones.
     static let campaign: CampaignReport = {
-        let data = try! DatasetSource.parse("synthetic:train=64,test=16").load()
-        let run = try! TrainingRun(config: TrainingConfig(workload: "resnet18_nobn", scale: "tiny", optimizer: .sgd, replicas: 2), data: data)
-        let golden = try! TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 16, policy: .init(snapshotEvery: 4),
-                                               to: scratch("golden")).directory
+        let golden = TinyGolden.nobnSGD.directory
         let parameters = CampaignParameters(experiments: 8, seed: 5, stepsAfterInjection: 3, faultModels: [.N16_RD, .RD, .ZERO, .INPUT])
         return try! CampaignRunner.run(golden: golden, parameters: parameters, out: scratch("campaign"), resume: false)
     }()

@@ -45,42 +45,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     public static let toolVersion = "0.1.0"
 
-    /// A fault as injected: the site, operand, replica and step, the fault model, and the
-    /// corrupted elements with their values, so that the run can be reproduced from this alone.
-    public struct Injection: Codable, Sendable, Equatable {
-        public var golden: String
-        public var site: String
-        public var role: String
-        public var replica: Int
-        public var globalStep: Int
-        public var faultModel: String
-        public var seed: UInt64?
-        /// Software faults: positions in the corrupted operand and the values written there.
-        /// Hardware faults: positions `[row, column]` in the operation's product C that the
-        /// fault changed, and their faulty values.
-        public var positions: [[Int]]
-        public var values: [Float]
-        /// The hardware fault, when `faultModel` is `hardware`.
-        public var hardware: HardwareFault?
-        /// True when a `_16` model's corruption reached only 16 outputs of the product, drawn
-        /// from `seed` (FIdelity's semantics); absent for the released alias and other models.
-        public var limitedReach: Bool?
-
-        public init(golden: String, site: String, role: String, replica: Int, globalStep: Int, faultModel: String,
-                    seed: UInt64?, positions: [[Int]], values: [Float], hardware: HardwareFault? = nil, limitedReach: Bool? = nil) {
-            self.hardware = hardware
-            self.limitedReach = limitedReach
-            self.golden = golden
-            self.site = site
-            self.role = role
-            self.replica = replica
-            self.globalStep = globalStep
-            self.faultModel = faultModel
-            self.seed = seed
-            self.positions = positions
-            self.values = values
-        }
-    }
+    /// A fault as injected (``InjectionRecord``): enough to reproduce the run from this alone.
+    public typealias Injection = InjectionRecord
 }
 
 /// What one training step left behind (JSON in a ``FrameKind/step`` frame).

@@ -28,6 +28,20 @@ public struct ReplayResult: Sendable, Codable, Equatable {
         public var positions: [[Int]]
         public var values: [Float]
         public var hardware: HardwareFault?
+
+        /// The record as a result reports it (with the step within its epoch).
+        public init(_ r: InjectionRecord, stepsPerEpoch: Int) {
+            epoch = r.globalStep / stepsPerEpoch
+            step = r.globalStep % stepsPerEpoch
+            globalStep = r.globalStep
+            site = r.site
+            role = r.role.rawValue
+            faultModel = r.faultName
+            replica = r.replica
+            positions = r.positions.indices
+            values = r.values
+            hardware = r.hardware
+        }
     }
 
     public struct Divergence: Sendable, Codable, Equatable {
@@ -218,11 +232,11 @@ public enum FaultReplay {
         manifest.complete = false
         manifest.completedSteps = 0
         if let every = options.snapshotEvery { manifest.snapshotEvery = max(1, every) }
-        func injection() -> TraceManifest.Injection {
+        func injection() -> InjectionRecord {
             let (positions, values) = armed.applied()
-            return .init(golden: reader.directory, site: site.name, role: role.rawValue, replica: target.replica, globalStep: globalStep,
-                         faultModel: armed.faultModel, seed: spec.seed, positions: positions, values: values, hardware: spec.hardware,
-                         limitedReach: armed.limitedReach ? true : nil)
+            return InjectionRecord(golden: reader.directory, site: site.name, role: role, replica: target.replica, globalStep: globalStep,
+                                   fault: armed.fault, seed: spec.seed, positions: positions, values: values,
+                                   limitedReach: armed.limitedReach ? true : nil)
         }
         manifest.injection = injection()
         let writer = try TraceWriter(creating: out, manifest: manifest)
@@ -268,12 +282,8 @@ public enum FaultReplay {
                                                       classes: model.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
         let window = max(1, options.thresholds.finalWindow)
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
-        let (positions, values) = armed.applied()
         return ReplayResult(
-            outcome: outcome.rawValue, evidence: evidence,
-            injection: .init(epoch: globalStep / m.stepsPerEpoch, step: globalStep % m.stepsPerEpoch, globalStep: globalStep, site: site.name,
-                             role: role.rawValue, faultModel: armed.faultModel, replica: target.replica,
-                             positions: positions, values: values, hardware: spec.hardware),
+            outcome: outcome.rawValue, evidence: evidence, injection: .init(injection(), stepsPerEpoch: m.stepsPerEpoch),
             firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
             golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
             faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),
@@ -283,14 +293,13 @@ public enum FaultReplay {
     /// A fault ready to strike: its hook and what it has applied so far.
     struct ArmedFault {
         var hook: any OperandHook
-        /// The fault model's name, or `hardware`.
-        var faultModel: String
+        var fault: InjectionRecord.Fault
         /// Whether the spec listed what to write (nothing to record after the step).
         var verbatim: Bool
         /// Whether a `_16` corruption reaches only 16 outputs (``SixteenSemantics/fidelity``).
         var limitedReach: Bool
         /// Positions and values applied: in the operand (software) or in the product (hardware).
-        var applied: () -> (positions: [[Int]], values: [Float])
+        var applied: () -> (positions: InjectionRecord.Positions, values: [Float])
         /// Operations the fault should have struck but could not (hardware faults whose
         /// schedule failed): the replay is then an error.
         var failures: () -> [String] = { [] }
@@ -321,12 +330,12 @@ public enum FaultReplay {
             // Positions: [row, column] of the product; for a whole-step fault
             // [operation index (execution order), row, column].
             let index = Dictionary(uniqueKeysWithValues: operations.enumerated().map { ($1.site, $0) })
-            return ArmedFault(hook: hook, faultModel: "hardware", verbatim: false, limitedReach: false, applied: {
+            return ArmedFault(hook: hook, fault: .hardware(fault), verbatim: false, limitedReach: false, applied: {
                 let applied = hook.applied
-                let positions = applied.flatMap { op in
-                    op.elements.map { e in wholeStep ? [index[op.site] ?? -1, e.row, e.column] : [e.row, e.column] }
-                }
-                return (positions, applied.flatMap { $0.elements.map(\.faulty) })
+                let values = applied.flatMap { $0.elements.map(\.faulty) }
+                guard wholeStep else { return (.product(applied.flatMap { $0.elements.map { [$0.row, $0.column] } }), values) }
+                // The hook strikes only operations the model runs, all of which are in its table.
+                return (.stepProduct(applied.flatMap { op in op.elements.map { [index[op.site] ?? -1, $0.row, $0.column] } }), values)
             }, failures: { hook.failures })
         }
         guard let model = spec.faultModel else { throw ReplayError.specMismatch("\(specName): no fault model and no hardware fault") }
@@ -343,41 +352,40 @@ public enum FaultReplay {
         } else {
             hook = InjectionHook(target: target, model: model, seed: spec.seed ?? 0, sixteen: sixteen)
         }
-        return ArmedFault(hook: hook, faultModel: model.rawValue, verbatim: spec.positions != nil, limitedReach: limited) {
-            (hook.applied?.positions(in: shape) ?? [], hook.applied?.values ?? [])
+        return ArmedFault(hook: hook, fault: .software(model), verbatim: spec.positions != nil, limitedReach: limited) {
+            (.operand(hook.applied?.positions(in: shape) ?? []), hook.applied?.values ?? [])
         }
     }
 
     /// The hook of a fault a trace's manifest records, re-armed to strike again exactly as it
     /// did: a software fault's recorded positions and values verbatim, a hardware fault as
     /// specified (its mapping is deterministic).
-    public static func rearm(_ recorded: TraceManifest.Injection, config: TrainingConfig,
+    public static func rearm(_ recorded: InjectionRecord, config: TrainingConfig,
                              model: any Model) throws -> (target: InjectionTarget, hook: any OperandHook) {
-        guard let role = OperandRole(rawValue: recorded.role) else { throw ReplayError.specMismatch("unknown operand '\(recorded.role)'") }
-        let wholeStep = recorded.hardware != nil && recorded.site == wholeStepSite
         let operation = model.operation(named: recorded.site)
-        guard wholeStep || operation != nil else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
-        let site = operation?.site ?? SiteID(layer: wholeStepSite, kind: .forward)
-        let shape = operation?.shape(of: role) ?? []
         let spec: InjectionSpec
-        if let hardware = recorded.hardware {
+        switch (recorded.fault, recorded.positions) {
+        case (.hardware(let hardware), .product), (.hardware(let hardware), .stepProduct):
             spec = InjectionSpec(workload: config.workload, site: recorded.site, faultModel: nil, replica: recorded.replica,
                                  globalStep: recorded.globalStep, hardware: hardware)
-        } else {
-            guard let model = FaultModel(rawValue: recorded.faultModel) else {
-                throw ReplayError.specMismatch("unknown fault model '\(recorded.faultModel)'")
-            }
-            spec = InjectionSpec(workload: config.workload, site: recorded.site, faultModel: model, replica: recorded.replica,
-                                 globalStep: recorded.globalStep, positions: recorded.positions, values: recorded.values, seed: recorded.seed)
+        case (.software(let fault), .operand(let positions)):
+            spec = InjectionSpec(workload: config.workload, site: recorded.site, faultModel: fault, replica: recorded.replica,
+                                 globalStep: recorded.globalStep, positions: positions, values: recorded.values, seed: recorded.seed)
+        default:
+            throw ReplayError.specMismatch("the recorded positions do not fit a \(recorded.faultName) fault")
         }
-        let target = InjectionTarget(site: site, role: role, replica: recorded.replica, globalStep: recorded.globalStep)
+        let wholeStep = recorded.hardware != nil && recorded.site == wholeStepSite
+        guard wholeStep || operation != nil else { throw ReplayError.specMismatch("unknown site '\(recorded.site)'") }
+        let site = operation?.site ?? SiteID(layer: wholeStepSite, kind: .forward)
+        let shape = operation?.shape(of: recorded.role) ?? []
+        let target = InjectionTarget(site: site, role: recorded.role, replica: recorded.replica, globalStep: recorded.globalStep)
         return (target, try arm(spec, specName: "the recorded injection", target: target, shape: shape, config: config, model: model,
                                 sixteen: recorded.limitedReach == true ? .fidelity : .released).hook)
     }
 
     /// The site of a hardware fault stuck for the whole step: every MXU operation of the
     /// replica's step runs on the faulty PE.
-    public static let wholeStepSite = "all"
+    public static let wholeStepSite = InjectionRecord.wholeStepSite
 
     /// The first site, in execution order, whose output digest differs on some replica.
     static func firstDivergence(_ faulty: StepRecord, _ golden: StepRecord, sites: [SiteID]) -> ReplayResult.Divergence? {

@@ -1,4 +1,5 @@
 import Foundation
+import Sim
 
 /// Forward or backward injection (`stage` in the reference CSV).
 public enum InjectionStage: String, Sendable, Codable {

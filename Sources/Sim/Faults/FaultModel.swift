@@ -1,5 +1,3 @@
-import Sim
-
 /// The reference study's 18 software fault models, names kept verbatim
 /// (`docs/fault-models.md#software-fault-models`).
 public enum FaultModel: String, Sendable, Codable, CaseIterable {
