@@ -19,6 +19,7 @@ struct Simulate: ParsableCommand {
           tpufi simulate --topology Benchmarks/scalesim/gemms.csv --rows 32 --columns 32
           tpufi simulate --topology net.csv --config scale.cfg --timing scalesim
           tpufi simulate --topology gemms.csv --rows 8 --columns 8 --dataflow os --json
+          tpufi simulate --workload resnet18 --scale paper --precision fp32
         """)
 
     @Option(help: "SCALE-Sim topology CSV (conv or GEMM).")
@@ -54,6 +55,10 @@ struct Simulate: ParsableCommand {
     @Option(help: "Operations of a workload: fwd (forward only) or train (forward and backward).")
     var phases: String = "train"
 
+    @Option(help: ArgumentHelp("MXU operand precision: bf16 or fp32 (sets the operand bytes HBM traffic counts).",
+                               valueName: "bf16|fp32"))
+    var precision: PrecisionOption = .bf16
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
@@ -73,9 +78,10 @@ struct Simulate: ParsableCommand {
         }
         let layers: [LayerWork]
         let source: String
+        let operandBytes = precision.precision.format.bytesPerElement
         if let topology {
             if let config { chipConfig = try SCALESimConfig.load(path: config).applied(to: chipConfig) }
-            layers = try SCALESimTopology.load(path: topology)
+            layers = try SCALESimTopology.load(path: topology, bytesPerOperand: operandBytes)
             source = topology
         } else {
             let model: any Model
@@ -87,7 +93,7 @@ struct Simulate: ParsableCommand {
             guard let p = StepPhases(rawValue: phases) else {
                 throw ValidationError("unknown phases '\(phases)'; expected fwd or train")
             }
-            layers = model.layers(phases: p)
+            layers = model.layers(phases: p, bytesPerOperand: operandBytes)
             source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"
         }
         if let rows { chipConfig.rows = rows }

@@ -34,7 +34,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Chip preset whose MXU computes: \(ChipConfig.presets.map(\.name).joined(separator: ", ")).")
     var chip: String = "tpu-v2"
 
-    @Flag(help: "Use fp32 operands instead of the MXU's bfloat16 (for comparison with fp32 frameworks).")
+    @Option(help: PrecisionOption.help)
+    var precision: PrecisionOption?
+
+    @Flag(help: "Alias of --precision fp32 (kept for existing scripts).")
     var fp32 = false
 
     @Flag(help: "Augment with random horizontal flips and pad-2 crops.")
@@ -52,6 +55,18 @@ struct TrainingOptions: ParsableArguments {
         }
     }
 
+    /// The operand precision: `--precision`, or fp32 for the `--fp32` alias, else bf16.
+    func operandPrecision() throws -> OperandPrecision {
+        switch (precision, fp32) {
+        case (nil, false): return .bfloat16
+        case (nil, true): return .float32
+        case (.some(let p), false): return p.precision
+        case (.some(let p), true):
+            guard p == .fp32 else { throw ValidationError("--fp32 is an alias of --precision fp32; it contradicts --precision \(p.rawValue)") }
+            return .float32
+        }
+    }
+
     /// The run these options describe, with its data loaded.
     func makeRun() throws -> TrainingRun {
         let kind = try optimizer.map { name in
@@ -60,7 +75,7 @@ struct TrainingOptions: ParsableArguments {
         }
         guard let c = ChipConfig.preset(named: chip) else { throw ValidationError("unknown chip '\(chip)'") }
         let config = try Self.config(workload: workload, scale: scale, optimizer: kind, replicas: replicas, seed: seed, chip: c,
-                                     precision: fp32 ? .float32 : .bfloat16,
+                                     precision: try operandPrecision(),
                                      augmentation: augment ? Augmentation(flip: true, pad: 2) : .none)
         return try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
     }

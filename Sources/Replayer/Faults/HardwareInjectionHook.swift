@@ -3,7 +3,7 @@ import Sim
 
 /// The hook that injects a hardware fault: in its target operation, on its target replica, it
 /// lets the MXU compute the product, then maps the fault through that operation's
-/// ``Schedule`` onto the output elements it corrupts (``Schedule/faultyElements(of:precision:a:b:golden:)``)
+/// ``Schedule`` onto the output elements it corrupts (``Schedule/faultyElements(of:format:a:b:golden:)``)
 /// and writes their faulty values. What it changed is kept for the report and the trace.
 public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
     /// The operation struck; nil: every MXU operation of the step (a permanent fault of the
@@ -45,9 +45,16 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
     /// before anything runs; the message names the operation.
     public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, chip: ChipConfig,
                                 precision: OperandPrecision, mode: TimingMode = .overlapped) throws(HardwareError) {
+        try validate(fault, site: site, shape: shape, chip: chip, format: precision.format, mode: mode)
+    }
+
+    /// ``validate(_:site:shape:chip:precision:mode:)`` with operands of any number format (the
+    /// operand registers are `format.bits` wide).
+    public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, chip: ChipConfig,
+                                format: any NumberFormat, mode: TimingMode = .overlapped) throws(HardwareError) {
         let schedule = try Schedule(shape: shape, config: chip, mode: mode)
         do {
-            try fault.validate(schedule: schedule, precision: precision)
+            try fault.validate(schedule: schedule, format: format)
         } catch {
             throw .invalidConfig("\(site.name) (\(shape) on \(chip.rows)x\(chip.columns) \(chip.dataflow.rawValue), \(chip.mxuCount) MXU): \(error)")
         }
@@ -69,11 +76,11 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
             lock.unlock()
             return
         }
-        let precision = mxu.precision
+        let format = mxu.format
         // The operands as the PEs hold them (rounding is idempotent, so rounded views are fine).
-        func held(_ v: Float) -> Float { precision == .bfloat16 ? BFloat16.round(v) : v }
+        func held(_ v: Float) -> Float { format.round(v) }
         let elements = schedule.faultyElements(
-            of: fault, precision: precision,
+            of: fault, format: format,
             a: { m, k in held(a.base[m * a.rowStride + k * a.columnStride]) },
             b: { k, n in held(b.base[k * b.rowStride + n * b.columnStride]) },
             golden: { m, n in c[m * shape.n + n] })

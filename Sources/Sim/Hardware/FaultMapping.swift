@@ -35,14 +35,23 @@ extension Schedule {
     public func faultyElements(of fault: HardwareFault, precision: OperandPrecision,
                                a: (Int, Int) -> Float, b: (Int, Int) -> Float,
                                golden: (Int, Int) -> Float) -> [FaultyElement] {
+        faultyElements(of: fault, format: precision.format, a: a, b: b, golden: golden)
+    }
+
+    /// ``faultyElements(of:precision:a:b:golden:)`` with operands of any number format: `a`
+    /// and `b` give values `format` holds (already rounded to it), and an operand-register
+    /// fault corrupts their encoding in `format` (see ``HardwareFault``).
+    public func faultyElements(of fault: HardwareFault, format: any NumberFormat,
+                               a: (Int, Int) -> Float, b: (Int, Int) -> Float,
+                               golden: (Int, Int) -> Float) -> [FaultyElement] {
         let flipped = passFlippedInStationaryRegister(fault)
         let reached = dataflow == .outputStationary ? reachedByOutputStationary(fault) : reachedByStationary(fault, flipped: flipped)
         var out: [FaultyElement] = []
         for index in reached.sorted() {
             let (m, n) = (index / shape.n, index % shape.n)
             let value = dataflow == .outputStationary
-                ? recomputeOutputStationary(m, n, fault, precision, a, b)
-                : recomputeStationary(m, n, fault, flipped: flipped, precision, a, b)
+                ? recomputeOutputStationary(m, n, fault, format, a, b)
+                : recomputeStationary(m, n, fault, flipped: flipped, format, a, b)
             let g = golden(m, n)
             if value.bitPattern != g.bitPattern { out.append(FaultyElement(row: m, column: n, golden: g, faulty: value)) }
         }
@@ -112,7 +121,7 @@ extension Schedule {
     }
 
     /// Output `(m, n)` under ws/is: the fold sums of every pass covering it, added in pass order.
-    private func recomputeStationary(_ m: Int, _ n: Int, _ fault: HardwareFault, flipped: Int?, _ precision: OperandPrecision,
+    private func recomputeStationary(_ m: Int, _ n: Int, _ fault: HardwareFault, flipped: Int?, _ format: any NumberFormat,
                                      _ a: (Int, Int) -> Float, _ b: (Int, Int) -> Float) -> Float {
         let ws = dataflow == .weightStationary
         let (t, colIndex) = ws ? (m, n) : (n, m)
@@ -132,17 +141,17 @@ extension Schedule {
                 let cycle = q.streamStart + t + r + j
                 // The moving operand passed the faulty PE (j - c0) cycles earlier.
                 if fault.register == movingRegister, j >= fault.column, fault.strikes(at: cycle - (j - fault.column)) {
-                    x = fault.corrupt(x, precision: precision)
+                    x = fault.corrupt(x, format: format)
                 }
                 if fault.register == stationaryRegister, j == fault.column {
                     switch fault.kind {
-                    case .stuckAt: w = fault.corrupt(w, precision: precision)
-                    case .transient(let at): if q.index == flipped && cycle >= at { w = fault.corrupt(w, precision: precision) }
+                    case .stuckAt: w = fault.corrupt(w, format: format)
+                    case .transient(let at): if q.index == flipped && cycle >= at { w = fault.corrupt(w, format: format) }
                     }
                 }
                 psum = psum.addingProduct(x, w)
                 if fault.register == .partialSum, j == fault.column, fault.strikes(at: cycle) {
-                    psum = fault.corrupt(psum, precision: precision)
+                    psum = fault.corrupt(psum, format: format)
                 }
             }
             c += psum
@@ -169,7 +178,7 @@ extension Schedule {
     }
 
     /// Output `(m, n)` under os: one PE's running sum over all of K.
-    private func recomputeOutputStationary(_ m: Int, _ n: Int, _ fault: HardwareFault, _ precision: OperandPrecision,
+    private func recomputeOutputStationary(_ m: Int, _ n: Int, _ fault: HardwareFault, _ format: any NumberFormat,
                                            _ a: (Int, Int) -> Float, _ b: (Int, Int) -> Float) -> Float {
         guard let q = passes.first(where: { $0.rowRange.contains(m) && $0.columnRange.contains(n) }) else { return .nan }
         let (i, j) = (m - q.rowRange.lowerBound, n - q.columnRange.lowerBound)
@@ -181,12 +190,12 @@ extension Schedule {
             if faulty {
                 // Operands pass the faulty PE in the cycle it handles term k.
                 let atFaultyPE = q.streamStart + k + r0 + c0
-                if fault.register == .input, i == r0, j >= c0, fault.strikes(at: atFaultyPE) { x = fault.corrupt(x, precision: precision) }
-                if fault.register == .weight, j == c0, i >= r0, fault.strikes(at: atFaultyPE) { y = fault.corrupt(y, precision: precision) }
+                if fault.register == .input, i == r0, j >= c0, fault.strikes(at: atFaultyPE) { x = fault.corrupt(x, format: format) }
+                if fault.register == .weight, j == c0, i >= r0, fault.strikes(at: atFaultyPE) { y = fault.corrupt(y, format: format) }
             }
             acc = acc.addingProduct(x, y)
             if faulty, fault.register == .partialSum, i == r0, j == c0, fault.strikes(at: q.streamStart + k + i + j) {
-                acc = fault.corrupt(acc, precision: precision)
+                acc = fault.corrupt(acc, format: format)
             }
         }
         return 0 + acc

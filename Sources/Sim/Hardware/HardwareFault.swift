@@ -17,9 +17,12 @@
 /// until the next tile latches, so a flip there corrupts one weight for every vector streamed
 /// after it and before the reload.
 ///
-/// Operand registers hold operands at the MXU's operand precision: under bfloat16, bits
-/// 0...15 of the bfloat16 pattern (15 is the sign, 14...7 the exponent); under float32 and
-/// for partial sums, bits 0...31 of the IEEE single pattern.
+/// Operand registers hold operands in the MXU's operand format (``NumberFormat``), as its
+/// ``NumberFormat/encode(_:)`` gives them: bit `b` of the register is bit `b` of that
+/// pattern, and the corrupted value is its ``NumberFormat/decode(_:)``. Under bfloat16 that
+/// is bits 0...15 of the bfloat16 pattern (15 is the sign, 14...7 the exponent); under float32
+/// bits 0...31 of the IEEE single pattern. The partial-sum register is fp32 under every
+/// format: bits 0...31 of the IEEE single pattern.
 ///
 /// As JSON (specs, manifests, results), flat:
 /// `{"mxu": 0, "row": 3, "column": 5, "register": "weight", "bit": 14, "cycle": 120}` or, for a
@@ -103,12 +106,24 @@ public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStrin
 
     /// Width in bits of `register` at `precision`.
     public static func width(of register: Register, precision: OperandPrecision) -> Int {
-        register == .partialSum || precision == .float32 ? 32 : 16
+        width(of: register, format: precision.format)
+    }
+
+    /// Width in bits of `register` with operands of `format`: the format's width for the
+    /// operand registers, 32 for the (fp32) partial-sum register.
+    public static func width(of register: Register, format: any NumberFormat) -> Int {
+        register == .partialSum ? 32 : format.bits
     }
 
     /// Checks the fault against the arrays it strikes and the operation's length.
     public func validate(schedule: Schedule, precision: OperandPrecision) throws(HardwareError) {
-        let width = Self.width(of: register, precision: precision)
+        try validate(schedule: schedule, format: precision.format)
+    }
+
+    /// Checks the fault against the arrays it strikes, the operation's length and the width
+    /// of its register with operands of `format`.
+    public func validate(schedule: Schedule, format: any NumberFormat) throws(HardwareError) {
+        let width = Self.width(of: register, format: format)
         guard (0..<schedule.mxuCount).contains(mxu) else {
             throw .invalidConfig("MXU \(mxu) does not exist: the chip has \(schedule.mxuCount) (0...\(schedule.mxuCount - 1))")
         }
@@ -116,7 +131,7 @@ public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStrin
             throw .invalidConfig("PE(\(row),\(column)) is outside the \(schedule.rows)x\(schedule.columns) array")
         }
         guard (0..<width).contains(bit) else {
-            throw .invalidConfig("bit \(bit) does not exist: the \(register.rawValue) register holds \(width) bits (0...\(width - 1)) at \(precision.rawValue) precision")
+            throw .invalidConfig("bit \(bit) does not exist: the \(register.rawValue) register holds \(width) bits (0...\(width - 1)) at \(format.name) precision")
         }
         switch kind {
         case .transient(let cycle):
@@ -128,14 +143,22 @@ public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStrin
         }
     }
 
-    /// `value` as the faulty register holds it (flipped or with the bit forced).
+    /// `value` as the faulty register holds it (flipped or with the bit forced): an operand
+    /// register's `value` (one `format` holds) through `format`'s encoding, a partial sum
+    /// through the fp32 pattern.
     @inline(__always)
-    func corrupt(_ value: Float, precision: OperandPrecision) -> Float {
-        let shift = Self.width(of: register, precision: precision) == 16 ? bit + 16 : bit
-        let mask = UInt32(1) << UInt32(shift)
+    func corrupt(_ value: Float, format: any NumberFormat) -> Float {
+        if register == .partialSum { return Float(bitPattern: corrupt(bits: value.bitPattern)) }
+        return format.decode(corrupt(bits: format.encode(value)))
+    }
+
+    /// The register pattern `bits` with the fault's bit flipped or forced.
+    @inline(__always)
+    private func corrupt(bits: UInt32) -> UInt32 {
+        let mask = UInt32(1) << UInt32(bit)
         switch kind {
-        case .transient: return Float(bitPattern: value.bitPattern ^ mask)
-        case .stuckAt(let v): return Float(bitPattern: v == 0 ? value.bitPattern & ~mask : value.bitPattern | mask)
+        case .transient: return bits ^ mask
+        case .stuckAt(let v): return v == 0 ? bits & ~mask : bits | mask
         }
     }
 

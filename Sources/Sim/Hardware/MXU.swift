@@ -1,13 +1,15 @@
 import Dispatch
 import Foundation
 
-/// Operand precision of the functional MXU.
+/// Operand precision of the functional MXU, as traces record it (the raw values are part of
+/// the trace format). Each names a ``NumberFormat`` (``format``), which is what the MXU, the
+/// register-level array and the hardware faults use.
 public enum OperandPrecision: String, Sendable, CaseIterable, Codable {
-    /// The TPU's: both operands rounded to bfloat16 (``BFloat16``), products exact in fp32,
-    /// fp32 accumulation.
+    /// The TPU's: both operands rounded to bfloat16 (``BFloat16Format``), products exact in
+    /// fp32, fp32 accumulation.
     case bfloat16
-    /// For comparison with fp32 frameworks: operands used as they are, each term one fused
-    /// multiply-add in fp32.
+    /// For comparison with fp32 frameworks: operands used as they are (``Float32Format``),
+    /// each term one fused multiply-add in fp32.
     case float32
 }
 
@@ -17,8 +19,8 @@ public struct MatrixView: @unchecked Sendable {
     public let base: UnsafePointer<Float>
     public let rowStride: Int
     public let columnStride: Int
-    /// The caller promises every value is already bf16 (``BFloat16/round(_:)`` is
-    /// idempotent, so this only saves work): a row-major A is then read in place.
+    /// The caller promises every value is already rounded to the MXU's operand format
+    /// (rounding is idempotent, so this only saves work): a row-major A is then read in place.
     public let isRounded: Bool
 
     public init(_ base: UnsafePointer<Float>, rowStride: Int, columnStride: Int = 1, isRounded: Bool = false) {
@@ -38,22 +40,53 @@ public struct MatrixView: @unchecked Sendable {
 /// every output element is produced by one thread, in the fixed order above. With
 /// bf16-rounded operands every product is exact, so the fused and an unfused multiply-add
 /// would agree too.
+///
+/// Operands are rounded to ``format`` as they are packed: inline for the built-in formats
+/// (see ``RoundingKind``), through the format's bulk ``NumberFormat/round(_:into:count:)``
+/// for any other.
 public struct MXU: Sendable {
     /// Terms per accumulation fold; nil accumulates the whole of K in one running sum.
     public let foldLength: Int?
-    public let precision: OperandPrecision
+    /// The operands' number format.
+    public let format: any NumberFormat
     public let threads: Int
+    /// `format.roundingKind`, read once: the packing loops switch on it.
+    private let rounding: RoundingKind
 
+    /// The MXU of `config` (folds of `rows` terms under ws/is) with operands of `precision`.
     public init(config: ChipConfig, precision: OperandPrecision = .bfloat16, threads: Int = 1) {
-        self.init(foldLength: config.dataflow.foldsReduction ? config.rows : nil,
-                  precision: precision, threads: threads)
+        self.init(config: config, format: precision.format, threads: threads)
     }
 
+    /// The MXU of `config` (folds of `rows` terms under ws/is) with operands of `format`.
+    public init(config: ChipConfig, format: any NumberFormat, threads: Int = 1) {
+        self.init(foldLength: config.dataflow.foldsReduction ? config.rows : nil,
+                  format: format, threads: threads)
+    }
+
+    /// An MXU accumulating in folds of `foldLength` terms (nil: one running sum), operands of
+    /// `precision`.
     public init(foldLength: Int?, precision: OperandPrecision = .bfloat16, threads: Int = 1) {
+        self.init(foldLength: foldLength, format: precision.format, threads: threads)
+    }
+
+    /// An MXU accumulating in folds of `foldLength` terms (nil: one running sum), operands of
+    /// `format`.
+    public init(foldLength: Int?, format: any NumberFormat, threads: Int = 1) {
         precondition(foldLength.map { $0 > 0 } ?? true, "fold length must be positive")
         self.foldLength = foldLength
-        self.precision = precision
+        self.format = format
+        self.rounding = format.roundingKind
         self.threads = max(1, threads)
+    }
+
+    /// The operand precision as traces record it. Only the built-in formats have one: asking
+    /// an MXU of any other format (a test's) is a programming error and stops the program.
+    public var precision: OperandPrecision {
+        guard let precision = OperandPrecision(format: format) else {
+            preconditionFailure("the \(format.name) operand format is not an OperandPrecision; use MXU.format")
+        }
+        return precision
     }
 
     /// `C[M x N] = A[M x K] x B[K x N]` on arrays (row-major, contiguous).
@@ -116,7 +149,7 @@ public struct MXU: Sendable {
         defer { PackBuffers.shared.give(bBuffer) }
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         let tiles = ceilDiv(M, mr)
-        let readsAInPlace = a.columnStride == 1 && (precision == .float32 || a.isRounded)
+        let readsAInPlace = a.columnStride == 1 && (rounding == .identity || a.isRounded)
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
@@ -184,34 +217,52 @@ public struct MXU: Sendable {
         if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
     }
 
-    /// Rounds rows `rows` x terms `k0 ..< k0 + kLen` of A to the operand precision into a
+    /// `count` contiguous values rounded to the operand format (`out` does not alias `src`).
+    @inline(__always)
+    private func round(_ src: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        switch rounding {
+        case .identity: out.update(from: src, count: count)
+        case .bfloat16: BFloat16.round(src, into: out, count: count)
+        case .general: format.round(src, into: out, count: count)
+        }
+    }
+
+    /// One value rounded to the operand format.
+    @inline(__always)
+    private func round(_ x: Float) -> Float {
+        switch rounding {
+        case .identity: return x
+        case .bfloat16: return BFloat16.round(x)
+        case .general: return format.round(x)
+        }
+    }
+
+    /// Rounds rows `rows` x terms `k0 ..< k0 + kLen` of A to the operand format into a
     /// row-major block with leading dimension `lda`, zero rows padding it to whole `mr` tiles.
     private func packA(_ a: MatrixView, rows: Range<Int>, mr: Int, k0: Int, kLen: Int, lda: Int,
                        into dst: UnsafeMutablePointer<Float>) {
-        let bf16 = precision == .bfloat16
         let (rs, cs) = (a.rowStride, a.columnStride)
         let first = a.base + rows.lowerBound * rs + k0 * cs
         if cs == 1 {
             for i in 0..<rows.count {
-                let src = first + i * rs, out = dst + i * lda
-                if bf16 { BFloat16.round(src, into: out, count: kLen) } else { out.update(from: src, count: kLen) }
+                round(first + i * rs, into: dst + i * lda, count: kLen)
             }
         } else {
             // Strided rows (a transposed view): k outermost, so a column-major A is read in order,
-            // 16 rows at a time where they are contiguous.
+            // 16 rows at a time where they are contiguous (built-in formats; any other value by value).
             for kk in 0..<kLen {
                 let src = first + kk * cs, out = dst + kk
                 var i = 0
-                if rs == 1 {
+                if rs == 1 && rounding != .general {
                     while i + 16 <= rows.count {
                         var v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
-                        if bf16 { v = BFloat16.round(v) }
+                        if rounding == .bfloat16 { v = BFloat16.round(v) }
                         for l in 0..<16 { out[(i + l) * lda] = v[l] }
                         i += 16
                     }
                 }
                 while i < rows.count {
-                    out[i * lda] = bf16 ? BFloat16.round(src[i * rs]) : src[i * rs]
+                    out[i * lda] = round(src[i * rs])
                     i += 1
                 }
             }
@@ -220,21 +271,21 @@ public struct MXU: Sendable {
     }
 
     /// Packs columns `panel * nr ..< panel * nr + nr` of B, all K rows, k-major
-    /// (`dst[k * nr + j]`), zero-padded past N, rounded to the operand precision.
+    /// (`dst[k * nr + j]`), zero-padded past N, rounded to the operand format.
     private func packB(_ b: MatrixView, panel: Int, nr: Int, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
-        let bf16 = precision == .bfloat16
         let (rs, cs) = (b.rowStride, b.columnStride)
         let first = b.base + panel * nr * cs
         let nValid = min(nr, n - panel * nr)
         if cs == 1 {
             for kk in 0..<k {
-                let src = first + kk * rs, out = dst + kk * nr
-                if bf16 { BFloat16.round(src, into: out, count: nValid) } else { out.update(from: src, count: nValid) }
+                let out = dst + kk * nr
+                round(first + kk * rs, into: out, count: nValid)
                 (out + nValid).update(repeating: 0, count: nr - nValid)
             }
         } else {
             // Strided columns (a transposed view): column by column, so a column-major B is read
-            // in order, 16 terms at a time where they are contiguous.
+            // in order, 16 terms at a time where they are contiguous (built-in formats; any other
+            // value by value).
             for j in 0..<nr {
                 let src = first + j * cs, out = dst + j
                 guard j < nValid else {
@@ -242,16 +293,16 @@ public struct MXU: Sendable {
                     continue
                 }
                 var kk = 0
-                if rs == 1 {
+                if rs == 1 && rounding != .general {
                     while kk + 16 <= k {
                         var v = UnsafeRawPointer(src + kk).loadUnaligned(as: SIMD16<Float>.self)
-                        if bf16 { v = BFloat16.round(v) }
+                        if rounding == .bfloat16 { v = BFloat16.round(v) }
                         for l in 0..<16 { out[(kk + l) * nr] = v[l] }
                         kk += 16
                     }
                 }
                 while kk < k {
-                    out[kk * nr] = bf16 ? BFloat16.round(src[kk * rs]) : src[kk * rs]
+                    out[kk * nr] = round(src[kk * rs])
                     kk += 1
                 }
             }

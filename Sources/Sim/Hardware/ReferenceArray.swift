@@ -12,11 +12,28 @@
 /// must equal ``MXU``'s bit for bit and its cycle count the schedule's.
 public struct ReferenceArray: Sendable {
     public let schedule: Schedule
-    public let precision: OperandPrecision
+    /// The operands' number format: operands are rounded to it before they enter the array,
+    /// and operand-register faults corrupt its encoding.
+    public let format: any NumberFormat
 
+    /// The array running `schedule` with operands of `precision`.
     public init(schedule: Schedule, precision: OperandPrecision = .bfloat16) {
+        self.init(schedule: schedule, format: precision.format)
+    }
+
+    /// The array running `schedule` with operands of `format`.
+    public init(schedule: Schedule, format: any NumberFormat) {
         self.schedule = schedule
-        self.precision = precision
+        self.format = format
+    }
+
+    /// The operand precision as traces record it. Only the built-in formats have one: asking
+    /// an array of any other format (a test's) is a programming error and stops the program.
+    public var precision: OperandPrecision {
+        guard let precision = OperandPrecision(format: format) else {
+            preconditionFailure("the \(format.name) operand format is not an OperandPrecision; use ReferenceArray.format")
+        }
+        return precision
     }
 
     /// What a run produced.
@@ -34,8 +51,7 @@ public struct ReferenceArray: Sendable {
         guard a.count == shape.m * shape.k, b.count == shape.k * shape.n else {
             throw HardwareError.invalidShape("operands hold \(a.count) and \(b.count) values; \(shape) needs \(shape.m * shape.k) and \(shape.k * shape.n)")
         }
-        let round: (Float) -> Float = precision == .bfloat16 ? BFloat16.round : { $0 }
-        let A = a.map(round), B = b.map(round)
+        let A = a.map { format.round($0) }, B = b.map { format.round($0) }
         let (M, K, N) = (shape.m, shape.k, shape.n)
 
         // Fold sums per pass, indexed [streamed index][array column].
@@ -101,7 +117,7 @@ public struct ReferenceArray: Sendable {
             if let fault, case .transient(cycle) = fault.kind, fault.register == stationaryRegister,
                let slot = passes.firstIndex(where: { $0.streamStart + $0.streamCount - 1 + fault.row + fault.column >= cycle }) {
                 let i = fault.row * C + fault.column
-                weights[slot & 1][i] = fault.corrupt(weights[slot & 1][i], precision: precision)
+                weights[slot & 1][i] = fault.corrupt(weights[slot & 1][i], format: format)
             }
             var nextInputs = inputs, nextPsums = psums, nextWeights = weights
             // A stationary tile shifts down its columns' load chain one row per cycle; on the
@@ -131,7 +147,7 @@ public struct ReferenceArray: Sendable {
                     } else {
                         x = inputs[r * C + c - 1]
                     }
-                    if x.pass >= 0, let f = fault, f.hits(movingRegister, r, c, cycle) { x.value = f.corrupt(x.value, precision: precision) }
+                    if x.pass >= 0, let f = fault, f.hits(movingRegister, r, c, cycle) { x.value = f.corrupt(x.value, format: format) }
                     nextInputs[r * C + c] = x
                     guard x.pass >= 0 else { nextPsums[r * C + c] = Moving(); continue }
                     var incoming: Float = 0
@@ -143,9 +159,9 @@ public struct ReferenceArray: Sendable {
                         incoming = above.value
                     }
                     var w = weights[x.pass & 1][r * C + c]
-                    if let f = fault, f.hits(stationaryRegister, r, c, cycle), case .stuckAt = f.kind { w = f.corrupt(w, precision: precision) }
+                    if let f = fault, f.hits(stationaryRegister, r, c, cycle), case .stuckAt = f.kind { w = f.corrupt(w, format: format) }
                     var psum = incoming.addingProduct(x.value, w)
-                    if let f = fault, f.hits(.partialSum, r, c, cycle) { psum = f.corrupt(psum, precision: precision) }
+                    if let f = fault, f.hits(.partialSum, r, c, cycle) { psum = f.corrupt(psum, format: format) }
                     nextPsums[r * C + c] = Moving(value: psum, pass: x.pass, t: x.t)
                     lastMAC = cycle
                     if r == R - 1 { sums[passes[x.pass].index]![x.t * C + c] = psum }
@@ -192,8 +208,8 @@ public struct ReferenceArray: Sendable {
                         let n = p.columnRange.lowerBound + c
                         return p.columnRange.contains(n) ? b(k, n) : 0
                     } : top[(r - 1) * C + c]
-                    if x.pass >= 0, let f = fault, f.hits(.input, r, c, cycle) { x.value = f.corrupt(x.value, precision: precision) }
-                    if y.pass >= 0, let f = fault, f.hits(.weight, r, c, cycle) { y.value = f.corrupt(y.value, precision: precision) }
+                    if x.pass >= 0, let f = fault, f.hits(.input, r, c, cycle) { x.value = f.corrupt(x.value, format: format) }
+                    if y.pass >= 0, let f = fault, f.hits(.weight, r, c, cycle) { y.value = f.corrupt(y.value, format: format) }
                     nextLeft[r * C + c] = x
                     nextTop[r * C + c] = y
                     guard x.pass >= 0 || y.pass >= 0 else { continue }
@@ -202,7 +218,7 @@ public struct ReferenceArray: Sendable {
                     }
                     if x.k == 0 { acc[r * C + c] = 0 }            // a new output starts here
                     acc[r * C + c] = acc[r * C + c].addingProduct(x.value, y.value)
-                    if let f = fault, f.hits(.partialSum, r, c, cycle) { acc[r * C + c] = f.corrupt(acc[r * C + c], precision: precision) }
+                    if let f = fault, f.hits(.partialSum, r, c, cycle) { acc[r * C + c] = f.corrupt(acc[r * C + c], format: format) }
                     lastMAC = cycle
                     if x.k == passes[x.pass].streamCount - 1 {    // complete: drain it
                         sums[passes[x.pass].index]![r * C + c] = acc[r * C + c]

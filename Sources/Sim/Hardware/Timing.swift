@@ -36,20 +36,45 @@ public struct VectorWork: Sendable, Equatable, Codable {
     public static let none = VectorWork(elements: 0, opsPerElement: 0)
 }
 
+/// What an MXU operation moves across HBM, in elements: operands, as wide as the MXU's
+/// operand format (``NumberFormat/bytesPerElement``), and results, in fp32.
+public struct HBMTraffic: Sendable, Equatable, Hashable {
+    public var operandElements: Int
+    public var resultElements: Int
+
+    public init(operandElements: Int, resultElements: Int) {
+        self.operandElements = operandElements
+        self.resultElements = resultElements
+    }
+
+    /// A GEMM's two operands and its result.
+    public init(gemm: GEMMShape) {
+        self.init(operandElements: gemm.m * gemm.k + gemm.k * gemm.n, resultElements: gemm.m * gemm.n)
+    }
+
+    /// Bytes with `bytesPerOperand`-byte operands (default: bfloat16's 2) and fp32 results.
+    public func bytes(bytesPerOperand: Int = BFloat16Format().bytesPerElement) -> Int {
+        bytesPerOperand * operandElements + 4 * resultElements
+    }
+}
+
 /// One layer's work for the timing model: an MXU operation, the bytes it must move to and
 /// from HBM, and its vector epilogue.
 public struct LayerWork: Sendable, Equatable, Codable {
     public var name: String
     public var gemm: GEMMShape
     /// Operand and result bytes that cross HBM (for a convolution: the real input tensor,
-    /// not its im2col expansion; bf16 operands, fp32 results).
+    /// not its im2col expansion; operands at the operand format's width, fp32 results).
     public var hbmBytes: Int
     public var vector: VectorWork
 
-    public init(name: String, gemm: GEMMShape, hbmBytes: Int? = nil, vector: VectorWork = .none) {
+    /// `hbmBytes` nil: the GEMM's operands, `bytesPerOperand` bytes each (default: bfloat16's
+    /// 2), and its fp32 result (``HBMTraffic/init(gemm:)``).
+    public init(name: String, gemm: GEMMShape, hbmBytes: Int? = nil,
+                bytesPerOperand: Int = BFloat16Format().bytesPerElement, vector: VectorWork = .none) {
         self.name = name
         self.gemm = gemm
-        self.hbmBytes = hbmBytes ?? (2 * (gemm.m * gemm.k + gemm.k * gemm.n) + 4 * gemm.m * gemm.n)
+        self.hbmBytes = hbmBytes ?? HBMTraffic(gemm: gemm).bytes(bytesPerOperand: bytesPerOperand)
         self.vector = vector
     }
 }

@@ -113,19 +113,19 @@ public struct MXUOperation: Sendable, Equatable {
     public var inputShape: [Int]
     public var weightShape: [Int]
     public var outputShape: [Int]
-    /// Bytes crossing HBM (nil: the GEMM's operands and result).
-    public var hbmBytes: Int?
+    /// Elements crossing HBM (nil: the GEMM's operands and result, ``HBMTraffic/init(gemm:)``).
+    public var hbmTraffic: HBMTraffic?
     /// The vector-unit work that goes with it (epilogue, elementwise passes, reductions).
     public var vector: VectorWork
 
     public init(site: SiteID, gemm: GEMMShape, inputShape: [Int], weightShape: [Int], outputShape: [Int],
-                hbmBytes: Int? = nil, vector: VectorWork = .none) {
+                hbmTraffic: HBMTraffic? = nil, vector: VectorWork = .none) {
         self.site = site
         self.gemm = gemm
         self.inputShape = inputShape
         self.weightShape = weightShape
         self.outputShape = outputShape
-        self.hbmBytes = hbmBytes
+        self.hbmTraffic = hbmTraffic
         self.vector = vector
     }
 
@@ -140,8 +140,12 @@ public struct MXUOperation: Sendable, Equatable {
         }
     }
 
-    /// The operation as the timing model schedules it.
-    public var work: LayerWork { LayerWork(name: site.name, gemm: gemm, hbmBytes: hbmBytes, vector: vector) }
+    /// The operation as the timing model schedules it, with `bytesPerOperand`-byte operands
+    /// (default: bfloat16's 2; see ``NumberFormat/bytesPerElement``).
+    public func work(bytesPerOperand: Int = BFloat16Format().bytesPerElement) -> LayerWork {
+        LayerWork(name: site.name, gemm: gemm,
+                  hbmBytes: (hbmTraffic ?? HBMTraffic(gemm: gemm)).bytes(bytesPerOperand: bytesPerOperand), vector: vector)
+    }
 }
 
 /// Which operations of a training step a topology lists.
@@ -171,9 +175,10 @@ extension Model {
         operation(site)?.shape(of: role)
     }
 
-    /// The MXU operations of one replica's step for the timing model.
-    public func layers(phases: StepPhases) -> [LayerWork] {
-        operations.filter { phases == .training || $0.site.kind == .forward }.map(\.work)
+    /// The MXU operations of one replica's step for the timing model, with
+    /// `bytesPerOperand`-byte operands (default: bfloat16's 2).
+    public func layers(phases: StepPhases, bytesPerOperand: Int = BFloat16Format().bytesPerElement) -> [LayerWork] {
+        operations.filter { phases == .training || $0.site.kind == .forward }.map { $0.work(bytesPerOperand: bytesPerOperand) }
     }
 
     public var parameterNames: [String] { parameters.map(\.name) }

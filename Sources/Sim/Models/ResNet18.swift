@@ -169,9 +169,9 @@ public struct ResNet18: Model {
     /// update (Adam, ~12 ops per parameter) on `_grad_wt`.
     static func operationTable(convs: [Conv], features: Int, scale: Configuration, batchNorm: Bool) -> [MXUOperation] {
         let batch = scale.batchPerReplica
-        struct Layer { var name: String; var gemm: GEMMShape; var x: [Int]; var w: [Int]; var y: [Int]; var hbm: Int?; var vector: VectorWork }
+        struct Layer { var name: String; var gemm: GEMMShape; var x: [Int]; var w: [Int]; var y: [Int]; var hbm: HBMTraffic?; var vector: VectorWork }
         var layers = convs.map { c in
-            Layer(name: c.name, gemm: c.shape.gemm, x: c.shape.inputShape, w: c.shape.weightShape, y: c.shape.outputShape, hbm: c.shape.hbmBytes,
+            Layer(name: c.name, gemm: c.shape.gemm, x: c.shape.inputShape, w: c.shape.weightShape, y: c.shape.outputShape, hbm: c.shape.hbmTraffic,
                   vector: VectorWork(elements: c.shape.gemm.m * c.shape.gemm.n, opsPerElement: batchNorm ? 5 : 1,
                                      reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels))
         }
@@ -181,7 +181,7 @@ public struct ResNet18: Model {
                             x: [batch, features], w: [features, scale.classes], y: [batch, scale.classes], hbm: nil, vector: pooled))
         var table = layers.map { l in
             MXUOperation(site: SiteID(layer: l.name, kind: .forward), gemm: l.gemm, inputShape: l.x, weightShape: l.w, outputShape: l.y,
-                         hbmBytes: l.hbm, vector: l.vector)
+                         hbmTraffic: l.hbm, vector: l.vector)
         }
         for l in layers.reversed() {
             let g = l.gemm, dense = l.name == "dense"

@@ -63,13 +63,14 @@ public struct OperationMXU {
     let site: SiteID
     let hook: (any OperandHook)?
 
-    /// `x` rounded to the MXU's operand precision (once, before a lowering that copies it).
+    /// `x` rounded to the MXU's operand format (once, before a lowering that copies it).
     public func operand(_ x: [Float]) -> [Float] {
-        guard unit.mxu.precision == .bfloat16 else { return x }
+        let format = unit.mxu.format
+        guard format.roundingKind != .identity else { return x }
         var out = x
         out.withUnsafeMutableBufferPointer { p in
             guard let base = p.baseAddress else { return }
-            BFloat16.round(base, into: base, count: p.count)
+            format.round(base, into: base, count: p.count)
         }
         return out
     }

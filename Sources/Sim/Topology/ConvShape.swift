@@ -76,11 +76,17 @@ public struct ConvShape: Sendable, Equatable, Codable {
         GEMMShape(m: batch * outH * outW, k: filterH * filterW * inChannels, n: outChannels)
     }
 
-    /// HBM bytes of one forward pass: the real input tensor and the weights in bf16, the
-    /// output in fp32 (not the im2col expansion, which is formed on chip).
-    public var hbmBytes: Int {
-        2 * (batch * inH * inW * inChannels + filterH * filterW * inChannels * outChannels)
-            + 4 * batch * outH * outW * outChannels
+    /// HBM traffic of one forward pass: the real input tensor and the weights as operands,
+    /// the output as the result (not the im2col expansion, which is formed on chip).
+    public var hbmTraffic: HBMTraffic {
+        HBMTraffic(operandElements: batch * inH * inW * inChannels + filterH * filterW * inChannels * outChannels,
+                   resultElements: batch * outH * outW * outChannels)
+    }
+
+    /// HBM bytes of one forward pass (``hbmTraffic``) with `bytesPerOperand`-byte operands
+    /// (default: bfloat16's 2) and an fp32 output.
+    public func hbmBytes(bytesPerOperand: Int = BFloat16Format().bytesPerElement) -> Int {
+        hbmTraffic.bytes(bytesPerOperand: bytesPerOperand)
     }
 
     public func validate() throws(HardwareError) {

@@ -18,11 +18,16 @@ public enum TopologyError: Error, CustomStringConvertible, Equatable {
 /// (`Layer Name, M, N, K,`), told apart by their header. Trailing commas are allowed, as
 /// SCALE-Sim writes them.
 public enum SCALESimTopology {
-    public static func load(path: String) throws(TopologyError) -> [LayerWork] {
-        try parse(try readText(path), file: path)
+    /// The layers of the topology file at `path`, HBM traffic counted with
+    /// `bytesPerOperand`-byte operands (default: bfloat16's 2) and fp32 results.
+    public static func load(path: String, bytesPerOperand: Int = BFloat16Format().bytesPerElement) throws(TopologyError) -> [LayerWork] {
+        try parse(try readText(path), file: path, bytesPerOperand: bytesPerOperand)
     }
 
-    public static func parse(_ text: String, file: String) throws(TopologyError) -> [LayerWork] {
+    /// The layers of topology `text` (`file` names it in errors), HBM traffic counted with
+    /// `bytesPerOperand`-byte operands (default: bfloat16's 2) and fp32 results.
+    public static func parse(_ text: String, file: String,
+                             bytesPerOperand: Int = BFloat16Format().bytesPerElement) throws(TopologyError) -> [LayerWork] {
         var lines = numberedLines(text)
         guard let header = lines.first else {
             throw .malformed(file: file, line: 1, reason: "empty topology file")
@@ -55,14 +60,14 @@ public enum SCALESimTopology {
             }
             if isGEMM {
                 let gemm = GEMMShape(m: values[0], k: values[2], n: values[1])
-                layers.append(LayerWork(name: name, gemm: gemm))
+                layers.append(LayerWork(name: name, gemm: gemm, bytesPerOperand: bytesPerOperand))
             } else {
                 let conv = ConvShape.scaleSim(inH: values[0], inW: values[1], filterH: values[2], filterW: values[3],
                                               channels: values[4], filters: values[5], stride: values[6])
                 do { try conv.validate() } catch {
                     throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
                 }
-                layers.append(LayerWork(name: name, gemm: conv.gemm, hbmBytes: conv.hbmBytes))
+                layers.append(LayerWork(name: name, gemm: conv.gemm, hbmBytes: conv.hbmBytes(bytesPerOperand: bytesPerOperand)))
             }
         }
         guard !layers.isEmpty else { throw .malformed(file: file, line: header.number, reason: "no layers after the header") }

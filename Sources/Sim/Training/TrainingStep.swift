@@ -96,7 +96,7 @@ public struct Trainer: Sendable {
         // side by side on single-threaded MXUs; the reduction below is in replica order
         // either way, so the bits do not change.
         let workers = min(mxu.threads, replicas)
-        let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, precision: mxu.precision, threads: 1) : mxu
+        let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, format: mxu.format, threads: 1) : mxu
         let slots = ResultSlots<(ReplicaResult, SiteDigests?)>(count: replicas)
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
