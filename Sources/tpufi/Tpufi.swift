@@ -11,6 +11,6 @@ struct Tpufi: ParsableCommand {
         Start with `tpufi simulate --workload resnet18 --scale small` to see where the
         cycles of a training step go.
         """,
-        subcommands: [Simulate.self, Train.self, Record.self, Inspect.self, Export.self, Replay.self, Classify.self, BisectCommand.self,
+        subcommands: [Simulate.self, Sites.self, Train.self, Record.self, Inspect.self, Export.self, Replay.self, Classify.self, BisectCommand.self,
                       CampaignCommand.self, Merge.self, ReportCommand.self, OptimizerStudyCommand.self])
 }

@@ -183,6 +183,43 @@ public enum FaultReplay {
         }
     }
 
+    /// The operation, operand and operand shape `spec` strikes in `model`, checked (the site
+    /// exists, the replica does).
+    static func resolve(_ spec: InjectionSpec, specName: String, config: TrainingConfig,
+                        model: any Model) throws -> (site: SiteID, role: OperandRole, shape: [Int]) {
+        // A hardware fault corrupts the operation's product, so it shows in the output.
+        let role = spec.faultModel?.tensor ?? .output
+        let wholeStep = spec.hardware != nil && spec.site == wholeStepSite
+        let operation = model.operation(named: spec.site)
+        guard wholeStep || operation != nil else {
+            let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
+            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(config.title) (sites: \(known), ... \(model.sites.count) in all; `tpufi sites` lists them)")
+        }
+        guard spec.replica < config.replicas else {
+            throw ReplayError.specMismatch("\(specName): target_worker \(spec.replica) does not exist; the run has \(config.replicas) replicas (0...\(config.replicas - 1))")
+        }
+        return (operation?.site ?? SiteID(layer: wholeStepSite, kind: .forward), role, operation?.shape(of: role) ?? [])
+    }
+
+    /// Checks `spec` against the workload and scale of `config` without a golden trace: the
+    /// workload, the site, the replica, the positions (in range of the operand they index) and
+    /// a hardware fault's PE, register, bit and cycle against the operation's schedule on the
+    /// chip. Returns a one-line description of what the spec strikes. The step is checked only
+    /// against a golden run (``run(golden:spec:specName:options:out:report:)``).
+    public static func check(_ spec: InjectionSpec, specName: String, config: TrainingConfig) throws -> String {
+        guard spec.workload == config.workload else {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', not '\(config.workload)'")
+        }
+        let model = try config.makeModel()
+        let (site, role, shape) = try resolve(spec, specName: specName, config: config, model: model)
+        let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: spec.globalStep ?? 0)
+        _ = try arm(spec, specName: specName, target: target, shape: shape, config: config, model: model, sixteen: .fidelity)
+        let what = spec.hardware.map { "\($0)" } ?? spec.faultModel.map { "\($0.rawValue) into the \(role.rawValue)" } ?? "?"
+        let positions = spec.positions.map { "\($0.count) position(s) inside \(shape.map(String.init).joined(separator: "x"))" }
+            ?? (spec.hardware == nil ? "positions drawn from seed \(spec.seed ?? 0)" : "mapped through the schedule")
+        return "\(specName): \(what) of \(spec.site) on replica \(spec.replica) (\(config.title)): \(positions)"
+    }
+
     static func checkWorkload(_ spec: InjectionSpec, _ reader: TraceReader, specName: String) throws {
         guard spec.workload == reader.manifest.config.workload else {
             throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(reader.manifest.config.workload)'")
@@ -199,19 +236,7 @@ public enum FaultReplay {
         let m = reader.manifest
         let restorer = golden.restorer
         let model = restorer.run.model
-        // A hardware fault corrupts the operation's product, so it shows in the output.
-        let role = spec.faultModel?.tensor ?? .output
-        let wholeStep = spec.hardware != nil && spec.site == wholeStepSite
-        let operation = model.operation(named: spec.site)
-        guard wholeStep || operation != nil else {
-            let known = model.sites.prefix(4).map(\.name).joined(separator: ", ")
-            throw ReplayError.specMismatch("\(specName): unknown layer '\(spec.site)' for \(m.config.title) (sites: \(known), ... \(model.sites.count) in all)")
-        }
-        let site = operation?.site ?? SiteID(layer: wholeStepSite, kind: .forward)
-        let shape = operation?.shape(of: role) ?? []
-        guard spec.replica < m.config.replicas else {
-            throw ReplayError.specMismatch("\(specName): target_worker \(spec.replica) does not exist; the run has \(m.config.replicas) replicas (0...\(m.config.replicas - 1))")
-        }
+        let (site, role, shape) = try resolve(spec, specName: specName, config: m.config, model: model)
         if let s = spec.step, s >= m.stepsPerEpoch {
             throw ReplayError.specMismatch("\(specName): target_step \(s) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
         }

@@ -1,0 +1,35 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct SitesCommandTests {
+    @Test func listsEverySiteWithItsOperandsAndArrayFootprint() throws {
+        let r = try tpufi(["sites", "--workload", "resnet18", "--scale", "tiny", "--chip", "tiny", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let sites = try #require(json["sites"] as? [[String: Any]])
+        #expect(sites.count == 62 && sites.first?["name"] as? String == "conv1" && sites.last?["name"] as? String == "conv1_grad_wt")
+        let conv1 = sites[0]
+        #expect(conv1["input"] as? [Int] == [4, 8, 8, 1] && conv1["weight"] as? [Int] == [3, 3, 1, 4] && conv1["output"] as? [Int] == [4, 8, 8, 4])
+        // Weight-stationary on the tiny chip's 8x8 array: K = 9 rows fold onto 8, N = 4 columns.
+        #expect(conv1["rows"] as? Int == 8 && conv1["columns"] as? Int == 4 && conv1["passes"] as? Int == 2)
+        #expect(!sites.contains { $0["name"] as? String == "conv1_grad_in" })
+    }
+
+    @Test func checksSpecsWithoutAGoldenTrace() throws {
+        let good = try temporaryFile("good.json", #"{"workload": "resnet18", "site": "dense_grad_in", "faultModel": "RD", "replica": 1, "globalStep": 3, "positions": [[3, 31]], "values": [1e9]}"#)
+        let r = try tpufi(["sites", "--scale", "tiny", "--replicas", "2", "--check", good])
+        #expect(r.status == 0 && r.out.contains("RD into the output of dense_grad_in on replica 1 (resnet18 tiny): 1 position(s) inside 4x32"), "\(r.out)\(r.err)")
+        let outside = try temporaryFile("outside.json", #"{"workload": "resnet18", "site": "dense_grad_in", "faultModel": "RD", "replica": 1, "globalStep": 3, "positions": [[4, 0]], "values": [1e9]}"#)
+        let replica = try temporaryFile("replica.json", #"{"workload": "resnet18", "site": "dense", "faultModel": "RD", "replica": 2, "globalStep": 3, "seed": 1}"#)
+        let site = try temporaryFile("site.json", #"{"workload": "resnet18", "site": "conv1_grad_in", "faultModel": "RD", "replica": 0, "globalStep": 3, "seed": 1}"#)
+        let bit = try temporaryFile("bit.json", #"{"workload": "resnet18", "site": "conv1", "replica": 0, "globalStep": 3, "hardware": {"mxu": 0, "row": 0, "column": 0, "register": "weight", "bit": 16, "stuckAt": 1}}"#)
+        let bad = try tpufi(["sites", "--scale", "tiny", "--replicas", "2", "--check", good, outside, replica, site, bit])
+        #expect(bad.status == 1)
+        #expect(bad.out.contains("good.json"))
+        #expect(bad.err.contains("outside.json: position 4/0 is outside the output of dense_grad_in, shape 4x32"), "\(bad.err)")
+        #expect(bad.err.contains("replica.json: target_worker 2 does not exist"))
+        #expect(bad.err.contains("site.json: unknown layer 'conv1_grad_in'"))
+        #expect(bad.err.contains("bit.json: ") && bad.err.contains("bit 16 does not exist"))
+    }
+}
