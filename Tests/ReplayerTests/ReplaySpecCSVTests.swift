@@ -12,7 +12,7 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
             let spec = try ReplaySpecCSV.load(path: fixtures.appendingPathComponent(file).path)
             #expect(spec.positions.count == spec.values.count)
             #expect(spec.seed == 123)
-            #expect(file.hasPrefix(spec.model + "__"))
+            #expect(file.hasPrefix((spec.model ?? "?") + "__"))
         }
         let rd = try ReplaySpecCSV.load(path: fixtures.appendingPathComponent("resnet18__inj_immediate_infs_nans.csv").path)
         #expect(rd.stage == .forward && rd.faultModel == .RD && rd.targetWorker == 1)
@@ -46,6 +46,21 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
         } catch {
             return error.description
         }
+    }
+
+    /// The reference's later specs: positions and values in braces, no `model` row.
+    @Test func readsTheBraceSyntaxAndSpecsWithoutAModelRow() throws {
+        let braced = Self.valid.replacingOccurrences(of: "model,resnet18\n", with: "")
+            .replacingOccurrences(of: "fmodel,RD", with: "fmodel,N16_RD")
+            .replacingOccurrences(of: "inj_pos,107/3/3/85", with: "inj_pos," + (0..<16).map { "{5,20,\($0)}" }.joined(separator: ","))
+            .replacingOccurrences(of: "inj_values,2.5", with: "inj_values,{" + (0..<16).map { "\($0).5" }.joined(separator: ",") + "}")
+        let spec = try ReplaySpecCSV.parse(braced, file: "braced.csv")
+        #expect(spec.model == nil && spec.positions == (0..<16).map { [5, 20, $0] })
+        #expect(spec.values == (0..<16).map { Float($0) + 0.5 } && spec.valueTexts.first == "0.5")
+        #expect(InjectionSpec(spec).workload == nil)
+        #expect(error("inj_pos,107/3/3/85", with: "inj_pos,{5,20,32},{5,20")?.contains("expected groups in braces") == true)
+        #expect(error("inj_pos,107/3/3/85", with: "inj_pos,{}")?.contains("empty or nested") == true)
+        #expect(error("inj_pos,107/3/3/85", with: "inj_pos,{5,x,32}")?.contains("position '5,x,32'") == true)
     }
 
     @Test func rejectsBadInputNamingFileAndLine() {

@@ -94,7 +94,7 @@ import Sim
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RD", "replica": 0, "seed": 1}"#).contains("globalStep or both epoch and step"))
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RD", "replica": 0, "globalStep": 3}"#).contains("positions and values, or a seed"))
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RDX", "replica": 0, "globalStep": 3, "seed": 1}"#).contains(".json"))
-        #expect(error(#"{"site": "conv1"}"#).contains("missing field 'workload'"))
+        #expect(error(#"{"site": "conv1"}"#).contains("missing field 'replica'"))
         #expect(error("not json").contains("not valid JSON"))
     }
 

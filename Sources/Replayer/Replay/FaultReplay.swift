@@ -207,8 +207,8 @@ public enum FaultReplay {
     /// chip. Returns a one-line description of what the spec strikes. The step is checked only
     /// against a golden run (``run(golden:spec:specName:options:out:report:)``).
     public static func check(_ spec: InjectionSpec, specName: String, config: TrainingConfig) throws -> String {
-        guard spec.workload == config.workload else {
-            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', not '\(config.workload)'")
+        if let w = spec.workload, w != config.workload {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(w)', not '\(config.workload)'")
         }
         let model = try config.makeModel()
         let (site, role, shape) = try resolve(spec, specName: specName, config: config, model: model)
@@ -221,8 +221,8 @@ public enum FaultReplay {
     }
 
     static func checkWorkload(_ spec: InjectionSpec, _ reader: TraceReader, specName: String) throws {
-        guard spec.workload == reader.manifest.config.workload else {
-            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(spec.workload)', the golden trace \(reader.directory) is '\(reader.manifest.config.workload)'")
+        if let w = spec.workload, w != reader.manifest.config.workload {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(w)', the golden trace \(reader.directory) is '\(reader.manifest.config.workload)'")
         }
     }
 

@@ -20,7 +20,9 @@ import Sim
 ///  "hardware": {"mxu": 0, "row": 3, "column": 5, "register": "weight", "bit": 14, "stuckAt": 1}}
 /// ```
 public struct InjectionSpec: Codable, Sendable, Equatable {
-    public var workload: String
+    /// The workload it was written for; nil: whichever the golden trace (or `tpufi sites
+    /// --workload`) is.
+    public var workload: String?
     /// The reference's site name: `<layer>`, `<layer>_grad_in` or `<layer>_grad_wt`; for a
     /// hardware stuck-at fault also `all` (every MXU operation of the step).
     public var site: String
@@ -35,7 +37,7 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
     public var values: [Float]?
     public var seed: UInt64?
 
-    public init(workload: String, site: String, faultModel: FaultModel?, replica: Int, globalStep: Int? = nil, epoch: Int? = nil,
+    public init(workload: String?, site: String, faultModel: FaultModel?, replica: Int, globalStep: Int? = nil, epoch: Int? = nil,
                 step: Int? = nil, positions: [[Int]]? = nil, values: [Float]? = nil, seed: UInt64? = nil,
                 hardware: HardwareFault? = nil) {
         self.hardware = hardware

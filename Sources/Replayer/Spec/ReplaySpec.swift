@@ -10,7 +10,9 @@ public enum InjectionStage: String, Sendable, Codable {
 /// One injection as the reference replay CSV states it (`docs/specs.md#reference-replay-csv`): the
 /// resolved positions and values, verbatim.
 public struct ReplaySpec: Sendable, Equatable, Codable {
-    public var model: String
+    /// The workload; nil when the spec has no `model` row (it then applies to the golden
+    /// trace's workload).
+    public var model: String?
     public var stage: InjectionStage
     public var faultModel: FaultModel
     /// Replica whose tensor is corrupted.
@@ -90,7 +92,7 @@ public enum ReplaySpecCSV {
             return n
         }
 
-        let (model, _) = try single("model")
+        let model = rows["model"] == nil ? nil : try single("model").0
         let (stageText, stageLine) = try single("stage")
         guard let stage = InjectionStage(rawValue: stageText) else {
             throw .malformed(file: file, line: stageLine, reason: "unknown stage '\(stageText)' (expected fwrd_inject or bkwd_inject)")
@@ -109,11 +111,12 @@ public enum ReplaySpecCSV {
 
         let pos = try row("inj_pos")
         var positions: [[Int]] = []
-        for cell in pos.cells {
-            let parts = cell.split(separator: "/", omittingEmptySubsequences: false)
+        for cell in try braced(pos.cells, line: pos.line, file: file) {
+            let parts = cell.split(separator: cell.contains(",") ? "," : "/", omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: .whitespaces) }
             let index = parts.compactMap { Int($0) }
             guard index.count == parts.count, index.allSatisfy({ $0 >= 0 }) else {
-                throw .malformed(file: file, line: pos.line, reason: "position '\(cell)' is not non-negative integers joined by '/'")
+                throw .malformed(file: file, line: pos.line, reason: "position '\(cell)' is not non-negative integers joined by '/' (or in braces, by ',')")
             }
             if let first = positions.first, first.count != index.count {
                 throw .malformed(file: file, line: pos.line, reason: "position '\(cell)' has \(index.count) indices, the first has \(first.count)")
@@ -122,7 +125,10 @@ public enum ReplaySpecCSV {
         }
         let vals = try row("inj_values")
         var values: [Float] = []
-        for cell in vals.cells {
+        let valueCells = try braced(vals.cells, line: vals.line, file: file).flatMap {
+            $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        for cell in valueCells {
             guard let v = Float(cell) else {
                 throw .malformed(file: file, line: vals.line, reason: "value '\(cell)' is not a number")
             }
@@ -144,7 +150,30 @@ public enum ReplaySpecCSV {
         return ReplaySpec(model: model, stage: stage, faultModel: faultModel,
                           targetWorker: try nonNegative("target_worker"), targetLayer: layer,
                           targetEpoch: try nonNegative("target_epoch"), targetStep: try nonNegative("target_step"),
-                          positions: positions, values: values, valueTexts: vals.cells,
+                          positions: positions, values: values, valueTexts: valueCells,
                           learningRate: learningRate, seed: seed)
+    }
+
+    /// A row's cells with the brace syntax undone: `{5,20,32},{5,20,33}` (split at every comma
+    /// by the CSV reader) becomes `5,20,32` and `5,20,33`; `{v1,v2}` becomes `v1,v2`. Cells
+    /// without braces come back as they are.
+    static func braced(_ cells: [String], line: Int, file: String) throws(SpecError) -> [String] {
+        let text = cells.joined(separator: ",")
+        guard text.contains("{") || text.contains("}") else { return cells }
+        var groups: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            guard rest.first == "{", let close = rest.firstIndex(of: "}") else {
+                throw .malformed(file: file, line: line, reason: "'\(text)': expected groups in braces such as {1,2,3},{1,2,4}")
+            }
+            let inner = rest[rest.index(after: rest.startIndex)..<close]
+            guard !inner.contains("{"), !inner.isEmpty else {
+                throw .malformed(file: file, line: line, reason: "'\(text)': a group in braces is empty or nested")
+            }
+            groups.append(String(inner))
+            rest = rest[rest.index(after: close)...]
+            if rest.first == "," { rest = rest.dropFirst() }
+        }
+        return groups
     }
 }
