@@ -65,6 +65,7 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appen
 
     @Test func rejectsBadInputNamingFileAndLine() {
         #expect(error("", with: "") == nil)
+        #expect(error("stage,fwrd_inject", with: "stage,fwrd_inject\n , , ,") == "spec.csv:3: a row without a key (expected one of model, stage, fmodel, target_worker, target_layer, target_epoch, target_step, inj_pos, inj_values, learning_rate, seed)")
         #expect(error("fmodel,RD", with: "fmodel,RD_TYPO")?.hasPrefix("spec.csv:3: unknown fault model 'RD_TYPO'") == true)
         #expect(error("inj_values,2.5", with: "inj_values,2.5,3.5") == "spec.csv:9: 2 values for 1 positions (line 8)")
         #expect(error("107/3/3/85", with: "107/3/x/85")?.hasPrefix("spec.csv:8: position '107/3/x/85'") == true)

@@ -61,6 +61,7 @@ import Sim
         #expect(error(Self.spec { $0.positions = [[4, 2, 1, 5]] }).contains("position 4/2/1/5 is outside the output of basicblock_2_basic_0_conv2"))
         #expect(error(Self.spec { $0.targetWorker = 2 }).contains("target_worker 2 does not exist"))
         #expect(error(Self.spec { $0.targetEpoch = 9 }).contains("the golden trace has steps 0...15"))
+        #expect(error(Self.spec { $0.targetEpoch = Int.max }).contains("epoch 9223372036854775807 is past the end of the golden trace"))
         #expect(error(Self.spec { $0.targetStep = 8 }).contains("past the end of an epoch"))
         #expect(error(Self.spec { $0.targetLayer = "conv1_grad_in" }).contains("unknown layer 'conv1_grad_in'"))
     }

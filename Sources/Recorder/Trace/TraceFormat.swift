@@ -47,6 +47,47 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     /// A fault as injected (``InjectionRecord``): enough to reproduce the run from this alone.
     public typealias Injection = InjectionRecord
+
+    /// Largest step counts and replica count a manifest may state (far beyond any real run;
+    /// they keep every product of step numbers inside `Int`).
+    public static let maximumSteps = 1 << 40
+    public static let maximumReplicas = 1 << 12
+
+    /// Checks every field a reader computes with, and that the sites and parameter names are
+    /// those of the model the configuration describes; the error names the field.
+    public func validate(file: String) throws(TraceError) {
+        func bad(_ field: String, _ reason: String) -> TraceError { .malformed(file: file, reason: "field '\(field)': \(reason)") }
+        let counts: [(String, Int, ClosedRange<Int>)] = [
+            ("snapshotEvery", snapshotEvery, 1...Self.maximumSteps), ("keyframeEvery", keyframeEvery, 1...Self.maximumSteps),
+            ("stepsPerEpoch", stepsPerEpoch, 1...Self.maximumSteps), ("plannedSteps", plannedSteps, 1...Self.maximumSteps),
+            ("completedSteps", completedSteps, 0...plannedSteps), ("trainCount", trainCount, 0...Int(Int32.max)),
+            ("testCount", testCount, 0...Int(Int32.max)), ("config.replicas", config.replicas, 1...Self.maximumReplicas),
+        ]
+        for (field, value, range) in counts where !range.contains(value) {
+            throw bad(field, "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        do {
+            try config.chip.validate()
+        } catch {
+            throw bad("config.chip", "\(error)")
+        }
+        let model: any Model
+        do {
+            model = try config.makeModel()
+        } catch {
+            throw bad("config.scale", "\(error)")
+        }
+        guard sites == model.sites.map(\.name) else {
+            throw bad("sites", "\(sites.count) sites that are not those of \(config.title) (\(model.sites.count))")
+        }
+        guard parameterNames == model.parameterNames else {
+            throw bad("parameterNames", "\(parameterNames.count) names that are not those of \(config.title) (\(model.parameterNames.count))")
+        }
+        if let i = injection {
+            guard i.replica < config.replicas else { throw bad("injection.replica", "\(i.replica), the run has \(config.replicas) replicas") }
+            guard i.globalStep < plannedSteps else { throw bad("injection.globalStep", "\(i.globalStep), the run plans \(plannedSteps) steps") }
+        }
+    }
 }
 
 /// What one training step left behind (JSON in a ``FrameKind/step`` frame).

@@ -29,10 +29,17 @@ public struct TraceReader: Sendable {
         guard TraceManifest.readableFormatVersions.contains(manifest.formatVersion) else {
             throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads versions \(TraceManifest.readableFormatVersions.lowerBound)-\(TraceManifest.readableFormatVersions.upperBound)")
         }
+        try manifest.validate(file: manifestPath)
         snapshots = try SnapshotStore(manifest: manifest)
         let path = TraceWriter.framesPath(directory)
         file = try FrameFile(path: path)
         let scan = try file.scan()
+        // A frame's step is a number from the file: bound it before anything computes with it.
+        let planned = manifest.plannedSteps
+        if let wild = scan.frames.first(where: { $0.header.step < 0 || $0.header.step > planned }) {
+            throw .corruptFrame(file: path, index: wild.index, offset: wild.offset, step: wild.header.step,
+                                reason: "step outside the run's planned 0...\(planned)")
+        }
         frames = scan.frames
         tornBytes = file.size - scan.validLength
     }

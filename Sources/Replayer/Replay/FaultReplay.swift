@@ -240,7 +240,17 @@ public enum FaultReplay {
         if let s = spec.step, s >= m.stepsPerEpoch {
             throw ReplayError.specMismatch("\(specName): target_step \(s) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
         }
-        let globalStep = spec.globalStep ?? (spec.epoch ?? 0) * m.stepsPerEpoch + (spec.step ?? 0)
+        let globalStep: Int
+        if let g = spec.globalStep {
+            globalStep = g
+        } else {
+            let (steps, overflow) = (spec.epoch ?? 0).multipliedReportingOverflow(by: m.stepsPerEpoch)
+            let (sum, overflow2) = steps.addingReportingOverflow(spec.step ?? 0)
+            guard !overflow, !overflow2 else {
+                throw ReplayError.specMismatch("\(specName): epoch \(spec.epoch ?? 0) is past the end of the golden trace (steps 0...\(reader.completedSteps - 1), \(m.stepsPerEpoch) per epoch)")
+            }
+            globalStep = sum
+        }
         guard globalStep < reader.completedSteps else {
             throw ReplayError.specMismatch("\(specName): epoch \(globalStep / m.stepsPerEpoch) step \(globalStep % m.stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
         }

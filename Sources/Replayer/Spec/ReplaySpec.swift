@@ -67,7 +67,10 @@ public enum ReplaySpecCSV {
             if line.isEmpty { continue }
             var cells = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             while cells.last?.isEmpty == true { cells.removeLast() }
-            let key = cells.removeFirst()
+            guard let key = cells.first, !key.isEmpty else {
+                throw .malformed(file: file, line: i + 1, reason: "a row without a key (expected one of \(keys.joined(separator: ", ")))")
+            }
+            cells.removeFirst()
             guard keys.contains(key) else {
                 throw .malformed(file: file, line: i + 1, reason: "unknown key '\(key)' (expected one of \(keys.joined(separator: ", ")))")
             }

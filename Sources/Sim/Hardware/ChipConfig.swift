@@ -73,13 +73,18 @@ public struct ChipConfig: Sendable, Equatable, Codable {
     /// Vector-unit 32-bit lanes.
     public var vectorWidth: Int { vectorSublanes * vectorLanes }
 
-    /// Checks that every size is positive; the error names the offending field.
+    /// Largest sizes accepted (far beyond any real chip; they keep every product of sizes,
+    /// and what is allocated per array, bounded).
+    public static let limits: [String: Int] = ["rows": 1 << 14, "columns": 1 << 14, "mxuCount": 1 << 10,
+                                               "vectorSublanes": 1 << 10, "vectorLanes": 1 << 12, "vectorMemoryBytes": 1 << 40]
+
+    /// Checks that every size is positive and within ``limits``; the error names the field.
     public func validate() throws(HardwareError) {
         let ints: [(String, Int)] = [("rows", rows), ("columns", columns), ("mxuCount", mxuCount),
                                      ("vectorSublanes", vectorSublanes), ("vectorLanes", vectorLanes),
                                      ("vectorMemoryBytes", vectorMemoryBytes)]
-        for (field, value) in ints where value <= 0 {
-            throw .invalidConfig("\(name): \(field) must be positive, got \(value)")
+        for (field, value) in ints where value <= 0 || value > (Self.limits[field] ?? Int.max) {
+            throw .invalidConfig("\(name): \(field) must be 1...\(Self.limits[field] ?? Int.max), got \(value)")
         }
         for (field, value) in [("clockMHz", clockMHz), ("hbmGBps", hbmGBps)] where !(value > 0 && value.isFinite) {
             throw .invalidConfig("\(name): \(field) must be positive, got \(value)")

@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Recorder
+import Sim
+
+/// Every manifest field a reader computes with is checked when a trace is opened: a bad value
+/// is an error naming the field, never a trap.
+@Suite(.serialized) struct ManifestValidationTests {
+    static let golden: String = {
+        do {
+            return try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: 2, policy: .init(),
+                                            to: scratch("validation-golden")).directory
+        } catch {
+            fatalError("cannot record: \(error)")
+        }
+    }()
+
+    /// The error of opening a copy of the golden trace whose manifest `edit` changed.
+    static func error(_ name: String, _ edit: (inout [String: Any]) -> Void) throws -> String {
+        let dir = scratch("validation-\(name)")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.copyItem(atPath: golden, toPath: dir)
+        let path = TraceWriter.manifestPath(dir)
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try TraceReader(directory: dir)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    static func config(_ json: inout [String: Any], _ edit: (inout [String: Any]) -> Void) {
+        var c = json["config"] as? [String: Any] ?? [:]
+        edit(&c)
+        json["config"] = c
+    }
+
+    @Test func badFieldsAreNamed() throws {
+        #expect(try Self.error("same") { _ in } == "no error")
+        for field in ["keyframeEvery", "snapshotEvery", "stepsPerEpoch", "plannedSteps"] {
+            #expect(try Self.error(field) { $0[field] = 0 }.contains("field '\(field)': 0 is outside 1..."))
+        }
+        #expect(try Self.error("completed") { $0["completedSteps"] = 3 }.contains("field 'completedSteps': 3 is outside 0...2"))
+        #expect(try Self.error("replicas") { Self.config(&$0) { $0["replicas"] = 0 } }.contains("field 'config.replicas'"))
+        #expect(try Self.error("rows") {
+            Self.config(&$0) { c in var chip = c["chip"] as? [String: Any] ?? [:]; chip["rows"] = 0; c["chip"] = chip }
+        }.contains("field 'config.chip': invalid chip configuration: tpu-v2: rows must be 1...16384, got 0"))
+        #expect(try Self.error("width") {
+            Self.config(&$0) { c in var s = c["scale"] as? [String: Any] ?? [:]; s["baseWidth"] = 1 << 40; c["scale"] = s }
+        }.contains("field 'config.scale': the resnet18 configuration's field 'baseWidth' is 1099511627776"))
+        // A manifest naming another workload: its parameters are not that model's (the same
+        // sites: resnet18_nobn has the same layers), nor are the sites of a shorter name list.
+        #expect(try Self.error("workload") { Self.config(&$0) { $0["workload"] = "resnet18_nobn" } }.contains("field 'parameterNames'"))
+        #expect(try Self.error("sites") { $0["sites"] = ["conv1"] }.contains("field 'sites': 1 sites that are not those of resnet18 tiny (62)"))
+    }
+}
