@@ -42,7 +42,7 @@ import Sim
     @Test func badFieldsAreNamed() throws {
         #expect(try Self.error("same") { _ in } == "no error")
         for field in ["keyframeEvery", "snapshotEvery", "stepsPerEpoch", "plannedSteps"] {
-            #expect(try Self.error(field) { $0[field] = 0 }.contains("field '\(field)': 0 is outside 1..."))
+            #expect(try Self.error(field) { $0[field] = 0 }.contains("field '\(field)': 0 is outside 1..."), "\(field)")
         }
         #expect(try Self.error("completed") { $0["completedSteps"] = 3 }.contains("field 'completedSteps': 3 is outside 0...2"))
         #expect(try Self.error("replicas") { Self.config(&$0) { $0["replicas"] = 0 } }.contains("field 'config.replicas'"))

@@ -165,5 +165,14 @@ import Sim
         } catch {
             #expect("\(error)".hasPrefix("l.txt:2:"))
         }
+        func error(_ text: String) -> String {
+            do { _ = try ReferenceLog.parse(text, file: "l.txt"); return "no error" } catch { return "\(error)" }
+        }
+        let step = "Epoch: 3/80, step: 1/49, loss: 1, accuracy: 0.5\n"
+        #expect(error("Inject to epoch:\n" + step) == "l.txt:1: the injected epoch '' is not an integer in 0...1073741824")
+        #expect(error("Inject to step: -3\n" + step).hasPrefix("l.txt:1: the injected step '-3'"))
+        #expect(error("Epoch: 9223372036854775807/80, step: 1/49, loss: 1, accuracy: 0.5\n").hasPrefix("l.txt:1: epoch '9223372036854775807'"))
+        #expect(error("Epoch: 3/80, step: 1/0, loss: 1, accuracy: 0.5\n") == "l.txt:1: step 1 of 0 per epoch in 'Epoch: 3/80, step: 1/0, loss: 1, accuracy: 0.5'")
+        #expect(error(step + "Epoch: 3/80, step: 2/50, loss: 1, accuracy: 0.5\n").hasPrefix("l.txt:2: 50 steps per epoch; earlier lines say 49"))
     }
 }

@@ -30,6 +30,11 @@ import Testing
         #expect(topologyError("name, a, b\nc, 1, 2")?.hasPrefix("t.csv:1: unrecognised header") == true)
         #expect(topologyError("")?.hasPrefix("t.csv:1: empty topology") == true)
         #expect(topologyError("Layer Name, M, N, K,\n")?.contains("no layers") == true)
+        // Sizes near 2^32 are refused by name instead of overflowing.
+        #expect(topologyError("Layer Name, M, N, K,\ng, 4294967296, 4, 4,")?.hasPrefix("t.csv:2: M is 4294967296; at most 2147483648") == true)
+        #expect(topologyError("Layer Name, M, N, K,\ng, 2147483648, 2147483648, 2147483648,")?.contains("more than 72057594037927936 multiply-accumulates") == true)
+        #expect(topologyError(header + "c, 4294967296, 8, 3, 3, 4, 8, 1,")?.hasPrefix("t.csv:2: IFMAP Height is 4294967296; at most 1048576") == true)
+        #expect(throws: HardwareError.self) { try Schedule(shape: GEMMShape(m: 4, k: 1 << 28, n: 1 << 20), config: .tiny) }
     }
 
     func configError(_ text: String) -> String? {

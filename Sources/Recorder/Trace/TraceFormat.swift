@@ -58,7 +58,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public func validate(file: String) throws(TraceError) {
         func bad(_ field: String, _ reason: String) -> TraceError { .malformed(file: file, reason: "field '\(field)': \(reason)") }
         let counts: [(String, Int, ClosedRange<Int>)] = [
-            ("snapshotEvery", snapshotEvery, 1...Self.maximumSteps), ("keyframeEvery", keyframeEvery, 1...Self.maximumSteps),
+            // (Only divisors: a campaign's sparse traces snapshot "never but at the end", Int.max.)
+            ("snapshotEvery", snapshotEvery, 1...Int.max), ("keyframeEvery", keyframeEvery, 1...Int.max),
             ("stepsPerEpoch", stepsPerEpoch, 1...Self.maximumSteps), ("plannedSteps", plannedSteps, 1...Self.maximumSteps),
             ("completedSteps", completedSteps, 0...plannedSteps), ("trainCount", trainCount, 0...Int(Int32.max)),
             ("testCount", testCount, 0...Int(Int32.max)), ("config.replicas", config.replicas, 1...Self.maximumReplicas),

@@ -32,24 +32,45 @@ public struct ReferenceLog: Sendable, Equatable {
             }
             return out
         }
+        /// Epochs, steps and counts: non-negative and small enough that `epoch x per + step`
+        /// cannot overflow.
+        let limit = 1 << 30
+        func count(_ text: String?, _ what: String, line n: Int) throws(ReplayError) -> Int {
+            guard let text, let v = Int(text), (0...limit).contains(v) else {
+                throw .specMismatch("\(file):\(n + 1): \(what) '\(text ?? "")' is not an integer in 0...\(limit)")
+            }
+            return v
+        }
+        func value(after prefix: String, _ line: Substring) -> String {
+            line.dropFirst(prefix.count).trimmingCharacters(in: .whitespaces)
+        }
         for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            if line.hasPrefix("Inject to epoch:") { injectEpoch = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
-            if line.hasPrefix("Inject to step:") { injectStep = Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+            if line.hasPrefix("Inject to epoch:") { injectEpoch = try count(value(after: "Inject to epoch:", line), "the injected epoch", line: n) }
+            if line.hasPrefix("Inject to step:") { injectStep = try count(value(after: "Inject to step:", line), "the injected step", line: n) }
             if line.hasPrefix("Epoch:") {
                 let f = fields(line)
-                guard let e = f["epoch"]?.split(separator: "/").first.flatMap({ Int($0) }),
-                      let s = f["step"]?.split(separator: "/"), s.count == 2, let step = Int(s[0]), let per = Int(s[1]),
+                guard let epochText = f["epoch"]?.split(separator: "/").first,
+                      let s = f["step"]?.split(separator: "/"), s.count == 2,
                       let lossText = f["loss"], let accText = f["accuracy"], let acc = Float(accText) else {
                     throw .specMismatch("\(file):\(n + 1): cannot read step line '\(line)'")
+                }
+                let e = try count(String(epochText), "epoch", line: n), step = try count(String(s[0]), "step", line: n)
+                let per = try count(String(s[1]), "steps per epoch", line: n)
+                guard per > 0, step < per else {
+                    throw .specMismatch("\(file):\(n + 1): step \(step) of \(per) per epoch in '\(line)'")
+                }
+                if let earlier = perEpoch, earlier != per {
+                    throw .specMismatch("\(file):\(n + 1): \(per) steps per epoch; earlier lines say \(earlier)")
                 }
                 perEpoch = per
                 steps.append(StepPoint(step: e * per + step, loss: Float(lossText) ?? .nan, accuracy: acc))
             } else if line.hasPrefix("End of epoch:") {
                 let f = fields(line)
-                guard let e = f["end of epoch"]?.split(separator: "/").first.flatMap({ Int($0) }),
+                guard let epochText = f["end of epoch"]?.split(separator: "/").first,
                       let v = f["valid accuracy"].flatMap({ Float($0) }) else {
                     throw .specMismatch("\(file):\(n + 1): cannot read epoch line '\(line)'")
                 }
+                let e = try count(String(epochText), "epoch", line: n)
                 tests[e] = v
             }
         }

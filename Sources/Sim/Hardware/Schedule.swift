@@ -13,9 +13,22 @@ public struct GEMMShape: Sendable, Equatable, Hashable, Codable, CustomStringCon
     public var macs: Int { m * k * n }
     public var description: String { "\(m)x\(k)x\(n)" }
 
+    /// The largest dimension accepted, and the most multiply-accumulates: far beyond any
+    /// real operation, and small enough that cycle counts cannot overflow.
+    public static let maximumDimension = 1 << 31
+    public static let maximumMACs = 1 << 56
+
     public func validate() throws(HardwareError) {
         guard m > 0, k > 0, n > 0 else {
             throw .invalidShape("GEMM M=\(m) K=\(k) N=\(n): every dimension must be positive")
+        }
+        guard m <= Self.maximumDimension, k <= Self.maximumDimension, n <= Self.maximumDimension else {
+            throw .invalidShape("GEMM M=\(m) K=\(k) N=\(n): every dimension must be at most \(Self.maximumDimension)")
+        }
+        let (mk, o1) = m.multipliedReportingOverflow(by: k)
+        let (mkn, o2) = mk.multipliedReportingOverflow(by: n)
+        guard !o1, !o2, mkn <= Self.maximumMACs else {
+            throw .invalidShape("GEMM M=\(m) K=\(k) N=\(n): more than \(Self.maximumMACs) multiply-accumulates")
         }
     }
 }
@@ -92,6 +105,9 @@ public struct Schedule: Sendable, Equatable {
     /// Length of one accumulation fold along K (nil: the whole of K, as under os).
     public var reductionFoldLength: Int? { dataflow.foldsReduction ? rows : nil }
 
+    /// The most tile passes one operation may take (each is kept in memory).
+    public static let maximumPasses = 1 << 24
+
     /// Builds the schedule of `shape` on `config`'s arrays.
     public init(shape: GEMMShape, config: ChipConfig, mode: TimingMode = .overlapped) throws(HardwareError) {
         try shape.validate()
@@ -112,6 +128,11 @@ public struct Schedule: Sendable, Equatable {
         let (R, C, T) = (rows, columns, streamed)
         rowFolds = (rowDim + R - 1) / R
         columnFolds = (colDim + C - 1) / C
+        // One pass per tile is kept: bound their number before allocating.
+        let (tiles, overflow) = rowFolds.multipliedReportingOverflow(by: columnFolds)
+        guard !overflow, tiles <= Self.maximumPasses else {
+            throw .invalidShape("\(shape) needs \(rowFolds) x \(columnFolds) tile passes on \(R)x\(C) arrays; at most \(Self.maximumPasses)")
+        }
         let loads = dataflow != .outputStationary
 
         // Per-MXU history: the last two passes' load and stream starts.

@@ -56,15 +56,26 @@ public enum SCALESimTopology {
                 guard v > 0 else {
                     throw .malformed(file: file, line: line.number, reason: "\(header.cells[i + 1]) must be positive, got \(v)")
                 }
+                // Sizes beyond any real layer would only overflow the arithmetic on them.
+                let limit = isGEMM ? GEMMShape.maximumDimension : 1 << 20
+                guard v <= limit else {
+                    throw .malformed(file: file, line: line.number, reason: "\(header.cells[i + 1]) is \(v); at most \(limit)")
+                }
                 values.append(v)
             }
             if isGEMM {
                 let gemm = GEMMShape(m: values[0], k: values[2], n: values[1])
+                do { try gemm.validate() } catch {
+                    throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
+                }
                 layers.append(LayerWork(name: name, gemm: gemm, bytesPerOperand: bytesPerOperand))
             } else {
                 let conv = ConvShape.scaleSim(inH: values[0], inW: values[1], filterH: values[2], filterW: values[3],
                                               channels: values[4], filters: values[5], stride: values[6])
-                do { try conv.validate() } catch {
+                do {
+                    try conv.validate()
+                    try conv.gemm.validate()
+                } catch {
                     throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
                 }
                 layers.append(LayerWork(name: name, gemm: conv.gemm, hbmBytes: conv.hbmBytes(bytesPerOperand: bytesPerOperand)))
