@@ -27,8 +27,9 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let reader = try TraceReader(directory: trace)
+        try OutputGuard.check(out, against: OutputGuard.files(in: trace))
         let state = try TraceRestorer(reader: reader, threads: threads).state(at: step)
-        try StateExport.write(state, manifest: reader.manifest, to: out)
+        try StateExport.write(state, manifest: reader.manifest, to: out, inputs: OutputGuard.files(in: trace))
         print("wrote \(out): state after step \(step), digest \(state.digest)")
     }
 }

@@ -134,6 +134,16 @@ import Sim
         for r in report.curveRuns { #expect(html.contains("injection (step \(r.globalStep))")) }
     }
 
+    @Test func aReportNeverOverwritesItsInputs() throws {
+        let dir = Self.campaign.directory
+        let results = ResultsLog.path(dir)
+        let before = FileManager.default.contents(atPath: results)
+        for out in [results, dir + "/./campaign.json", dir + "/../" + URL(fileURLWithPath: dir).lastPathComponent + "/summary.json"] {
+            #expect(throws: ReportError.self) { try Report.write(directory: dir, to: out) }
+        }
+        #expect(FileManager.default.contents(atPath: results) == before && before != nil)
+    }
+
     @Test func emptyCorruptAndUnknownDirectories() throws {
         let dir = Self.campaign.directory
         // No results yet: a report that says so.

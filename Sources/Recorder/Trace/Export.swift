@@ -29,11 +29,18 @@ public enum StateExport {
         return "state/" + name
     }
 
-    public static func write(_ state: TrainingState, manifest: TraceManifest, to path: String) throws {
+    /// Writes the file atomically; `inputs` (the trace's files) are refused as `path`.
+    public static func write(_ state: TrainingState, manifest: TraceManifest, to path: String, inputs: [String] = []) throws {
+        try OutputGuard.check(path, against: inputs)
         let c = manifest.config
-        try Safetensors.write(tensors(state, manifest: manifest),
+        let tensors = try tensors(state, manifest: manifest)
+        do {
+            try Safetensors.write(tensors,
                               metadata: ["workload": c.workload, "scale": c.scaleName, "optimizer": c.optimizer.kind.rawValue,
                                          "step": String(state.step), "stateDigest": state.digest.description, "tool": manifest.tool],
                               to: path)
+        } catch {
+            throw TraceError.io(file: path, reason: "cannot write: \(OutputGuard.reason(error))")
+        }
     }
 }

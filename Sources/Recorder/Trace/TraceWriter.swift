@@ -32,7 +32,7 @@ public final class TraceWriter {
         if fm.fileExists(atPath: directory) {
             let contents = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
             guard contents.isEmpty else {
-                throw .io(file: directory, reason: "already exists and is not empty (use --resume to continue a trace, or another --out)")
+                throw .io(file: directory, reason: "already exists and is not empty: choose another --out (an interrupted `tpufi record` continues with --resume)")
             }
         }
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import Recorder
 
 /// Errors of `tpufi report`; each names the directory or file (and line) at fault.
 public enum ReportError: Error, CustomStringConvertible, Equatable {
@@ -65,6 +66,11 @@ public enum Report {
     public static func write(directory: String, to out: String? = nil) throws(ReportError) -> (kind: Kind, path: String) {
         let (kind, html) = try html(directory: directory)
         let path = out ?? defaultPath(directory)
+        do {
+            try OutputGuard.check(path, against: OutputGuard.files(in: directory).filter { $0 != defaultPath(directory) })
+        } catch {
+            throw .io(file: path, reason: "is an input of the report (a file of \(directory)); write it elsewhere")
+        }
         do { try writeFileAtomically(Array(html.utf8), to: path) } catch { throw ReportError(error, directory: directory) }
         return (kind, path)
     }

@@ -66,6 +66,7 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SpecError.unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
         }
+        try checkFields(data, file: path)
         let spec: InjectionSpec
         do {
             // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
@@ -84,6 +85,26 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         }
         try spec.validate(file: path)
         return spec
+    }
+
+    /// The fields a native spec may have (and a hardware fault's): any other is an error, so a
+    /// misspelt or unsupported field cannot be silently ignored.
+    static let fields = ["workload", "site", "faultModel", "hardware", "replica", "globalStep", "epoch", "step", "positions", "values", "seed"]
+    static let hardwareFields = ["mxu", "row", "column", "register", "bit", "cycle", "stuckAt"]
+
+    /// Refuses unknown fields (a document that is not a JSON object is left to the decoder,
+    /// which says why).
+    static func checkFields(_ data: Data, file: String) throws(SpecError) {
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return }
+        func check(_ keys: [String], allowed: [String], prefix: String) throws(SpecError) {
+            if let unknown = keys.sorted().first(where: { !allowed.contains($0) }) {
+                throw .malformed(file: file, line: nil, reason: "unknown field '\(prefix)\(unknown)' (expected \(allowed.map { prefix + $0 }.joined(separator: ", ")))")
+            }
+        }
+        try check(Array(object.keys), allowed: fields, prefix: "")
+        if let hardware = object["hardware"] as? [String: Any] {
+            try check(Array(hardware.keys), allowed: hardwareFields, prefix: "hardware.")
+        }
     }
 
     /// Checks that the spec says when and what, once each.
