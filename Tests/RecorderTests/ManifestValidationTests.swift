@@ -57,4 +57,16 @@ import Sim
         #expect(try Self.error("workload") { Self.config(&$0) { $0["workload"] = "resnet18_nobn" } }.contains("field 'parameterNames'"))
         #expect(try Self.error("sites") { $0["sites"] = ["conv1"] }.contains("field 'sites': 1 sites that are not those of resnet18 tiny (62)"))
     }
+
+    /// A FIFO in place of a trace file is refused at once instead of blocking the open.
+    @Test func onlyRegularFilesAreOpenedAsTraces() throws {
+        for file in ["frames.tpf", "manifest.json"] {
+            let dir = scratch("validation-fifo-\(file)")
+            try? FileManager.default.removeItem(atPath: dir)
+            try FileManager.default.copyItem(atPath: Self.golden, toPath: dir)
+            try FileManager.default.removeItem(atPath: dir + "/" + file)
+            #expect(mkfifo(dir + "/" + file, 0o644) == 0)
+            #expect(throws: TraceError.io(file: dir + "/" + file, reason: "not a regular file")) { try TraceReader(directory: dir) }
+        }
+    }
 }

@@ -226,6 +226,12 @@ import Sim
         let shards = try (0..<3).map { try Shard(index: $0, count: 3) }
         #expect(shards.flatMap { $0.indices(of: 10) }.sorted() == Array(0..<10))
         #expect(shards[1].indices(of: 10) == [1, 4, 7])
+        for n in 0...12 { for count in 1...4 { for i in 0..<count {
+            let shard = try Shard(index: i, count: count)
+            #expect(shard.count(of: n) == shard.indices(of: n).count)
+        } } }
+        // Drawn lazily: a huge campaign is counted, not listed.
+        #expect(Shard.all.count(of: 100_000_000) == 100_000_000 && Array(Shard.all.stride(of: 100_000_000).prefix(3)) == [0, 1, 2])
         #expect(Self.error { _ = try Shard(argument: "3/3") }.contains("0 <= i < n"))
         #expect(Self.error { _ = try Shard(argument: "x") }.contains("give i/n"))
     }

@@ -154,7 +154,9 @@ final class FrameFile: @unchecked Sendable {
     private let fd: Int32
 
     init(path: String) throws(TraceError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so that a FIFO in place of the file cannot hang the open; only a
+        // regular file is read (reads of a regular file never block).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             throw .io(file: path, reason: errno == ENOENT ? "missing" : "cannot open: \(String(cString: strerror(errno)))")
         }
@@ -163,6 +165,10 @@ final class FrameFile: @unchecked Sendable {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw .io(file: path, reason: "cannot stat: \(reason)")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw .io(file: path, reason: "not a regular file")
         }
         self.path = path
         self.fd = fd

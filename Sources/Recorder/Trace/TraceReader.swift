@@ -18,6 +18,10 @@ public struct TraceReader: Sendable {
     public init(directory: String) throws(TraceError) {
         self.directory = directory
         let manifestPath = TraceWriter.manifestPath(directory)
+        var st = stat()
+        if stat(manifestPath, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            throw .io(file: manifestPath, reason: "not a regular file")
+        }
         guard let data = FileManager.default.contents(atPath: manifestPath) else {
             throw .io(file: manifestPath, reason: FileManager.default.fileExists(atPath: directory) ? "missing: not a trace directory" : "no such trace directory")
         }

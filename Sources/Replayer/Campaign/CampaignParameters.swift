@@ -115,7 +115,14 @@ public struct Shard: Codable, Sendable, Equatable, CustomStringConvertible {
     public func contains(_ experiment: Int) -> Bool { experiment % count == index }
 
     /// This shard's experiments among `0..<experiments`, ascending.
-    public func indices(of experiments: Int) -> [Int] { Array(stride(from: index, to: experiments, by: count)) }
+    public func indices(of experiments: Int) -> [Int] { Array(stride(of: experiments)) }
+
+    /// This shard's indices among `experiments`, drawn lazily (a campaign of 10^8 experiments
+    /// does not list them before starting).
+    public func stride(of experiments: Int) -> StrideTo<Int> { Swift.stride(from: index, to: experiments, by: count) }
+
+    /// How many of `experiments` fall in this shard.
+    public func count(of experiments: Int) -> Int { experiments > index ? (experiments - index - 1) / count + 1 : 0 }
 
     public var description: String { "\(index)/\(count)" }
 }

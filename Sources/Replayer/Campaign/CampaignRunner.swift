@@ -106,15 +106,14 @@ public enum CampaignRunner {
         let scratch = out + "/scratch"
         try? fm.removeItem(atPath: scratch)  // what a crashed run left
         let done = Set(existing.map(\.index))
-        let pending = shard.indices(of: parameters.experiments).filter { !done.contains($0) }
-        let total = shard.indices(of: parameters.experiments).count
+        let total = shard.count(of: parameters.experiments)
         let goldenReference = try GoldenReference(restorer: TraceRestorer(reader: reader, threads: options.threads))
         let replayOptions = FaultReplay.Options(stepsAfterInjection: parameters.stepsAfterInjection, thresholds: parameters.thresholds,
                                                 snapshotEvery: Int.max, testEvaluation: .atEndOnly, earlyStop: parameters.earlyStop)
 
-        let state = RunState(pending: pending, existing: existing)
+        let state = RunState(indices: shard.stride(of: parameters.experiments), done: done, existing: existing)
         progress(state.progress(total: total))  // before the first experiment: starts the clock of the rate
-        let workers = min(options.workers, max(1, pending.count))
+        let workers = min(options.workers, max(1, total - done.count))
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             while let index = state.next() {
                 do {
@@ -157,14 +156,17 @@ public enum CampaignRunner {
     /// The work queue and what the workers found, behind one lock.
     final class RunState: @unchecked Sendable {
         private let lock = NSLock()
-        private var pending: ArraySlice<Int>
+        /// The shard's indices, walked once; those already done are skipped.
+        private var indices: StrideTo<Int>.Iterator
+        private let done: Set<Int>
         private var counts: [String: Int]
         private var doneCount: Int
         private(set) var results: [ExperimentResult] = []
         private var errors: [(Int, Error)] = []
 
-        init(pending: [Int], existing: [ExperimentResult]) {
-            self.pending = pending[...]
+        init(indices: StrideTo<Int>, done: Set<Int>, existing: [ExperimentResult]) {
+            self.indices = indices.makeIterator()
+            self.done = done
             counts = Dictionary(existing.map { ($0.outcome, 1) }, uniquingKeysWith: +)
             doneCount = existing.count
         }
@@ -175,7 +177,10 @@ public enum CampaignRunner {
             lock.lock()
             defer { lock.unlock() }
             guard errors.isEmpty else { return nil }
-            return pending.popFirst()
+            while let i = indices.next() {
+                if !done.contains(i) { return i }
+            }
+            return nil
         }
 
         func finished(_ r: ExperimentResult, total: Int) -> CampaignProgress {

@@ -24,6 +24,8 @@ public enum InjectionError: Error, CustomStringConvertible, Equatable {
     case positionOutOfRange(position: [Int], shape: [Int], operand: String)
     case replicaOutOfRange(Int, replicas: Int)
     case countMismatch(positions: Int, values: Int)
+    case tooManyPositions(positions: Int, elements: Int, operand: String)
+    case duplicatePosition(position: [Int], operand: String)
 
     public var description: String {
         switch self {
@@ -32,6 +34,8 @@ public enum InjectionError: Error, CustomStringConvertible, Equatable {
             return "position \(p.map(String.init).joined(separator: "/")) is outside \(op), shape \(s.map(String.init).joined(separator: "x"))"
         case .replicaOutOfRange(let r, let n): return "replica \(r) does not exist (the run has \(n): 0...\(n - 1))"
         case .countMismatch(let p, let v): return "\(p) positions but \(v) values"
+        case .tooManyPositions(let p, let n, let op): return "\(p) positions for \(op), which has \(n) elements"
+        case .duplicatePosition(let p, let op): return "position \(p.map(String.init).joined(separator: "/")) of \(op) is listed twice"
         }
     }
 }
@@ -145,12 +149,18 @@ public final class InjectionHook: OperandHook, @unchecked Sendable {
     /// turns multi-index positions into flat offsets.
     public static func corruption(positions: [[Int]], values: [Float], shape: [Int], operand: String) throws(InjectionError) -> Corruption {
         guard positions.count == values.count else { throw .countMismatch(positions: positions.count, values: values.count) }
+        let elements = shape.reduce(1, *)
+        guard positions.count <= elements else { throw .tooManyPositions(positions: positions.count, elements: elements, operand: operand) }
         var offsets: [Int] = []
+        var seen = Set<Int>()
         for p in positions {
             guard p.count == shape.count, zip(p, shape).allSatisfy({ $0 >= 0 && $0 < $1 }) else {
                 throw .positionOutOfRange(position: p, shape: shape, operand: operand)
             }
-            offsets.append(zip(p, shape).reduce(0) { $0 * $1.1 + $1.0 })
+            let offset = zip(p, shape).reduce(0) { $0 * $1.1 + $1.0 }
+            // Two values for one element: which one the fault wrote would be ambiguous.
+            guard seen.insert(offset).inserted else { throw .duplicatePosition(position: p, operand: operand) }
+            offsets.append(offset)
         }
         return Corruption(offsets: offsets, values: values)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Sim
 
 /// A training log of the reference TensorFlow artifact (`docs/outcomes.md#reference-logs`):
 /// `Epoch: E/80, step: S/49, loss: L, accuracy: A` per step, `End of epoch: E/80, train loss:
@@ -13,9 +14,12 @@ public struct ReferenceLog: Sendable, Equatable {
     public var injectedStep: Int?
 
     public static func load(path: String) throws(ReplayError) -> ReferenceLog {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw .specMismatch("\(path): cannot read the log")
+        let data: Data
+        switch InputFile.read(path, limit: InputFile.logLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .specMismatch(e.description)
         }
+        guard let text = String(data: data, encoding: .utf8) else { throw .specMismatch("\(path): not UTF-8 text") }
         return try parse(text, file: path)
     }
 

@@ -63,8 +63,10 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
     /// Reads a `.json` native spec or, otherwise, a reference replay CSV.
     public static func load(path: String) throws -> InjectionSpec {
         guard path.lowercased().hasSuffix(".json") else { return InjectionSpec(try ReplaySpecCSV.load(path: path)) }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SpecError.unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
+        let data: Data
+        switch InputFile.read(path, limit: InputFile.specLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw SpecError.unreadable(file: path, reason: e.reason)
         }
         try checkFields(data, file: path)
         let spec: InjectionSpec

@@ -53,8 +53,10 @@ public enum ReplaySpecCSV {
                        "target_step", "inj_pos", "inj_values", "learning_rate", "seed"]
 
     public static func load(path: String) throws(SpecError) -> ReplaySpec {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
+        let data: Data
+        switch InputFile.read(path, limit: InputFile.specLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .unreadable(file: path, reason: e.reason)
         }
         guard let text = String(data: data, encoding: .utf8) else { throw .unreadable(file: path, reason: "not UTF-8 text") }
         return try parse(text, file: path)

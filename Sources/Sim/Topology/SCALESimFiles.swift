@@ -149,8 +149,11 @@ public struct SCALESimConfig: Sendable, Equatable {
 }
 
 private func readText(_ path: String) throws(TopologyError) -> String {
-    guard FileManager.default.fileExists(atPath: path) else { throw .unreadable(file: path, reason: "no such file") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(file: path, reason: "cannot be read") }
+    let data: Data
+    switch InputFile.read(path, limit: InputFile.specLimit) {
+    case .success(let d): data = d
+    case .failure(let e): throw .unreadable(file: path, reason: e.reason)
+    }
     guard let text = String(data: data, encoding: .utf8) else { throw .unreadable(file: path, reason: "not UTF-8 text") }
     return text
 }
