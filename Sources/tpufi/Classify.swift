@@ -30,7 +30,7 @@ struct Classify: ParsableCommand {
     var json = false
 
     func run() throws {
-        let (outcome, evidence) = ReferenceLog.classify(golden: try ReferenceLog.load(path: goldenLog), faulty: try ReferenceLog.load(path: faultyLog),
+        let (outcome, evidence) = try ReferenceLog.classify(golden: try ReferenceLog.load(path: goldenLog), faulty: try ReferenceLog.load(path: faultyLog),
                                                         classes: classes,
                                                         thresholds: classifier.thresholds)
         if json {

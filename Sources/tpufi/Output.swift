@@ -39,4 +39,8 @@ struct ClassifierOptions: ParsableArguments {
     var thresholds: ClassifierThresholds {
         ClassifierThresholds(accuracyBand: accuracyBand, chanceBand: chanceBand, finalWindow: finalWindow)
     }
+
+    func validate() throws {
+        do { try thresholds.validate() } catch { throw ValidationError(error.description) }
+    }
 }

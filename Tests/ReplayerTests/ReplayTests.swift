@@ -62,6 +62,12 @@ import Sim
         #expect(error(Self.spec { $0.targetWorker = 2 }).contains("target_worker 2 does not exist"))
         #expect(error(Self.spec { $0.targetEpoch = 9 }).contains("the golden trace has steps 0...15"))
         #expect(error(Self.spec { $0.targetEpoch = Int.max }).contains("epoch 9223372036854775807 is past the end of the golden trace"))
+        do {
+            _ = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(Self.spec()), specName: "s.csv", stepsAfterInjection: -5, out: Self.scratch("negative"))
+            Issue.record("a negative --steps-after-injection was accepted")
+        } catch {
+            #expect("\(error)".contains("--steps-after-injection must be non-negative (got -5)"))
+        }
         #expect(error(Self.spec { $0.targetStep = 8 }).contains("past the end of an epoch"))
         #expect(error(Self.spec { $0.targetLayer = "conv1_grad_in" }).contains("unknown layer 'conv1_grad_in'"))
     }
@@ -154,11 +160,25 @@ import Sim
         for (file, outcome) in expected {
             let faulty = try Self.log(file)
             #expect(faulty.injectedStep != nil)
-            let (got, evidence) = ReferenceLog.classify(golden: golden, faulty: faulty)
+            let (got, evidence) = try ReferenceLog.classify(golden: golden, faulty: faulty)
             #expect(got == outcome, "\(file): \(evidence)")
         }
         // The fault-free log against itself is masked, of course.
-        #expect(ReferenceLog.classify(golden: golden, faulty: golden).0 == .masked)
+        #expect(try ReferenceLog.classify(golden: golden, faulty: golden).0 == .masked)
+        // No outcome without evidence: logs that share no step, an injection after the last
+        // step, other steps per epoch, meaningless thresholds.
+        func refusal(_ g: ReferenceLog, _ f: ReferenceLog, _ t: ClassifierThresholds = .init()) -> String {
+            do { _ = try ReferenceLog.classify(golden: g, faulty: f, thresholds: t); return "no error" } catch { return "\(error)" }
+        }
+        let early = try ReferenceLog.parse("Epoch: 0/80, step: 1/49, loss: 1, accuracy: 0.5\n", file: "g.txt")
+        let late = try ReferenceLog.parse("Inject to epoch: 70\nInject to step: 0\nEpoch: 70/80, step: 1/49, loss: 1, accuracy: 0.5\n", file: "f.txt")
+        let after = try ReferenceLog.parse("Inject to epoch: 79\nInject to step: 0\nEpoch: 70/80, step: 1/49, loss: 1, accuracy: 0.5\n", file: "f.txt")
+        let other = try ReferenceLog.parse("Epoch: 0/80, step: 1/50, loss: 1, accuracy: 0.5\n", file: "f.txt")
+        #expect(refusal(early, late).contains("share no step"))
+        #expect(refusal(early, after).contains("lies after the faulty log's last step"))
+        #expect(refusal(early, other).contains("49 and 50 steps per epoch"))
+        #expect(refusal(golden, golden, ClassifierThresholds(accuracyBand: .nan)).contains("--accuracy-band must be a fraction in 0...1, got nan"))
+        #expect(refusal(golden, golden, ClassifierThresholds(accuracyBand: -1)).contains("--accuracy-band must be a fraction"))
     }
 
     @Test func malformedLogsFailNamingTheLine() {

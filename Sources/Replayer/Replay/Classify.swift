@@ -24,6 +24,15 @@ public struct ClassifierThresholds: Sendable, Equatable, Codable {
         self.chanceBand = chanceBand
         self.finalWindow = finalWindow
     }
+
+    /// Checks that every threshold means something: bands are fractions in [0, 1], the final
+    /// window at least one step; the message names the option.
+    public func validate() throws(ReplayError) {
+        for (name, value) in [("--accuracy-band", accuracyBand), ("--chance-band", chanceBand)] where !(value >= 0 && value <= 1) {
+            throw .specMismatch("\(name) must be a fraction in 0...1, got \(value)")
+        }
+        guard finalWindow >= 1 else { throw .specMismatch("--final-window must be at least 1, got \(finalWindow)") }
+    }
 }
 
 /// One step's metrics as the classifier sees them (from a trace or a reference log).

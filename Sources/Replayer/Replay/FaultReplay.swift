@@ -232,6 +232,10 @@ public enum FaultReplay {
     public static func run(golden: GoldenReference, spec: InjectionSpec, specName: String, options: Options, out: String,
                            report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
         let reader = golden.restorer.reader
+        if let k = options.stepsAfterInjection, k < 0 {
+            throw ReplayError.specMismatch("--steps-after-injection must be non-negative (got \(k)): the injected step itself always runs")
+        }
+        try options.thresholds.validate()
         try checkWorkload(spec, reader, specName: specName)
         let m = reader.manifest
         let restorer = golden.restorer

@@ -85,10 +85,28 @@ public struct ReferenceLog: Sendable, Equatable {
 
     /// Classifies a replay log against the fault-free log over the steps both cover, from the
     /// injection on, with the same classifier and thresholds as traces.
+    /// Refuses logs that cannot be compared (no outcome without the evidence that decides it):
+    /// different steps per epoch, an injection after the faulty log's last step, or (unless
+    /// the faulty loss went non-finite, which decides alone) no step from the injection on
+    /// that both logs recorded.
     public static func classify(golden: ReferenceLog, faulty: ReferenceLog, classes: Int = 10,
-                                thresholds: ClassifierThresholds = .init()) -> (Outcome, [String]) {
+                                thresholds: ClassifierThresholds = .init()) throws(ReplayError) -> (Outcome, [String]) {
+        try thresholds.validate()
+        guard classes >= 2 else { throw .specMismatch("--classes must be at least 2, got \(classes)") }
+        guard golden.stepsPerEpoch == faulty.stepsPerEpoch else {
+            throw .specMismatch("the logs have \(golden.stepsPerEpoch) and \(faulty.stepsPerEpoch) steps per epoch: they are not runs of one setup")
+        }
         let from = faulty.injectedStep ?? faulty.steps.first?.step ?? 0
         let faultyPoints = faulty.steps.filter { $0.step >= from }
+        guard !faultyPoints.isEmpty else {
+            throw .specMismatch("the injection (global step \(from)) lies after the faulty log's last step (\(faulty.steps.last?.step ?? -1))")
+        }
+        // A non-finite loss decides its class from the faulty log alone; every other class
+        // compares the two runs.
+        let goldenSteps = Set(golden.steps.map(\.step))
+        guard faultyPoints.contains(where: { !$0.loss.isFinite || goldenSteps.contains($0.step) }) else {
+            throw .specMismatch("the logs share no step from the injection (global step \(from)) on: nothing to compare")
+        }
         let common = Set(golden.epochTestAccuracy.keys).intersection(faulty.epochTestAccuracy.keys).max()
         return Classifier.classify(golden: golden.steps, faulty: faultyPoints,
                                    goldenTest: common.flatMap { golden.epochTestAccuracy[$0] },
