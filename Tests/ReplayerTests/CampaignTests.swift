@@ -222,6 +222,23 @@ import Sim
         #expect(CampaignParameters(experiments: 1, faultModels: [.RD, .ZERO]) == CampaignParameters(experiments: 1, faultModels: [.ZERO, .RD, .RD]))
     }
 
+    /// Two processes never work in one campaign directory: while one holds it, a resume (or a
+    /// fresh run) there is refused and nothing in it changes.
+    @Test func aCampaignDirectoryInUseIsRefused() throws {
+        let dir = Self.serial.directory
+        let results = FileManager.default.contents(atPath: ResultsLog.path(dir))
+        try {
+            let lock = try DirectoryLock(directory: dir)
+            let message = Self.error { _ = try CampaignRunner.run(golden: Self.golden, parameters: Self.parameters, out: dir, resume: true) }
+            #expect(message.contains("in use by another tpufi process"), "\(message)")
+            withExtendedLifetime(lock) {}
+        }()
+        #expect(FileManager.default.contents(atPath: ResultsLog.path(dir)) == results && results != nil)
+        // Released: the resume goes through (nothing left to run).
+        let again = try CampaignRunner.run(golden: Self.golden, parameters: Self.parameters, out: dir, resume: true)
+        #expect(again.ranNow == 0 && again.results.count == 6)
+    }
+
     @Test func shardsPartitionTheIndices() throws {
         let shards = try (0..<3).map { try Shard(index: $0, count: 3) }
         #expect(shards.flatMap { $0.indices(of: 10) }.sorted() == Array(0..<10))

@@ -78,7 +78,14 @@ public enum CampaignRunner {
         var existing: [ExperimentResult] = []
         var truncateTo: Int?
         var tornBytes = 0
+        var lock: DirectoryLock?
+        defer { withExtendedLifetime(lock) {} }
+        func takeLock() throws {
+            do { lock = try DirectoryLock(directory: out) } catch { throw CampaignError.output(directory: out, reason: error.reason) }
+        }
         if resume {
+            // Held before reading: a second process resuming at the same time is refused.
+            if fm.fileExists(atPath: out) { try takeLock() }
             let previous = try CampaignManifest.load(directory: out)
             let differences = manifest.differences(from: previous)
             guard differences.isEmpty && previous.shard == manifest.shard else {
@@ -93,11 +100,17 @@ public enum CampaignRunner {
             existing = log.results
             if log.tornBytes > 0 { (truncateTo, tornBytes) = (log.validLength, log.tornBytes) }
         } else {
-            if fm.fileExists(atPath: out), !((try? fm.contentsOfDirectory(atPath: out)) ?? []).isEmpty {
+            // (A lock file alone is what a run killed before it wrote anything leaves.)
+            if fm.fileExists(atPath: out), ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
                 throw CampaignError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the campaign in it, or another --out)")
             }
             do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
                 throw CampaignError.io(file: out, reason: "cannot create: \(error.localizedDescription)")
+            }
+            try takeLock()
+            // Another process that also found the directory empty got here first.
+            if ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
+                throw CampaignError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the campaign in it, or another --out)")
             }
             try writeFileAtomically(try CampaignJSON.encode(manifest, pretty: true) + [UInt8(ascii: "\n")], to: CampaignManifest.path(out))
         }

@@ -76,9 +76,21 @@ public enum OptimizerStudy {
             do { previous = try decoder.decode(Manifest.self, from: data) } catch {
                 throw OptimizerStudyError.badFile(file: manifestPath(out), reason: "not a study manifest: \(error)")
             }
-        } else if fm.fileExists(atPath: out), !((try? fm.contentsOfDirectory(atPath: out)) ?? []).isEmpty {
+        } else if fm.fileExists(atPath: out), ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
             throw OptimizerStudyError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the study in it, or another --out)")
         }
+        // One process at a time in a study directory (a second is refused): taken before the
+        // first write into it, after every check of the input.
+        var lock: DirectoryLock?
+        defer { withExtendedLifetime(lock) {} }
+        func lockOut() throws {
+            guard lock == nil else { return }
+            do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+                throw OptimizerStudyError.output(directory: out, reason: "cannot create: \(error.localizedDescription)")
+            }
+            do { lock = try DirectoryLock(directory: out) } catch { throw OptimizerStudyError.output(directory: out, reason: error.reason) }
+        }
+        if resume { try lockOut() }
 
         // The golden trace: given, reused from DIR/golden, or recorded there.
         let goldenPath: String
@@ -100,6 +112,7 @@ public enum OptimizerStudy {
                 guard steps >= first + parameters.stepsAfterInjection + 1 else {
                     throw OptimizerStudyError.badParameter("--steps \(steps): --steps-after-injection \(parameters.stepsAfterInjection) after the earliest injection step \(first) needs a golden run of at least \(first + parameters.stepsAfterInjection + 1) steps")
                 }
+                try lockOut()
                 try? fm.removeItem(atPath: goldenPath)  // an interrupted recording
                 do {
                     _ = try TraceRecorder.record(run: run, dataset: dataset, steps: steps, policy: .init(snapshotEvery: 1), to: goldenPath)
@@ -146,6 +159,7 @@ public enum OptimizerStudy {
                 results[i] = e
             }
         }
+        try lockOut()
         do {
             try fm.createDirectory(atPath: out + "/experiments", withIntermediateDirectories: true)
         } catch {
