@@ -52,6 +52,8 @@ public struct MXU: Sendable {
     public let threads: Int
     /// `format.roundingKind`, read once: the packing loops switch on it.
     private let rounding: RoundingKind
+    /// The micro-kernels used (speed only: every family gives the same bits).
+    let kernels: KernelFamily
 
     /// The MXU of `config` (folds of `rows` terms under ws/is) with operands of `precision`.
     public init(config: ChipConfig, precision: OperandPrecision = .bfloat16, threads: Int = 1) {
@@ -78,6 +80,20 @@ public struct MXU: Sendable {
         self.format = format
         self.rounding = format.roundingKind
         self.threads = max(1, threads)
+        self.kernels = .target
+    }
+
+    /// This MXU with the micro-kernels of `family` (tests run every family on any host).
+    func using(_ family: KernelFamily) -> MXU {
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: family)
+    }
+
+    private init(foldLength: Int?, format: any NumberFormat, rounding: RoundingKind, threads: Int, kernels: KernelFamily) {
+        self.foldLength = foldLength
+        self.format = format
+        self.rounding = rounding
+        self.threads = threads
+        self.kernels = kernels
     }
 
     /// The operand precision as traces record it. Only the built-in formats have one: asking
@@ -116,15 +132,26 @@ public struct MXU: Sendable {
         guard K > 0 else { c.update(repeating: 0, count: M * N); return }
         // One running sum is the same as a single fold; folds only matter when K exceeds one.
         let fold = foldLength.flatMap { $0 < K ? $0 : nil }
-        // The kernel whose panels pad N the least; on a tie the wider one, which loads fewer
-        // values per multiply-add.
+        // The kernel whose panels pad N the least; on a tie the earlier one (the wider, which
+        // loads fewer values per multiply-add).
         let padded = { (nr: Int) in ceilDiv(N, nr) * nr }
-        if padded(64) <= padded(32) && padded(64) <= padded(16) {
-            multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, fold: fold)
-        } else if padded(32) <= padded(16) {
-            multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, fold: fold)
-        } else {
-            multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+        switch kernels {
+        case .wide:
+            if padded(64) <= padded(32) && padded(64) <= padded(16) {
+                multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else if padded(32) <= padded(16) {
+                multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else {
+                multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            }
+        case .narrow:
+            if padded(16) <= padded(24) && padded(16) <= padded(8) {
+                multiply(Kernel6x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else if padded(24) <= padded(8) {
+                multiply(Kernel4x24.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else {
+                multiply(Kernel12x8.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            }
         }
     }
 
@@ -153,10 +180,15 @@ public struct MXU: Sendable {
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
-            var p = worker
-            while p < panels {
-                packB(b, panel: p, nr: nr, k: K, n: N, into: bOut.pointer + p * nr * K)
-                p += workers
+            if b.columnStride == 1 {
+                // Row-major B: each worker a share of the rows, read in order across all panels.
+                packB(b, rows: K * worker / workers ..< K * (worker + 1) / workers, nr: nr, k: K, n: N, into: bOut.pointer)
+            } else {
+                var p = worker
+                while p < panels {
+                    packB(b, panel: p, nr: nr, k: K, n: N, into: bOut.pointer + p * nr * K)
+                    p += workers
+                }
             }
         }
         parallel(workers) { [self] worker in
@@ -270,43 +302,72 @@ public struct MXU: Sendable {
         for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
     }
 
-    /// Packs columns `panel * nr ..< panel * nr + nr` of B, all K rows, k-major
-    /// (`dst[k * nr + j]`), zero-padded past N, rounded to the operand format.
+    /// Packs rows `rows` of a B with unit column stride into every `nr`-column panel (panel
+    /// `p` at `dst + p * nr * k`, k-major: `[kk * nr + j]`), zero-padded past N, rounded to the
+    /// operand format. Row by row, so that B is read in order.
+    private func packB(_ b: MatrixView, rows: Range<Int>, nr: Int, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
+        for kk in rows {
+            let src = b.base + kk * b.rowStride
+            var j0 = 0
+            while j0 < n {
+                let nValid = min(nr, n - j0)
+                let out = dst + j0 * k + kk * nr
+                round(src + j0, into: out, count: nValid)
+                (out + nValid).update(repeating: 0, count: nr - nValid)
+                j0 += nr
+            }
+        }
+    }
+
+    /// Packs columns `panel * nr ..< panel * nr + nr` of a transposed B (column stride other
+    /// than 1), all K rows, k-major (`dst[k * nr + j]`), zero-padded past N, rounded to the
+    /// operand format.
     private func packB(_ b: MatrixView, panel: Int, nr: Int, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
         let (rs, cs) = (b.rowStride, b.columnStride)
         let first = b.base + panel * nr * cs
         let nValid = min(nr, n - panel * nr)
-        if cs == 1 {
-            for kk in 0..<k {
-                let out = dst + kk * nr
-                round(first + kk * rs, into: out, count: nValid)
-                (out + nValid).update(repeating: 0, count: nr - nValid)
+        // Column by column, so a column-major B is read in order, 16 terms at a time where they
+        // are contiguous (built-in formats; any other value by value).
+        for j in 0..<nr {
+            let src = first + j * cs, out = dst + j
+            guard j < nValid else {
+                for kk in 0..<k { out[kk * nr] = 0 }
+                continue
             }
-        } else {
-            // Strided columns (a transposed view): column by column, so a column-major B is read
-            // in order, 16 terms at a time where they are contiguous (built-in formats; any other
-            // value by value).
-            for j in 0..<nr {
-                let src = first + j * cs, out = dst + j
-                guard j < nValid else {
-                    for kk in 0..<k { out[kk * nr] = 0 }
-                    continue
+            var kk = 0
+            if rs == 1 && rounding != .general {
+                while kk + 16 <= k {
+                    var v = UnsafeRawPointer(src + kk).loadUnaligned(as: SIMD16<Float>.self)
+                    if rounding == .bfloat16 { v = BFloat16.round(v) }
+                    for l in 0..<16 { out[(kk + l) * nr] = v[l] }
+                    kk += 16
                 }
-                var kk = 0
-                if rs == 1 && rounding != .general {
-                    while kk + 16 <= k {
-                        var v = UnsafeRawPointer(src + kk).loadUnaligned(as: SIMD16<Float>.self)
-                        if rounding == .bfloat16 { v = BFloat16.round(v) }
-                        for l in 0..<16 { out[(kk + l) * nr] = v[l] }
-                        kk += 16
-                    }
-                }
-                while kk < k {
-                    out[kk * nr] = round(src[kk * rs])
-                    kk += 1
-                }
+            }
+            while kk < k {
+                out[kk * nr] = round(src[kk * rs])
+                kk += 1
             }
         }
+    }
+}
+
+/// The two families of micro-kernels (see ``MicroKernel``), sized for the vector registers
+/// of the build's target.
+enum KernelFamily: Sendable, CaseIterable {
+    /// 16-lane vectors for AVX-512's 32 registers.
+    case wide
+    /// 8-lane vectors for AVX2's 16 registers (and any other target: with 16-lane vectors
+    /// the accumulators would not fit in 16 registers, nor in NEON's 32 of 4 lanes).
+    case narrow
+
+    /// The family of the build's target: `TPUFI_AVX512` is defined by Package.swift when the
+    /// target CPU has AVX-512.
+    static var target: KernelFamily {
+        #if TPUFI_AVX512
+        return .wide
+        #else
+        return .narrow
+        #endif
     }
 }
 
