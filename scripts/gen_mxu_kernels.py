@@ -67,6 +67,39 @@ def accumulate_unrolled(w, mr, nv, vec, vbytes, nr):
     w("            }")
     w("        }")
 
+def accumulate_panel(w, mr, nv, vec, vbytes, nr, unroll):
+    """The loop over a k-major A micro-panel (`a[k * mr + i]`, what a transposed A packs to
+    without a transpose): one moving pointer per operand, constant offsets."""
+    w("        @inline(__always)")
+    w("        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {")
+    w(f"            var ap = a + ks.lowerBound &* {mr}")
+    w(f"            var bp = UnsafeRawPointer(b + ks.lowerBound &* {nr})")
+    w("            let n = ks.count")
+    w("            var k = 0")
+    if unroll > 1:
+        w(f"            while k &+ {unroll} <= n {{")
+        for u in range(unroll):
+            panel_step(w, mr, nv, vec, vbytes, nr, u, "                ")
+        w(f"                ap += {unroll * mr}")
+        w(f"                bp += {unroll * nr * 4}")
+        w(f"                k &+= {unroll}")
+        w("            }")
+    w("            while k < n {")
+    panel_step(w, mr, nv, vec, vbytes, nr, 0, "                ")
+    w(f"                ap += {mr}")
+    w(f"                bp += {nr * 4}")
+    w("                k &+= 1")
+    w("            }")
+    w("        }")
+
+def panel_step(w, mr, nv, vec, vbytes, nr, u, ind):
+    for j in range(nv):
+        w(f"{ind}let b{j}_{u} = bp.loadUnaligned(fromByteOffset: {u * nr * 4 + vbytes * j}, as: {vec}.self)")
+    for i in range(mr):
+        w(f"{ind}let x{i}_{u} = {vec}(repeating: ap[{u * mr + i}])")
+        for j in range(nv):
+            w(f"{ind}c{i}_{j} = c{i}_{j}.addingProduct(x{i}_{u}, b{j}_{u})")
+
 def kernel(mr, nv, lanes):
     nr = lanes * nv
     vec = f"SIMD{lanes}<Float>"
@@ -80,29 +113,32 @@ def kernel(mr, nv, lanes):
     w(f"    static let mr = {mr}")
     w(f"    static let nr = {nr}")
     w("")
-    w("    @inline(never)")
-    w("    static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,")
-    w("                    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {")
-    w("        if fold == 0 {")
-    w("            var t = overwrite ? Tile() : Tile(loading: c, ldc)")
-    w("            t.accumulate(a, lda, b, 0..<kLen)")
-    w("            t.store(c, ldc)")
-    w("            return")
-    w("        }")
-    w("        var k0 = 0")
-    w("        while k0 < kLen {")
-    w("            var t = Tile()")
-    w("            t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))")
-    w("            if overwrite && k0 == 0 {")
-    w("                t.addToZero()")
-    w("                t.store(c, ldc)")
-    w("            } else {")
-    w("                t.addInto(c, ldc)")
-    w("            }")
-    w("            k0 += fold")
-    w("        }")
-    w("    }")
-    w("")
+    for name, params, args in [("run", "a: UnsafePointer<Float>, lda: Int,", "a, lda, b"),
+                               ("runPanel", "a: UnsafePointer<Float>,", "a, b")]:
+        acc_fn = "accumulate" if name == "run" else "accumulatePanel"
+        w("    @inline(never)")
+        w(f"    static func {name}(kLen: Int, fold: Int, overwrite: Bool, {params}")
+        w(f"{' ' * (17 + len(name))}b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {{")
+        w("        if fold == 0 {")
+        w("            var t = overwrite ? Tile() : Tile(loading: c, ldc)")
+        w(f"            t.{acc_fn}({args}, 0..<kLen)")
+        w("            t.store(c, ldc)")
+        w("            return")
+        w("        }")
+        w("        var k0 = 0")
+        w("        while k0 < kLen {")
+        w("            var t = Tile()")
+        w(f"            t.{acc_fn}({args}, k0..<min(kLen, k0 + fold))")
+        w("            if overwrite && k0 == 0 {")
+        w("                t.addToZero()")
+        w("                t.store(c, ldc)")
+        w("            } else {")
+        w("                t.addInto(c, ldc)")
+        w("            }")
+        w("            k0 += fold")
+        w("        }")
+        w("    }")
+        w("")
     w("    struct Tile {")
     for row in acc:
         for v in row:
@@ -122,6 +158,8 @@ def kernel(mr, nv, lanes):
         accumulate_indexed(w, mr, nv, vec, vbytes, nr, acc)
     else:
         accumulate_unrolled(w, mr, nv, vec, vbytes, nr)
+    w("")
+    accumulate_panel(w, mr, nv, vec, vbytes, nr, 1 if lanes == 16 else UNROLL)
     w("")
     w("        @inline(__always)")
     w("        func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {")
@@ -182,6 +220,9 @@ protocol MicroKernel: Sendable {
     /// spares zeroing C beforehand and reading it back.
     static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
                     b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
+    /// The same with A as a k-major micro-panel: element `(i, k)` at `a[k * mr + i]`.
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
 }
 '''
 

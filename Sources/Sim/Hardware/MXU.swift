@@ -177,6 +177,8 @@ public struct MXU: Sendable {
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         let tiles = ceilDiv(M, mr)
         let readsAInPlace = a.columnStride == 1 && (rounding == .identity || a.isRounded)
+        // A transposed A (rows contiguous) packs into k-major micro-panels, no transpose needed.
+        let panelA = a.columnStride != 1 && a.rowStride == 1
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
@@ -192,9 +194,9 @@ public struct MXU: Sendable {
             }
         }
         parallel(workers) { [self] worker in
-            let buffer = PackBuffers.shared.take(mc * lda + mr * nr)
+            let buffer = PackBuffers.shared.take(mc * lda + mr * nr + mc)
             defer { PackBuffers.shared.give(buffer) }
-            let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda
+            let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda, column = edge + mr * nr
             let end = min(M, tiles * (worker + 1) / workers * mr)
             var m0 = tiles * worker / workers * mr
             while m0 < end {
@@ -207,7 +209,11 @@ public struct MXU: Sendable {
                     let inPlace = readsAInPlace && rows.count % mr == 0
                     let aRows = inPlace ? UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0) : aBlock
                     let aStride = inPlace ? a.rowStride : lda
-                    if !inPlace { packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock) }
+                    if panelA {
+                        packAPanels(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, into: aBlock, column: column)
+                    } else if !inPlace {
+                        packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    }
                     var k0 = span0
                     while k0 < span0 + spanLen {
                         let kLen = min(kc, span0 + spanLen - k0)
@@ -216,20 +222,25 @@ public struct MXU: Sendable {
                             let nValid = min(nr, N - p * nr)
                             var ir = 0
                             while ir < rows.count {
-                                let aTile = UnsafePointer(aRows + ir * aStride + (k0 - span0))
+                                let aTile = panelA ? UnsafePointer(aBlock + ir * spanLen + (k0 - span0) * mr)
+                                                   : UnsafePointer(aRows + ir * aStride + (k0 - span0))
                                 let mValid = min(mr, rows.count - ir)
                                 let cTile = cOut.pointer + (rows.lowerBound + ir) * N + p * nr
                                 // The first block of K writes C rather than adding to it.
-                                if mValid == mr && nValid == nr {
-                                    Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
-                                             a: aTile, lda: aStride, b: bPanel, c: cTile, ldc: N)
+                                // Edge tile: run the same kernel on a full-size copy.
+                                let full = mValid == mr && nValid == nr
+                                let (cRun, ldc) = full ? (cTile, N) : (edge, nr)
+                                if !full && k0 > 0 {
+                                    for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
+                                }
+                                if panelA {
+                                    Kern.runPanel(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
+                                                  a: aTile, b: bPanel, c: cRun, ldc: ldc)
                                 } else {
-                                    // Edge tile: run the same kernel on a full-size copy.
-                                    if k0 > 0 {
-                                        for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
-                                    }
                                     Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
-                                             a: aTile, lda: aStride, b: bPanel, c: edge, ldc: nr)
+                                             a: aTile, lda: aStride, b: bPanel, c: cRun, ldc: ldc)
+                                }
+                                if !full {
                                     for i in 0..<mValid { (cTile + i * N).update(from: edge + i * nr, count: nValid) }
                                 }
                                 ir += mr
@@ -300,6 +311,27 @@ public struct MXU: Sendable {
             }
         }
         for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
+    }
+
+    /// Rounds rows `rows` x terms `k0 ..< k0 + kLen` of an A whose rows are contiguous (row
+    /// stride 1: a transposed view) into k-major micro-panels of `mr` rows (tile `t` at
+    /// `dst + t * mr * kLen`, element `(i, k)` of a tile at `[k * mr + i]`), zero rows padding
+    /// the last tile. Each term's rows are one contiguous run in the source, rounded in bulk
+    /// into `column`, then copied `mr` at a time: no transpose.
+    private func packAPanels(_ a: MatrixView, rows: Range<Int>, mr: Int, k0: Int, kLen: Int,
+                             into dst: UnsafeMutablePointer<Float>, column: UnsafeMutablePointer<Float>) {
+        let tiles = ceilDiv(rows.count, mr)
+        (column + rows.count).update(repeating: 0, count: tiles * mr - rows.count)
+        for kk in 0..<kLen {
+            let src = a.base + rows.lowerBound + (k0 + kk) * a.columnStride
+            if a.isRounded { column.update(from: src, count: rows.count) } else { round(src, into: column, count: rows.count) }
+            var out = dst + kk * mr, from = column
+            for _ in 0..<tiles {
+                for i in 0..<mr { out[i] = from[i] }
+                out += mr * kLen
+                from += mr
+            }
+        }
     }
 
     /// Packs rows `rows` of a B with unit column stride into every `nr`-column panel (panel

@@ -27,6 +27,9 @@ protocol MicroKernel: Sendable {
     /// spares zeroing C beforehand and reading it back.
     static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
                     b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
+    /// The same with A as a k-major micro-panel: element `(i, k)` at `a[k * mr + i]`.
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
 }
 
 /// 24 rows x 16 columns in 16-lane vectors: 24 accumulators, 1 B vector and
@@ -48,6 +51,29 @@ enum Kernel24x16: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -192,6 +218,68 @@ enum Kernel24x16: MicroKernel {
                 c22_0 = c22_0.addingProduct(a22, b0)
                 let a23 = SIMD16<Float>(repeating: ap[23 * lda])
                 c23_0 = c23_0.addingProduct(a23, b0)
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 24
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 16)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD16<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD16<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD16<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD16<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD16<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD16<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                let x12_0 = SIMD16<Float>(repeating: ap[12])
+                c12_0 = c12_0.addingProduct(x12_0, b0_0)
+                let x13_0 = SIMD16<Float>(repeating: ap[13])
+                c13_0 = c13_0.addingProduct(x13_0, b0_0)
+                let x14_0 = SIMD16<Float>(repeating: ap[14])
+                c14_0 = c14_0.addingProduct(x14_0, b0_0)
+                let x15_0 = SIMD16<Float>(repeating: ap[15])
+                c15_0 = c15_0.addingProduct(x15_0, b0_0)
+                let x16_0 = SIMD16<Float>(repeating: ap[16])
+                c16_0 = c16_0.addingProduct(x16_0, b0_0)
+                let x17_0 = SIMD16<Float>(repeating: ap[17])
+                c17_0 = c17_0.addingProduct(x17_0, b0_0)
+                let x18_0 = SIMD16<Float>(repeating: ap[18])
+                c18_0 = c18_0.addingProduct(x18_0, b0_0)
+                let x19_0 = SIMD16<Float>(repeating: ap[19])
+                c19_0 = c19_0.addingProduct(x19_0, b0_0)
+                let x20_0 = SIMD16<Float>(repeating: ap[20])
+                c20_0 = c20_0.addingProduct(x20_0, b0_0)
+                let x21_0 = SIMD16<Float>(repeating: ap[21])
+                c21_0 = c21_0.addingProduct(x21_0, b0_0)
+                let x22_0 = SIMD16<Float>(repeating: ap[22])
+                c22_0 = c22_0.addingProduct(x22_0, b0_0)
+                let x23_0 = SIMD16<Float>(repeating: ap[23])
+                c23_0 = c23_0.addingProduct(x23_0, b0_0)
+                ap += 24
+                bp += 64
+                k &+= 1
             }
         }
 
@@ -361,6 +449,29 @@ enum Kernel12x32: MicroKernel {
         }
     }
 
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
     struct Tile {
         var c0_0 = SIMD16<Float>()
         var c0_1 = SIMD16<Float>()
@@ -472,6 +583,57 @@ enum Kernel12x32: MicroKernel {
                 let a11 = SIMD16<Float>(repeating: ap[11 * lda])
                 c11_0 = c11_0.addingProduct(a11, b0)
                 c11_1 = c11_1.addingProduct(a11, b1)
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 12
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 32)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                let x6_0 = SIMD16<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                c6_1 = c6_1.addingProduct(x6_0, b1_0)
+                let x7_0 = SIMD16<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                c7_1 = c7_1.addingProduct(x7_0, b1_0)
+                let x8_0 = SIMD16<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                c8_1 = c8_1.addingProduct(x8_0, b1_0)
+                let x9_0 = SIMD16<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                c9_1 = c9_1.addingProduct(x9_0, b1_0)
+                let x10_0 = SIMD16<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                c10_1 = c10_1.addingProduct(x10_0, b1_0)
+                let x11_0 = SIMD16<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                c11_1 = c11_1.addingProduct(x11_0, b1_0)
+                ap += 12
+                bp += 128
+                k &+= 1
             }
         }
 
@@ -617,6 +779,29 @@ enum Kernel6x64: MicroKernel {
         }
     }
 
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
     struct Tile {
         var c0_0 = SIMD16<Float>()
         var c0_1 = SIMD16<Float>()
@@ -718,6 +903,53 @@ enum Kernel6x64: MicroKernel {
                 c5_1 = c5_1.addingProduct(a5, b1)
                 c5_2 = c5_2.addingProduct(a5, b2)
                 c5_3 = c5_3.addingProduct(a5, b3)
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 6
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 64)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+                let b3_0 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                c0_3 = c0_3.addingProduct(x0_0, b3_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                c1_3 = c1_3.addingProduct(x1_0, b3_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                c2_3 = c2_3.addingProduct(x2_0, b3_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                c3_3 = c3_3.addingProduct(x3_0, b3_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                c4_2 = c4_2.addingProduct(x4_0, b2_0)
+                c4_3 = c4_3.addingProduct(x4_0, b3_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                c5_2 = c5_2.addingProduct(x5_0, b2_0)
+                c5_3 = c5_3.addingProduct(x5_0, b3_0)
+                ap += 6
+                bp += 256
+                k &+= 1
             }
         }
 
@@ -841,6 +1073,29 @@ enum Kernel6x16: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -1013,6 +1268,124 @@ enum Kernel6x16: MicroKernel {
         }
 
         @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 6
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 16)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let b1_1 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: ap[6])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                c0_1 = c0_1.addingProduct(x0_1, b1_1)
+                let x1_1 = SIMD8<Float>(repeating: ap[7])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                c1_1 = c1_1.addingProduct(x1_1, b1_1)
+                let x2_1 = SIMD8<Float>(repeating: ap[8])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                c2_1 = c2_1.addingProduct(x2_1, b1_1)
+                let x3_1 = SIMD8<Float>(repeating: ap[9])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                c3_1 = c3_1.addingProduct(x3_1, b1_1)
+                let x4_1 = SIMD8<Float>(repeating: ap[10])
+                c4_0 = c4_0.addingProduct(x4_1, b0_1)
+                c4_1 = c4_1.addingProduct(x4_1, b1_1)
+                let x5_1 = SIMD8<Float>(repeating: ap[11])
+                c5_0 = c5_0.addingProduct(x5_1, b0_1)
+                c5_1 = c5_1.addingProduct(x5_1, b1_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+                let b1_2 = bp.loadUnaligned(fromByteOffset: 160, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: ap[12])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                c0_1 = c0_1.addingProduct(x0_2, b1_2)
+                let x1_2 = SIMD8<Float>(repeating: ap[13])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                c1_1 = c1_1.addingProduct(x1_2, b1_2)
+                let x2_2 = SIMD8<Float>(repeating: ap[14])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                c2_1 = c2_1.addingProduct(x2_2, b1_2)
+                let x3_2 = SIMD8<Float>(repeating: ap[15])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                c3_1 = c3_1.addingProduct(x3_2, b1_2)
+                let x4_2 = SIMD8<Float>(repeating: ap[16])
+                c4_0 = c4_0.addingProduct(x4_2, b0_2)
+                c4_1 = c4_1.addingProduct(x4_2, b1_2)
+                let x5_2 = SIMD8<Float>(repeating: ap[17])
+                c5_0 = c5_0.addingProduct(x5_2, b0_2)
+                c5_1 = c5_1.addingProduct(x5_2, b1_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+                let b1_3 = bp.loadUnaligned(fromByteOffset: 224, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: ap[18])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                c0_1 = c0_1.addingProduct(x0_3, b1_3)
+                let x1_3 = SIMD8<Float>(repeating: ap[19])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                c1_1 = c1_1.addingProduct(x1_3, b1_3)
+                let x2_3 = SIMD8<Float>(repeating: ap[20])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                c2_1 = c2_1.addingProduct(x2_3, b1_3)
+                let x3_3 = SIMD8<Float>(repeating: ap[21])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                c3_1 = c3_1.addingProduct(x3_3, b1_3)
+                let x4_3 = SIMD8<Float>(repeating: ap[22])
+                c4_0 = c4_0.addingProduct(x4_3, b0_3)
+                c4_1 = c4_1.addingProduct(x4_3, b1_3)
+                let x5_3 = SIMD8<Float>(repeating: ap[23])
+                c5_0 = c5_0.addingProduct(x5_3, b0_3)
+                c5_1 = c5_1.addingProduct(x5_3, b1_3)
+                ap += 24
+                bp += 256
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                ap += 6
+                bp += 64
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
         func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
             let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
             r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
@@ -1096,6 +1469,29 @@ enum Kernel4x24: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -1259,6 +1655,119 @@ enum Kernel4x24: MicroKernel {
         }
 
         @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 4
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 24)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let b1_1 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+                let b2_1 = bp.loadUnaligned(fromByteOffset: 160, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: ap[4])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                c0_1 = c0_1.addingProduct(x0_1, b1_1)
+                c0_2 = c0_2.addingProduct(x0_1, b2_1)
+                let x1_1 = SIMD8<Float>(repeating: ap[5])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                c1_1 = c1_1.addingProduct(x1_1, b1_1)
+                c1_2 = c1_2.addingProduct(x1_1, b2_1)
+                let x2_1 = SIMD8<Float>(repeating: ap[6])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                c2_1 = c2_1.addingProduct(x2_1, b1_1)
+                c2_2 = c2_2.addingProduct(x2_1, b2_1)
+                let x3_1 = SIMD8<Float>(repeating: ap[7])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                c3_1 = c3_1.addingProduct(x3_1, b1_1)
+                c3_2 = c3_2.addingProduct(x3_1, b2_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+                let b1_2 = bp.loadUnaligned(fromByteOffset: 224, as: SIMD8<Float>.self)
+                let b2_2 = bp.loadUnaligned(fromByteOffset: 256, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: ap[8])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                c0_1 = c0_1.addingProduct(x0_2, b1_2)
+                c0_2 = c0_2.addingProduct(x0_2, b2_2)
+                let x1_2 = SIMD8<Float>(repeating: ap[9])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                c1_1 = c1_1.addingProduct(x1_2, b1_2)
+                c1_2 = c1_2.addingProduct(x1_2, b2_2)
+                let x2_2 = SIMD8<Float>(repeating: ap[10])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                c2_1 = c2_1.addingProduct(x2_2, b1_2)
+                c2_2 = c2_2.addingProduct(x2_2, b2_2)
+                let x3_2 = SIMD8<Float>(repeating: ap[11])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                c3_1 = c3_1.addingProduct(x3_2, b1_2)
+                c3_2 = c3_2.addingProduct(x3_2, b2_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 288, as: SIMD8<Float>.self)
+                let b1_3 = bp.loadUnaligned(fromByteOffset: 320, as: SIMD8<Float>.self)
+                let b2_3 = bp.loadUnaligned(fromByteOffset: 352, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: ap[12])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                c0_1 = c0_1.addingProduct(x0_3, b1_3)
+                c0_2 = c0_2.addingProduct(x0_3, b2_3)
+                let x1_3 = SIMD8<Float>(repeating: ap[13])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                c1_1 = c1_1.addingProduct(x1_3, b1_3)
+                c1_2 = c1_2.addingProduct(x1_3, b2_3)
+                let x2_3 = SIMD8<Float>(repeating: ap[14])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                c2_1 = c2_1.addingProduct(x2_3, b1_3)
+                c2_2 = c2_2.addingProduct(x2_3, b2_3)
+                let x3_3 = SIMD8<Float>(repeating: ap[15])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                c3_1 = c3_1.addingProduct(x3_3, b1_3)
+                c3_2 = c3_2.addingProduct(x3_3, b2_3)
+                ap += 16
+                bp += 384
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                ap += 4
+                bp += 96
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
         func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
             let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
             r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
@@ -1338,6 +1847,29 @@ enum Kernel12x8: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -1541,6 +2073,149 @@ enum Kernel12x8: MicroKernel {
                 c10_0 = c10_0.addingProduct(x10_0, b0_0)
                 let x11_0 = SIMD8<Float>(repeating: a11[k])
                 c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                bp += 32
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 12
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 8)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD8<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD8<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD8<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD8<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD8<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD8<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: ap[12])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                let x1_1 = SIMD8<Float>(repeating: ap[13])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                let x2_1 = SIMD8<Float>(repeating: ap[14])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                let x3_1 = SIMD8<Float>(repeating: ap[15])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                let x4_1 = SIMD8<Float>(repeating: ap[16])
+                c4_0 = c4_0.addingProduct(x4_1, b0_1)
+                let x5_1 = SIMD8<Float>(repeating: ap[17])
+                c5_0 = c5_0.addingProduct(x5_1, b0_1)
+                let x6_1 = SIMD8<Float>(repeating: ap[18])
+                c6_0 = c6_0.addingProduct(x6_1, b0_1)
+                let x7_1 = SIMD8<Float>(repeating: ap[19])
+                c7_0 = c7_0.addingProduct(x7_1, b0_1)
+                let x8_1 = SIMD8<Float>(repeating: ap[20])
+                c8_0 = c8_0.addingProduct(x8_1, b0_1)
+                let x9_1 = SIMD8<Float>(repeating: ap[21])
+                c9_0 = c9_0.addingProduct(x9_1, b0_1)
+                let x10_1 = SIMD8<Float>(repeating: ap[22])
+                c10_0 = c10_0.addingProduct(x10_1, b0_1)
+                let x11_1 = SIMD8<Float>(repeating: ap[23])
+                c11_0 = c11_0.addingProduct(x11_1, b0_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: ap[24])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                let x1_2 = SIMD8<Float>(repeating: ap[25])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                let x2_2 = SIMD8<Float>(repeating: ap[26])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                let x3_2 = SIMD8<Float>(repeating: ap[27])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                let x4_2 = SIMD8<Float>(repeating: ap[28])
+                c4_0 = c4_0.addingProduct(x4_2, b0_2)
+                let x5_2 = SIMD8<Float>(repeating: ap[29])
+                c5_0 = c5_0.addingProduct(x5_2, b0_2)
+                let x6_2 = SIMD8<Float>(repeating: ap[30])
+                c6_0 = c6_0.addingProduct(x6_2, b0_2)
+                let x7_2 = SIMD8<Float>(repeating: ap[31])
+                c7_0 = c7_0.addingProduct(x7_2, b0_2)
+                let x8_2 = SIMD8<Float>(repeating: ap[32])
+                c8_0 = c8_0.addingProduct(x8_2, b0_2)
+                let x9_2 = SIMD8<Float>(repeating: ap[33])
+                c9_0 = c9_0.addingProduct(x9_2, b0_2)
+                let x10_2 = SIMD8<Float>(repeating: ap[34])
+                c10_0 = c10_0.addingProduct(x10_2, b0_2)
+                let x11_2 = SIMD8<Float>(repeating: ap[35])
+                c11_0 = c11_0.addingProduct(x11_2, b0_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: ap[36])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                let x1_3 = SIMD8<Float>(repeating: ap[37])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                let x2_3 = SIMD8<Float>(repeating: ap[38])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                let x3_3 = SIMD8<Float>(repeating: ap[39])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                let x4_3 = SIMD8<Float>(repeating: ap[40])
+                c4_0 = c4_0.addingProduct(x4_3, b0_3)
+                let x5_3 = SIMD8<Float>(repeating: ap[41])
+                c5_0 = c5_0.addingProduct(x5_3, b0_3)
+                let x6_3 = SIMD8<Float>(repeating: ap[42])
+                c6_0 = c6_0.addingProduct(x6_3, b0_3)
+                let x7_3 = SIMD8<Float>(repeating: ap[43])
+                c7_0 = c7_0.addingProduct(x7_3, b0_3)
+                let x8_3 = SIMD8<Float>(repeating: ap[44])
+                c8_0 = c8_0.addingProduct(x8_3, b0_3)
+                let x9_3 = SIMD8<Float>(repeating: ap[45])
+                c9_0 = c9_0.addingProduct(x9_3, b0_3)
+                let x10_3 = SIMD8<Float>(repeating: ap[46])
+                c10_0 = c10_0.addingProduct(x10_3, b0_3)
+                let x11_3 = SIMD8<Float>(repeating: ap[47])
+                c11_0 = c11_0.addingProduct(x11_3, b0_3)
+                ap += 48
+                bp += 128
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD8<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD8<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD8<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD8<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD8<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD8<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                ap += 12
                 bp += 32
                 k &+= 1
             }
