@@ -8,7 +8,32 @@ import Foundation
 // choice of CPU changes speed, never bits. `TPUFI_TARGET_CPU=generic` builds a portable binary;
 // any other value (e.g. `haswell`, `skylake-avx512`) is passed to `-target-cpu` as is.
 let targetCPU = ProcessInfo.processInfo.environment["TPUFI_TARGET_CPU"] ?? "native"
-let kernelFlags: [SwiftSetting] = targetCPU == "generic" ? [] : [.unsafeFlags(["-target-cpu", targetCPU])]
+
+// The MXU's micro-kernels come in two families (Sources/Sim/Hardware/MXUKernel.swift): 16-lane
+// ones sized for AVX-512's 32 vector registers, 8-lane ones for AVX2's 16 (and any other
+// target). `TPUFI_AVX512` picks the former when the target CPU has AVX-512: for `native`, the
+// build host's (Linux: /proc/cpuinfo; macOS: sysctl); else by LLVM CPU name. Speed only: both
+// families give the same bits.
+let avx512CPUs: Set<String> = [
+    "knl", "knm", "skylake-avx512", "skx", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+    "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+    "graniterapids-d", "diamondrapids", "znver4", "znver5", "x86-64-v4",
+]
+func hostHasAVX512() -> Bool {
+    #if os(Linux)
+    let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    return info.split(separator: "\n").contains { $0.hasPrefix("flags") && $0.split(separator: " ").contains("avx512f") }
+    #elseif arch(x86_64) && canImport(Darwin)
+    var value: Int32 = 0
+    var size = MemoryLayout<Int32>.size
+    return sysctlbyname("hw.optional.avx512f", &value, &size, nil, 0) == 0 && value != 0
+    #else
+    return false
+    #endif
+}
+let targetHasAVX512 = targetCPU == "native" ? hostHasAVX512() : avx512CPUs.contains(targetCPU)
+let kernelFlags: [SwiftSetting] = (targetCPU == "generic" ? [] : [.unsafeFlags(["-target-cpu", targetCPU])])
+    + (targetHasAVX512 ? [.define("TPUFI_AVX512")] : [])
 
 let package = Package(
     name: "tpufi",

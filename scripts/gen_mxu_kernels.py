@@ -1,48 +1,148 @@
 """Generates Sources/Sim/Hardware/MXUKernel.swift: register-blocked micro-kernels of the
-functional MXU, one enum per (rows, 16-lane vectors across) shape.
+functional MXU, one enum per (rows, vectors across, lanes per vector) shape, in two families
+sized for the two x86 vector register files (see HEADER).
    python3 scripts/gen_mxu_kernels.py > Sources/Sim/Hardware/MXUKernel.swift"""
-import sys
 
-SHAPES = [tuple(map(int, s.split("x"))) for s in sys.argv[1:]] or [(24, 1), (12, 2), (6, 4)]
+# (rows, vectors across) per family. 16-lane vectors: AVX-512's 32 ZMM registers hold 24
+# accumulators. 8-lane vectors: AVX2's 16 YMM registers hold 12 accumulators, the B vectors
+# of one k and a broadcast A value.
+FAMILIES = [
+    (16, [(24, 1), (12, 2), (6, 4)]),
+    (8, [(6, 2), (4, 3), (12, 1)]),
+]
+REGISTERS = {16: "32 AVX-512", 8: "16 AVX2"}
 
-def kernel(mr, nv):
-    nr = 16 * nv
+UNROLL = 4
+
+def step(w, mr, nv, vec, vbytes, nr, u, ind):
+    """One term k + u: the B vectors, then one broadcast and nv multiply-adds per row."""
+    for j in range(nv):
+        w(f"{ind}let b{j}_{u} = bp.loadUnaligned(fromByteOffset: {u * nr * 4 + vbytes * j}, as: {vec}.self)")
+    kk = "k" if u == 0 else f"k &+ {u}"
+    for i in range(mr):
+        w(f"{ind}let x{i}_{u} = {vec}(repeating: a{i}[{kk}])")
+        for j in range(nv):
+            w(f"{ind}c{i}_{j} = c{i}_{j}.addingProduct(x{i}_{u}, b{j}_{u})")
+
+def accumulate_indexed(w, mr, nv, vec, vbytes, nr, acc):
+    """The 16-lane kernels' loop, as first tuned on AVX-512: one term per iteration, rows
+    addressed as `a + k + i * lda` (24 row pointers would not fit in the 16 general registers)."""
+    w("        @inline(__always)")
+    w("        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {")
+    w("            for k in ks {")
+    w(f"                let bp = UnsafeRawPointer(b + k * {nr})")
+    for j in range(nv):
+        w(f"                let b{j} = bp.loadUnaligned(fromByteOffset: {vbytes * j}, as: {vec}.self)")
+    w("                let ap = a + k")
+    for i in range(mr):
+        idx = "0" if i == 0 else ("lda" if i == 1 else f"{i} * lda")
+        w(f"                let a{i} = {vec}(repeating: ap[{idx}])")
+        for j in range(nv):
+            w(f"                {acc[i][j]} = {acc[i][j]}.addingProduct(a{i}, b{j})")
+    w("            }")
+    w("        }")
+
+def accumulate_unrolled(w, mr, nv, vec, vbytes, nr):
+    """The 8-lane kernels' loop: a pointer per row (at most 12) and a moving B pointer,
+    unrolled by UNROLL terms."""
+    w("        @inline(__always)")
+    w("        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {")
+    w(f"            // Row pointers and a moving B pointer, the loop unrolled by {UNROLL} terms: the body is")
+    w("            // loads and multiply-adds, with no index arithmetic or overflow checks.")
+    for i in range(mr):
+        w(f"            let a{i} = a + ({i} &* lda &+ ks.lowerBound)")
+    w(f"            var bp = UnsafeRawPointer(b + ks.lowerBound &* {nr})")
+    w("            let n = ks.count")
+    w("            var k = 0")
+    w(f"            while k &+ {UNROLL} <= n {{")
+    for u in range(UNROLL):
+        step(w, mr, nv, vec, vbytes, nr, u, "                ")
+    w(f"                bp += {UNROLL * nr * 4}")
+    w(f"                k &+= {UNROLL}")
+    w("            }")
+    w("            while k < n {")
+    step(w, mr, nv, vec, vbytes, nr, 0, "                ")
+    w(f"                bp += {nr * 4}")
+    w("                k &+= 1")
+    w("            }")
+    w("        }")
+
+def accumulate_panel(w, mr, nv, vec, vbytes, nr, unroll):
+    """The loop over a k-major A micro-panel (`a[k * mr + i]`, what a transposed A packs to
+    without a transpose): one moving pointer per operand, constant offsets."""
+    w("        @inline(__always)")
+    w("        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {")
+    w(f"            var ap = a + ks.lowerBound &* {mr}")
+    w(f"            var bp = UnsafeRawPointer(b + ks.lowerBound &* {nr})")
+    w("            let n = ks.count")
+    w("            var k = 0")
+    if unroll > 1:
+        w(f"            while k &+ {unroll} <= n {{")
+        for u in range(unroll):
+            panel_step(w, mr, nv, vec, vbytes, nr, u, "                ")
+        w(f"                ap += {unroll * mr}")
+        w(f"                bp += {unroll * nr * 4}")
+        w(f"                k &+= {unroll}")
+        w("            }")
+    w("            while k < n {")
+    panel_step(w, mr, nv, vec, vbytes, nr, 0, "                ")
+    w(f"                ap += {mr}")
+    w(f"                bp += {nr * 4}")
+    w("                k &+= 1")
+    w("            }")
+    w("        }")
+
+def panel_step(w, mr, nv, vec, vbytes, nr, u, ind):
+    for j in range(nv):
+        w(f"{ind}let b{j}_{u} = bp.loadUnaligned(fromByteOffset: {u * nr * 4 + vbytes * j}, as: {vec}.self)")
+    for i in range(mr):
+        w(f"{ind}let x{i}_{u} = {vec}(repeating: ap[{u * mr + i}])")
+        for j in range(nv):
+            w(f"{ind}c{i}_{j} = c{i}_{j}.addingProduct(x{i}_{u}, b{j}_{u})")
+
+def kernel(mr, nv, lanes):
+    nr = lanes * nv
+    vec = f"SIMD{lanes}<Float>"
+    vbytes = 4 * lanes
     acc = [[f"c{i}_{j}" for j in range(nv)] for i in range(mr)]
     L = []
     w = L.append
-    w(f"/// {mr} rows x {nr} columns: {mr * nv} accumulators, {nv} B vector{'s' if nv > 1 else ''} and one broadcast A value")
-    w(f"/// in registers ({mr * nv + nv + 1} of the 32 AVX-512 registers).")
+    w(f"/// {mr} rows x {nr} columns in {lanes}-lane vectors: {mr * nv} accumulators, {nv} B vector{'s' if nv > 1 else ''} and")
+    w(f"/// one broadcast A value in registers ({mr * nv + nv + 1} of the {REGISTERS[lanes]} registers).")
     w(f"enum Kernel{mr}x{nr}: MicroKernel {{")
     w(f"    static let mr = {mr}")
     w(f"    static let nr = {nr}")
     w("")
-    w("    @inline(never)")
-    w("    static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,")
-    w("                    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {")
-    w("        if fold == 0 {")
-    w("            var t = overwrite ? Tile() : Tile(loading: c, ldc)")
-    w("            t.accumulate(a, lda, b, 0..<kLen)")
-    w("            t.store(c, ldc)")
-    w("            return")
-    w("        }")
-    w("        var k0 = 0")
-    w("        while k0 < kLen {")
-    w("            var t = Tile()")
-    w("            t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))")
-    w("            if overwrite && k0 == 0 {")
-    w("                t.addToZero()")
-    w("                t.store(c, ldc)")
-    w("            } else {")
-    w("                t.addInto(c, ldc)")
-    w("            }")
-    w("            k0 += fold")
-    w("        }")
-    w("    }")
-    w("")
+    for name, params, args in [("run", "a: UnsafePointer<Float>, lda: Int,", "a, lda, b"),
+                               ("runPanel", "a: UnsafePointer<Float>,", "a, b")]:
+        acc_fn = "accumulate" if name == "run" else "accumulatePanel"
+        w("    @inline(never)")
+        w(f"    static func {name}(kLen: Int, fold: Int, overwrite: Bool, {params}")
+        w(f"{' ' * (17 + len(name))}b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {{")
+        w("        if fold == 0 {")
+        w("            var t = overwrite ? Tile() : Tile(loading: c, ldc)")
+        w(f"            t.{acc_fn}({args}, 0..<kLen)")
+        w("            t.store(c, ldc)")
+        w("            return")
+        w("        }")
+        w("        var k0 = 0")
+        w("        while k0 < kLen {")
+        w("            var t = Tile()")
+        w(f"            t.{acc_fn}({args}, k0..<min(kLen, k0 + fold))")
+        w("            if overwrite && k0 == 0 {")
+        w("                t.addToZero()")
+        w("                t.store(c, ldc)")
+        w("            } else {")
+        w("                t.addInto(c, ldc)")
+        w("            }")
+        w("            k0 += fold")
+        w("        }")
+        w("    }")
+        w("")
     w("    struct Tile {")
     for row in acc:
         for v in row:
-            w(f"        var {v} = SIMD16<Float>()")
+            w(f"        var {v} = {vec}()")
     w("")
     w("        init() {}")
     w("")
@@ -51,37 +151,29 @@ def kernel(mr, nv):
     for i in range(mr):
         w(f"            let r{i} = UnsafeRawPointer(c + {i} * ldc)")
         for j in range(nv):
-            w(f"            {acc[i][j]} = r{i}.loadUnaligned(fromByteOffset: {64 * j}, as: SIMD16<Float>.self)")
+            w(f"            {acc[i][j]} = r{i}.loadUnaligned(fromByteOffset: {vbytes * j}, as: {vec}.self)")
     w("        }")
     w("")
-    w("        @inline(__always)")
-    w("        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {")
-    w("            for k in ks {")
-    w(f"                let bp = UnsafeRawPointer(b + k * {nr})")
-    for j in range(nv):
-        w(f"                let b{j} = bp.loadUnaligned(fromByteOffset: {64 * j}, as: SIMD16<Float>.self)")
-    w("                let ap = a + k")
-    for i in range(mr):
-        idx = "0" if i == 0 else ("lda" if i == 1 else f"{i} * lda")
-        w(f"                let a{i} = SIMD16<Float>(repeating: ap[{idx}])")
-        for j in range(nv):
-            w(f"                {acc[i][j]} = {acc[i][j]}.addingProduct(a{i}, b{j})")
-    w("            }")
-    w("        }")
+    if lanes == 16:
+        accumulate_indexed(w, mr, nv, vec, vbytes, nr, acc)
+    else:
+        accumulate_unrolled(w, mr, nv, vec, vbytes, nr)
+    w("")
+    accumulate_panel(w, mr, nv, vec, vbytes, nr, 1 if lanes == 16 else UNROLL)
     w("")
     w("        @inline(__always)")
     w("        func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {")
     for i in range(mr):
         w(f"            let r{i} = UnsafeMutableRawPointer(c + {i} * ldc)")
         for j in range(nv):
-            w(f"            r{i}.storeBytes(of: {acc[i][j]}, toByteOffset: {64 * j}, as: SIMD16<Float>.self)")
+            w(f"            r{i}.storeBytes(of: {acc[i][j]}, toByteOffset: {vbytes * j}, as: {vec}.self)")
     w("        }")
     w("")
     w("        /// Each accumulator becomes `+0 + accumulator`, what adding it to a zeroed C gives")
     w("        /// (a sum of -0 turns into +0).")
     w("        @inline(__always)")
     w("        mutating func addToZero() {")
-    w("            let zero = SIMD16<Float>()")
+    w(f"            let zero = {vec}()")
     for row in acc:
         for v in row:
             w(f"            {v} = zero + {v}")
@@ -92,8 +184,8 @@ def kernel(mr, nv):
     for i in range(mr):
         w(f"            let r{i} = UnsafeMutableRawPointer(c + {i} * ldc)")
         for j in range(nv):
-            o = 64 * j
-            w(f"            r{i}.storeBytes(of: r{i}.loadUnaligned(fromByteOffset: {o}, as: SIMD16<Float>.self) + {acc[i][j]}, toByteOffset: {o}, as: SIMD16<Float>.self)")
+            o = vbytes * j
+            w(f"            r{i}.storeBytes(of: r{i}.loadUnaligned(fromByteOffset: {o}, as: {vec}.self) + {acc[i][j]}, toByteOffset: {o}, as: {vec}.self)")
     w("        }")
     w("    }")
     w("}")
@@ -108,11 +200,16 @@ HEADER = '''// Generated by scripts/gen_mxu_kernels.py: the kernels differ only 
 /// lane accumulates its own output element with one fused multiply-add per term, k
 /// ascending, so the order is the scalar loop's.
 ///
-/// Shapes, sized for the 32 vector registers of AVX-512: 64, 32 or 16 columns (four, two
-/// or one 16-lane vectors), so that narrow products (N = 16, 32) do not leave lanes idle,
-/// and as many rows as keep 24 accumulators (6, 12 or 24), so that every B vector loaded
-/// is reused for several rows and the loads (one broadcast per row) stay below the rate
-/// of fused multiply-adds. ``MXU`` picks the shape that pads N the least.
+/// Two families, one per vector register file; ``MXU`` uses the family of the build's
+/// target (``KernelFamily``) and, within it, the shape that pads N the least.
+/// - 16-lane vectors for the 32 registers of AVX-512: 64, 32 or 16 columns (four, two or
+///   one vector), so that narrow products (N = 16, 32) do not leave lanes idle, and as many
+///   rows as keep 24 accumulators (6, 12 or 24), so that every B vector loaded is reused for
+///   several rows and the loads (one broadcast per row) stay below the rate of fused
+///   multiply-adds.
+/// - 8-lane vectors for the 16 registers of AVX2 (where a 16-lane vector takes two
+///   registers, and the 16-lane kernels' 48 would spill): 12 accumulators over 16, 24 or 8
+///   columns (6, 4 or 12 rows).
 protocol MicroKernel: Sendable {
     static var mr: Int { get }
     static var nr: Int { get }
@@ -123,8 +220,11 @@ protocol MicroKernel: Sendable {
     /// spares zeroing C beforehand and reading it back.
     static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
                     b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
+    /// The same with A as a k-major micro-panel: element `(i, k)` at `a[k * mr + i]`.
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
 }
 '''
 
 print(HEADER)
-print("\n\n".join(kernel(mr, nv) for mr, nv in SHAPES))
+print("\n\n".join(kernel(mr, nv, lanes) for lanes, shapes in FAMILIES for mr, nv in shapes))

@@ -36,8 +36,15 @@ while let arg = args.next() {
 }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+/// CPU seconds of the whole process: on a shared machine, throughput per CPU second is less
+/// disturbed by other programs than throughput per wall-clock second.
+func cpuTime() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
 
-print("shape,threads,precision,gflops,seconds_per_call,checksum")
+print("shape,threads,precision,gflops,seconds_per_call,checksum,cpu_gflops_per_thread")
 for shape in shapes {
     var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
     func next() -> Float {
@@ -53,7 +60,7 @@ for shape in shapes {
         if let r = reference, r != c { print("# MISMATCH between thread counts for \(shape)") }
         reference = c
         var calls = 0
-        let start = now()
+        let start = now(), cpuStart = cpuTime()
         var elapsed = 0.0
         repeat {
             c = try mxu.multiply(a, b, shape: shape)
@@ -61,7 +68,8 @@ for shape in shapes {
             elapsed = now() - start
         } while elapsed < minSeconds
         let perCall = elapsed / Double(calls)
+        let cpuPerCall = (cpuTime() - cpuStart) / Double(calls)
         let checksum = c.reduce(0) { $0 &+ UInt64($1.bitPattern) }
-        print("\(shape.m)x\(shape.k)x\(shape.n),\(t),\(precision.rawValue),\(String(format: "%.2f", 2 * Double(shape.macs) / perCall / 1e9)),\(String(format: "%.6f", perCall)),\(checksum)")
+        print("\(shape.m)x\(shape.k)x\(shape.n),\(t),\(precision.rawValue),\(String(format: "%.2f", 2 * Double(shape.macs) / perCall / 1e9)),\(String(format: "%.6f", perCall)),\(checksum),\(String(format: "%.2f", 2 * Double(shape.macs) / cpuPerCall / 1e9))")
     }
 }

@@ -120,6 +120,56 @@ func differing(_ x: [Float], _ y: [Float]) -> Int {
         }
     }
 
+    /// Every kernel family (the AVX-512 and the AVX2 one, whichever this build uses), every
+    /// row and column remainder of their tiles, K not a multiple of the fold, one running sum,
+    /// and K long enough to be cut into several cache blocks: all against the scalar loop.
+    @Test(arguments: KernelFamily.allCases)
+    func everyKernelAndTileRemainderMatchesTheScalarLoop(family: KernelFamily) throws {
+        var shapes = (1...13).map { GEMMShape(m: $0, k: 150, n: 17) }             // every M remainder of 6, 4, 12 (and 24's first)
+        shapes += (1...49).map { GEMMShape(m: 13, k: 150, n: $0) }               // every N remainder, each kernel chosen
+        shapes += [GEMMShape(m: 30, k: 150, n: 65), GEMMShape(m: 25, k: 150, n: 72), GEMMShape(m: 49, k: 40, n: 96)]
+        shapes += [GEMMShape(m: 110, k: 700, n: 23), GEMMShape(m: 100, k: 520, n: 40)]  // several M and K blocks
+        for shape in shapes {
+            let a = operands(shape.m * shape.k, seed: UInt64(shape.m * 1000 + shape.n)), b = operands(shape.k * shape.n, seed: UInt64(shape.k + shape.n))
+            for fold in [128, nil] as [Int?] {
+                for precision in OperandPrecision.allCases {
+                    let mxu = MXU(foldLength: fold, precision: precision).using(family)
+                    let expected = scalarReference(a, b, shape, fold: fold, bf16: precision == .bfloat16)
+                    #expect(differing(try mxu.multiply(a, b, shape: shape), expected) == 0, "\(family) \(shape) fold=\(String(describing: fold)) \(precision)")
+                }
+            }
+        }
+    }
+
+    /// Transposed and pre-rounded operand views (a transposed A packs into k-major panels)
+    /// through every kernel family, one and two threads, against the scalar loop.
+    @Test(arguments: KernelFamily.allCases)
+    func everyKernelFamilyReadsEveryOperandLayout(family: KernelFamily) throws {
+        for shape in [GEMMShape(m: 31, k: 300, n: 41), GEMMShape(m: 203, k: 130, n: 16), GEMMShape(m: 7, k: 20, n: 8)] {
+            let a = operands(shape.m * shape.k, seed: 31).map(BFloat16.round), b = operands(shape.k * shape.n, seed: 32)
+            let expected = scalarReference(a, b, shape, fold: 128, bf16: true)
+            var at = [Float](repeating: 0, count: a.count), bt = [Float](repeating: 0, count: b.count)
+            for m in 0..<shape.m { for k in 0..<shape.k { at[k * shape.m + m] = a[m * shape.k + k] } }
+            for k in 0..<shape.k { for n in 0..<shape.n { bt[n * shape.k + k] = b[k * shape.n + n] } }
+            for threads in [1, 2] {
+                let mxu = MXU(config: .tpuV3, threads: threads).using(family)
+                for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+                    var c = [Float](repeating: .nan, count: shape.m * shape.n)
+                    a.withUnsafeBufferPointer { pa in at.withUnsafeBufferPointer { pat in
+                    b.withUnsafeBufferPointer { pb in bt.withUnsafeBufferPointer { pbt in c.withUnsafeMutableBufferPointer { pc in
+                        // A transposed A flagged as rounded (with two threads) is copied, not rounded.
+                        let va = transposeA ? MatrixView(pat.baseAddress!, rowStride: 1, columnStride: shape.m, isRounded: threads == 2)
+                                            : MatrixView(pa.baseAddress!, rowStride: shape.k, isRounded: true)
+                        let vb = transposeB ? MatrixView(pbt.baseAddress!, rowStride: 1, columnStride: shape.k)
+                                            : MatrixView(pb.baseAddress!, rowStride: shape.n)
+                        mxu.multiply(va, vb, into: pc.baseAddress!, shape: shape)
+                    } } } } }
+                    #expect(differing(c, expected) == 0, "\(family) \(shape) threads=\(threads) tA=\(transposeA) tB=\(transposeB)")
+                }
+            }
+        }
+    }
+
     @Test func rejectsOperandsOfTheWrongSize() {
         #expect(throws: HardwareError.self) { try MXU(config: .tiny).multiply([1, 2], [1], shape: GEMMShape(m: 1, k: 2, n: 1)) }
     }

@@ -52,6 +52,8 @@ public struct MXU: Sendable {
     public let threads: Int
     /// `format.roundingKind`, read once: the packing loops switch on it.
     private let rounding: RoundingKind
+    /// The micro-kernels used (speed only: every family gives the same bits).
+    let kernels: KernelFamily
 
     /// The MXU of `config` (folds of `rows` terms under ws/is) with operands of `precision`.
     public init(config: ChipConfig, precision: OperandPrecision = .bfloat16, threads: Int = 1) {
@@ -78,6 +80,20 @@ public struct MXU: Sendable {
         self.format = format
         self.rounding = format.roundingKind
         self.threads = max(1, threads)
+        self.kernels = .target
+    }
+
+    /// This MXU with the micro-kernels of `family` (tests run every family on any host).
+    func using(_ family: KernelFamily) -> MXU {
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: family)
+    }
+
+    private init(foldLength: Int?, format: any NumberFormat, rounding: RoundingKind, threads: Int, kernels: KernelFamily) {
+        self.foldLength = foldLength
+        self.format = format
+        self.rounding = rounding
+        self.threads = threads
+        self.kernels = kernels
     }
 
     /// The operand precision as traces record it. Only the built-in formats have one: asking
@@ -116,15 +132,26 @@ public struct MXU: Sendable {
         guard K > 0 else { c.update(repeating: 0, count: M * N); return }
         // One running sum is the same as a single fold; folds only matter when K exceeds one.
         let fold = foldLength.flatMap { $0 < K ? $0 : nil }
-        // The kernel whose panels pad N the least; on a tie the wider one, which loads fewer
-        // values per multiply-add.
+        // The kernel whose panels pad N the least; on a tie the earlier one (the wider, which
+        // loads fewer values per multiply-add).
         let padded = { (nr: Int) in ceilDiv(N, nr) * nr }
-        if padded(64) <= padded(32) && padded(64) <= padded(16) {
-            multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, fold: fold)
-        } else if padded(32) <= padded(16) {
-            multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, fold: fold)
-        } else {
-            multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+        switch kernels {
+        case .wide:
+            if padded(64) <= padded(32) && padded(64) <= padded(16) {
+                multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else if padded(32) <= padded(16) {
+                multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else {
+                multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            }
+        case .narrow:
+            if padded(16) <= padded(24) && padded(16) <= padded(8) {
+                multiply(Kernel6x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else if padded(24) <= padded(8) {
+                multiply(Kernel4x24.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else {
+                multiply(Kernel12x8.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            }
         }
     }
 
@@ -150,19 +177,26 @@ public struct MXU: Sendable {
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         let tiles = ceilDiv(M, mr)
         let readsAInPlace = a.columnStride == 1 && (rounding == .identity || a.isRounded)
+        // A transposed A (rows contiguous) packs into k-major micro-panels, no transpose needed.
+        let panelA = a.columnStride != 1 && a.rowStride == 1
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
-            var p = worker
-            while p < panels {
-                packB(b, panel: p, nr: nr, k: K, n: N, into: bOut.pointer + p * nr * K)
-                p += workers
+            if b.columnStride == 1 {
+                // Row-major B: each worker a share of the rows, read in order across all panels.
+                packB(b, rows: K * worker / workers ..< K * (worker + 1) / workers, nr: nr, k: K, n: N, into: bOut.pointer)
+            } else {
+                var p = worker
+                while p < panels {
+                    packB(b, panel: p, nr: nr, k: K, n: N, into: bOut.pointer + p * nr * K)
+                    p += workers
+                }
             }
         }
         parallel(workers) { [self] worker in
-            let buffer = PackBuffers.shared.take(mc * lda + mr * nr)
+            let buffer = PackBuffers.shared.take(mc * lda + mr * nr + mc)
             defer { PackBuffers.shared.give(buffer) }
-            let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda
+            let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda, column = edge + mr * nr
             let end = min(M, tiles * (worker + 1) / workers * mr)
             var m0 = tiles * worker / workers * mr
             while m0 < end {
@@ -175,7 +209,11 @@ public struct MXU: Sendable {
                     let inPlace = readsAInPlace && rows.count % mr == 0
                     let aRows = inPlace ? UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0) : aBlock
                     let aStride = inPlace ? a.rowStride : lda
-                    if !inPlace { packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock) }
+                    if panelA {
+                        packAPanels(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, into: aBlock, column: column)
+                    } else if !inPlace {
+                        packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    }
                     var k0 = span0
                     while k0 < span0 + spanLen {
                         let kLen = min(kc, span0 + spanLen - k0)
@@ -184,20 +222,25 @@ public struct MXU: Sendable {
                             let nValid = min(nr, N - p * nr)
                             var ir = 0
                             while ir < rows.count {
-                                let aTile = UnsafePointer(aRows + ir * aStride + (k0 - span0))
+                                let aTile = panelA ? UnsafePointer(aBlock + ir * spanLen + (k0 - span0) * mr)
+                                                   : UnsafePointer(aRows + ir * aStride + (k0 - span0))
                                 let mValid = min(mr, rows.count - ir)
                                 let cTile = cOut.pointer + (rows.lowerBound + ir) * N + p * nr
                                 // The first block of K writes C rather than adding to it.
-                                if mValid == mr && nValid == nr {
-                                    Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
-                                             a: aTile, lda: aStride, b: bPanel, c: cTile, ldc: N)
+                                // Edge tile: run the same kernel on a full-size copy.
+                                let full = mValid == mr && nValid == nr
+                                let (cRun, ldc) = full ? (cTile, N) : (edge, nr)
+                                if !full && k0 > 0 {
+                                    for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
+                                }
+                                if panelA {
+                                    Kern.runPanel(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
+                                                  a: aTile, b: bPanel, c: cRun, ldc: ldc)
                                 } else {
-                                    // Edge tile: run the same kernel on a full-size copy.
-                                    if k0 > 0 {
-                                        for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
-                                    }
                                     Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
-                                             a: aTile, lda: aStride, b: bPanel, c: edge, ldc: nr)
+                                             a: aTile, lda: aStride, b: bPanel, c: cRun, ldc: ldc)
+                                }
+                                if !full {
                                     for i in 0..<mValid { (cTile + i * N).update(from: edge + i * nr, count: nValid) }
                                 }
                                 ir += mr
@@ -270,43 +313,93 @@ public struct MXU: Sendable {
         for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
     }
 
-    /// Packs columns `panel * nr ..< panel * nr + nr` of B, all K rows, k-major
-    /// (`dst[k * nr + j]`), zero-padded past N, rounded to the operand format.
+    /// Rounds rows `rows` x terms `k0 ..< k0 + kLen` of an A whose rows are contiguous (row
+    /// stride 1: a transposed view) into k-major micro-panels of `mr` rows (tile `t` at
+    /// `dst + t * mr * kLen`, element `(i, k)` of a tile at `[k * mr + i]`), zero rows padding
+    /// the last tile. Each term's rows are one contiguous run in the source, rounded in bulk
+    /// into `column`, then copied `mr` at a time: no transpose.
+    private func packAPanels(_ a: MatrixView, rows: Range<Int>, mr: Int, k0: Int, kLen: Int,
+                             into dst: UnsafeMutablePointer<Float>, column: UnsafeMutablePointer<Float>) {
+        let tiles = ceilDiv(rows.count, mr)
+        (column + rows.count).update(repeating: 0, count: tiles * mr - rows.count)
+        for kk in 0..<kLen {
+            let src = a.base + rows.lowerBound + (k0 + kk) * a.columnStride
+            if a.isRounded { column.update(from: src, count: rows.count) } else { round(src, into: column, count: rows.count) }
+            var out = dst + kk * mr, from = column
+            for _ in 0..<tiles {
+                for i in 0..<mr { out[i] = from[i] }
+                out += mr * kLen
+                from += mr
+            }
+        }
+    }
+
+    /// Packs rows `rows` of a B with unit column stride into every `nr`-column panel (panel
+    /// `p` at `dst + p * nr * k`, k-major: `[kk * nr + j]`), zero-padded past N, rounded to the
+    /// operand format. Row by row, so that B is read in order.
+    private func packB(_ b: MatrixView, rows: Range<Int>, nr: Int, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
+        for kk in rows {
+            let src = b.base + kk * b.rowStride
+            var j0 = 0
+            while j0 < n {
+                let nValid = min(nr, n - j0)
+                let out = dst + j0 * k + kk * nr
+                round(src + j0, into: out, count: nValid)
+                (out + nValid).update(repeating: 0, count: nr - nValid)
+                j0 += nr
+            }
+        }
+    }
+
+    /// Packs columns `panel * nr ..< panel * nr + nr` of a transposed B (column stride other
+    /// than 1), all K rows, k-major (`dst[k * nr + j]`), zero-padded past N, rounded to the
+    /// operand format.
     private func packB(_ b: MatrixView, panel: Int, nr: Int, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>) {
         let (rs, cs) = (b.rowStride, b.columnStride)
         let first = b.base + panel * nr * cs
         let nValid = min(nr, n - panel * nr)
-        if cs == 1 {
-            for kk in 0..<k {
-                let out = dst + kk * nr
-                round(first + kk * rs, into: out, count: nValid)
-                (out + nValid).update(repeating: 0, count: nr - nValid)
+        // Column by column, so a column-major B is read in order, 16 terms at a time where they
+        // are contiguous (built-in formats; any other value by value).
+        for j in 0..<nr {
+            let src = first + j * cs, out = dst + j
+            guard j < nValid else {
+                for kk in 0..<k { out[kk * nr] = 0 }
+                continue
             }
-        } else {
-            // Strided columns (a transposed view): column by column, so a column-major B is read
-            // in order, 16 terms at a time where they are contiguous (built-in formats; any other
-            // value by value).
-            for j in 0..<nr {
-                let src = first + j * cs, out = dst + j
-                guard j < nValid else {
-                    for kk in 0..<k { out[kk * nr] = 0 }
-                    continue
+            var kk = 0
+            if rs == 1 && rounding != .general {
+                while kk + 16 <= k {
+                    var v = UnsafeRawPointer(src + kk).loadUnaligned(as: SIMD16<Float>.self)
+                    if rounding == .bfloat16 { v = BFloat16.round(v) }
+                    for l in 0..<16 { out[(kk + l) * nr] = v[l] }
+                    kk += 16
                 }
-                var kk = 0
-                if rs == 1 && rounding != .general {
-                    while kk + 16 <= k {
-                        var v = UnsafeRawPointer(src + kk).loadUnaligned(as: SIMD16<Float>.self)
-                        if rounding == .bfloat16 { v = BFloat16.round(v) }
-                        for l in 0..<16 { out[(kk + l) * nr] = v[l] }
-                        kk += 16
-                    }
-                }
-                while kk < k {
-                    out[kk * nr] = round(src[kk * rs])
-                    kk += 1
-                }
+            }
+            while kk < k {
+                out[kk * nr] = round(src[kk * rs])
+                kk += 1
             }
         }
+    }
+}
+
+/// The two families of micro-kernels (see ``MicroKernel``), sized for the vector registers
+/// of the build's target.
+enum KernelFamily: Sendable, CaseIterable {
+    /// 16-lane vectors for AVX-512's 32 registers.
+    case wide
+    /// 8-lane vectors for AVX2's 16 registers (and any other target: with 16-lane vectors
+    /// the accumulators would not fit in 16 registers, nor in NEON's 32 of 4 lanes).
+    case narrow
+
+    /// The family of the build's target: `TPUFI_AVX512` is defined by Package.swift when the
+    /// target CPU has AVX-512.
+    static var target: KernelFamily {
+        #if TPUFI_AVX512
+        return .wide
+        #else
+        return .narrow
+        #endif
     }
 }
 

@@ -7,11 +7,16 @@
 /// lane accumulates its own output element with one fused multiply-add per term, k
 /// ascending, so the order is the scalar loop's.
 ///
-/// Shapes, sized for the 32 vector registers of AVX-512: 64, 32 or 16 columns (four, two
-/// or one 16-lane vectors), so that narrow products (N = 16, 32) do not leave lanes idle,
-/// and as many rows as keep 24 accumulators (6, 12 or 24), so that every B vector loaded
-/// is reused for several rows and the loads (one broadcast per row) stay below the rate
-/// of fused multiply-adds. ``MXU`` picks the shape that pads N the least.
+/// Two families, one per vector register file; ``MXU`` uses the family of the build's
+/// target (``KernelFamily``) and, within it, the shape that pads N the least.
+/// - 16-lane vectors for the 32 registers of AVX-512: 64, 32 or 16 columns (four, two or
+///   one vector), so that narrow products (N = 16, 32) do not leave lanes idle, and as many
+///   rows as keep 24 accumulators (6, 12 or 24), so that every B vector loaded is reused for
+///   several rows and the loads (one broadcast per row) stay below the rate of fused
+///   multiply-adds.
+/// - 8-lane vectors for the 16 registers of AVX2 (where a 16-lane vector takes two
+///   registers, and the 16-lane kernels' 48 would spill): 12 accumulators over 16, 24 or 8
+///   columns (6, 4 or 12 rows).
 protocol MicroKernel: Sendable {
     static var mr: Int { get }
     static var nr: Int { get }
@@ -22,10 +27,13 @@ protocol MicroKernel: Sendable {
     /// spares zeroing C beforehand and reading it back.
     static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
                     b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
+    /// The same with A as a k-major micro-panel: element `(i, k)` at `a[k * mr + i]`.
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int)
 }
 
-/// 24 rows x 16 columns: 24 accumulators, 1 B vector and one broadcast A value
-/// in registers (26 of the 32 AVX-512 registers).
+/// 24 rows x 16 columns in 16-lane vectors: 24 accumulators, 1 B vector and
+/// one broadcast A value in registers (26 of the 32 AVX-512 registers).
 enum Kernel24x16: MicroKernel {
     static let mr = 24
     static let nr = 16
@@ -43,6 +51,29 @@ enum Kernel24x16: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -191,6 +222,68 @@ enum Kernel24x16: MicroKernel {
         }
 
         @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 24
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 16)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD16<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD16<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD16<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD16<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD16<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD16<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                let x12_0 = SIMD16<Float>(repeating: ap[12])
+                c12_0 = c12_0.addingProduct(x12_0, b0_0)
+                let x13_0 = SIMD16<Float>(repeating: ap[13])
+                c13_0 = c13_0.addingProduct(x13_0, b0_0)
+                let x14_0 = SIMD16<Float>(repeating: ap[14])
+                c14_0 = c14_0.addingProduct(x14_0, b0_0)
+                let x15_0 = SIMD16<Float>(repeating: ap[15])
+                c15_0 = c15_0.addingProduct(x15_0, b0_0)
+                let x16_0 = SIMD16<Float>(repeating: ap[16])
+                c16_0 = c16_0.addingProduct(x16_0, b0_0)
+                let x17_0 = SIMD16<Float>(repeating: ap[17])
+                c17_0 = c17_0.addingProduct(x17_0, b0_0)
+                let x18_0 = SIMD16<Float>(repeating: ap[18])
+                c18_0 = c18_0.addingProduct(x18_0, b0_0)
+                let x19_0 = SIMD16<Float>(repeating: ap[19])
+                c19_0 = c19_0.addingProduct(x19_0, b0_0)
+                let x20_0 = SIMD16<Float>(repeating: ap[20])
+                c20_0 = c20_0.addingProduct(x20_0, b0_0)
+                let x21_0 = SIMD16<Float>(repeating: ap[21])
+                c21_0 = c21_0.addingProduct(x21_0, b0_0)
+                let x22_0 = SIMD16<Float>(repeating: ap[22])
+                c22_0 = c22_0.addingProduct(x22_0, b0_0)
+                let x23_0 = SIMD16<Float>(repeating: ap[23])
+                c23_0 = c23_0.addingProduct(x23_0, b0_0)
+                ap += 24
+                bp += 64
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
         func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
             let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
             r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD16<Float>.self)
@@ -327,8 +420,8 @@ enum Kernel24x16: MicroKernel {
     }
 }
 
-/// 12 rows x 32 columns: 24 accumulators, 2 B vectors and one broadcast A value
-/// in registers (27 of the 32 AVX-512 registers).
+/// 12 rows x 32 columns in 16-lane vectors: 24 accumulators, 2 B vectors and
+/// one broadcast A value in registers (27 of the 32 AVX-512 registers).
 enum Kernel12x32: MicroKernel {
     static let mr = 12
     static let nr = 32
@@ -346,6 +439,29 @@ enum Kernel12x32: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -471,6 +587,57 @@ enum Kernel12x32: MicroKernel {
         }
 
         @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 12
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 32)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                let x6_0 = SIMD16<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                c6_1 = c6_1.addingProduct(x6_0, b1_0)
+                let x7_0 = SIMD16<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                c7_1 = c7_1.addingProduct(x7_0, b1_0)
+                let x8_0 = SIMD16<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                c8_1 = c8_1.addingProduct(x8_0, b1_0)
+                let x9_0 = SIMD16<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                c9_1 = c9_1.addingProduct(x9_0, b1_0)
+                let x10_0 = SIMD16<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                c10_1 = c10_1.addingProduct(x10_0, b1_0)
+                let x11_0 = SIMD16<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                c11_1 = c11_1.addingProduct(x11_0, b1_0)
+                ap += 12
+                bp += 128
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
         func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
             let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
             r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD16<Float>.self)
@@ -583,8 +750,8 @@ enum Kernel12x32: MicroKernel {
     }
 }
 
-/// 6 rows x 64 columns: 24 accumulators, 4 B vectors and one broadcast A value
-/// in registers (29 of the 32 AVX-512 registers).
+/// 6 rows x 64 columns in 16-lane vectors: 24 accumulators, 4 B vectors and
+/// one broadcast A value in registers (29 of the 32 AVX-512 registers).
 enum Kernel6x64: MicroKernel {
     static let mr = 6
     static let nr = 64
@@ -602,6 +769,29 @@ enum Kernel6x64: MicroKernel {
         while k0 < kLen {
             var t = Tile()
             t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
             if overwrite && k0 == 0 {
                 t.addToZero()
                 t.store(c, ldc)
@@ -717,6 +907,53 @@ enum Kernel6x64: MicroKernel {
         }
 
         @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 6
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 64)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+                let b3_0 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                c0_3 = c0_3.addingProduct(x0_0, b3_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                c1_3 = c1_3.addingProduct(x1_0, b3_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                c2_3 = c2_3.addingProduct(x2_0, b3_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                c3_3 = c3_3.addingProduct(x3_0, b3_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                c4_2 = c4_2.addingProduct(x4_0, b2_0)
+                c4_3 = c4_3.addingProduct(x4_0, b3_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                c5_2 = c5_2.addingProduct(x5_0, b2_0)
+                c5_3 = c5_3.addingProduct(x5_0, b3_0)
+                ap += 6
+                bp += 256
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
         func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
             let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
             r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD16<Float>.self)
@@ -813,6 +1050,1250 @@ enum Kernel6x64: MicroKernel {
             r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + c5_1, toByteOffset: 64, as: SIMD16<Float>.self)
             r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self) + c5_2, toByteOffset: 128, as: SIMD16<Float>.self)
             r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self) + c5_3, toByteOffset: 192, as: SIMD16<Float>.self)
+        }
+    }
+}
+
+/// 6 rows x 16 columns in 8-lane vectors: 12 accumulators, 2 B vectors and
+/// one broadcast A value in registers (15 of the 16 AVX2 registers).
+enum Kernel6x16: MicroKernel {
+    static let mr = 6
+    static let nr = 16
+
+    @inline(never)
+    static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulate(a, lda, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    struct Tile {
+        var c0_0 = SIMD8<Float>()
+        var c0_1 = SIMD8<Float>()
+        var c1_0 = SIMD8<Float>()
+        var c1_1 = SIMD8<Float>()
+        var c2_0 = SIMD8<Float>()
+        var c2_1 = SIMD8<Float>()
+        var c3_0 = SIMD8<Float>()
+        var c3_1 = SIMD8<Float>()
+        var c4_0 = SIMD8<Float>()
+        var c4_1 = SIMD8<Float>()
+        var c5_0 = SIMD8<Float>()
+        var c5_1 = SIMD8<Float>()
+
+        init() {}
+
+        @inline(__always)
+        init(loading c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeRawPointer(c + 0 * ldc)
+            c0_0 = r0.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c0_1 = r0.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let r1 = UnsafeRawPointer(c + 1 * ldc)
+            c1_0 = r1.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c1_1 = r1.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let r2 = UnsafeRawPointer(c + 2 * ldc)
+            c2_0 = r2.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c2_1 = r2.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let r3 = UnsafeRawPointer(c + 3 * ldc)
+            c3_0 = r3.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c3_1 = r3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let r4 = UnsafeRawPointer(c + 4 * ldc)
+            c4_0 = r4.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c4_1 = r4.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            let r5 = UnsafeRawPointer(c + 5 * ldc)
+            c5_0 = r5.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c5_1 = r5.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+        }
+
+        @inline(__always)
+        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            // Row pointers and a moving B pointer, the loop unrolled by 4 terms: the body is
+            // loads and multiply-adds, with no index arithmetic or overflow checks.
+            let a0 = a + (0 &* lda &+ ks.lowerBound)
+            let a1 = a + (1 &* lda &+ ks.lowerBound)
+            let a2 = a + (2 &* lda &+ ks.lowerBound)
+            let a3 = a + (3 &* lda &+ ks.lowerBound)
+            let a4 = a + (4 &* lda &+ ks.lowerBound)
+            let a5 = a + (5 &* lda &+ ks.lowerBound)
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 16)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: a0[k])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD8<Float>(repeating: a1[k])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD8<Float>(repeating: a2[k])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD8<Float>(repeating: a3[k])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD8<Float>(repeating: a4[k])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD8<Float>(repeating: a5[k])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let b1_1 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: a0[k &+ 1])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                c0_1 = c0_1.addingProduct(x0_1, b1_1)
+                let x1_1 = SIMD8<Float>(repeating: a1[k &+ 1])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                c1_1 = c1_1.addingProduct(x1_1, b1_1)
+                let x2_1 = SIMD8<Float>(repeating: a2[k &+ 1])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                c2_1 = c2_1.addingProduct(x2_1, b1_1)
+                let x3_1 = SIMD8<Float>(repeating: a3[k &+ 1])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                c3_1 = c3_1.addingProduct(x3_1, b1_1)
+                let x4_1 = SIMD8<Float>(repeating: a4[k &+ 1])
+                c4_0 = c4_0.addingProduct(x4_1, b0_1)
+                c4_1 = c4_1.addingProduct(x4_1, b1_1)
+                let x5_1 = SIMD8<Float>(repeating: a5[k &+ 1])
+                c5_0 = c5_0.addingProduct(x5_1, b0_1)
+                c5_1 = c5_1.addingProduct(x5_1, b1_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+                let b1_2 = bp.loadUnaligned(fromByteOffset: 160, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: a0[k &+ 2])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                c0_1 = c0_1.addingProduct(x0_2, b1_2)
+                let x1_2 = SIMD8<Float>(repeating: a1[k &+ 2])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                c1_1 = c1_1.addingProduct(x1_2, b1_2)
+                let x2_2 = SIMD8<Float>(repeating: a2[k &+ 2])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                c2_1 = c2_1.addingProduct(x2_2, b1_2)
+                let x3_2 = SIMD8<Float>(repeating: a3[k &+ 2])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                c3_1 = c3_1.addingProduct(x3_2, b1_2)
+                let x4_2 = SIMD8<Float>(repeating: a4[k &+ 2])
+                c4_0 = c4_0.addingProduct(x4_2, b0_2)
+                c4_1 = c4_1.addingProduct(x4_2, b1_2)
+                let x5_2 = SIMD8<Float>(repeating: a5[k &+ 2])
+                c5_0 = c5_0.addingProduct(x5_2, b0_2)
+                c5_1 = c5_1.addingProduct(x5_2, b1_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+                let b1_3 = bp.loadUnaligned(fromByteOffset: 224, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: a0[k &+ 3])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                c0_1 = c0_1.addingProduct(x0_3, b1_3)
+                let x1_3 = SIMD8<Float>(repeating: a1[k &+ 3])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                c1_1 = c1_1.addingProduct(x1_3, b1_3)
+                let x2_3 = SIMD8<Float>(repeating: a2[k &+ 3])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                c2_1 = c2_1.addingProduct(x2_3, b1_3)
+                let x3_3 = SIMD8<Float>(repeating: a3[k &+ 3])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                c3_1 = c3_1.addingProduct(x3_3, b1_3)
+                let x4_3 = SIMD8<Float>(repeating: a4[k &+ 3])
+                c4_0 = c4_0.addingProduct(x4_3, b0_3)
+                c4_1 = c4_1.addingProduct(x4_3, b1_3)
+                let x5_3 = SIMD8<Float>(repeating: a5[k &+ 3])
+                c5_0 = c5_0.addingProduct(x5_3, b0_3)
+                c5_1 = c5_1.addingProduct(x5_3, b1_3)
+                bp += 256
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: a0[k])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD8<Float>(repeating: a1[k])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD8<Float>(repeating: a2[k])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD8<Float>(repeating: a3[k])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD8<Float>(repeating: a4[k])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD8<Float>(repeating: a5[k])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                bp += 64
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 6
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 16)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let b1_1 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: ap[6])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                c0_1 = c0_1.addingProduct(x0_1, b1_1)
+                let x1_1 = SIMD8<Float>(repeating: ap[7])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                c1_1 = c1_1.addingProduct(x1_1, b1_1)
+                let x2_1 = SIMD8<Float>(repeating: ap[8])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                c2_1 = c2_1.addingProduct(x2_1, b1_1)
+                let x3_1 = SIMD8<Float>(repeating: ap[9])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                c3_1 = c3_1.addingProduct(x3_1, b1_1)
+                let x4_1 = SIMD8<Float>(repeating: ap[10])
+                c4_0 = c4_0.addingProduct(x4_1, b0_1)
+                c4_1 = c4_1.addingProduct(x4_1, b1_1)
+                let x5_1 = SIMD8<Float>(repeating: ap[11])
+                c5_0 = c5_0.addingProduct(x5_1, b0_1)
+                c5_1 = c5_1.addingProduct(x5_1, b1_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+                let b1_2 = bp.loadUnaligned(fromByteOffset: 160, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: ap[12])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                c0_1 = c0_1.addingProduct(x0_2, b1_2)
+                let x1_2 = SIMD8<Float>(repeating: ap[13])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                c1_1 = c1_1.addingProduct(x1_2, b1_2)
+                let x2_2 = SIMD8<Float>(repeating: ap[14])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                c2_1 = c2_1.addingProduct(x2_2, b1_2)
+                let x3_2 = SIMD8<Float>(repeating: ap[15])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                c3_1 = c3_1.addingProduct(x3_2, b1_2)
+                let x4_2 = SIMD8<Float>(repeating: ap[16])
+                c4_0 = c4_0.addingProduct(x4_2, b0_2)
+                c4_1 = c4_1.addingProduct(x4_2, b1_2)
+                let x5_2 = SIMD8<Float>(repeating: ap[17])
+                c5_0 = c5_0.addingProduct(x5_2, b0_2)
+                c5_1 = c5_1.addingProduct(x5_2, b1_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+                let b1_3 = bp.loadUnaligned(fromByteOffset: 224, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: ap[18])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                c0_1 = c0_1.addingProduct(x0_3, b1_3)
+                let x1_3 = SIMD8<Float>(repeating: ap[19])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                c1_1 = c1_1.addingProduct(x1_3, b1_3)
+                let x2_3 = SIMD8<Float>(repeating: ap[20])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                c2_1 = c2_1.addingProduct(x2_3, b1_3)
+                let x3_3 = SIMD8<Float>(repeating: ap[21])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                c3_1 = c3_1.addingProduct(x3_3, b1_3)
+                let x4_3 = SIMD8<Float>(repeating: ap[22])
+                c4_0 = c4_0.addingProduct(x4_3, b0_3)
+                c4_1 = c4_1.addingProduct(x4_3, b1_3)
+                let x5_3 = SIMD8<Float>(repeating: ap[23])
+                c5_0 = c5_0.addingProduct(x5_3, b0_3)
+                c5_1 = c5_1.addingProduct(x5_3, b1_3)
+                ap += 24
+                bp += 256
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                c4_1 = c4_1.addingProduct(x4_0, b1_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                c5_1 = c5_1.addingProduct(x5_0, b1_0)
+                ap += 6
+                bp += 64
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r0.storeBytes(of: c0_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: c1_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r1.storeBytes(of: c1_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: c2_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r2.storeBytes(of: c2_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: c3_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r3.storeBytes(of: c3_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r4 = UnsafeMutableRawPointer(c + 4 * ldc)
+            r4.storeBytes(of: c4_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r4.storeBytes(of: c4_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r5 = UnsafeMutableRawPointer(c + 5 * ldc)
+            r5.storeBytes(of: c5_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r5.storeBytes(of: c5_1, toByteOffset: 32, as: SIMD8<Float>.self)
+        }
+
+        /// Each accumulator becomes `+0 + accumulator`, what adding it to a zeroed C gives
+        /// (a sum of -0 turns into +0).
+        @inline(__always)
+        mutating func addToZero() {
+            let zero = SIMD8<Float>()
+            c0_0 = zero + c0_0
+            c0_1 = zero + c0_1
+            c1_0 = zero + c1_0
+            c1_1 = zero + c1_1
+            c2_0 = zero + c2_0
+            c2_1 = zero + c2_1
+            c3_0 = zero + c3_0
+            c3_1 = zero + c3_1
+            c4_0 = zero + c4_0
+            c4_1 = zero + c4_1
+            c5_0 = zero + c5_0
+            c5_1 = zero + c5_1
+        }
+
+        @inline(__always)
+        func addInto(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c0_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c1_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c1_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c2_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c2_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c3_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c3_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r4 = UnsafeMutableRawPointer(c + 4 * ldc)
+            r4.storeBytes(of: r4.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c4_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r4.storeBytes(of: r4.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c4_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            let r5 = UnsafeMutableRawPointer(c + 5 * ldc)
+            r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c5_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c5_1, toByteOffset: 32, as: SIMD8<Float>.self)
+        }
+    }
+}
+
+/// 4 rows x 24 columns in 8-lane vectors: 12 accumulators, 3 B vectors and
+/// one broadcast A value in registers (16 of the 16 AVX2 registers).
+enum Kernel4x24: MicroKernel {
+    static let mr = 4
+    static let nr = 24
+
+    @inline(never)
+    static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulate(a, lda, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    struct Tile {
+        var c0_0 = SIMD8<Float>()
+        var c0_1 = SIMD8<Float>()
+        var c0_2 = SIMD8<Float>()
+        var c1_0 = SIMD8<Float>()
+        var c1_1 = SIMD8<Float>()
+        var c1_2 = SIMD8<Float>()
+        var c2_0 = SIMD8<Float>()
+        var c2_1 = SIMD8<Float>()
+        var c2_2 = SIMD8<Float>()
+        var c3_0 = SIMD8<Float>()
+        var c3_1 = SIMD8<Float>()
+        var c3_2 = SIMD8<Float>()
+
+        init() {}
+
+        @inline(__always)
+        init(loading c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeRawPointer(c + 0 * ldc)
+            c0_0 = r0.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c0_1 = r0.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            c0_2 = r0.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+            let r1 = UnsafeRawPointer(c + 1 * ldc)
+            c1_0 = r1.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c1_1 = r1.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            c1_2 = r1.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+            let r2 = UnsafeRawPointer(c + 2 * ldc)
+            c2_0 = r2.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c2_1 = r2.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            c2_2 = r2.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+            let r3 = UnsafeRawPointer(c + 3 * ldc)
+            c3_0 = r3.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            c3_1 = r3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            c3_2 = r3.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+        }
+
+        @inline(__always)
+        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            // Row pointers and a moving B pointer, the loop unrolled by 4 terms: the body is
+            // loads and multiply-adds, with no index arithmetic or overflow checks.
+            let a0 = a + (0 &* lda &+ ks.lowerBound)
+            let a1 = a + (1 &* lda &+ ks.lowerBound)
+            let a2 = a + (2 &* lda &+ ks.lowerBound)
+            let a3 = a + (3 &* lda &+ ks.lowerBound)
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 24)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: a0[k])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                let x1_0 = SIMD8<Float>(repeating: a1[k])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                let x2_0 = SIMD8<Float>(repeating: a2[k])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                let x3_0 = SIMD8<Float>(repeating: a3[k])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let b1_1 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+                let b2_1 = bp.loadUnaligned(fromByteOffset: 160, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: a0[k &+ 1])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                c0_1 = c0_1.addingProduct(x0_1, b1_1)
+                c0_2 = c0_2.addingProduct(x0_1, b2_1)
+                let x1_1 = SIMD8<Float>(repeating: a1[k &+ 1])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                c1_1 = c1_1.addingProduct(x1_1, b1_1)
+                c1_2 = c1_2.addingProduct(x1_1, b2_1)
+                let x2_1 = SIMD8<Float>(repeating: a2[k &+ 1])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                c2_1 = c2_1.addingProduct(x2_1, b1_1)
+                c2_2 = c2_2.addingProduct(x2_1, b2_1)
+                let x3_1 = SIMD8<Float>(repeating: a3[k &+ 1])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                c3_1 = c3_1.addingProduct(x3_1, b1_1)
+                c3_2 = c3_2.addingProduct(x3_1, b2_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+                let b1_2 = bp.loadUnaligned(fromByteOffset: 224, as: SIMD8<Float>.self)
+                let b2_2 = bp.loadUnaligned(fromByteOffset: 256, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: a0[k &+ 2])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                c0_1 = c0_1.addingProduct(x0_2, b1_2)
+                c0_2 = c0_2.addingProduct(x0_2, b2_2)
+                let x1_2 = SIMD8<Float>(repeating: a1[k &+ 2])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                c1_1 = c1_1.addingProduct(x1_2, b1_2)
+                c1_2 = c1_2.addingProduct(x1_2, b2_2)
+                let x2_2 = SIMD8<Float>(repeating: a2[k &+ 2])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                c2_1 = c2_1.addingProduct(x2_2, b1_2)
+                c2_2 = c2_2.addingProduct(x2_2, b2_2)
+                let x3_2 = SIMD8<Float>(repeating: a3[k &+ 2])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                c3_1 = c3_1.addingProduct(x3_2, b1_2)
+                c3_2 = c3_2.addingProduct(x3_2, b2_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 288, as: SIMD8<Float>.self)
+                let b1_3 = bp.loadUnaligned(fromByteOffset: 320, as: SIMD8<Float>.self)
+                let b2_3 = bp.loadUnaligned(fromByteOffset: 352, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: a0[k &+ 3])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                c0_1 = c0_1.addingProduct(x0_3, b1_3)
+                c0_2 = c0_2.addingProduct(x0_3, b2_3)
+                let x1_3 = SIMD8<Float>(repeating: a1[k &+ 3])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                c1_1 = c1_1.addingProduct(x1_3, b1_3)
+                c1_2 = c1_2.addingProduct(x1_3, b2_3)
+                let x2_3 = SIMD8<Float>(repeating: a2[k &+ 3])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                c2_1 = c2_1.addingProduct(x2_3, b1_3)
+                c2_2 = c2_2.addingProduct(x2_3, b2_3)
+                let x3_3 = SIMD8<Float>(repeating: a3[k &+ 3])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                c3_1 = c3_1.addingProduct(x3_3, b1_3)
+                c3_2 = c3_2.addingProduct(x3_3, b2_3)
+                bp += 384
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: a0[k])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                let x1_0 = SIMD8<Float>(repeating: a1[k])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                let x2_0 = SIMD8<Float>(repeating: a2[k])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                let x3_0 = SIMD8<Float>(repeating: a3[k])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                bp += 96
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 4
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 24)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let b1_1 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+                let b2_1 = bp.loadUnaligned(fromByteOffset: 160, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: ap[4])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                c0_1 = c0_1.addingProduct(x0_1, b1_1)
+                c0_2 = c0_2.addingProduct(x0_1, b2_1)
+                let x1_1 = SIMD8<Float>(repeating: ap[5])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                c1_1 = c1_1.addingProduct(x1_1, b1_1)
+                c1_2 = c1_2.addingProduct(x1_1, b2_1)
+                let x2_1 = SIMD8<Float>(repeating: ap[6])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                c2_1 = c2_1.addingProduct(x2_1, b1_1)
+                c2_2 = c2_2.addingProduct(x2_1, b2_1)
+                let x3_1 = SIMD8<Float>(repeating: ap[7])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                c3_1 = c3_1.addingProduct(x3_1, b1_1)
+                c3_2 = c3_2.addingProduct(x3_1, b2_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+                let b1_2 = bp.loadUnaligned(fromByteOffset: 224, as: SIMD8<Float>.self)
+                let b2_2 = bp.loadUnaligned(fromByteOffset: 256, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: ap[8])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                c0_1 = c0_1.addingProduct(x0_2, b1_2)
+                c0_2 = c0_2.addingProduct(x0_2, b2_2)
+                let x1_2 = SIMD8<Float>(repeating: ap[9])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                c1_1 = c1_1.addingProduct(x1_2, b1_2)
+                c1_2 = c1_2.addingProduct(x1_2, b2_2)
+                let x2_2 = SIMD8<Float>(repeating: ap[10])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                c2_1 = c2_1.addingProduct(x2_2, b1_2)
+                c2_2 = c2_2.addingProduct(x2_2, b2_2)
+                let x3_2 = SIMD8<Float>(repeating: ap[11])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                c3_1 = c3_1.addingProduct(x3_2, b1_2)
+                c3_2 = c3_2.addingProduct(x3_2, b2_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 288, as: SIMD8<Float>.self)
+                let b1_3 = bp.loadUnaligned(fromByteOffset: 320, as: SIMD8<Float>.self)
+                let b2_3 = bp.loadUnaligned(fromByteOffset: 352, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: ap[12])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                c0_1 = c0_1.addingProduct(x0_3, b1_3)
+                c0_2 = c0_2.addingProduct(x0_3, b2_3)
+                let x1_3 = SIMD8<Float>(repeating: ap[13])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                c1_1 = c1_1.addingProduct(x1_3, b1_3)
+                c1_2 = c1_2.addingProduct(x1_3, b2_3)
+                let x2_3 = SIMD8<Float>(repeating: ap[14])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                c2_1 = c2_1.addingProduct(x2_3, b1_3)
+                c2_2 = c2_2.addingProduct(x2_3, b2_3)
+                let x3_3 = SIMD8<Float>(repeating: ap[15])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                c3_1 = c3_1.addingProduct(x3_3, b1_3)
+                c3_2 = c3_2.addingProduct(x3_3, b2_3)
+                ap += 16
+                bp += 384
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let b1_0 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let b2_0 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                c0_1 = c0_1.addingProduct(x0_0, b1_0)
+                c0_2 = c0_2.addingProduct(x0_0, b2_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                c1_1 = c1_1.addingProduct(x1_0, b1_0)
+                c1_2 = c1_2.addingProduct(x1_0, b2_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                c2_1 = c2_1.addingProduct(x2_0, b1_0)
+                c2_2 = c2_2.addingProduct(x2_0, b2_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                c3_1 = c3_1.addingProduct(x3_0, b1_0)
+                c3_2 = c3_2.addingProduct(x3_0, b2_0)
+                ap += 4
+                bp += 96
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r0.storeBytes(of: c0_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r0.storeBytes(of: c0_2, toByteOffset: 64, as: SIMD8<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: c1_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r1.storeBytes(of: c1_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r1.storeBytes(of: c1_2, toByteOffset: 64, as: SIMD8<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: c2_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r2.storeBytes(of: c2_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r2.storeBytes(of: c2_2, toByteOffset: 64, as: SIMD8<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: c3_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r3.storeBytes(of: c3_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r3.storeBytes(of: c3_2, toByteOffset: 64, as: SIMD8<Float>.self)
+        }
+
+        /// Each accumulator becomes `+0 + accumulator`, what adding it to a zeroed C gives
+        /// (a sum of -0 turns into +0).
+        @inline(__always)
+        mutating func addToZero() {
+            let zero = SIMD8<Float>()
+            c0_0 = zero + c0_0
+            c0_1 = zero + c0_1
+            c0_2 = zero + c0_2
+            c1_0 = zero + c1_0
+            c1_1 = zero + c1_1
+            c1_2 = zero + c1_2
+            c2_0 = zero + c2_0
+            c2_1 = zero + c2_1
+            c2_2 = zero + c2_2
+            c3_0 = zero + c3_0
+            c3_1 = zero + c3_1
+            c3_2 = zero + c3_2
+        }
+
+        @inline(__always)
+        func addInto(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c0_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) + c0_2, toByteOffset: 64, as: SIMD8<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c1_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c1_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) + c1_2, toByteOffset: 64, as: SIMD8<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c2_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c2_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) + c2_2, toByteOffset: 64, as: SIMD8<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c3_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + c3_1, toByteOffset: 32, as: SIMD8<Float>.self)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) + c3_2, toByteOffset: 64, as: SIMD8<Float>.self)
+        }
+    }
+}
+
+/// 12 rows x 8 columns in 8-lane vectors: 12 accumulators, 1 B vector and
+/// one broadcast A value in registers (14 of the 16 AVX2 registers).
+enum Kernel12x8: MicroKernel {
+    static let mr = 12
+    static let nr = 8
+
+    @inline(never)
+    static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulate(a, lda, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    struct Tile {
+        var c0_0 = SIMD8<Float>()
+        var c1_0 = SIMD8<Float>()
+        var c2_0 = SIMD8<Float>()
+        var c3_0 = SIMD8<Float>()
+        var c4_0 = SIMD8<Float>()
+        var c5_0 = SIMD8<Float>()
+        var c6_0 = SIMD8<Float>()
+        var c7_0 = SIMD8<Float>()
+        var c8_0 = SIMD8<Float>()
+        var c9_0 = SIMD8<Float>()
+        var c10_0 = SIMD8<Float>()
+        var c11_0 = SIMD8<Float>()
+
+        init() {}
+
+        @inline(__always)
+        init(loading c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeRawPointer(c + 0 * ldc)
+            c0_0 = r0.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r1 = UnsafeRawPointer(c + 1 * ldc)
+            c1_0 = r1.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r2 = UnsafeRawPointer(c + 2 * ldc)
+            c2_0 = r2.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r3 = UnsafeRawPointer(c + 3 * ldc)
+            c3_0 = r3.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r4 = UnsafeRawPointer(c + 4 * ldc)
+            c4_0 = r4.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r5 = UnsafeRawPointer(c + 5 * ldc)
+            c5_0 = r5.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r6 = UnsafeRawPointer(c + 6 * ldc)
+            c6_0 = r6.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r7 = UnsafeRawPointer(c + 7 * ldc)
+            c7_0 = r7.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r8 = UnsafeRawPointer(c + 8 * ldc)
+            c8_0 = r8.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r9 = UnsafeRawPointer(c + 9 * ldc)
+            c9_0 = r9.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r10 = UnsafeRawPointer(c + 10 * ldc)
+            c10_0 = r10.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+            let r11 = UnsafeRawPointer(c + 11 * ldc)
+            c11_0 = r11.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+        }
+
+        @inline(__always)
+        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            // Row pointers and a moving B pointer, the loop unrolled by 4 terms: the body is
+            // loads and multiply-adds, with no index arithmetic or overflow checks.
+            let a0 = a + (0 &* lda &+ ks.lowerBound)
+            let a1 = a + (1 &* lda &+ ks.lowerBound)
+            let a2 = a + (2 &* lda &+ ks.lowerBound)
+            let a3 = a + (3 &* lda &+ ks.lowerBound)
+            let a4 = a + (4 &* lda &+ ks.lowerBound)
+            let a5 = a + (5 &* lda &+ ks.lowerBound)
+            let a6 = a + (6 &* lda &+ ks.lowerBound)
+            let a7 = a + (7 &* lda &+ ks.lowerBound)
+            let a8 = a + (8 &* lda &+ ks.lowerBound)
+            let a9 = a + (9 &* lda &+ ks.lowerBound)
+            let a10 = a + (10 &* lda &+ ks.lowerBound)
+            let a11 = a + (11 &* lda &+ ks.lowerBound)
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 8)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: a0[k])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD8<Float>(repeating: a1[k])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD8<Float>(repeating: a2[k])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD8<Float>(repeating: a3[k])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD8<Float>(repeating: a4[k])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD8<Float>(repeating: a5[k])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD8<Float>(repeating: a6[k])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD8<Float>(repeating: a7[k])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD8<Float>(repeating: a8[k])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD8<Float>(repeating: a9[k])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD8<Float>(repeating: a10[k])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD8<Float>(repeating: a11[k])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: a0[k &+ 1])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                let x1_1 = SIMD8<Float>(repeating: a1[k &+ 1])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                let x2_1 = SIMD8<Float>(repeating: a2[k &+ 1])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                let x3_1 = SIMD8<Float>(repeating: a3[k &+ 1])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                let x4_1 = SIMD8<Float>(repeating: a4[k &+ 1])
+                c4_0 = c4_0.addingProduct(x4_1, b0_1)
+                let x5_1 = SIMD8<Float>(repeating: a5[k &+ 1])
+                c5_0 = c5_0.addingProduct(x5_1, b0_1)
+                let x6_1 = SIMD8<Float>(repeating: a6[k &+ 1])
+                c6_0 = c6_0.addingProduct(x6_1, b0_1)
+                let x7_1 = SIMD8<Float>(repeating: a7[k &+ 1])
+                c7_0 = c7_0.addingProduct(x7_1, b0_1)
+                let x8_1 = SIMD8<Float>(repeating: a8[k &+ 1])
+                c8_0 = c8_0.addingProduct(x8_1, b0_1)
+                let x9_1 = SIMD8<Float>(repeating: a9[k &+ 1])
+                c9_0 = c9_0.addingProduct(x9_1, b0_1)
+                let x10_1 = SIMD8<Float>(repeating: a10[k &+ 1])
+                c10_0 = c10_0.addingProduct(x10_1, b0_1)
+                let x11_1 = SIMD8<Float>(repeating: a11[k &+ 1])
+                c11_0 = c11_0.addingProduct(x11_1, b0_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: a0[k &+ 2])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                let x1_2 = SIMD8<Float>(repeating: a1[k &+ 2])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                let x2_2 = SIMD8<Float>(repeating: a2[k &+ 2])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                let x3_2 = SIMD8<Float>(repeating: a3[k &+ 2])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                let x4_2 = SIMD8<Float>(repeating: a4[k &+ 2])
+                c4_0 = c4_0.addingProduct(x4_2, b0_2)
+                let x5_2 = SIMD8<Float>(repeating: a5[k &+ 2])
+                c5_0 = c5_0.addingProduct(x5_2, b0_2)
+                let x6_2 = SIMD8<Float>(repeating: a6[k &+ 2])
+                c6_0 = c6_0.addingProduct(x6_2, b0_2)
+                let x7_2 = SIMD8<Float>(repeating: a7[k &+ 2])
+                c7_0 = c7_0.addingProduct(x7_2, b0_2)
+                let x8_2 = SIMD8<Float>(repeating: a8[k &+ 2])
+                c8_0 = c8_0.addingProduct(x8_2, b0_2)
+                let x9_2 = SIMD8<Float>(repeating: a9[k &+ 2])
+                c9_0 = c9_0.addingProduct(x9_2, b0_2)
+                let x10_2 = SIMD8<Float>(repeating: a10[k &+ 2])
+                c10_0 = c10_0.addingProduct(x10_2, b0_2)
+                let x11_2 = SIMD8<Float>(repeating: a11[k &+ 2])
+                c11_0 = c11_0.addingProduct(x11_2, b0_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: a0[k &+ 3])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                let x1_3 = SIMD8<Float>(repeating: a1[k &+ 3])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                let x2_3 = SIMD8<Float>(repeating: a2[k &+ 3])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                let x3_3 = SIMD8<Float>(repeating: a3[k &+ 3])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                let x4_3 = SIMD8<Float>(repeating: a4[k &+ 3])
+                c4_0 = c4_0.addingProduct(x4_3, b0_3)
+                let x5_3 = SIMD8<Float>(repeating: a5[k &+ 3])
+                c5_0 = c5_0.addingProduct(x5_3, b0_3)
+                let x6_3 = SIMD8<Float>(repeating: a6[k &+ 3])
+                c6_0 = c6_0.addingProduct(x6_3, b0_3)
+                let x7_3 = SIMD8<Float>(repeating: a7[k &+ 3])
+                c7_0 = c7_0.addingProduct(x7_3, b0_3)
+                let x8_3 = SIMD8<Float>(repeating: a8[k &+ 3])
+                c8_0 = c8_0.addingProduct(x8_3, b0_3)
+                let x9_3 = SIMD8<Float>(repeating: a9[k &+ 3])
+                c9_0 = c9_0.addingProduct(x9_3, b0_3)
+                let x10_3 = SIMD8<Float>(repeating: a10[k &+ 3])
+                c10_0 = c10_0.addingProduct(x10_3, b0_3)
+                let x11_3 = SIMD8<Float>(repeating: a11[k &+ 3])
+                c11_0 = c11_0.addingProduct(x11_3, b0_3)
+                bp += 128
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: a0[k])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD8<Float>(repeating: a1[k])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD8<Float>(repeating: a2[k])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD8<Float>(repeating: a3[k])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD8<Float>(repeating: a4[k])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD8<Float>(repeating: a5[k])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD8<Float>(repeating: a6[k])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD8<Float>(repeating: a7[k])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD8<Float>(repeating: a8[k])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD8<Float>(repeating: a9[k])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD8<Float>(repeating: a10[k])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD8<Float>(repeating: a11[k])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                bp += 32
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 12
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 8)
+            let n = ks.count
+            var k = 0
+            while k &+ 4 <= n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD8<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD8<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD8<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD8<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD8<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD8<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                let b0_1 = bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let x0_1 = SIMD8<Float>(repeating: ap[12])
+                c0_0 = c0_0.addingProduct(x0_1, b0_1)
+                let x1_1 = SIMD8<Float>(repeating: ap[13])
+                c1_0 = c1_0.addingProduct(x1_1, b0_1)
+                let x2_1 = SIMD8<Float>(repeating: ap[14])
+                c2_0 = c2_0.addingProduct(x2_1, b0_1)
+                let x3_1 = SIMD8<Float>(repeating: ap[15])
+                c3_0 = c3_0.addingProduct(x3_1, b0_1)
+                let x4_1 = SIMD8<Float>(repeating: ap[16])
+                c4_0 = c4_0.addingProduct(x4_1, b0_1)
+                let x5_1 = SIMD8<Float>(repeating: ap[17])
+                c5_0 = c5_0.addingProduct(x5_1, b0_1)
+                let x6_1 = SIMD8<Float>(repeating: ap[18])
+                c6_0 = c6_0.addingProduct(x6_1, b0_1)
+                let x7_1 = SIMD8<Float>(repeating: ap[19])
+                c7_0 = c7_0.addingProduct(x7_1, b0_1)
+                let x8_1 = SIMD8<Float>(repeating: ap[20])
+                c8_0 = c8_0.addingProduct(x8_1, b0_1)
+                let x9_1 = SIMD8<Float>(repeating: ap[21])
+                c9_0 = c9_0.addingProduct(x9_1, b0_1)
+                let x10_1 = SIMD8<Float>(repeating: ap[22])
+                c10_0 = c10_0.addingProduct(x10_1, b0_1)
+                let x11_1 = SIMD8<Float>(repeating: ap[23])
+                c11_0 = c11_0.addingProduct(x11_1, b0_1)
+                let b0_2 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+                let x0_2 = SIMD8<Float>(repeating: ap[24])
+                c0_0 = c0_0.addingProduct(x0_2, b0_2)
+                let x1_2 = SIMD8<Float>(repeating: ap[25])
+                c1_0 = c1_0.addingProduct(x1_2, b0_2)
+                let x2_2 = SIMD8<Float>(repeating: ap[26])
+                c2_0 = c2_0.addingProduct(x2_2, b0_2)
+                let x3_2 = SIMD8<Float>(repeating: ap[27])
+                c3_0 = c3_0.addingProduct(x3_2, b0_2)
+                let x4_2 = SIMD8<Float>(repeating: ap[28])
+                c4_0 = c4_0.addingProduct(x4_2, b0_2)
+                let x5_2 = SIMD8<Float>(repeating: ap[29])
+                c5_0 = c5_0.addingProduct(x5_2, b0_2)
+                let x6_2 = SIMD8<Float>(repeating: ap[30])
+                c6_0 = c6_0.addingProduct(x6_2, b0_2)
+                let x7_2 = SIMD8<Float>(repeating: ap[31])
+                c7_0 = c7_0.addingProduct(x7_2, b0_2)
+                let x8_2 = SIMD8<Float>(repeating: ap[32])
+                c8_0 = c8_0.addingProduct(x8_2, b0_2)
+                let x9_2 = SIMD8<Float>(repeating: ap[33])
+                c9_0 = c9_0.addingProduct(x9_2, b0_2)
+                let x10_2 = SIMD8<Float>(repeating: ap[34])
+                c10_0 = c10_0.addingProduct(x10_2, b0_2)
+                let x11_2 = SIMD8<Float>(repeating: ap[35])
+                c11_0 = c11_0.addingProduct(x11_2, b0_2)
+                let b0_3 = bp.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+                let x0_3 = SIMD8<Float>(repeating: ap[36])
+                c0_0 = c0_0.addingProduct(x0_3, b0_3)
+                let x1_3 = SIMD8<Float>(repeating: ap[37])
+                c1_0 = c1_0.addingProduct(x1_3, b0_3)
+                let x2_3 = SIMD8<Float>(repeating: ap[38])
+                c2_0 = c2_0.addingProduct(x2_3, b0_3)
+                let x3_3 = SIMD8<Float>(repeating: ap[39])
+                c3_0 = c3_0.addingProduct(x3_3, b0_3)
+                let x4_3 = SIMD8<Float>(repeating: ap[40])
+                c4_0 = c4_0.addingProduct(x4_3, b0_3)
+                let x5_3 = SIMD8<Float>(repeating: ap[41])
+                c5_0 = c5_0.addingProduct(x5_3, b0_3)
+                let x6_3 = SIMD8<Float>(repeating: ap[42])
+                c6_0 = c6_0.addingProduct(x6_3, b0_3)
+                let x7_3 = SIMD8<Float>(repeating: ap[43])
+                c7_0 = c7_0.addingProduct(x7_3, b0_3)
+                let x8_3 = SIMD8<Float>(repeating: ap[44])
+                c8_0 = c8_0.addingProduct(x8_3, b0_3)
+                let x9_3 = SIMD8<Float>(repeating: ap[45])
+                c9_0 = c9_0.addingProduct(x9_3, b0_3)
+                let x10_3 = SIMD8<Float>(repeating: ap[46])
+                c10_0 = c10_0.addingProduct(x10_3, b0_3)
+                let x11_3 = SIMD8<Float>(repeating: ap[47])
+                c11_0 = c11_0.addingProduct(x11_3, b0_3)
+                ap += 48
+                bp += 128
+                k &+= 4
+            }
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self)
+                let x0_0 = SIMD8<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD8<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD8<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD8<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD8<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD8<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD8<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD8<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD8<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD8<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD8<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD8<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                ap += 12
+                bp += 32
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: c1_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: c2_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: c3_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r4 = UnsafeMutableRawPointer(c + 4 * ldc)
+            r4.storeBytes(of: c4_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r5 = UnsafeMutableRawPointer(c + 5 * ldc)
+            r5.storeBytes(of: c5_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r6 = UnsafeMutableRawPointer(c + 6 * ldc)
+            r6.storeBytes(of: c6_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r7 = UnsafeMutableRawPointer(c + 7 * ldc)
+            r7.storeBytes(of: c7_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r8 = UnsafeMutableRawPointer(c + 8 * ldc)
+            r8.storeBytes(of: c8_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r9 = UnsafeMutableRawPointer(c + 9 * ldc)
+            r9.storeBytes(of: c9_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r10 = UnsafeMutableRawPointer(c + 10 * ldc)
+            r10.storeBytes(of: c10_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r11 = UnsafeMutableRawPointer(c + 11 * ldc)
+            r11.storeBytes(of: c11_0, toByteOffset: 0, as: SIMD8<Float>.self)
+        }
+
+        /// Each accumulator becomes `+0 + accumulator`, what adding it to a zeroed C gives
+        /// (a sum of -0 turns into +0).
+        @inline(__always)
+        mutating func addToZero() {
+            let zero = SIMD8<Float>()
+            c0_0 = zero + c0_0
+            c1_0 = zero + c1_0
+            c2_0 = zero + c2_0
+            c3_0 = zero + c3_0
+            c4_0 = zero + c4_0
+            c5_0 = zero + c5_0
+            c6_0 = zero + c6_0
+            c7_0 = zero + c7_0
+            c8_0 = zero + c8_0
+            c9_0 = zero + c9_0
+            c10_0 = zero + c10_0
+            c11_0 = zero + c11_0
+        }
+
+        @inline(__always)
+        func addInto(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c0_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c1_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c2_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c3_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r4 = UnsafeMutableRawPointer(c + 4 * ldc)
+            r4.storeBytes(of: r4.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c4_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r5 = UnsafeMutableRawPointer(c + 5 * ldc)
+            r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c5_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r6 = UnsafeMutableRawPointer(c + 6 * ldc)
+            r6.storeBytes(of: r6.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c6_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r7 = UnsafeMutableRawPointer(c + 7 * ldc)
+            r7.storeBytes(of: r7.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c7_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r8 = UnsafeMutableRawPointer(c + 8 * ldc)
+            r8.storeBytes(of: r8.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c8_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r9 = UnsafeMutableRawPointer(c + 9 * ldc)
+            r9.storeBytes(of: r9.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c9_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r10 = UnsafeMutableRawPointer(c + 10 * ldc)
+            r10.storeBytes(of: r10.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c10_0, toByteOffset: 0, as: SIMD8<Float>.self)
+            let r11 = UnsafeMutableRawPointer(c + 11 * ldc)
+            r11.storeBytes(of: r11.loadUnaligned(fromByteOffset: 0, as: SIMD8<Float>.self) + c11_0, toByteOffset: 0, as: SIMD8<Float>.self)
         }
     }
 }

@@ -31,21 +31,21 @@ public enum BFloat16 {
     }
 
     /// Vectorised form of ``roundBits(_:)``: identical results lane by lane (branch-free:
-    /// lane masks come from arithmetic shifts of the sign bit). Always inlined: out of line,
-    /// its argument travels in four registers and the call cost a fifth of a narrow MXU
-    /// product's time in the packing loops.
+    /// lane masks come from arithmetic shifts of a difference's sign bit; SIMD comparisons
+    /// would be generic code, not vector compares). Always inlined: out of line, its argument
+    /// travels in four registers and the call cost a fifth of a narrow MXU product's time in
+    /// the packing loops.
     @inlinable @inline(__always)
     public static func round(_ x: SIMD16<Float>) -> SIMD16<Float> {
         let bits = unsafeBitCast(x, to: SIMD16<Int32>.self)
         let magnitude = bits & 0x7FFF_FFFF
-        let exponent = bits & 0x7F80_0000
-        let isSubnormalOrZero = (exponent &- 1) &>> 31             // all ones where exponent == 0
-        let isNaN = (0x7F80_0000 &- magnitude) &>> 31              // all ones where magnitude > inf
+        let isNaN = (0x7F80_0000 &- magnitude) &>> 31               // all ones where magnitude > inf
+        let isSubnormalOrZero = (magnitude &- 0x0080_0000) &>> 31   // all ones where magnitude < 2^-126
         let lsb = (bits &>> 16) & 1
-        let rounded = (bits &+ 0x7FFF &+ lsb) & -0x1_0000           // & 0xFFFF0000
-        let sign = bits & Int32(bitPattern: 0x8000_0000)
-        let quietNaN = (bits | 0x0040_0000) & -0x1_0000
-        let out = (rounded & ~(isSubnormalOrZero | isNaN)) | (sign & isSubnormalOrZero) | (quietNaN & isNaN)
+        let nearest = bits &+ 0x7FFF &+ lsb                         // carries into inf on overflow
+        // NaN: the quiet bit instead of the rounding increment; subnormal or zero: the sign only.
+        let rounded = ((nearest & ~isNaN) | ((bits | 0x0040_0000) & isNaN)) & -0x1_0000
+        let out = rounded & (~isSubnormalOrZero | Int32(bitPattern: 0x8000_0000))
         return unsafeBitCast(out, to: SIMD16<Float>.self)
     }
 
