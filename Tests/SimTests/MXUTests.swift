@@ -16,7 +16,12 @@ func operands(_ count: Int, seed: UInt64) -> [Float] {
 
 /// The documented accumulation order, written as the plainest possible loop.
 func scalarReference(_ a: [Float], _ b: [Float], _ shape: GEMMShape, fold: Int?, bf16: Bool) -> [Float] {
-    let r: (Float) -> Float = bf16 ? BFloat16.round : { $0 }
+    scalarReference(a, b, shape, fold: fold, round: bf16 ? BFloat16.round : { $0 })
+}
+
+/// The same with operands rounded by `r` (any number format): fold sums of `fold` terms from
+/// +0, added in fold order; nil: one running sum.
+func scalarReference(_ a: [Float], _ b: [Float], _ shape: GEMMShape, fold: Int?, round r: (Float) -> Float) -> [Float] {
     let (M, K, N) = (shape.m, shape.k, shape.n)
     let f = fold ?? K
     var c = [Float](repeating: 0, count: M * N)

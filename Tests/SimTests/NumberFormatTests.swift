@@ -26,24 +26,9 @@ struct TruncatedBFloat16: NumberFormat {
     func decode(_ bits: UInt32) -> Float { Float(bitPattern: bits << Self.dropped) }
 }
 
-/// The documented accumulation order with operands rounded by `round` (fold sums of `fold`
-/// terms from +0, added in fold order; nil: one running sum).
+/// The documented accumulation order with operands rounded by `round` (MXUTests' reference).
 private func reference(_ a: [Float], _ b: [Float], _ shape: GEMMShape, fold: Int?, round r: (Float) -> Float) -> [Float] {
-    let (M, K, N) = (shape.m, shape.k, shape.n)
-    let f = fold ?? K
-    var c = [Float](repeating: 0, count: M * N)
-    for m in 0..<M {
-        for n in 0..<N {
-            var acc: Float = 0
-            for k0 in stride(from: 0, to: K, by: f) {
-                var s: Float = 0
-                for k in k0..<min(K, k0 + f) { s = s.addingProduct(r(a[m * K + k]), r(b[k * N + n])) }
-                acc += s
-            }
-            c[m * N + n] = acc
-        }
-    }
-    return c
+    scalarReference(a, b, shape, fold: fold, round: r)
 }
 
 /// fp32 values with every awkward feature: zeros of both signs, subnormals, the smallest and
