@@ -46,4 +46,18 @@ import Sim
         }
         #expect(throws: SpecError.unreadable(file: dir + "/none.json", reason: "no such file")) { try InjectionSpec.load(path: dir + "/none.json") }
     }
+
+    /// Seeds are written as strings (a JSON tool reading numbers as doubles would round a
+    /// 64-bit seed and replay another run); numbers are still read.
+    @Test func seedsAreWrittenAsStringsAndReadEitherWay() throws {
+        let spec = InjectionSpec(workload: "resnet18", site: "conv1", faultModel: .RD, replica: 0, globalStep: 1, seed: (1 << 63) + 5)
+        let json = String(decoding: try JSONCoding.encoder().encode(spec), as: UTF8.self)
+        #expect(json.contains(#""seed":"9223372036854775813""#), "\(json)")
+        #expect(try JSONCoding.decoder.decode(InjectionSpec.self, from: Data(json.utf8)) == spec)
+        let number = json.replacingOccurrences(of: #""9223372036854775813""#, with: "9223372036854775813")
+        #expect(try JSONCoding.decoder.decode(InjectionSpec.self, from: Data(number.utf8)) == spec)
+        #expect(throws: DecodingError.self) {
+            try JSONCoding.decoder.decode(InjectionSpec.self, from: Data(json.replacingOccurrences(of: "9223372036854775813", with: "-1").utf8))
+        }
+    }
 }

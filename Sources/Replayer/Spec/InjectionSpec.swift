@@ -53,6 +53,49 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         self.seed = seed
     }
 
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case workload, site, faultModel, hardware, replica, globalStep, epoch, step, positions, values, seed
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        workload = try c.decodeIfPresent(String.self, forKey: .workload)
+        site = try c.decode(String.self, forKey: .site)
+        faultModel = try c.decodeIfPresent(FaultModel.self, forKey: .faultModel)
+        hardware = try c.decodeIfPresent(HardwareFault.self, forKey: .hardware)
+        replica = try c.decode(Int.self, forKey: .replica)
+        globalStep = try c.decodeIfPresent(Int.self, forKey: .globalStep)
+        epoch = try c.decodeIfPresent(Int.self, forKey: .epoch)
+        step = try c.decodeIfPresent(Int.self, forKey: .step)
+        positions = try c.decodeIfPresent([[Int]].self, forKey: .positions)
+        values = try c.decodeIfPresent([Float].self, forKey: .values)
+        // A 64-bit seed is written as a string: JSON tools that read numbers as doubles would
+        // round it (and replay another run). Numbers are still read.
+        if let text = try? c.decodeIfPresent(String.self, forKey: .seed) {
+            guard let value = UInt64(text) else {
+                throw DecodingError.dataCorruptedError(forKey: .seed, in: c, debugDescription: "seed '\(text)' is not an integer in 0...\(UInt64.max)")
+            }
+            seed = value
+        } else {
+            seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(workload, forKey: .workload)
+        try c.encode(site, forKey: .site)
+        try c.encodeIfPresent(faultModel, forKey: .faultModel)
+        try c.encodeIfPresent(hardware, forKey: .hardware)
+        try c.encode(replica, forKey: .replica)
+        try c.encodeIfPresent(globalStep, forKey: .globalStep)
+        try c.encodeIfPresent(epoch, forKey: .epoch)
+        try c.encodeIfPresent(step, forKey: .step)
+        try c.encodeIfPresent(positions, forKey: .positions)
+        try c.encodeIfPresent(values, forKey: .values)
+        try c.encodeIfPresent(seed.map(String.init), forKey: .seed)
+    }
+
     /// The CSV's injection, verbatim.
     public init(_ csv: ReplaySpec) {
         self.init(workload: csv.model, site: csv.targetLayer, faultModel: csv.faultModel, replica: csv.targetWorker,
@@ -91,7 +134,7 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
 
     /// The fields a native spec may have (and a hardware fault's): any other is an error, so a
     /// misspelt or unsupported field cannot be silently ignored.
-    static let fields = ["workload", "site", "faultModel", "hardware", "replica", "globalStep", "epoch", "step", "positions", "values", "seed"]
+    static let fields = CodingKeys.allCases.map(\.rawValue)
     static let hardwareFields = ["mxu", "row", "column", "register", "bit", "cycle", "stuckAt"]
 
     /// Refuses unknown fields (a document that is not a JSON object is left to the decoder,
