@@ -2,7 +2,7 @@ import Testing
 @testable import Replayer
 import Sim
 
-/// The `_16` fault models (`docs/fault-models.md#sixteen-output-variants`): under FIdelity's semantics the
+/// The `_16` fault models (`docs/faults.md#sixteen-output-variants`): under FIdelity's semantics the
 /// corrupted operand reaches only 16 outputs of the operation, under the released reference
 /// code's it is a plain alias of the model without `_16`.
 @Suite struct SixteenTests {

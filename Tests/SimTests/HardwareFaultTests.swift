@@ -51,7 +51,7 @@ import Testing
         #expect(changed * 5 > total, "only \(changed) of \(total) faults changed the output")
     }
 
-    /// Weight-stationary, as `docs/fault-models.md#mapping-through-the-schedule` describes it: a stuck weight register bit
+    /// Weight-stationary, as `docs/faults.md#mapping-through-the-schedule` describes it: a stuck weight register bit
     /// corrupts one weight for every streamed row (a column of outputs), an input register
     /// fault one activation on its way right (part of one output row), a partial-sum fault one
     /// output.

@@ -48,7 +48,7 @@ public enum Phase: String, Codable, Sendable, CaseIterable, Comparable {
 }
 
 /// What an experiment injects. Only software faults (the 18 fault models) are drawn today;
-/// hardware faults (a processing element's register, `docs/fault-models.md#hardware-faults`) will be a
+/// hardware faults (a processing element's register, `docs/faults.md#hardware-faults`) will be a
 /// second case with its own draw in ``CampaignPlan/experiment(_:)``.
 public enum ExperimentKind: String, Codable, Sendable, CaseIterable {
     /// One of the 18 software fault models, seeded.

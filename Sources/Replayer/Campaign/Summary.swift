@@ -71,7 +71,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
                 return Share(outcome: o.rawValue, count: k, fraction: n == 0 ? 0 : Double(k) / Double(n), low: low, high: high)
             })
         }
-        // Keys in a fixed order: fault models as listed in docs/fault-models.md, phases forward
+        // Keys in a fixed order: fault models as listed in docs/faults.md, phases forward
         // first, layers in execution order; only keys that occur.
         let layerOrder = manifest.golden.sites.map { SiteID(parsing: $0).layer }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         var groups = [group("overall", "all", sorted)]

@@ -23,7 +23,7 @@ public struct Corruption: Sendable, Equatable, Codable {
     }
 }
 
-/// Draws the corruption of a software fault model (`docs/fault-models.md#seeded-resolution`) from the
+/// Draws the corruption of a software fault model (`docs/faults.md#seeded-resolution`) from the
 /// golden operand tensor and a random stream, so that an injection is reproducible from its
 /// seed alone.
 ///

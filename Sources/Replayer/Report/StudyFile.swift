@@ -2,7 +2,7 @@ import Foundation
 import Recorder
 
 /// `study.json` of an optimizer-study directory (`tpufi optimizer-study`,
-/// `docs/optimizer-study.md#outputs`), as far as the report needs it. Tolerant: unknown fields are ignored, fields
+/// `docs/study.md#outputs`), as far as the report needs it. Tolerant: unknown fields are ignored, fields
 /// the report can do without are optional, and non-finite numbers may be the strings
 /// `nan`, `inf`, `-inf`.
 public struct StudyFile: Codable, Sendable, Equatable {

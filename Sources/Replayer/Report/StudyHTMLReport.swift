@@ -1,6 +1,6 @@
 import Foundation
 
-/// The report of an optimizer study (`docs/optimizer-study.md`): Recovered / Stable /
+/// The report of an optimizer study (`docs/study.md`): Recovered / Stable /
 /// Degraded / Diverged per optimizer, recovery curves (accuracy against steps since the
 /// injection, faulty solid, fault-free reference dashed; one panel per optimizer) and
 /// degradation rates with every experiment's point.

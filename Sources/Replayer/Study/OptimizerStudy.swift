@@ -2,7 +2,7 @@ import Foundation
 import Recorder
 import Sim
 
-// The optimizer study (`docs/optimizer-study.md`): one fault per experiment, then training
+// The optimizer study (`docs/study.md`): one fault per experiment, then training
 // continues with the baseline optimizer and with each test optimizer from the same corrupted
 // state, and from the uncorrupted state as each optimizer's fault-free reference.
 //
@@ -20,7 +20,7 @@ import Sim
 // - The fault: N16_RD into the output of a random forward MXU operation (every conv and the
 //   dense layer), 16 aligned elements of the flattened NHWC output, all 16 set to one value
 //   drawn log-uniform in [3.6e2, 1.2e8] (the reference study's description says "a value";
-//   the generic N16_RD of docs/fault-models.md draws one per element), on a random replica, at a random step.
+//   the generic N16_RD of docs/faults.md draws one per element), on a random replica, at a random step.
 // - Accuracy is the train accuracy of each step's global batch (what the golden trace
 //   records); test accuracy at the end only with ``OptimizerStudyParameters/testAccuracy``.
 

@@ -1,5 +1,5 @@
 /// The reference study's 18 software fault models, names kept verbatim
-/// (`docs/fault-models.md#software-fault-models`).
+/// (`docs/faults.md#software-fault-models`).
 public enum FaultModel: String, Sendable, Codable, CaseIterable {
     case INPUT, INPUT_16, WT, WT_16, RBFLIP, RD, RD_CORRECT, ZERO
     case N16_RD, N16_RD_CORRECT, RD_GLB, RD_CORRECT_GLB
@@ -29,7 +29,7 @@ public enum FaultModel: String, Sendable, Codable, CaseIterable {
     public var reachesSixteen: Bool { rawValue.hasSuffix("_16") }
 }
 
-/// What the `_16` fault models mean (`docs/fault-models.md#sixteen-output-variants`).
+/// What the `_16` fault models mean (`docs/faults.md#sixteen-output-variants`).
 public enum SixteenSemantics: String, Sendable, Codable, CaseIterable {
     /// FIdelity's definition: the corrupted operand reaches only 16 elements of the
     /// operation's product `C = A x B`. An input (A) corruption: one row of C that it changes

@@ -1,5 +1,5 @@
 /// A fault in one register of one processing element (PE) of one MXU, during one MXU
-/// operation (`docs/fault-models.md#hardware-faults`).
+/// operation (`docs/faults.md#hardware-faults`).
 ///
 /// Registers are named by the operand they hold, so the names mean the same under every
 /// dataflow (see ``Dataflow``):
