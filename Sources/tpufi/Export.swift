@@ -26,10 +26,7 @@ struct Export: ParsableCommand {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
-        let reader = try TraceReader(directory: trace)
-        try OutputGuard.check(out, against: OutputGuard.files(in: trace))
-        let state = try TraceRestorer(reader: reader, threads: threads).state(at: step)
-        try StateExport.write(state, manifest: reader.manifest, to: out, inputs: OutputGuard.files(in: trace))
+        let state = try StateExport.export(try TraceReader(directory: trace), step: step, to: out, threads: threads)
         print("wrote \(out): state after step \(step), digest \(state.digest)")
     }
 }

@@ -22,7 +22,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         inner.corruptProduct(site, a: a, b: b, c: c, shape: shape, mxu: mxu, replica: replica)
         let fast = Array(UnsafeBufferPointer(start: c, count: shape.m * shape.n))
         let schedule = try! Schedule(shape: shape, config: inner.chip, mode: inner.mode)
-        let reference = try! ReferenceArray(schedule: schedule, precision: mxu.precision).run(a: A, b: B, fault: inner.fault).output
+        let reference = try! ReferenceArray(schedule: schedule, format: mxu.format).run(a: A, b: B, fault: inner.fault).output
         let mismatches = zip(fast, reference).filter { $0.bitPattern != $1.bitPattern && !($0.isNaN && $1.isNaN) }.count
         checked.append((site.name, inner.applied.last?.elements.count ?? 0, mismatches))
     }

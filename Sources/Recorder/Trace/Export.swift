@@ -29,9 +29,17 @@ public enum StateExport {
         return "state/" + name
     }
 
-    /// Writes the file atomically; `inputs` (the trace's files) are refused as `path`.
-    public static func write(_ state: TrainingState, manifest: TraceManifest, to path: String, inputs: [String] = []) throws {
-        try OutputGuard.check(path, against: inputs)
+    /// Restores the state after `step` updates of the trace and writes it to `path`; the
+    /// trace's own files are refused as `path` before any work.
+    public static func export(_ reader: TraceReader, step: Int, to path: String, threads: Int) throws -> TrainingState {
+        try OutputGuard.check(path, against: OutputGuard.files(in: reader.directory))
+        let state = try TraceRestorer(reader: reader, threads: threads).state(at: step)
+        try write(state, manifest: reader.manifest, to: path)
+        return state
+    }
+
+    /// Writes the file atomically.
+    public static func write(_ state: TrainingState, manifest: TraceManifest, to path: String) throws {
         let c = manifest.config
         let tensors = try tensors(state, manifest: manifest)
         do {

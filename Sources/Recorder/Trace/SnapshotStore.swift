@@ -20,13 +20,18 @@ struct SnapshotStore: Sendable {
 
     /// The store for states of the manifest's model and optimizer.
     init(manifest: TraceManifest) throws(TraceError) {
-        let c = manifest.config
         let model: any Model
         do {
-            model = try c.makeModel()
+            model = try manifest.config.makeModel()
         } catch {
             throw .mismatch("the manifest's model: \(error)")
         }
+        try self.init(manifest: manifest, model: model)
+    }
+
+    /// The same with the manifest's model already built.
+    init(manifest: TraceManifest, model: any Model) throws(TraceError) {
+        let c = manifest.config
         do {
             layout = try StateLayout(TrainingState(model: model, optimizer: c.optimizer, seed: 0), model: model, optimizer: c.optimizer)
         } catch {

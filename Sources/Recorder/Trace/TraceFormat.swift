@@ -54,8 +54,10 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public static let maximumReplicas = 1 << 12
 
     /// Checks every field a reader computes with, and that the sites and parameter names are
-    /// those of the model the configuration describes; the error names the field.
-    public func validate(file: String) throws(TraceError) {
+    /// those of the model the configuration describes; the error names the field. Returns
+    /// that model.
+    @discardableResult
+    public func validate(file: String) throws(TraceError) -> any Model {
         func bad(_ field: String, _ reason: String) -> TraceError { .malformed(file: file, reason: "field '\(field)': \(reason)") }
         let counts: [(String, Int, ClosedRange<Int>)] = [
             // (Only divisors: a campaign's sparse traces snapshot "never but at the end", Int.max.)
@@ -88,6 +90,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
             guard i.replica < config.replicas else { throw bad("injection.replica", "\(i.replica), the run has \(config.replicas) replicas") }
             guard i.globalStep < plannedSteps else { throw bad("injection.globalStep", "\(i.globalStep), the run plans \(plannedSteps) steps") }
         }
+        return model
     }
 }
 

@@ -33,8 +33,7 @@ public struct TraceReader: Sendable {
         guard TraceManifest.readableFormatVersions.contains(manifest.formatVersion) else {
             throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads versions \(TraceManifest.readableFormatVersions.lowerBound)-\(TraceManifest.readableFormatVersions.upperBound)")
         }
-        try manifest.validate(file: manifestPath)
-        snapshots = try SnapshotStore(manifest: manifest)
+        snapshots = try SnapshotStore(manifest: manifest, model: try manifest.validate(file: manifestPath))
         let path = TraceWriter.framesPath(directory)
         file = try FrameFile(path: path)
         let scan = try file.scan()

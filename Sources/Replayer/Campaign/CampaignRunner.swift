@@ -101,17 +101,17 @@ public enum CampaignRunner {
             if log.tornBytes > 0 { (truncateTo, tornBytes) = (log.validLength, log.tornBytes) }
         } else {
             // (A lock file alone is what a run killed before it wrote anything leaves.)
-            if fm.fileExists(atPath: out), ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
-                throw CampaignError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the campaign in it, or another --out)")
+            func refuseNonEmpty() throws {
+                if ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
+                    throw CampaignError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the campaign in it, or another --out)")
+                }
             }
+            try refuseNonEmpty()
             do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
                 throw CampaignError.io(file: out, reason: "cannot create: \(error.localizedDescription)")
             }
             try takeLock()
-            // Another process that also found the directory empty got here first.
-            if ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
-                throw CampaignError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the campaign in it, or another --out)")
-            }
+            try refuseNonEmpty()  // another process that also found it empty got here first
             try writeFileAtomically(try CampaignJSON.encode(manifest, pretty: true) + [UInt8(ascii: "\n")], to: CampaignManifest.path(out))
         }
 

@@ -96,14 +96,9 @@ public struct MXU: Sendable {
         self.kernels = kernels
     }
 
-    /// The operand precision as traces record it. Only the built-in formats have one: asking
-    /// an MXU of any other format (a test's) is a programming error and stops the program.
-    public var precision: OperandPrecision {
-        guard let precision = OperandPrecision(format: format) else {
-            preconditionFailure("the \(format.name) operand format is not an OperandPrecision; use MXU.format")
-        }
-        return precision
-    }
+    /// The operand precision as traces record it; nil for a format that is not a built-in
+    /// one (e.g. a test's), which no trace can record.
+    public var precision: OperandPrecision? { OperandPrecision(format: format) }
 
     /// `C[M x N] = A[M x K] x B[K x N]` on arrays (row-major, contiguous).
     public func multiply(_ a: [Float], _ b: [Float], shape: GEMMShape) throws(HardwareError) -> [Float] {
@@ -135,23 +130,18 @@ public struct MXU: Sendable {
         // The kernel whose panels pad N the least; on a tie the earlier one (the wider, which
         // loads fewer values per multiply-add).
         let padded = { (nr: Int) in ceilDiv(N, nr) * nr }
+        func choose<K1: MicroKernel, K2: MicroKernel, K3: MicroKernel>(_ k1: K1.Type, _ k2: K2.Type, _ k3: K3.Type) {
+            if padded(K1.nr) <= padded(K2.nr) && padded(K1.nr) <= padded(K3.nr) {
+                multiply(K1.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else if padded(K2.nr) <= padded(K3.nr) {
+                multiply(K2.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            } else {
+                multiply(K3.self, a, b, c, M: M, K: K, N: N, fold: fold)
+            }
+        }
         switch kernels {
-        case .wide:
-            if padded(64) <= padded(32) && padded(64) <= padded(16) {
-                multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, fold: fold)
-            } else if padded(32) <= padded(16) {
-                multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, fold: fold)
-            } else {
-                multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
-            }
-        case .narrow:
-            if padded(16) <= padded(24) && padded(16) <= padded(8) {
-                multiply(Kernel6x16.self, a, b, c, M: M, K: K, N: N, fold: fold)
-            } else if padded(24) <= padded(8) {
-                multiply(Kernel4x24.self, a, b, c, M: M, K: K, N: N, fold: fold)
-            } else {
-                multiply(Kernel12x8.self, a, b, c, M: M, K: K, N: N, fold: fold)
-            }
+        case .wide: choose(Kernel6x64.self, Kernel12x32.self, Kernel24x16.self)
+        case .narrow: choose(Kernel6x16.self, Kernel4x24.self, Kernel12x8.self)
         }
     }
 

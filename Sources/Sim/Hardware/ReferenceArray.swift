@@ -27,15 +27,6 @@ public struct ReferenceArray: Sendable {
         self.format = format
     }
 
-    /// The operand precision as traces record it. Only the built-in formats have one: asking
-    /// an array of any other format (a test's) is a programming error and stops the program.
-    public var precision: OperandPrecision {
-        guard let precision = OperandPrecision(format: format) else {
-            preconditionFailure("the \(format.name) operand format is not an OperandPrecision; use ReferenceArray.format")
-        }
-        return precision
-    }
-
     /// What a run produced.
     public struct Result: Sendable {
         /// C, row-major M x N.
