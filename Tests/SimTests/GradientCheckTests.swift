@@ -67,10 +67,10 @@ import Testing
         let x = Self.values(rows * ch, seed: 1, scale: 2), gamma = Self.values(ch, seed: 2), beta = Self.values(ch, seed: 3)
         let r = Self.values(rows * ch, seed: 4)
         let f = { (x: [Float], g: [Float], b: [Float]) in
-            Self.dot(BatchNorm.forwardTraining(x: x, rows: rows, channels: ch, gamma: g, beta: b, epsilon: 1e-3).y, r)
+            Self.dot(BatchNorm.forwardTraining(x: x, rows: rows, channels: ch, gamma: g, beta: b, epsilon: 1e-3, order: .pairwise).y, r)
         }
-        let fwd = BatchNorm.forwardTraining(x: x, rows: rows, channels: ch, gamma: gamma, beta: beta, epsilon: 1e-3)
-        let (dx, dg, db) = BatchNorm.backward(dy: r, cache: fwd.cache, rows: rows, channels: ch, gamma: gamma)
+        let fwd = BatchNorm.forwardTraining(x: x, rows: rows, channels: ch, gamma: gamma, beta: beta, epsilon: 1e-3, order: .pairwise)
+        let (dx, dg, db) = BatchNorm.backward(dy: r, cache: fwd.cache, rows: rows, channels: ch, gamma: gamma, order: .pairwise)
         #expect(Self.worstError(x, analytic: dx, eps: 3e-3) { f($0, gamma, beta) } < 2e-2)
         #expect(Self.worstError(gamma, analytic: dg) { f(x, $0, beta) } < 1e-3)
         #expect(Self.worstError(beta, analytic: db) { f(x, gamma, $0) } < 1e-3)
@@ -103,8 +103,8 @@ import Testing
 
     @Test func dropoutScalesKeptElementsAndIsReproducible() {
         let rng = CounterRNG(seed: 5, purpose: .dropout, 3, 1, 2)
-        let m = Dropout.mask(count: 10_000, keep: 0.8, rng: rng)
-        #expect(m == Dropout.mask(count: 10_000, keep: 0.8, rng: rng))
+        let m = Dropout.mask(count: 10_000, rate: 0.2, rng: rng)
+        #expect(m == Dropout.mask(count: 10_000, rate: 0.2, rng: rng))
         #expect(Set(m) == [0, 1.25])
         let kept = m.filter { $0 > 0 }.count
         #expect(abs(kept - 8000) < 200)

@@ -60,11 +60,12 @@ import Testing
         let fwd = paper.layers(phases: .forward)
         #expect(fwd.count == 21)                                   // stem, 16 block convs, 3 downsamples, dense
         #expect(fwd.map(\.name).contains("basicblock_3_basic_0_downsample"))
-        #expect(fwd[0].gemm == GEMMShape(m: 128 * 32 * 32, k: 27, n: 64))
+        #expect(fwd[0].gemm == GEMMShape(m: 128 * 16 * 16, k: 7 * 7 * 3, n: 64))   // 7x7 stride-2 stem
         #expect(fwd.last?.gemm == GEMMShape(m: 128, k: 512, n: 10))
         let step = paper.layers(phases: .training)
         #expect(step.count == 21 + 20 + 21)                        // no conv1_grad_in
-        #expect(step.contains { $0.name == "basicblock_4_basic_1_conv2_grad_wt" && $0.gemm == GEMMShape(m: 4608, k: 2048, n: 512) })
+        // The reference layout: [Cin, 3, 3] rows, a [2, 2, N] kernel window of dL/dy, Cout columns.
+        #expect(step.contains { $0.name == "basicblock_4_basic_1_conv2_grad_wt" && $0.gemm == GEMMShape(m: 4608, k: 2 * 2 * 128, n: 512) })
         #expect(!step.contains { $0.name == "conv1_grad_in" })
         let nobn = try Workloads.model("resnet18_nobn", scale: "paper").layers(phases: .forward)
         #expect(nobn[1].vector.reductions == 0 && fwd[1].vector.reductions == 2)

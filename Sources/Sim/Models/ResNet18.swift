@@ -1,20 +1,34 @@
-/// The ResNet-18 family (CIFAR-style: 3x3 stride-1 stem, no max-pool, four stages of two
-/// basic blocks, global average pooling, a dense classifier), at the widths and input shapes
-/// of a ``Configuration``, with or without batch normalisation. Layer names are the reference
-/// study's (`conv1`, `basicblock_{1..4}_basic_{0,1}_{conv1,conv2,downsample}`, `dense`).
+/// The ResNet-18 family as the reference study built it (``Network/reference``): a 7x7
+/// stride-2 stem with bias, batch norm and ReLU (no max-pool), four stages of two basic
+/// blocks (3x3 conv, BN, ReLU, dropout, 3x3 conv, BN, add the shortcut, ReLU, dropout; a 1x1
+/// stride-2 `downsample` conv + BN on the shortcut of the first block of stages 2-4), global
+/// average pooling and a dense classifier; every conv has a bias (the reference's conv layer
+/// always adds one, before the batch norm). Batch-norm momentum 0.9, epsilon 1e-3; dropout
+/// 0.15 (0 for `resnet18_sgd`) with the reference's data-seeded masks; GlorotNormal kernels.
+/// `resnet18_nobn` drops the batch norms. Layer names are the reference's (`conv1`,
+/// `basicblock_{1..4}_basic_{0,1}_{conv1,conv2,downsample}`, `dense`).
+///
+/// ``Network/legacy`` is this simulator's first network (3x3 stride-1 stem, biases only
+/// without batch norm, momentum 0.99, no dropout, GlorotUniform, sequential reductions, the
+/// lowered backward layout): a configuration without a `network` field, as every trace
+/// recorded before the reference network, builds it, so those traces replay bit for bit.
 ///
 /// Forward and backward are written out by hand, block by block; every convolution and the
 /// dense layer run on the MXU through ``MatrixUnit``, so each exposes its three operations
-/// (`<layer>`, `<layer>_grad_in`, `<layer>_grad_wt`) to injection. The stem has no
-/// `_grad_in`: nothing consumes the gradient of the image.
+/// (`<layer>`, `<layer>_grad_in`, `<layer>_grad_wt`) to injection, in the operand layouts of
+/// ``backwardLayout``. The stem has no `_grad_in`: nothing consumes the gradient of the image.
 public struct ResNet18: Model {
     /// Sizes of one replica's share: input shape, base width (stage widths are 1, 2, 4 and 8
     /// times it), examples per replica, classes. Recorded in manifests (under `scale`).
     ///
-    /// - `tiny`: 8x8x1 inputs, widths 4..32, 4 images per replica (tests: seconds);
+    /// - `tiny`: 16x16x1 inputs (8x8 after the stride-2 stem), widths 4..32, 4 images per
+    ///   replica (tests: seconds);
     /// - `small`: 28x28x1 Fashion-MNIST, widths 16..128, 32 images per replica (default demo);
     /// - `paper`: the reference shapes: 32x32x3 CIFAR-10, widths 64..512, 128 per replica
     ///   (global batch 1024 over 8 replicas).
+    ///
+    /// Every preset builds the reference network; ``network`` and ``dropoutMasks`` are
+    /// recorded with it. A recorded configuration without them is the legacy network.
     public struct Configuration: Sendable, Equatable, Codable {
         public var name: String
         public var inputH: Int
@@ -23,17 +37,54 @@ public struct ResNet18: Model {
         public var baseWidth: Int
         public var batchPerReplica: Int
         public var classes: Int
+        public var network: Network
+        /// Where dropout masks come from (the reference network only).
+        public var dropoutMasks: DropoutKeying
 
-        public static let tiny = Configuration(name: "tiny", inputH: 8, inputW: 8, inputChannels: 1, baseWidth: 4, batchPerReplica: 4, classes: 10)
+        public init(name: String, inputH: Int, inputW: Int, inputChannels: Int, baseWidth: Int, batchPerReplica: Int, classes: Int,
+                    network: Network = .reference, dropoutMasks: DropoutKeying = .dataSeeded) {
+            self.name = name
+            self.inputH = inputH
+            self.inputW = inputW
+            self.inputChannels = inputChannels
+            self.baseWidth = baseWidth
+            self.batchPerReplica = batchPerReplica
+            self.classes = classes
+            self.network = network
+            self.dropoutMasks = dropoutMasks
+        }
+
+        public static let tiny = Configuration(name: "tiny", inputH: 16, inputW: 16, inputChannels: 1, baseWidth: 4, batchPerReplica: 4, classes: 10)
         public static let small = Configuration(name: "small", inputH: 28, inputW: 28, inputChannels: 1, baseWidth: 16, batchPerReplica: 32, classes: 10)
         public static let paper = Configuration(name: "paper", inputH: 32, inputW: 32, inputChannels: 3, baseWidth: 64, batchPerReplica: 128, classes: 10)
         public static let presets: [Configuration] = [.tiny, .small, .paper]
 
-        /// As recorded in a manifest (the same fields as the synthesised `Codable`).
+        enum CodingKeys: String, CodingKey { case name, inputH, inputW, inputChannels, baseWidth, batchPerReplica, classes, network, dropoutMasks }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(name: try c.decode(String.self, forKey: .name), inputH: try c.decode(Int.self, forKey: .inputH),
+                      inputW: try c.decode(Int.self, forKey: .inputW), inputChannels: try c.decode(Int.self, forKey: .inputChannels),
+                      baseWidth: try c.decode(Int.self, forKey: .baseWidth), batchPerReplica: try c.decode(Int.self, forKey: .batchPerReplica),
+                      classes: try c.decode(Int.self, forKey: .classes),
+                      network: try c.decodeIfPresent(Network.self, forKey: .network) ?? .legacy,
+                      dropoutMasks: try c.decodeIfPresent(DropoutKeying.self, forKey: .dropoutMasks) ?? .dataSeeded)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try recorded.encode(to: encoder)
+        }
+
+        /// As recorded in a manifest: the legacy network without the fields it predates.
         var recorded: ModelConfiguration {
-            ModelConfiguration(.object(["name": .string(name), "inputH": .integer(Int64(inputH)), "inputW": .integer(Int64(inputW)),
-                                        "inputChannels": .integer(Int64(inputChannels)), "baseWidth": .integer(Int64(baseWidth)),
-                                        "batchPerReplica": .integer(Int64(batchPerReplica)), "classes": .integer(Int64(classes))]))
+            var fields: [String: JSONValue] = ["name": .string(name), "inputH": .integer(Int64(inputH)), "inputW": .integer(Int64(inputW)),
+                                               "inputChannels": .integer(Int64(inputChannels)), "baseWidth": .integer(Int64(baseWidth)),
+                                               "batchPerReplica": .integer(Int64(batchPerReplica)), "classes": .integer(Int64(classes))]
+            if network != .legacy {
+                fields["network"] = .string(network.rawValue)
+                fields["dropoutMasks"] = .string(dropoutMasks.rawValue)
+            }
+            return ModelConfiguration(.object(fields))
         }
 
         /// Checks every size before anything is allocated from it.
@@ -46,20 +97,37 @@ public struct ResNet18: Model {
         }
     }
 
+    /// Which network a configuration builds.
+    public enum Network: String, Sendable, Codable {
+        /// The reference study's network (every preset).
+        case reference
+        /// The simulator's first network, for traces recorded before the reference one.
+        case legacy
+    }
+
     public let workload: String
     public let scale: Configuration
     public let batchNorm: Bool
-    /// Batch-norm constants (Keras defaults, as in the reference's TensorFlow models).
-    public let bnMomentum: Float = 0.99
+    /// Batch-norm momentum (the reference's 0.9; the legacy network's Keras default 0.99)
+    /// and epsilon (Keras's default).
+    public let bnMomentum: Float
     public let bnEpsilon: Float = 1e-3
+    /// Dropout rate after each ReLU of every basic block (the reference network only).
+    public let dropoutRate: Float
+    /// How batch-norm statistics and bias gradients are summed.
+    public let reduction: ReductionOrder
+    /// How the backward operations present their operands.
+    public let backwardLayout: ConvBackwardLayout
+    public let initializer: Initializer
 
     /// A convolution layer and where its tensors live in ``parameters``.
     public struct Conv: Sendable {
         public let name: String
         public let shape: ConvShape
         public let weight: Int
-        /// Batch-norm layer following it, or its bias when the model has no batch norm.
+        /// The batch-norm layer following it (index into ``norms``), if any.
         public let norm: Int?
+        /// Its bias (index into ``parameters``), added before the batch norm, if any.
         public let bias: Int?
     }
 
@@ -86,13 +154,14 @@ public struct ResNet18: Model {
 
     /// The three built-in workloads of the family.
     static let workloads: [WorkloadDefinition] = [
-        definition("resnet18", "ResNet-18 trained with Adam", optimizer: .adam, batchNorm: true),
-        definition("resnet18_sgd", "ResNet-18 trained with plain SGD", optimizer: .sgd, batchNorm: true),
-        definition("resnet18_nobn", "ResNet-18 without batch normalisation (biased convolutions), Adam", optimizer: .adam, batchNorm: false),
+        definition("resnet18", "ResNet-18 trained with Adam", optimizer: .adam, batchNorm: true, dropout: 0.15),
+        definition("resnet18_sgd", "ResNet-18 trained with plain SGD, no dropout", optimizer: .sgd, batchNorm: true, dropout: 0),
+        definition("resnet18_nobn", "ResNet-18 without batch normalisation, Adam", optimizer: .adam, batchNorm: false, dropout: 0.15),
     ]
 
-    static func definition(_ name: String, _ summary: String, optimizer: OptimizerKind, batchNorm: Bool) -> WorkloadDefinition {
+    static func definition(_ name: String, _ summary: String, optimizer: OptimizerKind, batchNorm: Bool, dropout: Float) -> WorkloadDefinition {
         WorkloadDefinition(name: name, summary: summary, defaultOptimizer: optimizer, scales: Configuration.presets.map(\.name),
+                           defaultAugmentation: .reference,
                            preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
             guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
                 throw .unknownScale(scale, workload: name, known: Configuration.presets.map(\.name))
@@ -101,14 +170,20 @@ public struct ResNet18: Model {
         }, build: { (configuration: ModelConfiguration) throws(ModelError) -> any Model in
             let c = try configuration.decode(Configuration.self, workload: name)
             try c.validate(workload: name)
-            return ResNet18(workload: name, scale: c, batchNorm: batchNorm)
+            return ResNet18(workload: name, scale: c, batchNorm: batchNorm, dropout: dropout)
         })
     }
 
-    public init(workload: String = "resnet18", scale: Configuration, batchNorm: Bool = true) {
+    public init(workload: String = "resnet18", scale: Configuration, batchNorm: Bool = true, dropout: Float = 0.15) {
         self.workload = workload
         self.scale = scale
         self.batchNorm = batchNorm
+        let reference = scale.network == .reference
+        bnMomentum = reference ? 0.9 : 0.99
+        dropoutRate = reference ? dropout : 0
+        reduction = reference ? .pairwise : .sequential
+        backwardLayout = reference ? .reference : .lowered
+        initializer = reference ? .glorotNormal : .glorotUniform
         var names: [String] = [], shapes: [[Int]] = []
         var norms: [(String, Int, Int, Int)] = []
         func param(_ name: String, _ shape: [Int]) -> Int {
@@ -120,17 +195,20 @@ public struct ResNet18: Model {
         var blocks: [(conv1: Int, conv2: Int, downsample: Int?)] = []
         func conv(_ name: String, _ s: ConvShape) {
             let w = param(name + "/kernel", s.weightShape)
+            let bias = reference || !batchNorm ? param(name + "/bias", [s.outChannels]) : nil
+            var norm: Int?
             if batchNorm {
                 let g = param(name + "_bn/gamma", [s.outChannels]), b = param(name + "_bn/beta", [s.outChannels])
                 norms.append((name + "_bn", s.outChannels, g, b))
-                convs.append(Conv(name: name, shape: s, weight: w, norm: norms.count - 1, bias: nil))
-            } else {
-                convs.append(Conv(name: name, shape: s, weight: w, norm: nil, bias: param(name + "/bias", [s.outChannels])))
+                norm = norms.count - 1
             }
+            convs.append(Conv(name: name, shape: s, weight: w, norm: norm, bias: bias))
         }
         let batch = scale.batchPerReplica
-        var (h, w, channels) = (scale.inputH, scale.inputW, scale.baseWidth)
-        conv("conv1", .same(batch: batch, inH: h, inW: w, inChannels: scale.inputChannels, filter: 3, outChannels: channels, stride: 1))
+        let stem = ConvShape.same(batch: batch, inH: scale.inputH, inW: scale.inputW, inChannels: scale.inputChannels,
+                                  filter: reference ? 7 : 3, outChannels: scale.baseWidth, stride: reference ? 2 : 1)
+        conv("conv1", stem)
+        var (h, w, channels) = (stem.outH, stem.outW, scale.baseWidth)
         for stage in 1...4 {
             let width = scale.baseWidth << (stage - 1)
             for block in 0...1 {
@@ -154,65 +232,73 @@ public struct ResNet18: Model {
         self.blocks = blocks
         self.parameters = zip(names, shapes).map { TensorSpec($0, $1) }
         self.norms = norms.map { (name: $0.0, channels: $0.1, gamma: $0.2, beta: $0.3) }
-        self.operations = Self.operationTable(convs: convs, features: channels, scale: scale, batchNorm: batchNorm)
+        self.operations = Self.operationTable(convs: convs, features: channels, scale: scale, batchNorm: batchNorm, layout: backwardLayout)
     }
 
     /// Every MXU operation of one replica's step, in execution order: forward layers, then the
     /// backward operations in reverse layer order (`_grad_in` before `_grad_wt` of a layer;
-    /// the stem has no `_grad_in`). Backward: `<layer>_grad_in` computes dL/dx as the GEMM
-    /// `dY[M x N] x W^T[N x K]` (then col2im) and `<layer>_grad_wt` computes dL/dW as
-    /// `X^T[K x M] x dY[M x N]`.
+    /// the stem has no `_grad_in`). A conv's backward GEMMs and operands follow `layout`:
+    /// ``ConvBackwardLayout/lowered``: `_grad_in` is `dY[M x N] x W^T[N x K]` (then col2im),
+    /// `_grad_wt` is `X^T[K x M] x dY[M x N]`; ``ConvBackwardLayout/reference``: each is the
+    /// im2col GEMM of its stride-1 convolution (``ConvShape/gradientInputConvolution``,
+    /// ``ConvShape/gradientWeightConvolution``). The dense layer's are `dY x W^T` and `X^T dY`.
     ///
     /// Vector-unit work per operation (approximate, elementwise passes over the output):
     /// forward batch norm + ReLU = 5 ops and 2 per-channel reductions (without batch norm:
     /// 1 op); backward through them = 8 ops and 2 reductions on `_grad_in`; the optimizer
     /// update (Adam, ~12 ops per parameter) on `_grad_wt`.
-    static func operationTable(convs: [Conv], features: Int, scale: Configuration, batchNorm: Bool) -> [MXUOperation] {
+    static func operationTable(convs: [Conv], features: Int, scale: Configuration, batchNorm: Bool, layout: ConvBackwardLayout) -> [MXUOperation] {
         let batch = scale.batchPerReplica
-        struct Layer { var name: String; var gemm: GEMMShape; var x: [Int]; var w: [Int]; var y: [Int]; var hbm: HBMTraffic?; var vector: VectorWork }
+        struct Layer { var name: String; var gemm: GEMMShape; var x: [Int]; var w: [Int]; var y: [Int]; var hbm: HBMTraffic?; var vector: VectorWork; var conv: ConvShape? }
         var layers = convs.map { c in
             Layer(name: c.name, gemm: c.shape.gemm, x: c.shape.inputShape, w: c.shape.weightShape, y: c.shape.outputShape, hbm: c.shape.hbmTraffic,
                   vector: VectorWork(elements: c.shape.gemm.m * c.shape.gemm.n, opsPerElement: batchNorm ? 5 : 1,
-                                     reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels))
+                                     reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels), conv: c.shape)
         }
         let last = convs[convs.count - 1].shape
         let pooled = VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 1, reductions: 1, reductionOutputs: batch * features)
         layers.append(Layer(name: "dense", gemm: GEMMShape(m: batch, k: features, n: scale.classes),
-                            x: [batch, features], w: [features, scale.classes], y: [batch, scale.classes], hbm: nil, vector: pooled))
+                            x: [batch, features], w: [features, scale.classes], y: [batch, scale.classes], hbm: nil, vector: pooled, conv: nil))
         var table = layers.map { l in
             MXUOperation(site: SiteID(layer: l.name, kind: .forward), gemm: l.gemm, inputShape: l.x, weightShape: l.w, outputShape: l.y,
                          hbmTraffic: l.hbm, vector: l.vector)
         }
         for l in layers.reversed() {
-            let g = l.gemm, dense = l.name == "dense"
+            let g = l.gemm, dense = l.conv == nil
+            let inVector = VectorWork(elements: g.m * g.n, opsPerElement: dense ? 2 : (batchNorm ? 8 : 1),
+                                      reductions: batchNorm && !dense ? 2 : 0, reductionOutputs: g.n)
+            let wtVector = VectorWork(elements: g.k * g.n, opsPerElement: 12)
+            if let c = l.conv, layout == .reference {
+                let gi = c.gradientInputConvolution, gw = c.gradientWeightConvolution
+                if l.name != "conv1" {
+                    table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradIn), gemm: gi.gemm, inputShape: gi.inputShape,
+                                              weightShape: gi.weightShape, outputShape: gi.outputShape, vector: inVector))
+                }
+                table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradWt), gemm: gw.gemm, inputShape: gw.inputShape,
+                                          weightShape: gw.weightShape, outputShape: gw.outputShape, vector: wtVector))
+                continue
+            }
             if l.name != "conv1" {
                 table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradIn), gemm: GEMMShape(m: g.m, k: g.n, n: g.k),
-                                          inputShape: l.y, weightShape: l.w, outputShape: l.x,
-                                          vector: VectorWork(elements: g.m * g.n, opsPerElement: dense ? 2 : (batchNorm ? 8 : 1),
-                                                             reductions: batchNorm && !dense ? 2 : 0, reductionOutputs: g.n)))
+                                          inputShape: l.y, weightShape: l.w, outputShape: l.x, vector: inVector))
             }
             table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradWt), gemm: GEMMShape(m: g.k, k: g.m, n: g.n),
-                                      inputShape: l.x, weightShape: l.y, outputShape: l.w,
-                                      vector: VectorWork(elements: g.k * g.n, opsPerElement: 12)))
+                                      inputShape: l.x, weightShape: l.y, outputShape: l.w, vector: wtVector))
         }
         return table
     }
 
-    /// Fresh parameters: Glorot-uniform kernels (Keras's default) drawn from
-    /// `CounterRNG(seed, .initialization, tensor index)`, zero biases, batch-norm gamma 1 and
-    /// beta 0; moving means 0 and variances 1.
+    /// Fresh parameters: kernels from ``initializer`` (GlorotNormal for the reference network,
+    /// GlorotUniform for the legacy one) drawn from `CounterRNG(seed, .initialization, tensor
+    /// index)`, zero biases, batch-norm gamma 1 and beta 0; moving means 0 and variances 1.
     public func initialState(seed: UInt64) -> (parameters: [[Float]], modelState: [[Float]]) {
         var params: [[Float]] = []
         for (i, (name, shape)) in zip(parameterNames, parameterShapes).enumerated() {
-            let count = shape.reduce(1, *)
             if name.hasSuffix("/kernel") {
-                let receptive = shape.dropLast(2).reduce(1, *)
-                let fanIn = receptive * shape[shape.count - 2], fanOut = receptive * shape[shape.count - 1]
-                let limit = Float((6 / Double(fanIn + fanOut)).squareRoot())
                 var rng = CounterRNG(seed: seed, purpose: .initialization, i)
-                params.append((0..<count).map { _ in (rng.nextUniform() * 2 - 1) * limit })
+                params.append(initializer.kernel(shape: shape, rng: &rng))
             } else {
-                params.append([Float](repeating: name.hasSuffix("/gamma") ? 1 : 0, count: count))
+                params.append([Float](repeating: name.hasSuffix("/gamma") ? 1 : 0, count: shape.reduce(1, *)))
             }
         }
         let moving = norms.flatMap { [[Float](repeating: 0, count: $0.channels), [Float](repeating: 1, count: $0.channels)] }
@@ -222,10 +308,11 @@ public struct ResNet18: Model {
     /// What the backward pass needs from the forward pass.
     struct Tape {
         var convInputs: [[Float]]                 // each conv's input
-        var convOutputs: [[Float]]                // each conv's output after norm or bias
+        var convOutputs: [[Float]]                // each conv's output after bias and norm
         var normCaches: [BatchNorm.Cache?]
         var statistics: [(mean: [Float], variance: [Float])]
         var blockSums: [[Float]]                  // main + shortcut, before the block's ReLU
+        var dropoutMasks: [(afterConv1: [Float]?, afterBlock: [Float]?)]
         var pooled: [Float]
         var pixels: Int
     }
@@ -237,22 +324,39 @@ public struct ResNet18: Model {
         case moving([[Float]])
     }
 
-    /// The forward pass to the logits. `images` NHWC, `batch` images.
-    func forward(_ p: [[Float]], images: [Float], batch: Int, normalization: Normalization, unit: MatrixUnit) -> (logits: [Float], tape: Tape) {
+    /// The dropout mask for the `index`-th dropout layer (block `b`'s two are `2b` and
+    /// `2b + 1`) applied to `x`, or nil when there is no dropout (inference, rate 0).
+    func dropoutMask(_ x: [Float], index: Int, origin: BatchOrigin?) -> [Float]? {
+        guard dropoutRate > 0, let origin else { return nil }
+        let rng = switch scale.dropoutMasks {
+        case .dataSeeded: Dropout.dataSeededStream(seed: origin.seed, input: x)
+        case .counter: Dropout.counterStream(origin: origin, layer: index)
+        }
+        return Dropout.mask(count: x.count, rate: dropoutRate, rng: rng)
+    }
+
+    /// The forward pass to the logits. `images` NHWC, `batch` images; `origin` keys the
+    /// dropout masks (nil: no dropout).
+    func forward(_ p: [[Float]], images: [Float], batch: Int, normalization: Normalization, origin: BatchOrigin?,
+                 unit: MatrixUnit) -> (logits: [Float], tape: Tape) {
         var tape = Tape(convInputs: Array(repeating: [], count: convs.count), convOutputs: Array(repeating: [], count: convs.count),
                         normCaches: Array(repeating: nil, count: norms.count), statistics: Array(repeating: ([], []), count: norms.count),
-                        blockSums: [], pooled: [], pixels: 0)
-        // conv -> batch norm (or bias), no activation.
+                        blockSums: [], dropoutMasks: [], pooled: [], pixels: 0)
+        // conv -> bias -> batch norm, no activation.
         func conv(_ i: Int, _ x: [Float]) -> [Float] {
             let c = convs[i], channels = c.shape.outChannels
             tape.convInputs[i] = x
             var y = Conv2D.forward(x: x, w: p[c.weight], shape: c.shape.with(batch: batch), layer: c.name, unit: unit)
             let rows = y.count / channels
+            if let b = c.bias {
+                y = BatchNorm.perChannel(y, channels: channels) { v, ch in v + p[b][ch] }
+            }
             if let n = c.norm {
                 let (gamma, beta) = (p[norms[n].gamma], p[norms[n].beta])
                 switch normalization {
                 case .batch:
-                    let bn = BatchNorm.forwardTraining(x: y, rows: rows, channels: channels, gamma: gamma, beta: beta, epsilon: bnEpsilon)
+                    let bn = BatchNorm.forwardTraining(x: y, rows: rows, channels: channels, gamma: gamma, beta: beta, epsilon: bnEpsilon,
+                                                       order: reduction)
                     tape.statistics[n] = (bn.mean, bn.variance)
                     tape.normCaches[n] = bn.cache
                     y = bn.y
@@ -260,20 +364,24 @@ public struct ResNet18: Model {
                     y = BatchNorm.forwardInference(x: y, rows: rows, channels: channels, gamma: gamma, beta: beta,
                                                    movingMean: moving[2 * n], movingVariance: moving[2 * n + 1], epsilon: bnEpsilon)
                 }
-            } else if let b = c.bias {
-                for r in 0..<rows { for ch in 0..<channels { y[r * channels + ch] += p[b][ch] } }
             }
             tape.convOutputs[i] = y
             return y
         }
+        func dropout(_ x: [Float], _ index: Int) -> ([Float], [Float]?) {
+            guard let mask = dropoutMask(x, index: index, origin: origin) else { return (x, nil) }
+            return (Dropout.forward(x, mask: mask), mask)
+        }
         var x = ReLU.forward(conv(0, images))
-        for block in blocks {
-            let h = ReLU.forward(conv(block.conv1, x))
+        for (b, block) in blocks.enumerated() {
+            let (h, mask1) = dropout(ReLU.forward(conv(block.conv1, x)), 2 * b)
             let main = conv(block.conv2, h)
             let shortcut = block.downsample.map { conv($0, x) } ?? x
             let sum = elementwise(main, shortcut, +)
             tape.blockSums.append(sum)
-            x = ReLU.forward(sum)
+            let mask2: [Float]?
+            (x, mask2) = dropout(ReLU.forward(sum), 2 * b + 1)
+            tape.dropoutMasks.append((mask1, mask2))
         }
         tape.pixels = x.count / (batch * features)
         tape.pooled = GlobalAveragePool.forward(x: x, batch: batch, pixels: tape.pixels, channels: features)
@@ -287,7 +395,7 @@ public struct ResNet18: Model {
     public func trainReplica(parameters p: [[Float]], modelState: [[Float]], batch data: Batch, unit: MatrixUnit) -> ReplicaResult {
         let (images, labels) = (data.images, data.labels)
         let batch = labels.count
-        let (logits, tape) = forward(p, images: images, batch: batch, normalization: .batch, unit: unit)
+        let (logits, tape) = forward(p, images: images, batch: batch, normalization: .batch, origin: data.origin, unit: unit)
         let (loss, correct, dlogits) = SoftmaxCrossEntropy.forwardBackward(logits: logits, labels: labels, classes: scale.classes)
         var grads = parameterShapes.map { [Float](repeating: 0, count: $0.reduce(1, *)) }
 
@@ -297,27 +405,38 @@ public struct ResNet18: Model {
                                                                        outFeatures: scale.classes, layer: "dense", unit: unit)
         var dx = GlobalAveragePool.backward(dy: dpooled, batch: batch, pixels: tape.pixels, channels: features)
 
-        // dL/d(conv input) from dL/d(conv output after norm); records the layer's gradients.
+        // dL/d(conv input) from dL/d(conv output after bias and norm); records the layer's
+        // gradients.
         func conv(_ i: Int, _ dy: [Float], needInput: Bool = true) -> [Float] {
             let c = convs[i], shape = c.shape.with(batch: batch)
             var d = dy
             let rows = dy.count / shape.outChannels
             if let n = c.norm, let cache = tape.normCaches[n] {
-                let bn = BatchNorm.backward(dy: dy, cache: cache, rows: rows, channels: shape.outChannels, gamma: p[norms[n].gamma])
+                let bn = BatchNorm.backward(dy: dy, cache: cache, rows: rows, channels: shape.outChannels, gamma: p[norms[n].gamma],
+                                            order: reduction)
                 (d, grads[norms[n].gamma], grads[norms[n].beta]) = (bn.dx, bn.dgamma, bn.dbeta)
-            } else if let b = c.bias {
-                grads[b] = Reduce.columnSums(dy, rows: rows, columns: shape.outChannels)
+            }
+            if let b = c.bias {
+                grads[b] = Reduce.columnSums(d, rows: rows, columns: shape.outChannels, order: reduction)
             }
             // `_grad_in` before `_grad_wt`, as ``sites`` lists them.
-            let dInput = needInput ? Conv2D.backwardInput(dy: d, w: p[c.weight], shape: shape, layer: c.name, unit: unit) : []
-            grads[c.weight] = Conv2D.backwardWeight(x: tape.convInputs[i], dy: d, shape: shape, layer: c.name, unit: unit)
-            return dInput
+            switch backwardLayout {
+            case .lowered:
+                let dInput = needInput ? Conv2D.backwardInput(dy: d, w: p[c.weight], shape: shape, layer: c.name, unit: unit) : []
+                grads[c.weight] = Conv2D.backwardWeight(x: tape.convInputs[i], dy: d, shape: shape, layer: c.name, unit: unit)
+                return dInput
+            case .reference:
+                let dInput = needInput ? Conv2D.backwardInputReference(dy: d, w: p[c.weight], shape: shape, layer: c.name, unit: unit) : []
+                grads[c.weight] = Conv2D.backwardWeightReference(x: tape.convInputs[i], dy: d, shape: shape, layer: c.name, unit: unit)
+                return dInput
+            }
         }
+        func dropout(_ dy: [Float], _ mask: [Float]?) -> [Float] { mask.map { Dropout.backward(dy: dy, mask: $0) } ?? dy }
         for (b, block) in blocks.enumerated().reversed() {
-            let dsum = ReLU.backward(dy: dx, x: tape.blockSums[b])
+            let dsum = ReLU.backward(dy: dropout(dx, tape.dropoutMasks[b].afterBlock), x: tape.blockSums[b])
             // The block's layers in reverse forward order: downsample, conv2, conv1.
             let dshortcut = block.downsample.map { conv($0, dsum) } ?? dsum
-            let dh = ReLU.backward(dy: conv(block.conv2, dsum), x: tape.convOutputs[block.conv1])
+            let dh = ReLU.backward(dy: dropout(conv(block.conv2, dsum), tape.dropoutMasks[b].afterConv1), x: tape.convOutputs[block.conv1])
             dx = elementwise(conv(block.conv1, dh), dshortcut, +)
         }
         _ = conv(0, ReLU.backward(dy: dx, x: tape.convOutputs[0]), needInput: false)
@@ -333,7 +452,7 @@ public struct ResNet18: Model {
 
     /// Inference with the moving statistics: mean loss and correct predictions.
     public func evaluate(parameters p: [[Float]], modelState: [[Float]], batch data: Batch, unit: MatrixUnit) -> (loss: Float, correct: Int) {
-        let logits = forward(p, images: data.images, batch: data.labels.count, normalization: .moving(modelState), unit: unit).logits
+        let logits = forward(p, images: data.images, batch: data.labels.count, normalization: .moving(modelState), origin: nil, unit: unit).logits
         let r = SoftmaxCrossEntropy.forwardBackward(logits: logits, labels: data.labels, classes: scale.classes)
         return (r.loss, r.correct)
     }

@@ -14,14 +14,18 @@ public struct WorkloadDefinition: Sendable {
     /// The model a configuration describes (as recorded in a manifest); the error names the
     /// field that does not fit.
     public var build: @Sendable (ModelConfiguration) throws(ModelError) -> any Model
+    /// The training-time augmentation the reference used for it (``Augmentation/none`` when
+    /// it used none).
+    public var defaultAugmentation: Augmentation
 
-    public init(name: String, summary: String, defaultOptimizer: OptimizerKind, scales: [String],
+    public init(name: String, summary: String, defaultOptimizer: OptimizerKind, scales: [String], defaultAugmentation: Augmentation = .none,
                 preset: @escaping @Sendable (_ scale: String) throws(ModelError) -> ModelConfiguration,
                 build: @escaping @Sendable (ModelConfiguration) throws(ModelError) -> any Model) {
         self.name = name
         self.summary = summary
         self.defaultOptimizer = defaultOptimizer
         self.scales = scales
+        self.defaultAugmentation = defaultAugmentation
         self.preset = preset
         self.build = build
     }

@@ -1,31 +1,79 @@
-/// The simulator's reductions. One order everywhere, so that results never depend on thread
-/// count or SIMD width: fp32, starting from +0, adding in ascending index order. Sums over
-/// the rows of a row-major matrix (per-channel statistics of NHWC data, bias gradients) run
-/// the rows in order for every column at once, which vectorises across columns without
-/// changing any column's order.
+/// The order in which a reduction adds. Each is one fixed order, so results never depend on
+/// thread count or SIMD width; they differ in rounding error.
+public enum ReductionOrder: String, Sendable, Codable, CaseIterable {
+    /// fp32 from +0, ascending index order: error grows with the length (up to ~n ulps).
+    /// The first networks' order, kept so that their traces replay bit for bit.
+    case sequential
+    /// Blocks of ``Reduce/blockLength`` consecutive elements summed in ascending order, then
+    /// the block sums combined by a pairwise tree over adjacent pairs (block 0 + block 1,
+    /// block 2 + block 3, ...; an odd last one carried up a level), as a vector unit that
+    /// holds eight rows per register and folds registers pairwise would: error grows with
+    /// `8 + log2(n / 8)`.
+    case pairwise
+}
+
+/// The simulator's reductions, in a ``ReductionOrder``. Sums over the rows of a row-major
+/// matrix (per-channel statistics of NHWC data, bias gradients) run the same order for
+/// every column at once, which vectorises across columns without changing any column's order.
 public enum Reduce {
-    /// `out[c] = sum over r ascending of x[r * columns + c]`.
-    public static func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
+    /// Rows summed sequentially before the pairwise tree (one register of eight sublanes).
+    public static let blockLength = 8
+
+    /// `out[c] = sum over r of x[r * columns + c]`, in `order`.
+    public static func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, order: ReductionOrder = .sequential,
+                                  into out: UnsafeMutablePointer<Float>) {
         out.update(repeating: 0, count: columns)
-        for r in 0..<rows {
-            let row = x + r * columns
-            for c in 0..<columns { out[c] += row[c] }
+        switch order {
+        case .sequential:
+            for r in 0..<rows {
+                let row = x + r * columns
+                for c in 0..<columns { out[c] += row[c] }
+            }
+        case .pairwise:
+            let blocks = (rows + blockLength - 1) / blockLength
+            guard blocks > 1 else {
+                for r in 0..<rows { for c in 0..<columns { out[c] += x[r * columns + c] } }
+                return
+            }
+            var partial = [Float](repeating: 0, count: blocks * columns)
+            partial.withUnsafeMutableBufferPointer { pp in
+                let p = pp.baseAddress!
+                for b in 0..<blocks {
+                    let sums = p + b * columns
+                    for r in (b * blockLength)..<min(rows, (b + 1) * blockLength) {
+                        let row = x + r * columns
+                        for c in 0..<columns { sums[c] += row[c] }
+                    }
+                }
+                var count = blocks
+                while count > 1 {
+                    let pairs = count / 2
+                    for i in 0..<pairs {
+                        let d = p + i * columns, l = p + 2 * i * columns, r = p + (2 * i + 1) * columns
+                        for c in 0..<columns { d[c] = l[c] + r[c] }
+                    }
+                    if count % 2 == 1 { (p + pairs * columns).update(from: p + (count - 1) * columns, count: columns) }
+                    count = pairs + count % 2
+                }
+                out.update(from: p, count: columns)
+            }
         }
     }
 
-    public static func columnSums(_ x: [Float], rows: Int, columns: Int) -> [Float] {
+    public static func columnSums(_ x: [Float], rows: Int, columns: Int, order: ReductionOrder = .sequential) -> [Float] {
         precondition(x.count == rows * columns)
         var out = [Float](repeating: 0, count: columns)
         x.withUnsafeBufferPointer { px in
-            out.withUnsafeMutableBufferPointer { po in columnSums(px.baseAddress!, rows: rows, columns: columns, into: po.baseAddress!) }
+            out.withUnsafeMutableBufferPointer { po in
+                guard let base = px.baseAddress, let o = po.baseAddress else { return }
+                columnSums(base, rows: rows, columns: columns, order: order, into: o)
+            }
         }
         return out
     }
 
-    /// Sum in ascending order.
-    public static func sum(_ x: [Float]) -> Float {
-        var s: Float = 0
-        for v in x { s += v }
-        return s
+    /// The sum of `x` in `order`.
+    public static func sum(_ x: [Float], order: ReductionOrder = .sequential) -> Float {
+        columnSums(x, rows: x.count, columns: 1, order: order).first ?? 0
     }
 }

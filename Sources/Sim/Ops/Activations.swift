@@ -25,18 +25,52 @@ func elementwise(_ a: [Float], _ b: [Float], _ f: (Float, Float) -> Float) -> [F
     }
 }
 
-/// Inverted dropout: keeps each element with probability `keep` and scales it by `1 / keep`;
-/// the mask is drawn from a ``CounterRNG`` keyed by the caller (seed, step, replica, layer),
-/// so re-executing a step redraws the same mask.
+/// Inverted dropout at rate `rate`: an element is kept when its uniform draw `u` satisfies
+/// `u >= rate` (the reference's comparison) and then scaled by `1 / (1 - rate)`.
+///
+/// Where the draws come from (``DropoutKeying``):
+/// - ``DropoutKeying/dataSeeded``, the reference's rule: the stream is keyed by the run's
+///   seed and by `int32(1000 * x[0])` and `int32(1000 * x[1])`, the first two values of the
+///   layer's input, so an upstream change of those two values redraws every later mask
+///   (``dataSeededStream(seed:input:)``);
+/// - ``DropoutKeying/counter``: keyed by seed, step, replica and the layer's index, so a
+///   mask never depends on the data.
 public enum Dropout {
-    public static func mask(count: Int, keep: Float, rng: CounterRNG) -> [Float] {
+    /// The mask: `1 / (1 - rate)` where kept, 0 where dropped; `count` draws of `rng`.
+    public static func mask(count: Int, rate: Float, rng: CounterRNG) -> [Float] {
+        precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
         var rng = rng
-        let scale = 1 / keep
-        return (0..<count).map { _ in rng.nextUniform() < keep ? scale : 0 }
+        let scale = 1 / (1 - rate)
+        return (0..<count).map { _ in rng.nextUniform() >= rate ? scale : 0 }
+    }
+
+    /// The reference's data-seeded stream for a layer whose input is `x`.
+    public static func dataSeededStream(seed: UInt64, input x: [Float]) -> CounterRNG {
+        let a = x.count > 0 ? truncatingInt32(1000 * x[0]) : 0, b = x.count > 1 ? truncatingInt32(1000 * x[1]) : 0
+        return CounterRNG(seed: seed, purpose: .dropout, Int(a), Int(b), -1)
+    }
+
+    /// The counter-keyed stream of dropout layer `layer` (its index in the model, below 2^16).
+    public static func counterStream(origin: BatchOrigin, layer: Int) -> CounterRNG {
+        CounterRNG(seed: origin.seed, purpose: .dropout, origin.epoch, origin.step, origin.replica << 16 | layer)
+    }
+
+    /// A float cast to int32 as TensorFlow's cast does on x86: truncation toward zero; NaN and
+    /// values outside the int32 range give `Int32.min` (the instruction's "integer
+    /// indefinite"), so a fault's NaN or infinity keys a definite stream.
+    public static func truncatingInt32(_ v: Float) -> Int32 {
+        guard v >= -0x1p31, v < 0x1p31 else { return .min }  // false for NaN too
+        return Int32(v.rounded(.towardZero))
     }
 
     public static func forward(_ x: [Float], mask: [Float]) -> [Float] { elementwise(x, mask, *) }
 
     /// dL/dx = dL/dy * mask.
     public static func backward(dy: [Float], mask: [Float]) -> [Float] { elementwise(dy, mask, *) }
+}
+
+/// Where dropout masks come from (see ``Dropout``).
+public enum DropoutKeying: String, Sendable, Codable, CaseIterable {
+    case dataSeeded = "data-seeded"
+    case counter
 }

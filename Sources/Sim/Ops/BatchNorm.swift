@@ -1,7 +1,7 @@
 /// Batch normalisation over the rows of `[M, C]` data (an NHWC tensor with `M = N*H*W`),
 /// per channel, as Keras does it: biased batch variance, `y = gamma * xhat + beta` with
-/// `xhat = (x - mean) / sqrt(var + eps)`. Statistics are fp32 column sums in row order
-/// (``Reduce``), the variance in a second pass over `x - mean`.
+/// `xhat = (x - mean) / sqrt(var + eps)`. Statistics are fp32 column sums in the caller's
+/// ``ReductionOrder`` (``Reduce``), the variance in a second pass over `x - mean`.
 public enum BatchNorm {
     /// What the backward pass needs from the forward one.
     public struct Cache: Sendable {
@@ -12,11 +12,11 @@ public enum BatchNorm {
     /// Training: normalises with this batch's statistics and returns them for the moving
     /// averages.
     public static func forwardTraining(x: [Float], rows: Int, channels: Int, gamma: [Float], beta: [Float],
-                                       epsilon: Float) -> (y: [Float], mean: [Float], variance: [Float], cache: Cache) {
+                                       epsilon: Float, order: ReductionOrder) -> (y: [Float], mean: [Float], variance: [Float], cache: Cache) {
         let m = Float(rows)
-        let mean = Reduce.columnSums(x, rows: rows, columns: channels).map { $0 / m }
+        let mean = Reduce.columnSums(x, rows: rows, columns: channels, order: order).map { $0 / m }
         let centered = perChannel(x, channels: channels) { v, c in v - mean[c] }
-        let variance = Reduce.columnSums(elementwise(centered, centered, *), rows: rows, columns: channels).map { $0 / m }
+        let variance = Reduce.columnSums(elementwise(centered, centered, *), rows: rows, columns: channels, order: order).map { $0 / m }
         let rstd = variance.map { DeterministicMath.rsqrt($0 + epsilon) }
         let xhat = perChannel(centered, channels: channels) { v, c in v * rstd[c] }
         let y = perChannel(xhat, channels: channels) { v, c in gamma[c] * v + beta[c] }
@@ -33,9 +33,9 @@ public enum BatchNorm {
     /// dL/dx, dL/dgamma, dL/dbeta through the batch statistics:
     /// `dx = rstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))`, `dxhat = dy * gamma`.
     public static func backward(dy: [Float], cache: Cache, rows: Int, channels: Int,
-                                gamma: [Float]) -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
-        let dbeta = Reduce.columnSums(dy, rows: rows, columns: channels)
-        let dgamma = Reduce.columnSums(elementwise(dy, cache.xhat, *), rows: rows, columns: channels)
+                                gamma: [Float], order: ReductionOrder) -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
+        let dbeta = Reduce.columnSums(dy, rows: rows, columns: channels, order: order)
+        let dgamma = Reduce.columnSums(elementwise(dy, cache.xhat, *), rows: rows, columns: channels, order: order)
         let m = Float(rows)
         // sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma.
         let scale = (0..<channels).map { gamma[$0] * cache.rstd[$0] / m }

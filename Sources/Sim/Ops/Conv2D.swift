@@ -36,6 +36,87 @@ public enum Conv2D {
         }
     }
 
+    /// dL/dx in the reference layout (``ConvBackwardLayout/reference``): the stride-1 VALID
+    /// convolution ``ConvShape/gradientInputConvolution`` of dL/dy dilated and padded, by the
+    /// rotated kernel (site `<layer>_grad_in`; operands as that convolution has them).
+    public static func backwardInputReference(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
+        precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
+        let c = s.gradientInputConvolution, g = c.gemm
+        let (oh, ow) = s.gradientInputOffset
+        // dL/dy[n, i, j, :] -> operand[n, oh + i * strideH, ow + j * strideW, :].
+        var operand = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
+        for n in 0..<s.batch {
+            for i in 0..<s.outH {
+                for j in 0..<s.outW {
+                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
+                    let dst = ((n * c.inH + oh + i * s.strideH) * c.inW + ow + j * s.strideW) * s.outChannels
+                    for k in 0..<s.outChannels { operand[dst + k] = dy[src + k] }
+                }
+            }
+        }
+        // w[fh, fw, ci, co] -> rotated[Fh-1-fh, Fw-1-fw, co, ci].
+        var rotated = [Float](repeating: 0, count: w.count)
+        for fh in 0..<s.filterH {
+            for fw in 0..<s.filterW {
+                for ci in 0..<s.inChannels {
+                    for co in 0..<s.outChannels {
+                        rotated[(((s.filterH - 1 - fh) * s.filterW + s.filterW - 1 - fw) * s.outChannels + co) * s.inChannels + ci] =
+                            w[((fh * s.filterW + fw) * s.inChannels + ci) * s.outChannels + co]
+                    }
+                }
+            }
+        }
+        return unit.operation(SiteID(layer: layer, kind: .gradIn), input: operand, inputShape: c.inputShape,
+                              weight: rotated, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
+            mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+        }
+    }
+
+    /// dL/dw in the reference layout: the stride-1 VALID convolution
+    /// ``ConvShape/gradientWeightConvolution`` of the padded, transposed forward input by the
+    /// dilated dL/dy (site `<layer>_grad_wt`; its output, the operation's, is
+    /// `[Cin, Fh, Fw, Cout]`). Returns dL/dw as `[Fh, Fw, Cin, Cout]`.
+    public static func backwardWeightReference(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
+        precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
+        let c = s.gradientWeightConvolution, g = c.gemm
+        let (qh, qw) = ((s.filterH - 1) / 2, (s.filterW - 1) / 2)
+        // x[n, h, w, ci] -> input[ci, qh + h, qw + w, n].
+        var input = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
+        for n in 0..<s.batch {
+            for h in 0..<s.inH {
+                for w in 0..<s.inW {
+                    let src = ((n * s.inH + h) * s.inW + w) * s.inChannels
+                    for ci in 0..<s.inChannels { input[((ci * c.inH + qh + h) * c.inW + qw + w) * s.batch + n] = x[src + ci] }
+                }
+            }
+        }
+        // dy[n, i, j, co] -> kernel[oh + i * strideH, ow + j * strideW, n, co].
+        let (oh, ow) = s.gradientWeightOffset
+        var kernel = [Float](repeating: 0, count: c.weightShape.reduce(1, *))
+        for n in 0..<s.batch {
+            for i in 0..<s.outH {
+                for j in 0..<s.outW {
+                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
+                    let dst = (((oh + i * s.strideH) * c.filterW + ow + j * s.strideW) * s.batch + n) * s.outChannels
+                    for co in 0..<s.outChannels { kernel[dst + co] = dy[src + co] }
+                }
+            }
+        }
+        let dw = unit.operation(SiteID(layer: layer, kind: .gradWt), input: input, inputShape: c.inputShape,
+                                weight: kernel, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
+            mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+        }
+        // [Cin, Fh, Fw, Cout] -> [Fh, Fw, Cin, Cout].
+        var out = [Float](repeating: 0, count: dw.count)
+        let taps = s.filterH * s.filterW
+        for ci in 0..<s.inChannels {
+            for t in 0..<taps {
+                for co in 0..<s.outChannels { out[(t * s.inChannels + ci) * s.outChannels + co] = dw[(ci * taps + t) * s.outChannels + co] }
+            }
+        }
+        return out
+    }
+
     /// Gathers every filter window of x into one row (zeros where the window hangs over the
     /// padding).
     static func im2col(_ x: [Float], _ s: ConvShape) -> [Float] {

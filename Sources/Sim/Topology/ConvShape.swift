@@ -101,3 +101,61 @@ public struct ConvShape: Sendable, Equatable, Codable {
         }
     }
 }
+
+/// How a convolution's two backward operations present their operands to fault injection.
+public enum ConvBackwardLayout: String, Sendable, Codable {
+    /// The forward tensors: `_grad_in` multiplies dL/dy `[N, Ho, Wo, Cout]` by the kernel
+    /// `[Fh, Fw, Cin, Cout]` (then scatters the columns back, col2im); `_grad_wt` multiplies
+    /// the forward input `[N, H, W, Cin]` by dL/dy. The first networks' layout.
+    case lowered
+    /// The reference study's formulation: each backward operation is a stride-1 VALID
+    /// convolution of explicitly built operands (``ConvShape/gradientInputConvolution`` and
+    /// ``ConvShape/gradientWeightConvolution``), so a fault position indexes those tensors,
+    /// zeros of the dilation and padding included.
+    case reference
+}
+
+extension ConvShape {
+    /// The `_grad_in` operation in the reference layout: dL/dx as a stride-1 VALID
+    /// convolution. Its input is dL/dy dilated by the stride and zero-padded to
+    /// `[N, H + Fh - 1, W + Fw - 1, Cout]`, element `(i, j)` of dL/dy at
+    /// `(Fh - 1 - padTop + i * strideH, Fw - 1 - padLeft + j * strideW)`
+    /// (``gradientInputOffset``); its weight is the kernel rotated by 180 degrees with input
+    /// and output channels swapped, `[Fh, Fw, Cout, Cin]`; its output is dL/dx, `[N, H, W, Cin]`.
+    public var gradientInputConvolution: ConvShape {
+        ConvShape(batch: batch, inH: inH + filterH - 1, inW: inW + filterW - 1, inChannels: outChannels, filterH: filterH, filterW: filterW,
+                  outChannels: inChannels, strideH: 1, strideW: 1, outH: inH, outW: inW)
+    }
+
+    /// Where dL/dy's first element sits in the `_grad_in` input (rows, columns).
+    public var gradientInputOffset: (h: Int, w: Int) { (filterH - 1 - padTop, filterW - 1 - padLeft) }
+
+    /// The `_grad_wt` operation in the reference layout: dL/dW as a stride-1 VALID
+    /// convolution over the batch. Its input is the forward input padded by `(Fh - 1) / 2`
+    /// rows and `(Fw - 1) / 2` columns on every side and transposed to
+    /// `[Cin, H + 2 qh, W + 2 qw, N]`; its weight is dL/dy, dilated by the stride and viewed
+    /// as a kernel `[Lh, Lw, N, Cout]` with `Lh = H + 2 qh - Fh + 1`, element `(i, j)` at
+    /// `(qh - padTop + i * strideH, qw - padLeft + j * strideW)` (``gradientWeightOffset``;
+    /// for stride 1 this is dL/dy itself); its output is `[Cin, Fh, Fw, Cout]`, dL/dW with
+    /// its first axis moved to the third. This is the reference's construction (padding
+    /// `(F - 1) / 2` on both sides, the dilation zero before each element when the padding
+    /// before is short of it); it needs odd filters and SAME-style padding.
+    public var gradientWeightConvolution: ConvShape {
+        let (qh, qw) = ((filterH - 1) / 2, (filterW - 1) / 2)
+        let (hp, wp) = (inH + 2 * qh, inW + 2 * qw)
+        return ConvShape(batch: inChannels, inH: hp, inW: wp, inChannels: batch, filterH: hp - filterH + 1, filterW: wp - filterW + 1,
+                         outChannels: outChannels, strideH: 1, strideW: 1, outH: filterH, outW: filterW)
+    }
+
+    /// Where dL/dy's first element sits in the `_grad_wt` weight (rows, columns).
+    public var gradientWeightOffset: (h: Int, w: Int) { ((filterH - 1) / 2 - padTop, (filterW - 1) / 2 - padLeft) }
+
+    /// Whether the reference layout can express this convolution: odd filters, padding on
+    /// each side at most `(F - 1) / 2` (TensorFlow's SAME or VALID with odd filters).
+    public var supportsReferenceBackward: Bool {
+        let (qh, qw) = ((filterH - 1) / 2, (filterW - 1) / 2)
+        let padBottom = (outH - 1) * strideH + filterH - inH - padTop, padRight = (outW - 1) * strideW + filterW - inW - padLeft
+        return filterH % 2 == 1 && filterW % 2 == 1 && padTop <= qh && padLeft <= qw && padBottom <= qh && padRight <= qw
+    }
+
+}

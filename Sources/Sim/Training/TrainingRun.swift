@@ -22,9 +22,10 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     }
 
     /// The reference's setup for `workload` at the preset `scale`: its optimizer and
-    /// learning-rate schedule, 8 replicas, a TPU v2 core's MXU with bf16 operands.
+    /// learning-rate schedule, 8 replicas, a TPU v2 core's MXU with bf16 operands, and its
+    /// augmentation unless `augmentation` says otherwise.
     public init(workload: String, scale: String, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
-                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none) throws(ModelError) {
+                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation? = nil) throws(ModelError) {
         let definition = try Workloads.named(workload)
         try self.init(workload: workload, model: try definition.preset(scale), optimizer: optimizer, replicas: replicas, seed: seed,
                       chip: chip, precision: precision, augmentation: augmentation)
@@ -32,8 +33,9 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
 
     /// The same with a model configuration of its own (e.g. a custom scale).
     public init(workload: String, model: ModelConfiguration, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
-                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation = .none) throws(ModelError) {
-        let defaultKind = try Workloads.named(workload).defaultOptimizer
+                chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation? = nil) throws(ModelError) {
+        let definition = try Workloads.named(workload)
+        let defaultKind = definition.defaultOptimizer
         let kind = optimizer ?? defaultKind
         self.workload = workload
         self.model = model
@@ -43,7 +45,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         self.seed = seed
         self.chip = chip
         self.precision = precision
-        self.augmentation = augmentation
+        self.augmentation = augmentation ?? definition.defaultAugmentation
     }
 
     /// The model this configuration describes.

@@ -9,30 +9,88 @@ public enum BatchSamplerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Training-time augmentation, applied per image: zero-pad by `pad` pixels on every side and
-/// crop a random `height x width` window (torchvision's `RandomCrop(padding:)`), then mirror
-/// left-right with probability 1/2 (`RandomHorizontalFlip`). Padding is the normalised value
-/// of a black pixel, as when padding comes before normalisation.
+/// Training-time augmentation. Two recipes:
+///
+/// - per image (``CropScope/perImage``, torchvision's): zero-pad by `pad` pixels on every
+///   side and crop a random `height x width` window, then mirror left-right with
+///   probability 1/2 (`RandomCrop(padding:)`, `RandomHorizontalFlip`);
+/// - the reference study's (``reference``, Keras layers inside its model): mirror
+///   left-right and, independently, top-bottom, each with probability 1/2 per image, then
+///   pad by `pad` and crop ONE random window for the whole replica batch (its `RandomCrop`
+///   crops every image of a batch at the same place).
+///
+/// Padding is the normalised value of a black pixel (``PadFill/black``, as when padding comes
+/// before normalisation) or 0 (``PadFill/zero``: padding after normalisation, the reference's
+/// `ZeroPadding2D`).
 public struct Augmentation: Sendable, Equatable, Codable {
-    public var flip: Bool
-    public var pad: Int
+    /// Where a crop window is drawn.
+    public enum CropScope: String, Sendable, Codable {
+        /// One window per image, before the flip.
+        case perImage = "per-image"
+        /// One window per replica batch, after the flips.
+        case perBatch = "per-batch"
+    }
 
-    public init(flip: Bool, pad: Int) {
+    /// What the padding holds.
+    public enum PadFill: String, Sendable, Codable {
+        /// The normalised value of a black pixel.
+        case black
+        /// Zero, i.e. the data set's mean.
+        case zero
+    }
+
+    /// Mirror left-right with probability 1/2.
+    public var flip: Bool
+    /// Mirror top-bottom with probability 1/2 (independently of ``flip``).
+    public var flipVertical: Bool
+    public var pad: Int
+    public var fill: PadFill
+    public var crop: CropScope
+
+    public init(flip: Bool, flipVertical: Bool = false, pad: Int, fill: PadFill = .black, crop: CropScope = .perImage) {
         self.flip = flip
+        self.flipVertical = flipVertical
         self.pad = pad
+        self.fill = fill
+        self.crop = crop
     }
 
     public static let none = Augmentation(flip: false, pad: 0)
     /// The usual CIFAR-10 recipe: flip, pad 4 and crop back.
     public static let cifar = Augmentation(flip: true, pad: 4)
+    /// The reference study's: flips both ways, zero padding 6, one crop per replica batch.
+    public static let reference = Augmentation(flip: true, flipVertical: true, pad: 6, fill: .zero, crop: .perBatch)
 
-    public var isNone: Bool { !flip && pad == 0 }
+    public var isNone: Bool { !flip && !flipVertical && pad == 0 }
+
+    enum CodingKeys: String, CodingKey { case flip, flipVertical, pad, fill, crop }
+
+    /// Manifests written before the reference recipe hold only `flip` and `pad`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(flip: try c.decode(Bool.self, forKey: .flip), flipVertical: try c.decodeIfPresent(Bool.self, forKey: .flipVertical) ?? false,
+                  pad: try c.decode(Int.self, forKey: .pad), fill: try c.decodeIfPresent(PadFill.self, forKey: .fill) ?? .black,
+                  crop: try c.decodeIfPresent(CropScope.self, forKey: .crop) ?? .perImage)
+    }
+
+    /// Writes the newer fields only when they differ from the defaults, so that an older
+    /// recipe is recorded as it always was.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(flip, forKey: .flip)
+        if flipVertical { try c.encode(flipVertical, forKey: .flipVertical) }
+        try c.encode(pad, forKey: .pad)
+        if fill != .black { try c.encode(fill, forKey: .fill) }
+        if crop != .perImage { try c.encode(crop, forKey: .crop) }
+    }
 }
 
 /// What the augmentation did to one image.
 public struct AugmentationDraw: Sendable, Hashable {
     /// Mirrored left-right.
     public var flipped: Bool
+    /// Mirrored top-bottom.
+    public var flippedVertically: Bool = false
     /// Top-left corner of the crop window in the padded image, each in `0...2 x pad`;
     /// `(pad, pad)` is the original image.
     public var offsetY: Int
@@ -46,14 +104,33 @@ public struct Batch: Sendable, Equatable {
     public var labels: [Int32]
     /// The dataset index of each image, for tracing a result back to its inputs.
     public var indices: [Int]
+    /// Which training step and replica it feeds (nil for evaluation batches): keys the
+    /// random draws a model makes during training, such as counter-keyed dropout masks.
+    public var origin: BatchOrigin?
 
-    public init(images: [Float], labels: [Int32], indices: [Int]) {
+    public init(images: [Float], labels: [Int32], indices: [Int], origin: BatchOrigin? = nil) {
         self.images = images
         self.labels = labels
         self.indices = indices
+        self.origin = origin
     }
 
     public var count: Int { labels.count }
+}
+
+/// Where a training batch belongs: the run's seed, the epoch, the step within it, the replica.
+public struct BatchOrigin: Sendable, Equatable {
+    public var seed: UInt64
+    public var epoch: Int
+    public var step: Int
+    public var replica: Int
+
+    public init(seed: UInt64, epoch: Int, step: Int, replica: Int) {
+        self.seed = seed
+        self.epoch = epoch
+        self.step = step
+        self.replica = replica
+    }
 }
 
 /// Data-parallel batching of a training set. Epoch `e` visits the images in the order
@@ -119,47 +196,75 @@ public struct BatchSampler: Sendable {
     public func batch(epoch: Int, step: Int, replica: Int) -> Batch {
         precondition((0..<replicas).contains(replica), "replica \(replica) is outside 0..<\(replicas)")
         let indices = Array(globalIndices(epoch: epoch, step: step)[replica * perReplica ..< (replica + 1) * perReplica])
-        return gather(indices, epoch: epoch, step: step)
+        return gather(indices, epoch: epoch, step: step, replica: replica)
     }
 
     /// All replicas' batches for one step (one permutation instead of one per replica).
     public func batches(epoch: Int, step: Int) -> [Batch] {
         let all = globalIndices(epoch: epoch, step: step)
         return (0..<replicas).map { r in
-            gather(Array(all[r * perReplica ..< (r + 1) * perReplica]), epoch: epoch, step: step)
+            gather(Array(all[r * perReplica ..< (r + 1) * perReplica]), epoch: epoch, step: step, replica: r)
         }
     }
 
     /// The augmentation drawn for the image `datasetIndex` at `(epoch, step)`, from
     /// `CounterRNG(seed:, purpose: .augmentation, epoch, step, datasetIndex)`: the first value
-    /// decides the flip (lowest bit), the next two the crop offsets. All three are drawn
-    /// whether or not the augmentation uses them, so turning the flip off leaves the crops as
-    /// they were.
+    /// decides the flips (lowest bit left-right, the next one top-bottom), the next two the
+    /// crop offsets. All are drawn whether or not the augmentation uses them, so turning a
+    /// flip off leaves the crops as they were. With a per-batch crop the offsets are
+    /// ``batchCrop(epoch:step:replica:)``'s instead.
     public func draw(epoch: Int, step: Int, datasetIndex: Int) -> AugmentationDraw {
         var rng = CounterRNG(seed: seed, purpose: .augmentation, epoch, step, datasetIndex)
-        let flip = rng.next() & 1 == 1
+        let flips = rng.next()
         let span = 2 * augmentation.pad + 1
         let y = rng.nextInt(below: span), x = rng.nextInt(below: span)
-        return AugmentationDraw(flipped: augmentation.flip && flip, offsetY: y, offsetX: x)
+        return AugmentationDraw(flipped: augmentation.flip && flips & 1 == 1, flippedVertically: augmentation.flipVertical && flips & 2 == 2,
+                                offsetY: y, offsetX: x)
     }
 
-    private func gather(_ indices: [Int], epoch: Int, step: Int) -> Batch {
-        if augmentation.isNone { return dataset.batch(indices: indices) }
+    /// The crop window of replica `replica`'s batch at `(epoch, step)` when the crop is per
+    /// batch: `CounterRNG(seed:, purpose: .augmentation, epoch, step, -1 - replica)`
+    /// (negative, so it never shares a stream with an image's draw), rows then columns.
+    public func batchCrop(epoch: Int, step: Int, replica: Int) -> (offsetY: Int, offsetX: Int) {
+        var rng = CounterRNG(seed: seed, purpose: .augmentation, epoch, step, -1 - replica)
+        let span = 2 * augmentation.pad + 1
+        let y = rng.nextInt(below: span)
+        return (y, rng.nextInt(below: span))
+    }
+
+    private func gather(_ indices: [Int], epoch: Int, step: Int, replica: Int) -> Batch {
+        let origin = BatchOrigin(seed: seed, epoch: epoch, step: step, replica: replica)
+        if augmentation.isNone {
+            var b = dataset.batch(indices: indices)
+            b.origin = origin
+            return b
+        }
         let (h, w, c) = (dataset.height, dataset.width, dataset.channels)
         let size = dataset.imageSize
         let pad = augmentation.pad
-        let fill = (0..<c).map { dataset.normalization.black(channel: $0) }
+        let fill = (0..<c).map { augmentation.fill == .zero ? 0 : dataset.normalization.black(channel: $0) }
+        let batchCrop = augmentation.crop == .perBatch ? self.batchCrop(epoch: epoch, step: step, replica: replica) : nil
         var images = [Float](repeating: 0, count: indices.count * size)
         images.withUnsafeMutableBufferPointer { out in
             dataset.images.withUnsafeBufferPointer { src in
                 for (n, index) in indices.enumerated() {
                     let d = draw(epoch: epoch, step: step, datasetIndex: index)
+                    let (oy, ox) = batchCrop ?? (d.offsetY, d.offsetX)
                     for y in 0..<h {
-                        // Output pixel (y, x) is pixel (y + offsetY - pad, x' + offsetX - pad) of
-                        // the original, where x' mirrors x when flipped.
-                        let sy = y + d.offsetY - pad
                         for x in 0..<w {
-                            let sx = (d.flipped ? w - 1 - x : x) + d.offsetX - pad
+                            // Per image: output (y, x) is pixel (y + oy - pad, x' + ox - pad)
+                            // of the original, x' mirroring x when flipped (crop, then flip).
+                            // Per batch: the flips come first, so the window's pixel
+                            // (y + oy - pad, x + ox - pad) is mirrored afterwards.
+                            var sy = y + oy - pad, sx: Int
+                            if batchCrop != nil {
+                                sx = x + ox - pad
+                                if d.flipped { sx = w - 1 - sx }
+                                if d.flippedVertically { sy = h - 1 - sy }
+                            } else {
+                                sx = (d.flipped ? w - 1 - x : x) + ox - pad
+                                if d.flippedVertically { sy = (h - 1 - y) + oy - pad }
+                            }
                             let to = n * size + (y * w + x) * c
                             if sy >= 0, sy < h, sx >= 0, sx < w {
                                 let from = index * size + (sy * w + sx) * c
@@ -172,7 +277,7 @@ public struct BatchSampler: Sendable {
                 }
             }
         }
-        return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: indices)
+        return Batch(images: images, labels: indices.map { dataset.labels[$0] }, indices: indices, origin: origin)
     }
 }
 
