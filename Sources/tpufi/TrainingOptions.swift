@@ -7,7 +7,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Workload: \(Workloads.names.joined(separator: ", ")).")
     var workload: String = "resnet18"
 
-    @Option(help: "Scale: tiny (8x8x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10).")
+    @Option(help: "Scale: tiny (16x16x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10).")
     var scale: String = "small"
 
     @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, or synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S].")

@@ -8,7 +8,7 @@ import Sim
 /// A workload that exists only in the test target (``TwoConvNet``) goes through every library
 /// call a built-in one does: record, restore, replay into each of its sites, bisect, campaign.
 @Suite(.serialized) struct WorkloadPluginTests {
-    static let dataset = "synthetic:train=64,test=16"
+    static let dataset = "synthetic:train=64,test=16,shape=8x8x1"
 
     static func scratch(_ name: String) -> String { Scratch.path("plugin-\(name)") }
 
