@@ -21,10 +21,14 @@ struct CampaignRun: ParsableCommand {
         abstract: "Draw N experiments from a seed, replay each against the golden trace, classify, summarize.",
         discussion: """
         Experiment i draws, from its own random stream keyed by (seed, i): a global step \
-        (leaving room for --steps-after-injection), a site (forward and backward MXU \
-        operations, after --phases/--layers), a fault model, a replica and a seed for the \
+        (leaving room for --steps-after-injection), a site (from --sampling's sites, after \
+        --phases/--layers), a fault model, a replica and a seed for the \
         fault's positions and values. So any shard, worker count or resumed run gives the \
-        same experiments and results as one serial run. With --kinds hardware an experiment \
+        same experiments and results as one serial run. --sampling all (the default) draws \
+        from every MXU operation (forward, _grad_in and _grad_wt of every layer); --sampling \
+        reference from the reference study's random-campaign sites: the convolutions' forward \
+        operations (the stem included) and their _grad_in operations, never a _grad_wt \
+        operation nor the dense layer. With --kinds hardware an experiment \
         instead draws a PE (MXU, row, column), a register (--registers), a bit, and a cycle of \
         the site's operation (flip) or a stuck-at value (--hardware-faults).
 
@@ -65,6 +69,9 @@ struct CampaignRun: ParsableCommand {
 
     @Option(parsing: .upToNextOption, help: "Hardware experiments: fault classes: flip (one bit in one cycle), stuck-at (for the whole operation) (default: both).")
     var hardwareFaults: [String] = []
+
+    @Option(help: "Sites to draw from: all (every MXU operation) or reference (the convolutions' forward and _grad_in operations, as the reference study's random campaigns).")
+    var sampling: SiteSampling = .all
 
     @Option(parsing: .upToNextOption, help: "Phases to draw sites from: fwd, bwd (default: both).")
     var phases: [String] = []
@@ -122,7 +129,7 @@ struct CampaignRun: ParsableCommand {
         let parameters = CampaignParameters(
             experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
             faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),
-            phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames),
+            phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames), sampling: sampling,
             layers: layerNames.isEmpty ? nil : layerNames, replicas: replicaList.isEmpty ? nil : replicaList,
             steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
             registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
@@ -142,6 +149,9 @@ struct CampaignRun: ParsableCommand {
         print("results: \(out)/results.jsonl, summary: \(out)/summary.csv, \(out)/summary.json")
     }
 }
+
+/// `--sampling all|reference`.
+extension SiteSampling: ExpressibleByArgument {}
 
 /// The campaign's progress line, fed from the worker threads.
 final class SharedProgressLine: @unchecked Sendable {

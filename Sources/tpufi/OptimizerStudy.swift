@@ -108,8 +108,9 @@ struct OptimizerStudyCommand: ParsableCommand {
             source = .trace(golden)
         } else {
             let config = try TrainingOptions.config(workload: workload, scale: scale, optimizer: parameters.baseline, replicas: replicas)
-            let run = try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
-            source = .record(run: run, dataset: dataset, steps: steps ?? stepsAfterInjection + 20)
+            let loaded = try TrainingRun.load(config: config, dataset: dataset, threads: threads)
+            if let note = TrainingOptions.fittedNote(loaded, given: dataset), !json { print(note) }
+            source = .record(run: loaded.run, dataset: loaded.dataset, steps: steps ?? stepsAfterInjection + 20)
         }
         let start = Date()
         var line: ProgressLine?

@@ -55,11 +55,13 @@ struct Record: ParsableCommand {
             progress = ProgressLine(total: existing.manifest.plannedSteps)
             reader = try TraceRecorder.resume(directory: directory, threads: training.threads, report: report)
         } else {
-            let run = try training.makeRun()
+            let loaded = try training.makeRun()
+            let run = loaded.run
+            if let note = TrainingOptions.fittedNote(loaded, given: training.dataset) { emit(note) }
             let steps = try training.totalSteps(run)
             emit("recording \(run.config.workload) \(run.config.scaleName) on \(run.data.train.name), \(steps) steps, into \(directory)")
             progress = ProgressLine(total: steps)
-            reader = try TraceRecorder.record(run: run, dataset: training.dataset, steps: steps,
+            reader = try TraceRecorder.record(run: run, dataset: loaded.dataset, steps: steps,
                                               policy: .init(snapshotEvery: snapshotEvery, keyframeEvery: keyframeEvery), to: directory,
                                               report: report)
         }

@@ -21,7 +21,12 @@ struct Train: ParsableCommand {
     var json = false
 
     func run() throws {
-        let run = try training.makeRun()
+        let loaded = try training.makeRun()
+        let run = loaded.run
+        if let note = TrainingOptions.fittedNote(loaded, given: training.dataset) {
+            // In --json mode standard output holds the JSON object only.
+            if json { FileHandle.standardError.write(Data((note + "\n").utf8)) } else { emit(note) }
+        }
         let total = try training.totalSteps(run)
         let (config, data) = (run.config, run.data)
         if !json {

@@ -7,10 +7,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Workload: \(Workloads.names.joined(separator: ", ")).")
     var workload: String = "resnet18"
 
-    @Option(help: "Scale: tiny (16x16x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10).")
+    @Option(help: "Scale: tiny (16x16x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10 or Fashion-MNIST padded to it).")
     var scale: String = "small"
 
-    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, or synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S].")
+    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, or synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S]; @HxWxC after the kind pads and repeats channels (fashion-mnist@32x32x3, chosen by itself for a 32x32x3 model on fashion-mnist).")
     var dataset: String = "fashion-mnist"
 
     @Option(help: "Optimizer: adam, sgd, rmsprop or adagrad (default: the workload's).")
@@ -67,8 +67,9 @@ struct TrainingOptions: ParsableArguments {
         }
     }
 
-    /// The run these options describe, with its data loaded.
-    func makeRun() throws -> TrainingRun {
+    /// The run these options describe, with its data loaded (fitted to the model's input:
+    /// ``TrainingRun/load(config:dataset:threads:)``), and the data set's spelling to record.
+    func makeRun() throws -> TrainingRun.Loaded {
         let kind = try optimizer.map { name in
             guard let k = OptimizerKind(rawValue: name) else { throw ValidationError("unknown optimizer '\(name)'; expected adam, sgd, rmsprop or adagrad") }
             return k
@@ -77,7 +78,12 @@ struct TrainingOptions: ParsableArguments {
         let config = try Self.config(workload: workload, scale: scale, optimizer: kind, replicas: replicas, seed: seed, chip: c,
                                      precision: try operandPrecision(),
                                      augmentation: augment ? Augmentation(flip: true, pad: 2) : .none)
-        return try TrainingRun(config: config, data: try DatasetSource.parse(dataset).load(), threads: threads)
+        return try TrainingRun.load(config: config, dataset: dataset, threads: threads)
+    }
+
+    /// The line that reports a data set fitted to the model's input, if one was.
+    static func fittedNote(_ loaded: TrainingRun.Loaded, given: String) -> String? {
+        loaded.fitted.map { "data: \(given) adapted to \(loaded.run.model.title)'s \($0) input as \(loaded.dataset) (centred on a black border, one channel repeated)" }
     }
 
     /// Steps to train: `--steps`, else `--epochs` whole epochs.

@@ -29,6 +29,15 @@ import TestSupport
         let models = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["faultModel"] as? String }
         #expect(models.allSatisfy { ["ZERO", "RD", "RBFLIP"].contains($0 ?? "") })
 
+        // --sampling reference: recorded in campaign.json, sites of its set only.
+        let reference = try tpufi(common + ["--sampling", "reference", "--out", root + "/reference"])
+        #expect(reference.status == 0, "\(reference.err)")
+        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/reference/campaign.json"))) as? [String: Any])
+        #expect((manifest["parameters"] as? [String: Any])?["sampling"] as? String == "reference")
+        let sites = try String(contentsOfFile: root + "/reference/results.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["site"] as? String ?? "" }
+        #expect(sites.count == 4 && sites.allSatisfy { !$0.isEmpty && !$0.hasSuffix("_grad_wt") && !$0.hasPrefix("dense") }, "\(sites)")
+
         // Errors: one line on stderr, non-zero exit, nothing written.
         let typo = try tpufi(common + ["--fault-models", "ZER0", "--out", root + "/typo"])
         #expect(typo.status != 0 && typo.err.contains("unknown fault model 'ZER0'"))
@@ -36,8 +45,15 @@ import TestSupport
         #expect(full.status != 0 && full.err.contains("not empty (use --resume"))
         let other = try tpufi(common.map { $0 == "3" ? "4" : $0 } + ["--shard", "0/2", "--resume", "--out", root + "/shard0"])
         #expect(other.status != 0 && other.err.contains("seed: 4 vs 3"))
+        let sampled = try tpufi(common + ["--sampling", "reference", "--shard", "0/2", "--resume", "--out", root + "/shard0"])
+        #expect(sampled.status != 0 && sampled.err.contains("sampling: reference vs all"), "\(sampled.err)")
+        let unknown = try tpufi(common + ["--sampling", "some", "--out", root + "/unknown"])
+        #expect(unknown.status != 0 && unknown.err.contains("--sampling") && unknown.err.contains("reference"), "\(unknown.err)")
+        let help = try tpufi(["campaign", "run", "--help"])
+        #expect(help.status == 0 && help.out.contains("--sampling <sampling>") && help.out.contains("reference"), "\(help.out)")
         let short = try tpufi(["campaign", "--golden", golden, "--experiments", "1", "--steps-after-injection", "8", "--out", root + "/short"])
         #expect(short.status != 0 && short.err.contains("needs at least 9"))
-        #expect(!FileManager.default.fileExists(atPath: root + "/typo") && !FileManager.default.fileExists(atPath: root + "/short"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/typo") && !FileManager.default.fileExists(atPath: root + "/short")
+                && !FileManager.default.fileExists(atPath: root + "/unknown"))
     }
 }

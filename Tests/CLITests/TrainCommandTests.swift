@@ -11,13 +11,27 @@ import Testing
         #expect(r.err.isEmpty)          // no progress line when stderr is not a terminal
     }
 
+    @Test func trainsOnAnAdaptedDataSetNamedAsSuch() throws {
+        let r = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic@8x8x1:train=64,test=16,shape=4x4x1", "--steps", "1", "--replicas", "2", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        #expect(json["dataset"] as? String == "synthetic-train@8x8x1")
+        let help = try tpufi(["train", "--help"])
+        #expect(help.out.contains("@HxWxC") && help.out.contains("fashion-mnist@32x32x3"), "\(help.out)")
+    }
+
     @Test func badInputFailsClearly() throws {
         let w = try tpufi(["train", "--workload", "vgg16", "--scale", "tiny", "--dataset", "synthetic"])
         #expect(w.status != 0 && w.err.contains("unknown workload 'vgg16'"))
         let d = try tpufi(["train", "--scale", "small", "--dataset", "fashion-mnist:/nonexistent/fmnist"])
         #expect(d.status != 0 && d.err.contains("/nonexistent/fmnist") && d.err.contains("dataset-fashion-mnist"))
         let s = try tpufi(["train", "--scale", "small", "--dataset", "synthetic"])
-        #expect(s.status != 0 && s.err.contains("expects 28x28x1"))
+        #expect(s.status != 0 && s.err.contains("expects 28x28x1") && s.err.contains("add @28x28x1 after the data set's kind"))
+        // Fitted to the paper model's 32x32x3, a missing Fashion-MNIST is still named as such.
+        let p = try tpufi(["train", "--scale", "paper", "--dataset", "fashion-mnist:/nonexistent/fmnist"])
+        #expect(p.status != 0 && p.err.contains("/nonexistent/fmnist") && p.err.contains("dataset-fashion-mnist"))
+        let a = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic@9x8x1"])
+        #expect(a.status != 0 && a.err.contains("cannot adapt 8x8 images to 9x8"), "\(a.err)")
         let o = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic", "--optimizer", "lion"])
         #expect(o.status != 0 && o.err.contains("unknown optimizer 'lion'"))
     }

@@ -23,6 +23,30 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         try TraceRecorder.record(run: try tinyRun(threads: threads), dataset: "synthetic:train=64,test=16", steps: steps, policy: policy, to: scratch(name))
     }
 
+    /// A run fed adapted data (``ImageAdaptation``) records the spelling that reproduces it;
+    /// restoring reloads exactly that data, and a manifest naming other data is refused.
+    @Test func aTraceRecordsTheAdaptedDataItWasFedAndRefusesOtherData() throws {
+        let spelling = "synthetic@8x8x1:train=16,test=8,shape=4x4x1"
+        let loaded = try TrainingRun.load(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), dataset: spelling)
+        #expect(loaded.fitted == nil && loaded.dataset == spelling)
+        let directory = scratch("adapted")
+        let reader = try TraceRecorder.record(run: loaded.run, dataset: loaded.dataset, steps: 2, policy: .init(snapshotEvery: 2), to: directory)
+        #expect(reader.manifest.dataset == spelling && reader.manifest.datasetName == "synthetic-train@8x8x1")
+        // Step 1 is re-executed from the initial snapshot, checked against its recorded digest.
+        #expect(try TraceRestorer(reader: reader).state(at: 1).step == 1)
+        let manifest = try String(contentsOfFile: directory + "/manifest.json", encoding: .utf8)
+        for other in ["synthetic:train=16,test=8,shape=8x8x1", "synthetic@8x8x1:train=16,test=8,shape=2x2x1"] {
+            let copy = scratch("adapted-other")
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: directory, toPath: copy)
+            try manifest.replacingOccurrences(of: "\"\(spelling)\"", with: "\"\(other)\"")
+                .write(toFile: copy + "/manifest.json", atomically: true, encoding: .utf8)
+            let message: String
+            do { _ = try TraceRestorer(reader: TraceReader(directory: copy)); message = "no error" } catch { message = "\(error)" }
+            #expect(message.contains("data set '\(other)' loads as digest") && message.contains("the trace was recorded on \(reader.manifest.dataDigest)"), "\(message)")
+        }
+    }
+
     @Test func recordsEveryStepAndRestoresAnyStepExactly() throws {
         let reader = try Self.record("full")
         #expect(reader.manifest.complete && reader.completedSteps == Self.steps && reader.tornBytes == 0)

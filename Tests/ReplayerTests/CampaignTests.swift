@@ -183,6 +183,10 @@ import Sim
         q = p
         q.seed = 12
         #expect(run(q, out: dir, resume: true).contains("holds another campaign") && run(q, out: dir, resume: true).contains("seed: 12 vs 11"))
+        q = p
+        q.sampling = .reference
+        let sampling = run(q, out: dir, resume: true)
+        #expect(sampling.contains("holds another campaign") && sampling.contains("sampling: reference vs all"), "\(sampling)")
         #expect(try [CampaignManifest.path(dir), ResultsLog.path(dir)].map { try Data(contentsOf: URL(fileURLWithPath: $0)) } == before)
         #expect(run(p, out: Self.scratch("nothing"), resume: true).contains("no such campaign directory"))
 
@@ -220,6 +224,46 @@ import Sim
         #expect(f.allSatisfy { $0.seed != nil && $0.positions == nil })
         // Filters given in another order are the same campaign.
         #expect(CampaignParameters(experiments: 1, faultModels: [.RD, .ZERO]) == CampaignParameters(experiments: 1, faultModels: [.ZERO, .RD, .RD]))
+    }
+
+    /// `--sampling reference`: the convolutions' forward operations (the stem included) and
+    /// their `_grad_in` operations, each drawn given enough experiments; never a `_grad_wt`
+    /// operation, never the dense layer; narrowed by the other filters like `all`.
+    @Test func referenceSamplingDrawsConvolutionsAndTheirInputGradientsOnly() throws {
+        let identity = try GoldenIdentity(TraceReader(directory: Self.golden))
+        let model = try identity.config.makeModel()
+        let convolutions = model.operations.filter { $0.site.kind == .forward && $0.site.layer != "dense" }.map(\.site.layer)
+        #expect(convolutions.count == 20 && convolutions.first == "conv1")
+        // The stem has no `_grad_in` (nothing consumes the image's gradient).
+        let expected = Set(convolutions + convolutions.dropFirst().map { $0 + "_grad_in" })
+        #expect(Set(model.referenceSamplingSites.map(\.name)) == expected && model.referenceSamplingSites.count == 39)
+        let plan = try CampaignPlan(parameters: CampaignParameters(experiments: 1, seed: 5, sampling: .reference), golden: identity)
+        #expect(plan.sites == model.referenceSamplingSites)
+        let draws = (0..<3000).map { plan.experiment($0).spec.site }
+        #expect(Set(draws) == expected)
+        #expect(!draws.contains { $0.hasSuffix("_grad_wt") || $0.hasPrefix("dense") })
+        // Hardware experiments draw from the same sites.
+        let hardware = try CampaignPlan(parameters: CampaignParameters(experiments: 1, seed: 5, sampling: .reference, kinds: [.hardware]), golden: identity)
+        #expect(Set((0..<3000).map { hardware.experiment($0).spec.site }) == expected)
+
+        // Combined with the filters.
+        func sites(_ p: CampaignParameters) throws -> Set<String> { Set(try CampaignPlan(parameters: p, golden: identity).sites.map(\.name)) }
+        #expect(try sites(CampaignParameters(experiments: 1, phases: [.backward], sampling: .reference)) == Set(convolutions.dropFirst().map { $0 + "_grad_in" }))
+        #expect(try sites(CampaignParameters(experiments: 1, phases: [.forward], sampling: .reference)) == Set(convolutions))
+        #expect(try sites(CampaignParameters(experiments: 1, sampling: .reference, layers: ["conv1", "basicblock_1_basic_0_conv2"]))
+                == ["conv1", "basicblock_1_basic_0_conv2", "basicblock_1_basic_0_conv2_grad_in"])
+        #expect(Self.error { _ = try sites(CampaignParameters(experiments: 1, sampling: .reference, layers: ["dense", "conv1_grad_wt"])) }
+                .contains("contradictory filters: --sampling reference excludes every site of --layers conv1_grad_wt,dense (dense, dense_grad_in, dense_grad_wt, conv1_grad_wt)"))
+        #expect(Self.error { _ = try sites(CampaignParameters(experiments: 1, phases: [.backward], sampling: .reference, layers: ["conv1"])) }
+                .contains("contradictory filters: --phases backward excludes every site of --layers conv1 (conv1)"))
+        #expect(Self.error { _ = try sites(CampaignParameters(experiments: 1, sampling: .reference, layers: ["conv9"])) }.contains("unknown layer 'conv9'"))
+
+        // `all` is what campaigns drew before the option: the same parameters (and campaign
+        // identity: nothing is stored for it), every site.
+        #expect(CampaignParameters(experiments: 1, sampling: .all) == CampaignParameters(experiments: 1))
+        #expect(!String(decoding: try CampaignJSON.encode(CampaignParameters(experiments: 1)), as: UTF8.self).contains("sampling"))
+        #expect(String(decoding: try CampaignJSON.encode(CampaignParameters(experiments: 1, sampling: .reference)), as: UTF8.self).contains("\"sampling\":\"reference\""))
+        #expect(try CampaignPlan(parameters: CampaignParameters(experiments: 1, sampling: .all), golden: identity).sites == model.sites)
     }
 
     /// Two processes never work in one campaign directory: while one holds it, a resume (or a

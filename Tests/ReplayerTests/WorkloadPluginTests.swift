@@ -29,6 +29,9 @@ import Sim
         #expect(m.timing.layers.map(\.name) == m.sites)
         let rebuilt = try m.config.makeModel()
         #expect(rebuilt.sites == Self.run.model.sites && rebuilt.parameters == Self.run.model.parameters)
+        // The default reference sampling, read from the operation table: the convolutions'
+        // forward and `_grad_in` operations (`fc` is dense: its operands are matrices).
+        #expect(rebuilt.referenceSamplingSites.map(\.name) == ["c1", "c2", "c2_grad_in"])
         #expect(Workloads.names.contains(TwoConvNet.name) && Workloads.names.prefix(3) == ["resnet18", "resnet18_sgd", "resnet18_nobn"])
         // A configuration that does not fit names the field.
         #expect(throws: ModelError.invalidConfiguration("the test_twoconv configuration has no field 'side'")) {

@@ -527,3 +527,139 @@ private func numbered(count: Int, height: Int = 2, width: Int = 2, normalization
         #expect(data.testBatches(batchSize: 5).count == 2 && data.testBatches(batchSize: 11).count == 1)
     }
 }
+
+// MARK: - Adapting a data set to a model's input shape
+
+@Suite struct ImageAdaptationTests {
+    /// Two 2x3 one-channel images normalised as Fashion-MNIST, raw pixels `0, 15, ..., 165`.
+    static func grey() throws -> Dataset {
+        let pixels = (0..<12).map { Normalization.fashionMNIST.value(UInt8($0 * 15), channel: 0) }
+        return try Dataset(name: "grey", height: 2, width: 3, channels: 1, classes: 2, images: pixels, labels: [1, 0],
+                           normalization: .fashionMNIST)
+    }
+
+    @Test func aGreyImageIsCentredOnABlackBorderAndRepeatedOverChannels() throws {
+        let d = try Self.grey()
+        let a = try ImageAdaptation(height: 6, width: 7, channels: 3).apply(to: d)
+        #expect((a.height, a.width, a.channels, a.classes, a.count) == (6, 7, 3, 2, 2))
+        #expect(a.name == "grey@6x7x3" && a.labels == [1, 0] && a.images.count == 2 * 6 * 7 * 3)
+        #expect(a.normalization == Normalization(mean: [0.2860, 0.2860, 0.2860], std: [0.3530, 0.3530, 0.3530]))
+        // The border is a black pixel's normalised value, bit for bit what the loader gives raw 0.
+        let black = (Float(0) / 255 - Float(0.2860)) / Float(0.3530)
+        #expect(black.bitPattern == Normalization.fashionMNIST.black(channel: 0).bitPattern && black < 0)
+        for i in 0..<2 { for y in 0..<6 { for x in 0..<7 {
+            let pixel = Array(a.images[((i * 6 + y) * 7 + x) * 3..<((i * 6 + y) * 7 + x + 1) * 3])
+            // Margins: (6 - 2) / 2 = 2 rows above and below, (7 - 3) / 2 = 2 columns each side.
+            let inside = (2..<4).contains(y) && (2..<5).contains(x)
+            let expected = inside ? d.images[(i * 2 + y - 2) * 3 + x - 2] : black
+            #expect(fp32Bits(pixel) == fp32Bits([expected, expected, expected]), "image \(i) pixel (\(y), \(x))")
+        } } }
+    }
+
+    @Test func fashionMNISTShapedImagesBecomeCIFARShapedWithTwoPixelsEachSide() throws {
+        // Two 28x28 images whose raw pixel is (y * 28 + x) % 251 + 1: never black inside.
+        let raw: [UInt8] = (0..<2 * 784).map { (n: Int) -> UInt8 in UInt8(n % 784 % 251 + 1 + n / 784) }
+        let d = try Dataset(name: "fm", height: 28, width: 28, channels: 1, classes: 10,
+                            images: raw.map { Normalization.fashionMNIST.value($0, channel: 0) }, labels: [3, 7], normalization: .fashionMNIST)
+        let a = try ImageAdaptation(height: 32, width: 32, channels: 3).apply(to: d)
+        #expect((a.height, a.width, a.channels) == (32, 32, 3) && a.imageSize == 3072)
+        let black = Normalization.fashionMNIST.black(channel: 0)
+        func at(_ i: Int, _ y: Int, _ x: Int) -> [Float] {
+            let start: Int = (i * 1024 + y * 32 + x) * 3
+            return Array(a.images[start..<start + 3])
+        }
+        func source(_ i: Int, _ y: Int, _ x: Int) -> Float { d.images[i * 784 + y * 28 + x] }
+        for i in 0..<2 {
+            #expect(at(i, 2, 2) == Array(repeating: source(i, 0, 0), count: 3) && at(i, 29, 29) == Array(repeating: source(i, 27, 27), count: 3))
+            #expect(at(i, 2, 29) == Array(repeating: source(i, 0, 27), count: 3) && at(i, 17, 5) == Array(repeating: source(i, 15, 3), count: 3))
+            for (y, x) in [(0, 0), (1, 1), (1, 15), (30, 30), (31, 0), (15, 1), (15, 30), (2, 1), (29, 30)] {
+                #expect(at(i, y, x) == [black, black, black], "image \(i) (\(y), \(x))")
+            }
+            // Exactly the 4 x 32 - 4 border pixels of 2-pixel width are black: 1024 - 784 = 240.
+            #expect((0..<1024).filter { at(i, $0 / 32, $0 % 32) == [black, black, black] }.count == 240)
+        }
+    }
+
+    @Test func colourImagesKeepTheirChannelsAndImpossibleShapesFailClearly() throws {
+        let rgb = try Dataset(name: "rgb", height: 1, width: 1, channels: 3, classes: 2, images: [0.5, -0.5, 2], labels: [1],
+                              normalization: .cifar10)
+        let a = try ImageAdaptation(height: 3, width: 3, channels: 3).apply(to: rgb)
+        #expect(Array(a.images[12..<15]) == [0.5, -0.5, 2] && a.normalization == .cifar10)
+        #expect(Array(a.images[0..<3]) == (0..<3).map { Normalization.cifar10.black(channel: $0) })
+        let d = try Self.grey()
+        for (shape, message) in [((3, 3, 1), "even difference"), ((2, 2, 1), "at least as large"), ((4, 4, 1), "4x4"),
+                                 ((2, 3, 0), "sizes must be positive")] {
+            let error = #expect(throws: DatasetError.self) { try ImageAdaptation(height: shape.0, width: shape.1, channels: shape.2).apply(to: d) }
+            #expect(error?.description.contains(message) == true && error?.description.contains("grey") == true, "\(String(describing: error))")
+        }
+        #expect(throws: DatasetError.invalidShape("rgb: cannot adapt 3-channel images to 1 channels (only one channel is repeated)")) {
+            try ImageAdaptation(height: 1, width: 1, channels: 1).apply(to: rgb)
+        }
+    }
+
+    @Test func adaptedSpellingsParseRoundTripAndLoad() throws {
+        let fm32 = ImageAdaptation(height: 32, width: 32, channels: 3)
+        #expect(try DatasetSource.parse("fashion-mnist@32x32x3") == .adapted(.fashionMNIST(), fm32))
+        #expect(try DatasetSource.parse("fashion-mnist@32x32x3:/data/fm") == .adapted(.fashionMNIST(directory: "/data/fm"), fm32))
+        #expect(try DatasetSource.parse("synthetic@8x8x3@10x10x3:shape=4x4") == .adapted(.adapted(.synthetic(
+            seed: 0, trainCount: 512, testCount: 128, height: 4, width: 4, channels: 1, classes: 10), ImageAdaptation(height: 8, width: 8, channels: 3)),
+            ImageAdaptation(height: 10, width: 10, channels: 3)))
+        for spec in ["fashion-mnist@32x32x3", "fashion-mnist@32x32x3:/x", "cifar10@36x36x3:/y", "synthetic@8x8x3@10x10x3:train=3,test=2,shape=4x4x1,classes=2,seed=4"] {
+            let source = try DatasetSource.parse(spec)
+            let reparsed = try DatasetSource.parse(source.description)
+            #expect(source.description == spec && reparsed == source)
+        }
+        // Loaded: the source's images adapted, names marked.
+        let plain = try DatasetSource.parse("synthetic:train=4,test=2,shape=4x4x1").load()
+        let adapted = try DatasetSource.parse("synthetic@8x8x3:train=4,test=2,shape=4x4x1").load()
+        #expect(adapted.train.name == "synthetic-train@8x8x3" && adapted.test.name == "synthetic-test@8x8x3")
+        #expect(fp32Bits(adapted.train.images) == fp32Bits(try ImageAdaptation(height: 8, width: 8, channels: 3).apply(to: plain.train).images))
+        #expect(Set(adapted.train.images.enumerated().filter { ($0.offset / 3 % 64) / 8 < 2 }.map(\.element)) == [0])  // identity normalisation: black is 0
+    }
+
+    @Test(arguments: ["fashion-mnist@", "fashion-mnist@32x32", "fashion-mnist@32x32x0", "fashion-mnist@axbxc", "@32x32x3", "mnist@32x32x3"])
+    func badAdaptationSpellingsFailNamingTheSpelling(spec: String) {
+        let error = #expect(throws: DatasetError.self) { try DatasetSource.parse(spec) }
+        guard case .invalidSpec(let given, _) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(given == spec)
+    }
+
+    @Test func onlyFashionMNISTForA32x32x3ModelIsFittedWithoutBeingSpelledOut() {
+        let cifarShaped = InputSpec.images(height: 32, width: 32, channels: 3, classes: 10)
+        #expect(DatasetSource.fashionMNIST().fitted(to: cifarShaped) == .adapted(.fashionMNIST(), ImageAdaptation(height: 32, width: 32, channels: 3)))
+        #expect(DatasetSource.fashionMNIST(directory: "/d").fitted(to: cifarShaped).description == "fashion-mnist@32x32x3:/d")
+        #expect(DatasetSource.fashionMNIST().fitted(to: .images(height: 28, width: 28, channels: 1, classes: 10)) == .fashionMNIST())
+        for source in [DatasetSource.cifar10(directory: "/c"), .defaultSynthetic, .adapted(.fashionMNIST(), ImageAdaptation(height: 32, width: 32, channels: 3))] {
+            #expect(source.fitted(to: cifarShaped) == source)
+        }
+    }
+
+    /// The `paper` ResNet-18 on a Fashion-MNIST directory: fitted, reported, and the spelling
+    /// to record reloads the same data; an un-adaptable mismatch stays an error.
+    @Test func thePaperModelRunsOnFashionMNISTPaddedToCIFARShape() throws {
+        let dir = try temporaryDirectory()
+        let count = 128
+        let pixels = (0..<count * 784).map { UInt8($0 % 256) }
+        for prefix in ["train", "t10k"] {
+            try writeGzip(idx([count, 28, 28], pixels), to: join(dir, "\(prefix)-images-idx3-ubyte.gz"))
+            try writeGzip(idx([count], (0..<count).map { UInt8($0 % 10) }), to: join(dir, "\(prefix)-labels-idx1-ubyte.gz"))
+        }
+        let paper = try TrainingConfig(workload: "resnet18", scale: "paper", replicas: 1)
+        let loaded = try TrainingRun.load(config: paper, dataset: "fashion-mnist:" + dir)
+        #expect(loaded.dataset == "fashion-mnist@32x32x3:" + dir && loaded.fitted == ImageAdaptation(height: 32, width: 32, channels: 3))
+        #expect(loaded.run.data.train.name == "fashion-mnist-train@32x32x3" && loaded.run.data.train.imageSize == 3072)
+        #expect(loaded.run.batches(step: 0).first?.images.count == 128 * 3072)
+        let again = try DatasetSource.parse(loaded.dataset).load()
+        #expect(fp32Bits(again.train.images) == fp32Bits(loaded.run.data.train.images) && fp32Bits(again.test.images) == fp32Bits(loaded.run.data.test.images))
+        // Spelled out, the same; another model is fed Fashion-MNIST as it is.
+        #expect(try TrainingRun.load(config: paper, dataset: "fashion-mnist@32x32x3:" + dir).fitted == nil)
+        let small = try TrainingRun.load(config: TrainingConfig(workload: "resnet18", scale: "small", replicas: 1), dataset: "fashion-mnist:" + dir)
+        #expect(small.fitted == nil && small.dataset == "fashion-mnist:" + dir && small.run.data.train.imageSize == 784)
+        // Mismatches: a hint where an adaptation would fit, none where it would not.
+        let tiny = try TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 1)
+        let shrink = #expect(throws: TrainingError.self) { try TrainingRun.load(config: tiny, dataset: "fashion-mnist:" + dir) }
+        #expect(shrink == .mismatch("data set fashion-mnist-train has 28x28x1 images; resnet18 tiny expects 8x8x1"))
+        let grow = #expect(throws: TrainingError.self) { try TrainingRun.load(config: paper, dataset: "synthetic:train=128,test=8,shape=28x28x1") }
+        #expect(grow?.description.contains("resnet18 paper expects 32x32x3 (its images can be adapted: add @32x32x3 after the data set's kind") == true)
+    }
+}

@@ -15,9 +15,10 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public var formatVersion: Int = TraceManifest.currentFormatVersion
     public var tool: String = "tpufi \(TraceManifest.toolVersion)"
     public var config: TrainingConfig
-    /// The data as given on the command line, its name and sizes, and a digest of every
-    /// decoded image and label (train, then test): the data set's identity, whatever file it
-    /// came from.
+    /// The data as given on the command line (or as fitted to the model's input, e.g.
+    /// `fashion-mnist@32x32x3`: ``TrainingRun/load(config:dataset:threads:)``), its name and
+    /// sizes, and a digest of every decoded image and label (train, then test): the data set's
+    /// identity, whatever file it came from.
     public var dataset: String
     public var datasetName: String
     public var trainCount: Int

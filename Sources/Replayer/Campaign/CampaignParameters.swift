@@ -47,6 +47,33 @@ public enum Phase: String, Codable, Sendable, CaseIterable, Comparable {
     public static func < (a: Phase, b: Phase) -> Bool { a == .forward && b == .backward }
 }
 
+/// Which sites of the model a campaign draws from, before `--layers` and `--phases` narrow
+/// them (`tpufi campaign --sampling all|reference`).
+public enum SiteSampling: String, Codable, Sendable, CaseIterable {
+    /// Every MXU operation of the model's step: forward, `_grad_in` and `_grad_wt` of every
+    /// layer, the classifier included.
+    case all
+    /// The reference study's random campaigns: the model's ``Model/referenceSamplingSites``
+    /// (by default the convolutions' forward and `_grad_in` operations: no `_grad_wt`, no
+    /// dense layer).
+    case reference
+
+    /// The sites `model` offers under this sampling, in execution order.
+    public func sites(of model: any Model) throws(CampaignError) -> [SiteID] {
+        switch self {
+        case .all:
+            return model.sites
+        case .reference:
+            let sites = model.referenceSamplingSites, known = Set(model.sites)
+            if let bad = sites.first(where: { !known.contains($0) }) {
+                throw .badParameter("--sampling reference: \(model.title)'s reference sites name \(bad), which is not one of its operations")
+            }
+            guard !sites.isEmpty else { throw .badParameter("--sampling reference: \(model.title) has no reference sites") }
+            return sites
+        }
+    }
+}
+
 /// What an experiment injects. Only software faults (the 18 fault models) are drawn today;
 /// hardware faults (a processing element's register, `docs/faults.md#hardware-faults`) will be a
 /// second case with its own draw in ``CampaignPlan/experiment(_:)``.
@@ -138,6 +165,10 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     /// Fault models drawn from (`FaultModel.allCases` order).
     public var faultModels: [FaultModel]
     public var phases: [Phase]
+    /// The sites drawn from before `layers` and `phases` narrow them; nil: ``SiteSampling/all``
+    /// (stored only when another sampling is chosen, so campaigns that draw from every site
+    /// keep the identity they had before the option existed).
+    public var sampling: SiteSampling?
     /// Layer (`conv1`) or site (`conv1_grad_wt`) names drawn from; nil: every site.
     public var layers: [String]?
     /// Replicas drawn from; nil: every replica.
@@ -155,7 +186,7 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     public var earlyStop: Bool
 
     public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
-                phases: [Phase] = Phase.allCases, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
+                phases: [Phase] = Phase.allCases, sampling: SiteSampling = .all, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
                 kinds: [ExperimentKind] = [.software], registers: [HardwareFault.Register] = HardwareFault.Register.allCases,
                 hardwareFaults: [HardwareFaultClass] = HardwareFaultClass.allCases,
                 thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true) {
@@ -168,12 +199,16 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
         self.stepsAfterInjection = stepsAfterInjection
         self.faultModels = FaultModel.allCases.filter(faultModels.contains)
         self.phases = Phase.allCases.filter(phases.contains)
+        self.sampling = sampling == .all ? nil : sampling
         self.layers = layers.map { Array(Set($0)).sorted() }
         self.replicas = replicas.map { Array(Set($0)).sorted() }
         self.steps = steps
         self.kinds = ExperimentKind.allCases.filter(kinds.contains)
         self.thresholds = thresholds
     }
+
+    /// The site sampling in effect (``sampling``, or ``SiteSampling/all`` when none is stored).
+    public var siteSampling: SiteSampling { sampling ?? .all }
 
     /// Fault model names, each checked (`--fault-models RD,ZERO`).
     public static func faultModels(_ names: [String]) throws(CampaignError) -> [FaultModel] {
@@ -292,6 +327,7 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
         check("steps-after-injection", p.stepsAfterInjection.map(String.init) ?? "to the end", q.stepsAfterInjection.map(String.init) ?? "to the end")
         check("fault-models", p.faultModels.map(\.rawValue), q.faultModels.map(\.rawValue))
         check("phases", p.phases.map(\.rawValue), q.phases.map(\.rawValue))
+        check("sampling", p.siteSampling.rawValue, q.siteSampling.rawValue)
         check("layers", p.layers ?? ["all"], q.layers ?? ["all"])
         check("replicas", p.replicas.map { $0.map(String.init) } ?? ["all"], q.replicas.map { $0.map(String.init) } ?? ["all"])
         check("steps", p.steps?.description ?? "all", q.steps?.description ?? "all")

@@ -22,7 +22,8 @@ public struct Experiment: Sendable, Equatable {
 public struct CampaignPlan: Sendable {
     public let parameters: CampaignParameters
     public let workload: String
-    /// Candidate sites (execution order), fault models, replicas, global steps.
+    /// Candidate sites (execution order: the sampling's, narrowed by `--layers` and
+    /// `--phases`), fault models, replicas, global steps.
     public let sites: [SiteID]
     public let faultModels: [FaultModel]
     public let replicas: [Int]
@@ -45,20 +46,29 @@ public struct CampaignPlan: Sendable {
         } catch {
             throw .badParameter("the golden trace's model: \(error)")
         }
+        // The sampling picks the sites, then --layers and --phases narrow them: a layer or
+        // site name is checked against every site of the model, so one the sampling leaves
+        // out is a contradiction, not an unknown name.
         let all = model.sites
-        var candidates = all
+        var candidates = try p.siteSampling.sites(of: model)
         if let layers = p.layers {
             guard !layers.isEmpty else { throw .badParameter("--layers: no layer given") }
             let layerNames = Set(all.map(\.layer)), siteNames = Set(all.map(\.name))
             for name in layers where !layerNames.contains(name) && !siteNames.contains(name) {
                 throw .badParameter("unknown layer '\(name)' for \(workload) \(golden.config.scaleName) (layers: \(all.map(\.layer).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ", ")); or a site such as \(all.last?.name ?? "conv1_grad_wt"))")
             }
-            candidates = candidates.filter { layers.contains($0.layer) || layers.contains($0.name) }
+            let named = candidates.filter { layers.contains($0.layer) || layers.contains($0.name) }
+            guard !named.isEmpty else {
+                let sites = all.filter { layers.contains($0.layer) || layers.contains($0.name) }
+                throw .badParameter("contradictory filters: --sampling \(p.siteSampling.rawValue) excludes every site of --layers \(layers.joined(separator: ",")) (\(sites.map(\.name).joined(separator: ", ")))")
+            }
+            candidates = named
         }
         let beforePhases = candidates
         candidates = candidates.filter { p.phases.contains(Phase($0)) }
         guard !candidates.isEmpty else {
-            throw .badParameter("contradictory filters: --phases \(p.phases.map(\.rawValue).joined(separator: ",")) excludes every site of --layers \(p.layers?.joined(separator: ",") ?? "") (\(beforePhases.map(\.name).joined(separator: ", ")))")
+            let among = p.layers.map { "--layers \($0.joined(separator: ","))" } ?? "--sampling \(p.siteSampling.rawValue)"
+            throw .badParameter("contradictory filters: --phases \(p.phases.map(\.rawValue).joined(separator: ",")) excludes every site of \(among) (\(beforePhases.map(\.name).joined(separator: ", ")))")
         }
         sites = candidates
         faultModels = p.faultModels

@@ -98,6 +98,7 @@ public struct CampaignHTMLReport: Sendable {
             ("hardware faults", p.kinds.contains(.hardware)
                 ? "registers \((p.registers ?? HardwareFault.Register.allCases).map(\.rawValue).joined(separator: ", ")) · \((p.hardwareFaults ?? HardwareFaultClass.allCases).map(\.rawValue).joined(separator: ", "))"
                 : "none"),
+            ("site sampling", p.siteSampling == .all ? "all (every MXU operation)" : "reference (forward and _grad_in operations of the convolutions)"),
             ("phases", p.phases.map(\.rawValue).joined(separator: ", ")),
             ("layers", list(p.layers)),
             ("replicas", list(p.replicas?.map(String.init))),

@@ -35,6 +35,12 @@ public protocol Model: Sendable {
     var modelState: [TensorSpec] { get }
     /// Every MXU operation of one replica's training step, in execution order.
     var operations: [MXUOperation] { get }
+    /// The sites the reference study's random campaigns draw from (`tpufi campaign
+    /// --sampling reference`), in execution order, each a site of ``operations``. The default
+    /// (see the extension below) is the convolutions' forward and `_grad_in` operations; a
+    /// workload whose reference study left out other layers (depthwise convolutions, a
+    /// projection) overrides it.
+    var referenceSamplingSites: [SiteID] { get }
 
     /// Fresh parameters and model state, drawn from `seed`.
     func initialState(seed: UInt64) -> (parameters: [[Float]], modelState: [[Float]])
@@ -131,6 +137,13 @@ public struct MXUOperation: Sendable, Equatable {
 
     public var name: String { site.name }
 
+    /// Whether this is an operation of a dense (fully connected) layer: its input operand is a
+    /// matrix (`batch x features`, rank 2; for `_grad_in`, `batch x outputs`), where a
+    /// convolution's input is an NHWC tensor (rank 4) in all three of its operations. The
+    /// operation table has no other marker of a layer's kind; a workload with dense layers of
+    /// higher-rank operands says so by overriding ``Model/referenceSamplingSites``.
+    public var isDense: Bool { inputShape.count == 2 }
+
     /// The shape of operand `role`.
     public func shape(of role: OperandRole) -> [Int] {
         switch role {
@@ -159,6 +172,16 @@ public enum StepPhases: String, Sendable, CaseIterable, Codable {
 extension Model {
     /// Every injection site of a training step, in execution order.
     public var sites: [SiteID] { operations.map(\.site) }
+
+    /// The reference study's random-campaign sites, derived from the operation table: every
+    /// forward operation and every `_grad_in` operation of a layer that is not dense (no
+    /// operation of it ``MXUOperation/isDense``), in execution order. So the forward sites
+    /// are the convolutions (the stem included) and the backward sites their input
+    /// gradients; no `_grad_wt` operation and no operation of the classifier is drawn.
+    public var referenceSamplingSites: [SiteID] {
+        let dense = Set(operations.filter(\.isDense).map(\.site.layer))
+        return operations.map(\.site).filter { !dense.contains($0.layer) && $0.kind != .gradWt }
+    }
 
     /// The operation a site name names (`conv1`, `dense_grad_wt`, ...), if the model has it.
     public func operation(named name: String) -> MXUOperation? {

@@ -88,7 +88,9 @@ public struct TrainingRun: Sendable {
         switch model.input {
         case .images(let h, let w, let c, let classes):
             guard d.height == h, d.width == w, d.channels == c else {
-                throw TrainingError.mismatch("data set \(d.name) has \(d.height)x\(d.width)x\(d.channels) images; \(model.title) expects \(h)x\(w)x\(c)")
+                let adaptation = ImageAdaptation(height: h, width: w, channels: c)
+                let hint = adaptation.fits(d) ? " (its images can be adapted: add @\(adaptation) after the data set's kind, as in fashion-mnist@\(adaptation))" : ""
+                throw TrainingError.mismatch("data set \(d.name) has \(d.height)x\(d.width)x\(d.channels) images; \(model.title) expects \(h)x\(w)x\(c)\(hint)")
             }
             guard d.classes == classes else {
                 throw TrainingError.mismatch("data set \(d.name) has \(d.classes) classes; the model has \(classes)")
@@ -138,6 +140,30 @@ public struct TrainingRun: Sendable {
             correct += r.correct
         }
         return (lossSum / Float(data.test.count), Float(correct) / Float(data.test.count))
+    }
+}
+
+extension TrainingRun {
+    /// A run set up from a data set's spelling, and the spelling that reproduces its data.
+    public struct Loaded: Sendable {
+        public let run: TrainingRun
+        /// The data set as a trace records it: the spelling as given, or the fitted source's
+        /// (``DatasetSource/fitted(to:)``, e.g. `fashion-mnist@32x32x3`) when one was fitted.
+        public let dataset: String
+        /// The adaptation fitted to the model's input without being spelled out, if any: the
+        /// caller reports it.
+        public let fitted: ImageAdaptation?
+    }
+
+    /// Parses `spelling` (``DatasetSource/parse(_:)``), fits it to the model's input
+    /// (``DatasetSource/fitted(to:)``), loads it and sets up the run. Errors: those of the
+    /// model, the data set and ``init(config:data:threads:)``.
+    public static func load(config: TrainingConfig, dataset spelling: String, threads: Int = 1) throws -> Loaded {
+        let given = try DatasetSource.parse(spelling)
+        let source = given.fitted(to: try config.makeModel().input)
+        let run = try TrainingRun(config: config, data: try source.load(), threads: threads)
+        guard source != given, case .adapted(_, let adaptation) = source else { return Loaded(run: run, dataset: spelling, fitted: nil) }
+        return Loaded(run: run, dataset: source.description, fitted: adaptation)
     }
 }
 

@@ -143,11 +143,17 @@ public struct DataSplit: Sendable {
 /// - `synthetic` — 512 training and 128 test images of 16x16x1 (the `tiny` scale's), 10 classes, seed 0;
 /// - `synthetic:KEY=VALUE,...` — any of `train=N`, `test=N`, `shape=HxWxC` (or `HxW` for one
 ///   channel), `classes=K`, `seed=S` overriding those defaults, e.g.
-///   `synthetic:train=2048,test=256,shape=16x16x3,classes=4,seed=7`.
+///   `synthetic:train=2048,test=256,shape=16x16x3,classes=4,seed=7`;
+/// - any of these with `@HxWxC` after the kind — the data set adapted to `HxWxC` images
+///   (``ImageAdaptation``: centred on a black canvas, one channel repeated), e.g.
+///   `fashion-mnist@32x32x3` or `fashion-mnist@32x32x3:DIR` (Fashion-MNIST for a 32x32x3
+///   model); several apply in order.
 public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
     case fashionMNIST(directory: String = DatasetSource.fashionMNISTDirectory)
     case cifar10(directory: String)
     case synthetic(seed: UInt64, trainCount: Int, testCount: Int, height: Int, width: Int, channels: Int, classes: Int)
+    /// Another source's images adapted to another shape.
+    indirect case adapted(DatasetSource, ImageAdaptation)
 
     /// Where Debian's `dataset-fashion-mnist` package installs the data set.
     public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
@@ -163,15 +169,35 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
         case .cifar10(let dir): return "cifar10:\(dir)"
         case .synthetic(let seed, let train, let test, let h, let w, let c, let k):
             return "synthetic:train=\(train),test=\(test),shape=\(h)x\(w)x\(c),classes=\(k),seed=\(seed)"
+        case .adapted(let base, let adaptation):
+            // The suffix goes at the end of the kind, before any `:ARGUMENT`.
+            let text = base.description
+            let end = text.firstIndex(of: ":") ?? text.endIndex
+            return text[..<end] + "@\(adaptation)" + text[end...]
         }
     }
 
     /// Parses a CLI spelling (see the type's documentation).
     public static func parse(_ spec: String) throws(DatasetError) -> DatasetSource {
-        let (kind, argument): (Substring, Substring?) = {
+        let (head, argument): (Substring, Substring?) = {
             guard let colon = spec.firstIndex(of: ":") else { return (spec[...], nil) }
             return (spec[..<colon], spec[spec.index(after: colon)...])
         }()
+        // `KIND@HxWxC@...`: adaptations after the kind, applied in order.
+        let parts = head.split(separator: "@", omittingEmptySubsequences: false)
+        let kind = parts[0]
+        var adaptations: [ImageAdaptation] = []
+        for shape in parts.dropFirst() {
+            do { adaptations.append(try ImageAdaptation(parsing: shape)) } catch {
+                throw .invalidSpec(spec: spec, reason: error.description.replacingOccurrences(of: "invalid data set shape: ", with: ""))
+            }
+        }
+        let base = try parse(spec: spec, kind: kind, argument: argument)
+        return adaptations.reduce(base) { .adapted($0, $1) }
+    }
+
+    /// The source of one kind (`fashion-mnist`, `cifar10`, `synthetic`) and its argument.
+    private static func parse(spec: String, kind: Substring, argument: Substring?) throws(DatasetError) -> DatasetSource {
         switch kind {
         case "fashion-mnist":
             guard let dir = argument else { return .fashionMNIST() }
@@ -226,7 +252,7 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
             }
             return source
         default:
-            throw .invalidSpec(spec: spec, reason: "unknown data set; expected fashion-mnist, fashion-mnist:DIR, cifar10:PATH, synthetic or synthetic:KEY=VALUE,...")
+            throw .invalidSpec(spec: spec, reason: "unknown data set; expected fashion-mnist, fashion-mnist:DIR, cifar10:PATH, synthetic or synthetic:KEY=VALUE,..., each optionally with @HxWxC after the kind")
         }
     }
 
@@ -240,6 +266,8 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
             try validateSynthetic()
             return try SyntheticData.generate(seed: seed, trainCount: train, testCount: test,
                                               height: h, width: w, channels: c, classes: k)
+        case .adapted(let base, let adaptation):
+            return try adaptation.apply(to: try base.load())
         }
     }
 
