@@ -109,7 +109,7 @@ struct OptimizerStudyCommand: ParsableCommand {
         } else {
             let config = try TrainingOptions.config(workload: workload, scale: scale, optimizer: parameters.baseline, replicas: replicas)
             let loaded = try TrainingRun.load(config: config, dataset: dataset, threads: threads)
-            if let note = TrainingOptions.fittedNote(loaded, given: dataset), !json { print(note) }
+            if let note = loaded.note, !json { print(note) }
             source = .record(run: loaded.run, dataset: loaded.dataset, steps: steps ?? stepsAfterInjection + 20)
         }
         let start = Date()

@@ -57,7 +57,7 @@ struct Record: ParsableCommand {
         } else {
             let loaded = try training.makeRun()
             let run = loaded.run
-            if let note = TrainingOptions.fittedNote(loaded, given: training.dataset) { emit(note) }
+            if let note = loaded.note { emit(note) }
             let steps = try training.totalSteps(run)
             emit("recording \(run.config.workload) \(run.config.scaleName) on \(run.data.train.name), \(steps) steps, into \(directory)")
             progress = ProgressLine(total: steps)

@@ -23,7 +23,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let loaded = try training.makeRun()
         let run = loaded.run
-        if let note = TrainingOptions.fittedNote(loaded, given: training.dataset) {
+        if let note = loaded.note {
             // In --json mode standard output holds the JSON object only.
             if json { FileHandle.standardError.write(Data((note + "\n").utf8)) } else { emit(note) }
         }

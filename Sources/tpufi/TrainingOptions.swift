@@ -81,10 +81,6 @@ struct TrainingOptions: ParsableArguments {
         return try TrainingRun.load(config: config, dataset: dataset, threads: threads)
     }
 
-    /// The line that reports a data set fitted to the model's input, if one was.
-    static func fittedNote(_ loaded: TrainingRun.Loaded, given: String) -> String? {
-        loaded.fitted.map { "data: \(given) adapted to \(loaded.run.model.title)'s \($0) input as \(loaded.dataset) (centred on a black border, one channel repeated)" }
-    }
 
     /// Steps to train: `--steps`, else `--epochs` whole epochs.
     func totalSteps(_ run: TrainingRun) throws -> Int {

@@ -9,7 +9,7 @@ import Sim
 @Suite(.serialized) struct ManifestValidationTests {
     static let golden: String = {
         do {
-            return try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: 2, policy: .init(),
+            return try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: 2, policy: .init(),
                                             to: scratch("validation-golden")).directory
         } catch {
             fatalError("cannot record: \(error)")

@@ -192,7 +192,7 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
     /// On a state from real training steps (tiny ResNet-18, Adam), delta-against-keyframe plus
     /// shuffle stores less than zstd of the raw bytes, and everything restores exactly.
     @Test func compressionHelpsOnRealTrainingState() throws {
-        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
         let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), data: data)
         var state = run.step(run.initialState()).0
         let layout = try StateLayout(state, model: run.model, optimizer: run.config.optimizer)

@@ -5,7 +5,7 @@ import TestSupport
 import Sim
 
 func tinyRun(threads: Int = 1) throws -> TrainingRun {
-    let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+    let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
     return try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), data: data, threads: threads)
 }
 
@@ -20,7 +20,7 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
     static let policy = TraceRecorder.Policy(snapshotEvery: 1, keyframeEvery: 4)
 
     static func record(_ name: String, policy: TraceRecorder.Policy = policy, threads: Int = 1) throws -> TraceReader {
-        try TraceRecorder.record(run: try tinyRun(threads: threads), dataset: "synthetic:train=64,test=16", steps: steps, policy: policy, to: scratch(name))
+        try TraceRecorder.record(run: try tinyRun(threads: threads), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: steps, policy: policy, to: scratch(name))
     }
 
     /// A run fed adapted data (``ImageAdaptation``) records the spelling that reproduces it;
@@ -126,7 +126,7 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
     @Test func refusesToOverwriteOrResumeWhatItShouldNot() throws {
         let reader = try Self.record("refuse")
         #expect(throws: TraceError.self) {
-            try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: 2, policy: Self.policy, to: reader.directory)
+            try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: 2, policy: Self.policy, to: reader.directory)
         }
         #expect(throws: TraceError.self) { try TraceRecorder.resume(directory: reader.directory) }
     }
@@ -134,7 +134,7 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
 
 @Suite struct ExportTests {
     @Test func exportedStateReadsBackAsTheRecordedTensors() throws {
-        let reader = try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16", steps: 3,
+        let reader = try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: 3,
                                               policy: .init(), to: scratch("export"))
         let state = try reader.snapshot(at: 2)
         let path = scratch("export-file") + ".safetensors"

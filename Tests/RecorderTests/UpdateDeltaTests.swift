@@ -6,7 +6,7 @@ import Sim
 /// Update deltas: snapshots stored as the step's gradients and batch statistics, restored by
 /// re-applying them (trace format 2), next to the XOR deltas of format 1.
 @Suite(.serialized) struct UpdateDeltaTests {
-    static let dataset = "synthetic:train=64,test=16"
+    static let dataset = "synthetic:train=64,test=16,shape=16x16x1"
     static let policy = TraceRecorder.Policy(snapshotEvery: 1, keyframeEvery: 4)
 
     static func run(_ optimizer: OptimizerConfig) throws -> TrainingRun {

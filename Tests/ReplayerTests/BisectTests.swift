@@ -5,7 +5,7 @@ import Recorder
 import Sim
 
 @Suite(.serialized) struct BisectTests {
-    static let dataset = "synthetic:train=64,test=16"
+    static let dataset = "synthetic:train=64,test=16,shape=16x16x1"
 
     /// A trace of 16 steps of tiny ResNet-18 (batch norm, Adam), recorded by the recorder's
     /// loop. `fault`: a verbatim corruption injected at its step, written into the manifest

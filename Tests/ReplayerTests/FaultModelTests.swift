@@ -64,7 +64,7 @@ import Sim
     }
 
     @Test func anInjectedFaultLandsAtItsSiteOnItsReplicaOnly() throws {
-        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
         let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), data: data)
         let state = run.initialState()
         let golden = run.trainer.gradients(state, batches: run.batches(step: 0), recordDigests: true)

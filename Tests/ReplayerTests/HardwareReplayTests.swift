@@ -34,7 +34,7 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
     /// array's, for a stuck weight bit, a flipped input and a flipped partial sum.
     @Test(arguments: ["basicblock_1_basic_0_conv1", "basicblock_1_basic_0_conv1_grad_in", "basicblock_1_basic_0_conv1_grad_wt", "dense_grad_wt"])
     func faultsInATrainingStepEqualTheRegisterLevelArray(site name: String) throws {
-        let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
+        let data = try DatasetSource.parse("synthetic:train=16,test=8,shape=16x16x1").load()
         let config = try TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .sgd, replicas: 1, chip: .tiny)
         let run = try TrainingRun(config: config, data: data)
         let site = SiteID(parsing: name)
@@ -65,9 +65,9 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
     @Test func aStuckWeightBitCorruptsOneOutputColumnAndIsRecorded() throws {
         let golden = Self.scratch("golden"), out = Self.scratch("stuck")
         defer { for d in [golden, out] { try? FileManager.default.removeItem(atPath: d) } }
-        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
         let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .sgd, replicas: 2), data: data)
-        let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16", steps: 6, policy: .init(snapshotEvery: 2), to: golden)
+        let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: 6, policy: .init(snapshotEvery: 2), to: golden)
         let fault = HardwareFault(row: 5, column: 2, register: .weight, bit: 14, kind: .stuckAt(value: 1))
         let spec = InjectionSpec(workload: "resnet18", site: "basicblock_1_basic_0_conv2", faultModel: nil, replica: 1, globalStep: 3, hardware: fault)
         try spec.validate(file: "hw.json")
@@ -125,9 +125,9 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         // Against the operation: a PE outside the 128x128 array, a cycle past the operation.
         let golden = Self.scratch("golden-specs")
         defer { try? FileManager.default.removeItem(atPath: golden) }
-        let data = try DatasetSource.parse("synthetic:train=16,test=8").load()
+        let data = try DatasetSource.parse("synthetic:train=16,test=8,shape=16x16x1").load()
         let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", optimizer: .sgd, replicas: 1), data: data)
-        let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=16,test=8", steps: 2, policy: .init(), to: golden)
+        let reader = try TraceRecorder.record(run: run, dataset: "synthetic:train=16,test=8,shape=16x16x1", steps: 2, policy: .init(), to: golden)
         func replay(_ fault: HardwareFault) -> String {
             let spec = InjectionSpec(workload: "resnet18", site: "conv1", faultModel: nil, replica: 0, globalStep: 1, hardware: fault)
             do { _ = try FaultReplay.run(golden: reader, spec: spec, specName: "hw.json", stepsAfterInjection: 0, out: Self.scratch("x")); return "ok" }

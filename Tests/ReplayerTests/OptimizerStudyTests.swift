@@ -21,7 +21,7 @@ import Sim
         return d
     }
 
-    static let dataset = "synthetic:train=64,test=16"
+    static let dataset = "synthetic:train=64,test=16,shape=16x16x1"
 
     static let golden: String = {
         let data = try! DatasetSource.parse(dataset).load()

@@ -5,7 +5,7 @@ import TestSupport
 /// Golden traces shared by the suites that only read them, each recorded once per test
 /// process (not once per suite).
 enum TinyGolden {
-    static let dataset = "synthetic:train=64,test=16"
+    static let dataset = "synthetic:train=64,test=16,shape=16x16x1"
 
     /// `resnet18_nobn` at `tiny`, plain SGD, 2 replicas, 16 steps (8 per epoch), a snapshot
     /// every 4 steps.

@@ -319,7 +319,7 @@ private func writeTinyCIFAR(to dir: String) throws {
         let split = try DatasetSource.defaultSynthetic.load()
         let (train, test) = (split.train, split.test)
         let size = train.imageSize
-        #expect(train.count == 512 && test.count == 128 && size == 256 && train.classes == 10)
+        #expect(train.count == 512 && test.count == 128 && size == 64 && train.classes == 10)
         var means = [[Float]](repeating: Array(repeating: 0, count: size), count: 10)
         for i in 0..<train.count { for j in 0..<size { means[Int(train.labels[i])][j] += train.images[i * size + j] } }
         var correct = 0
@@ -358,7 +358,7 @@ private func writeTinyCIFAR(to dir: String) throws {
         #expect(try DatasetSource.parse("fashion-mnist:/data/fm") == .fashionMNIST(directory: "/data/fm"))
         #expect(try DatasetSource.parse("cifar10:/data/c:10") == .cifar10(directory: "/data/c:10"))
         #expect(try DatasetSource.parse("synthetic") == .synthetic(seed: 0, trainCount: 512, testCount: 128,
-                                                                    height: 16, width: 16, channels: 1, classes: 10))
+                                                                    height: 8, width: 8, channels: 1, classes: 10))
         #expect(try DatasetSource.parse("synthetic:train=64,test=16,shape=4x5x3,classes=3,seed=9")
                 == .synthetic(seed: 9, trainCount: 64, testCount: 16, height: 4, width: 5, channels: 3, classes: 3))
         #expect(try DatasetSource.parse("synthetic:shape=6x7")

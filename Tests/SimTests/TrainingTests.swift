@@ -185,19 +185,19 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
 
 @Suite struct TrainingRunTests {
     static func tinyRun(replicas: Int = 2) throws -> TrainingRun {
-        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
         return try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: replicas), data: data)
     }
 
     @Test func rejectsDataThatDoesNotFitTheModel() throws {
-        let data = try DatasetSource.parse("synthetic:train=64,test=16").load()
+        let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
         #expect(throws: TrainingError.self) { try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "small"), data: data) }
         do {
             _ = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "small"), data: data)
         } catch {
             #expect("\(error)".contains("resnet18 small expects 28x28x1"))
         }
-        let threeClasses = try DatasetSource.parse("synthetic:train=64,test=16,classes=3").load()
+        let threeClasses = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1,classes=3").load()
         #expect(throws: TrainingError.self) { try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny"), data: threeClasses) }
     }
 

@@ -150,9 +150,11 @@ extension TrainingRun {
         /// The data set as a trace records it: the spelling as given, or the fitted source's
         /// (``DatasetSource/fitted(to:)``, e.g. `fashion-mnist@32x32x3`) when one was fitted.
         public let dataset: String
-        /// The adaptation fitted to the model's input without being spelled out, if any: the
-        /// caller reports it.
+        /// The adaptation fitted to the model's input without being spelled out, if any.
         public let fitted: ImageAdaptation?
+        /// One line saying what was fitted and how it is recorded, if anything was: the
+        /// caller prints it.
+        public let note: String?
     }
 
     /// Parses `spelling` (``DatasetSource/parse(_:)``), fits it to the model's input
@@ -162,8 +164,16 @@ extension TrainingRun {
         let given = try DatasetSource.parse(spelling)
         let source = given.fitted(to: try config.makeModel().input)
         let run = try TrainingRun(config: config, data: try source.load(), threads: threads)
-        guard source != given, case .adapted(_, let adaptation) = source else { return Loaded(run: run, dataset: spelling, fitted: nil) }
-        return Loaded(run: run, dataset: source.description, fitted: adaptation)
+        guard source != given else { return Loaded(run: run, dataset: spelling, fitted: nil, note: nil) }
+        let title = run.model.title
+        switch source {
+        case .adapted(_, let adaptation):
+            return Loaded(run: run, dataset: source.description, fitted: adaptation,
+                          note: "data: \(spelling) adapted to \(title)'s \(adaptation) input as \(source.description) (centred on a black border, one channel repeated)")
+        default:
+            return Loaded(run: run, dataset: source.description, fitted: nil,
+                          note: "data: \(spelling) generated at \(title)'s input shape as \(source.description)")
+        }
     }
 }
 

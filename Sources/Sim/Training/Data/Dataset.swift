@@ -140,7 +140,8 @@ public struct DataSplit: Sendable {
 /// - `fashion-mnist:DIR` — the four IDX files (`.gz` or uncompressed) in `DIR`;
 /// - `cifar10:PATH` — the binary version's `data_batch_{1..5}.bin` and `test_batch.bin` in
 ///   `PATH` or in `PATH/cifar-10-batches-bin`;
-/// - `synthetic` — 512 training and 128 test images of 16x16x1 (the `tiny` scale's), 10 classes, seed 0;
+/// - `synthetic` — 512 training and 128 test images of 8x8x1, 10 classes, seed 0 (a model of
+///   another input shape gets them at its shape: ``fitted(to:)``);
 /// - `synthetic:KEY=VALUE,...` — any of `train=N`, `test=N`, `shape=HxWxC` (or `HxW` for one
 ///   channel), `classes=K`, `seed=S` overriding those defaults, e.g.
 ///   `synthetic:train=2048,test=256,shape=16x16x3,classes=4,seed=7`;
@@ -160,7 +161,7 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
 
     /// `synthetic` with its defaults.
     public static let defaultSynthetic = DatasetSource.synthetic(
-        seed: 0, trainCount: 512, testCount: 128, height: 16, width: 16, channels: 1, classes: 10)
+        seed: 0, trainCount: 512, testCount: 128, height: 8, width: 8, channels: 1, classes: 10)
 
     /// The canonical CLI spelling; `parse(description)` gives `self` back.
     public var description: String {
