@@ -37,34 +37,37 @@ initializer's zeros and ones), so that each matters.
 Workloads: resnet18 (BN, dropout 0.15, Adam), resnet18_sgd (BN, no dropout, SGD),
 resnet18_nobn (no BN, dropout 0.15, Adam).
 
-Run (CPU PyTorch wheel; numpy and safetensors from PyPI), from the repository root:
+Run from the repository root, in a throwaway virtual environment VENV outside the
+repository (the CPU build of torch is enough; numpy from PyPI):
 
-    python3 -m venv /tmp/torchenv
-    /tmp/torchenv/bin/pip install torch numpy safetensors
-    /tmp/torchenv/bin/python scripts/reference/torch_resnet18_step.py
+    python3 -m venv VENV
+    VENV/bin/pip install torch numpy
+    VENV/bin/python scripts/reference/torch_resnet18_step.py
 
 writes Tests/SimTests/Fixtures/<workload>_tiny_step.safetensors for the three workloads (tiny
 scale: 16x16x1 inputs, widths 4..32, 2 replicas x 4 images), which
 `swift test --filter ReferenceStepTests` checks.
 
-The small-scale check (28x28x1 inputs, widths 16..128, 2 replicas x 32 images, resnet18) is
-not kept in the repository (its fixture is a few megabytes):
+The small-scale check (28x28x1 inputs, widths 16..128, 2 replicas x 32 images, resnet18,
+random data) is not kept in the repository (its fixture is about 9 MB); FILE is a path
+outside the repository:
 
-    /tmp/torchenv/bin/python scripts/reference/torch_resnet18_step.py --scale small \
-        --out /tmp/resnet18_small_step.safetensors
-    TPUFI_SMALL_REFERENCE=/tmp/resnet18_small_step.safetensors \
-        swift test --filter ReferenceStepTests/smallScaleStepMatchesPyTorch
+    VENV/bin/python scripts/reference/torch_resnet18_step.py --scale small --out FILE
+    swift build --build-tests
+    TPUFI_SMALL_REFERENCE=FILE swift test --skip-build \
+        --filter ReferenceStepTests/smallScaleStepMatchesPyTorch
 
 The Swift test prints the worst relative L2 error of any gradient and fails above 0.2 %.
 """
 import argparse
+import json
 import math
 import os
+import struct
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import save_file
 
 torch.set_default_dtype(torch.float64)
 
@@ -179,10 +182,11 @@ def same_pad(x, k, stride):
     return F.pad(x, (left, right, top, bottom))
 
 
-def replica_step(p, images, labels, cfg, wl, seed):
+def replica_step(p, images, labels, cfg, wl, seed, backward=True):
     """Forward and backward of one replica (float64). Returns loss, gradients, batch
     statistics, the dropout layers' keys and the per-channel sums of |dL/dy| for every conv
-    output feeding a batch norm (the terms of that conv bias's analytically zero gradient)."""
+    output feeding a batch norm (the terms of that conv bias's analytically zero gradient).
+    Without `backward`, only the loss, the statistics and the keys."""
     convs, blocks, _ = layers(cfg)
     spec = {name: (k, s) for name, _, _, k, s in convs}
     bn, rate = wl["batch_norm"], wl["dropout"]
@@ -195,8 +199,9 @@ def replica_step(p, images, labels, cfg, wl, seed):
         y = F.conv2d(same_pad(x, k, stride), w.permute(3, 2, 0, 1), stride=stride) + p[name + "/bias"][None, :, None, None]
         if not bn:
             return y
-        y.retain_grad()
-        pre_bn[name] = y
+        if backward:
+            y.retain_grad()
+            pre_bn[name] = y
         mean = y.mean(dim=(0, 2, 3))
         var = ((y - mean[None, :, None, None]) ** 2).mean(dim=(0, 2, 3))
         stats[name + "_bn"] = (mean.detach().numpy().copy(), var.detach().numpy().copy())
@@ -223,6 +228,8 @@ def replica_step(p, images, labels, cfg, wl, seed):
     pooled = x.mean(dim=(2, 3))
     logits = pooled @ p["dense/kernel"] + p["dense/bias"]
     loss = F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
+    if not backward:
+        return loss.item(), {}, stats, drops, {}, logits.detach()
     loss.backward()
     grads = {k: v.grad.numpy().copy() for k, v in p.items()}
     terms = {name: y.grad.abs().sum(dim=(0, 2, 3)).numpy().copy() for name, y in pre_bn.items()}
@@ -249,15 +256,16 @@ def random_inputs(cfg, wl, rng):
     return params, moving, images, labels
 
 
-def step(cfg, wl, params, images, labels, seed):
+def step(cfg, wl, params, images, labels, seed, backward=True):
     """All replicas at one seed; gradients and statistics averaged in replica order."""
     R = cfg["replicas"]
     grads = {k: np.zeros(v.shape) for k, v in params.items()}
     losses, stats, drops, terms, logits = [], [], [], {}, []
     for r in range(R):
-        p = {k: torch.tensor(v.astype(np.float64), requires_grad=True) for k, v in params.items()}
-        loss, g, s, d, t, lg = replica_step(p, images[r], labels[r], cfg, wl, seed)
-        for k in grads:
+        p = {k: torch.tensor(v.astype(np.float64), requires_grad=backward) for k, v in params.items()}
+        with torch.set_grad_enabled(backward):
+            loss, g, s, d, t, lg = replica_step(p, images[r], labels[r], cfg, wl, seed, backward)
+        for k in g:
             grads[k] += g[k] / R
         for k, v in t.items():
             terms[k] = terms.get(k, 0) + v / R
@@ -273,13 +281,16 @@ def build(workload, scale, data_seed):
     rng = np.random.default_rng(data_seed)
     params, moving, images, labels = random_inputs(cfg, wl, rng)
     R = cfg["replicas"]
+    # The keys depend on the seed (earlier masks change later inputs): search with the
+    # forward pass alone, then run the step.
     for seed in range(FIRST_SEED, FIRST_SEED + 1000):
-        loss, grads, stats, drops, terms, logits = step(cfg, wl, params, images, labels, seed)
-        margin = min((d["margin"] for rd in drops for d in rd), default=math.inf)
-        if margin >= KEY_MARGIN:
+        drops = step(cfg, wl, params, images, labels, seed, backward=False)[3]
+        if min((d["margin"] for rd in drops for d in rd), default=math.inf) >= KEY_MARGIN:
             break
     else:
         raise SystemExit("no seed in 1000 gives every dropout key a margin of KEY_MARGIN")
+    loss, grads, stats, drops, terms, logits = step(cfg, wl, params, images, labels, seed)
+    margin = min((d["margin"] for rd in drops for d in rd), default=math.inf)
     assert margin >= KEY_MARGIN
 
     lr = wl["lr"]
@@ -317,6 +328,23 @@ def build(workload, scale, data_seed):
     return out, metadata, summary
 
 
+def save(tensors, path, metadata):
+    """safetensors, written here with names and metadata sorted so that the same inputs give
+    the same bytes (the safetensors package orders its header by a hash map)."""
+    header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        dtype = {np.float32: "F32", np.int32: "I32"}[a.dtype.type]
+        b = a.astype("<f4" if dtype == "F32" else "<i4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="tiny")
@@ -333,7 +361,7 @@ def main():
         targets = [("resnet18", args.out)]
     for workload, path in targets:
         out, metadata, summary = build(workload, args.scale, args.data_seed)
-        save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, path, metadata=metadata)
+        save(out, path, metadata)
         print(f"wrote {os.path.normpath(path)} ({os.path.getsize(path)} bytes): {summary}")
 
 
