@@ -36,7 +36,9 @@ import Testing
 /// ``smallScaleStepMatchesPyTorch`` runs one small-scale step (28x28x1, widths 16..128,
 /// 2 replicas x 32 images) of `resnet18` against a fixture the script writes outside the
 /// repository (`--scale small --out FILE`); it runs only when `TPUFI_SMALL_REFERENCE` names
-/// that file. Target: every gradient within 0.2 % relative L2 error of float64.
+/// that file. Target: every gradient within 0.2 % relative L2 error of float64 (measured
+/// worst: 1.1e-6, a batch-norm gamma; updates 1.2e-4 against a 1e-2 tolerance; the other
+/// tolerances are ten times the tiny ones).
 @Suite struct ReferenceStepTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
@@ -56,7 +58,7 @@ import Testing
         var zeroGradient: Double
 
         static let tiny = Tolerance(loss: 1e-5, gradient: 2e-4, update: 1e-3, moving: 1e-5, zeroGradient: 1e-5)
-        static let small = Tolerance(loss: 1e-4, gradient: 2e-3, update: 1e-2, moving: 1e-4, zeroGradient: 1e-5)
+        static let small = Tolerance(loss: 1e-4, gradient: 2e-3, update: 1e-2, moving: 1e-4, zeroGradient: 1e-4)
     }
 
     /// The worst error of one kind and the tensor it was found in.
