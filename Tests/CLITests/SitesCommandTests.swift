@@ -10,9 +10,9 @@ import TestSupport
         let sites = try #require(json["sites"] as? [[String: Any]])
         #expect(sites.count == 62 && sites.first?["name"] as? String == "conv1" && sites.last?["name"] as? String == "conv1_grad_wt")
         let conv1 = sites[0]
-        #expect(conv1["input"] as? [Int] == [4, 8, 8, 1] && conv1["weight"] as? [Int] == [3, 3, 1, 4] && conv1["output"] as? [Int] == [4, 8, 8, 4])
-        // Weight-stationary on the tiny chip's 8x8 array: K = 9 rows fold onto 8, N = 4 columns.
-        #expect(conv1["rows"] as? Int == 8 && conv1["columns"] as? Int == 4 && conv1["passes"] as? Int == 2)
+        #expect(conv1["input"] as? [Int] == [4, 16, 16, 1] && conv1["weight"] as? [Int] == [7, 7, 1, 4] && conv1["output"] as? [Int] == [4, 8, 8, 4])
+        // Weight-stationary on the tiny chip's 8x8 array: K = 49 rows fold onto 8 in 7 passes, N = 4 columns.
+        #expect(conv1["rows"] as? Int == 8 && conv1["columns"] as? Int == 4 && conv1["passes"] as? Int == 7)
         #expect(!sites.contains { $0["name"] as? String == "conv1_grad_in" })
     }
 

@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct TrainCommandTests {
     @Test func trainsTinyOnSyntheticDataAndReportsJSON() throws {
-        let r = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16", "--steps", "3", "--replicas", "2", "--json"])
+        let r = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16,shape=16x16x1", "--steps", "3", "--replicas", "2", "--json"])
         #expect(r.status == 0, "\(r.err)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
         let epochs = try #require(json["epochs"] as? [[String: Any]])
@@ -12,10 +12,10 @@ import Testing
     }
 
     @Test func trainsOnAnAdaptedDataSetNamedAsSuch() throws {
-        let r = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic@8x8x1:train=64,test=16,shape=4x4x1", "--steps", "1", "--replicas", "2", "--json"])
+        let r = try tpufi(["train", "--scale", "tiny", "--dataset", "synthetic@16x16x1:train=64,test=16,shape=4x4x1", "--steps", "1", "--replicas", "2", "--json"])
         #expect(r.status == 0, "\(r.err)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
-        #expect(json["dataset"] as? String == "synthetic-train@8x8x1")
+        #expect(json["dataset"] as? String == "synthetic-train@16x16x1")
         let help = try tpufi(["train", "--help"])
         #expect(help.out.contains("@HxWxC") && help.out.contains("fashion-mnist@32x32x3"), "\(help.out)")
     }
@@ -25,7 +25,7 @@ import Testing
         #expect(w.status != 0 && w.err.contains("unknown workload 'vgg16'"))
         let d = try tpufi(["train", "--scale", "small", "--dataset", "fashion-mnist:/nonexistent/fmnist"])
         #expect(d.status != 0 && d.err.contains("/nonexistent/fmnist") && d.err.contains("dataset-fashion-mnist"))
-        let s = try tpufi(["train", "--scale", "small", "--dataset", "synthetic"])
+        let s = try tpufi(["train", "--scale", "small", "--dataset", "synthetic@8x8x1"])
         #expect(s.status != 0 && s.err.contains("expects 28x28x1") && s.err.contains("add @28x28x1 after the data set's kind"))
         // Fitted to the paper model's 32x32x3, a missing Fashion-MNIST is still named as such.
         let p = try tpufi(["train", "--scale", "paper", "--dataset", "fashion-mnist:/nonexistent/fmnist"])

@@ -26,16 +26,16 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
     /// A run fed adapted data (``ImageAdaptation``) records the spelling that reproduces it;
     /// restoring reloads exactly that data, and a manifest naming other data is refused.
     @Test func aTraceRecordsTheAdaptedDataItWasFedAndRefusesOtherData() throws {
-        let spelling = "synthetic@8x8x1:train=16,test=8,shape=4x4x1"
+        let spelling = "synthetic@16x16x1:train=16,test=8,shape=4x4x1"
         let loaded = try TrainingRun.load(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), dataset: spelling)
         #expect(loaded.fitted == nil && loaded.dataset == spelling)
         let directory = scratch("adapted")
         let reader = try TraceRecorder.record(run: loaded.run, dataset: loaded.dataset, steps: 2, policy: .init(snapshotEvery: 2), to: directory)
-        #expect(reader.manifest.dataset == spelling && reader.manifest.datasetName == "synthetic-train@8x8x1")
+        #expect(reader.manifest.dataset == spelling && reader.manifest.datasetName == "synthetic-train@16x16x1")
         // Step 1 is re-executed from the initial snapshot, checked against its recorded digest.
         #expect(try TraceRestorer(reader: reader).state(at: 1).step == 1)
         let manifest = try String(contentsOfFile: directory + "/manifest.json", encoding: .utf8)
-        for other in ["synthetic:train=16,test=8,shape=8x8x1", "synthetic@8x8x1:train=16,test=8,shape=2x2x1"] {
+        for other in ["synthetic:train=16,test=8,shape=16x16x1", "synthetic@16x16x1:train=16,test=8,shape=2x2x1"] {
             let copy = scratch("adapted-other")
             try? FileManager.default.removeItem(atPath: copy)
             try FileManager.default.copyItem(atPath: directory, toPath: copy)
@@ -141,7 +141,7 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         try StateExport.write(state, manifest: reader.manifest, to: path)
         let (tensors, metadata) = try Safetensors.read(path: path)
         #expect(metadata["step"] == "2" && metadata["stateDigest"] == state.digest.description)
-        #expect(tensors["param/conv1/kernel"] == .float(shape: [3, 3, 1, 4], values: state.parameters[0]))
+        #expect(tensors["param/conv1/kernel"] == .float(shape: [7, 7, 1, 4], values: state.parameters[0]))
         #expect(tensors["slot/v/dense/bias"] != nil && tensors["moving/conv1_bn/variance"] != nil)
         #expect(tensors.count == reader.manifest.parameterNames.count * 3 + 2 * 20)
     }

@@ -63,7 +63,7 @@ import Sim
     /// the operation: a flipped bit of a zero activation is a subnormal that bf16 flushes, and
     /// at 1x1 resolution 8 of a 3x3 kernel's 9 taps read padding.
     static let sites: [FaultModel: (site: String, seed: UInt64)] = [
-        .INPUT: ("basicblock_2_basic_0_conv2", 8), .INPUT_16: ("dense", 1), .N64_INPUT: ("basicblock_1_basic_0_conv1", 5),
+        .INPUT: ("basicblock_2_basic_0_conv2", 1), .INPUT_16: ("dense", 3), .N64_INPUT: ("basicblock_1_basic_0_conv1", 5),
         .N64_INPUT_16: ("basicblock_3_basic_1_conv1_grad_wt", 5), .N64_INPUT_GLB: ("basicblock_3_basic_0_conv2_grad_wt", 5),
         .WT: ("basicblock_3_basic_0_conv1_grad_in", 1), .WT_16: ("dense_grad_wt", 1), .N64_WT: ("basicblock_2_basic_0_conv1_grad_in", 5),
         .N64_WT_16: ("basicblock_2_basic_1_conv1", 5), .N64_WT_GLB: ("basicblock_4_basic_0_conv2", 2),
@@ -203,7 +203,7 @@ import Sim
         let r = try Bisect.run(Self.golden, other)
         #expect(r.firstDivergentStep == 0 && r.firstDivergentSite == "state" && r.firstDivergentTensor == "conv1/kernel" && r.replica == nil)
         let state = try #require(r.sites.first)
-        #expect(state.differing == 1 && state.shape == [3, 3, 1, 4] && state.firstDifferences.first?.position == [0, 1, 0, 1])
+        #expect(state.differing == 1 && state.shape == [7, 7, 1, 4] && state.firstDifferences.first?.position == [0, 1, 0, 1])
         // Then every replica's stem differs, before anything else.
         #expect(r.sites.dropFirst().prefix(2).map { "\($0.site) \($0.replica ?? -1)" } == ["conv1 0", "conv1 1"])
     }

@@ -33,9 +33,9 @@ import Sim
     }
 
     @Test func aLargeFaultRunsToTheEndAndDivergesAtItsSite() throws {
-        let r = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(Self.spec { $0.values = [2.5e24] }), specName: "s.csv",
+        let r = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(Self.spec { $0.values = [50]; $0.positions = [[1, 2, 2, 5]] }), specName: "s.csv",
                                     stepsAfterInjection: 5, out: Self.scratch("large"))
-        #expect(r.stoppedEarly == nil && r.stepsRun == 6)
+        #expect(r.stoppedEarly == nil && r.stepsRun == 6, "\(r.stoppedEarly ?? "-") after \(r.stepsRun)")
         #expect(r.firstDivergence?.site == "basicblock_2_basic_0_conv2" && r.firstDivergence?.replica == 1)
         #expect(Outcome(rawValue: r.outcome) != nil && !r.evidence.isEmpty)
         #expect(r.faulty.testAccuracy.isFinite && r.golden.testAccuracy.isFinite)

@@ -629,9 +629,12 @@ private func numbered(count: Int, height: Int = 2, width: Int = 2, normalization
         #expect(DatasetSource.fashionMNIST().fitted(to: cifarShaped) == .adapted(.fashionMNIST(), ImageAdaptation(height: 32, width: 32, channels: 3)))
         #expect(DatasetSource.fashionMNIST(directory: "/d").fitted(to: cifarShaped).description == "fashion-mnist@32x32x3:/d")
         #expect(DatasetSource.fashionMNIST().fitted(to: .images(height: 28, width: 28, channels: 1, classes: 10)) == .fashionMNIST())
-        for source in [DatasetSource.cifar10(directory: "/c"), .defaultSynthetic, .adapted(.fashionMNIST(), ImageAdaptation(height: 32, width: 32, channels: 3))] {
+        for source in [DatasetSource.cifar10(directory: "/c"), .adapted(.fashionMNIST(), ImageAdaptation(height: 32, width: 32, channels: 3))] {
             #expect(source.fitted(to: cifarShaped) == source)
         }
+        // Synthetic data is generated at the model's shape (the spelling then names it).
+        #expect(DatasetSource.defaultSynthetic.fitted(to: cifarShaped).description == "synthetic:train=512,test=128,shape=32x32x3,classes=10,seed=0")
+        #expect(DatasetSource.defaultSynthetic.fitted(to: .images(height: 8, width: 8, channels: 1, classes: 10)) == .defaultSynthetic)
     }
 
     /// The `paper` ResNet-18 on a Fashion-MNIST directory: fitted, reported, and the spelling
@@ -658,8 +661,8 @@ private func numbered(count: Int, height: Int = 2, width: Int = 2, normalization
         // Mismatches: a hint where an adaptation would fit, none where it would not.
         let tiny = try TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 1)
         let shrink = #expect(throws: TrainingError.self) { try TrainingRun.load(config: tiny, dataset: "fashion-mnist:" + dir) }
-        #expect(shrink == .mismatch("data set fashion-mnist-train has 28x28x1 images; resnet18 tiny expects 8x8x1"))
-        let grow = #expect(throws: TrainingError.self) { try TrainingRun.load(config: paper, dataset: "synthetic:train=128,test=8,shape=28x28x1") }
+        #expect(shrink == .mismatch("data set fashion-mnist-train has 28x28x1 images; resnet18 tiny expects 16x16x1"))
+        let grow = #expect(throws: TrainingError.self) { try TrainingRun.load(config: paper, dataset: "synthetic@28x28x1:train=128,test=8,shape=28x28x1") }
         #expect(grow?.description.contains("resnet18 paper expects 32x32x3 (its images can be adapted: add @32x32x3 after the data set's kind") == true)
     }
 }
