@@ -40,13 +40,13 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Alias of --precision fp32 (kept for existing scripts).")
     var fp32 = false
 
-    @Flag(help: "Augment with random horizontal flips and pad-2 crops.")
-    var augment = false
+    @Option(help: "Training-time augmentation: reference (the reference study's, the default for its workloads: flips both ways, zero padding 6, one crop per replica batch), flip-crop (left-right flips and pad-2 crops per image) or none.")
+    var augmentation: AugmentationChoice?
 
     /// The configuration of `workload` at `scale` (`--workload`, `--scale`), checked.
     static func config(workload: String, scale: String, optimizer: OptimizerKind?, replicas: Int, seed: UInt64 = 0,
                        chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16,
-                       augmentation: Augmentation = .none) throws -> TrainingConfig {
+                       augmentation: Augmentation? = nil) throws -> TrainingConfig {
         do {
             return try TrainingConfig(workload: workload, scale: scale, optimizer: optimizer, replicas: replicas, seed: seed,
                                       chip: chip, precision: precision, augmentation: augmentation)
@@ -77,7 +77,7 @@ struct TrainingOptions: ParsableArguments {
         guard let c = ChipConfig.preset(named: chip) else { throw ValidationError("unknown chip '\(chip)'") }
         let config = try Self.config(workload: workload, scale: scale, optimizer: kind, replicas: replicas, seed: seed, chip: c,
                                      precision: try operandPrecision(),
-                                     augmentation: augment ? Augmentation(flip: true, pad: 2) : .none)
+                                     augmentation: augmentation?.recipe)
         return try TrainingRun.load(config: config, dataset: dataset, threads: threads)
     }
 
@@ -87,5 +87,20 @@ struct TrainingOptions: ParsableArguments {
         let total = steps ?? epochs * run.stepsPerEpoch
         guard total > 0 else { throw ValidationError("nothing to train: \(total) steps") }
         return total
+    }
+}
+
+/// `--augmentation`: a named recipe (absent: the workload's own).
+enum AugmentationChoice: String, ExpressibleByArgument, CaseIterable {
+    case reference
+    case flipCrop = "flip-crop"
+    case none
+
+    var recipe: Augmentation {
+        switch self {
+        case .reference: return .reference
+        case .flipCrop: return Augmentation(flip: true, pad: 2)
+        case .none: return .none
+        }
     }
 }
