@@ -40,6 +40,9 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Alias of --precision fp32 (kept for existing scripts).")
     var fp32 = false
 
+    @Option(help: "Dropout masks: data-seeded (the reference's: keyed by the seed and the first two values of the layer's input, so an upstream change redraws them) or counter (keyed by step, replica and layer). Default: the workload's (data-seeded).")
+    var dropoutMasks: DropoutKeying?
+
     @Option(help: "Training-time augmentation: reference (the reference study's, the default for its workloads: flips both ways, zero padding 6, one crop per replica batch), flip-crop (left-right flips and pad-2 crops per image) or none.")
     var augmentation: AugmentationChoice?
 
@@ -78,7 +81,15 @@ struct TrainingOptions: ParsableArguments {
         let config = try Self.config(workload: workload, scale: scale, optimizer: kind, replicas: replicas, seed: seed, chip: c,
                                      precision: try operandPrecision(),
                                      augmentation: augmentation?.recipe)
-        return try TrainingRun.load(config: config, dataset: dataset, threads: threads)
+        var configured = config
+        if let keying = dropoutMasks {
+            do {
+                configured.model = try config.model.setting("dropoutMasks", to: .string(keying.rawValue), workload: workload)
+            } catch {
+                throw ValidationError("--dropout-masks: \(error.description)")
+            }
+        }
+        return try TrainingRun.load(config: configured, dataset: dataset, threads: threads)
     }
 
 
@@ -104,3 +115,5 @@ enum AugmentationChoice: String, ExpressibleByArgument, CaseIterable {
         }
     }
 }
+
+extension DropoutKeying: ExpressibleByArgument {}

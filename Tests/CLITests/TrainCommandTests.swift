@@ -20,6 +20,17 @@ import Testing
         #expect(help.out.contains("@HxWxC") && help.out.contains("fashion-mnist@32x32x3"), "\(help.out)")
     }
 
+    /// `--dropout-masks counter` changes the masks (so the run), and is recorded with the model.
+    @Test func dropoutMasksOptionChangesTheRun() throws {
+        let base = ["train", "--scale", "tiny", "--dataset", "synthetic:train=64,test=16,shape=16x16x1", "--steps", "2", "--replicas", "2", "--json"]
+        let seeded = try tpufi(base), counter = try tpufi(base + ["--dropout-masks", "counter"])
+        #expect(seeded.status == 0 && counter.status == 0, "\(counter.err)")
+        let digest = { (out: String) in (try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["stateDigest"] as? String }
+        #expect(digest(seeded.out) != nil && digest(counter.out) != nil && digest(seeded.out) != digest(counter.out))
+        let bad = try tpufi(base + ["--dropout-masks", "sometimes"])
+        #expect(bad.status != 0 && bad.err.contains("dropout-masks"))
+    }
+
     @Test func badInputFailsClearly() throws {
         let w = try tpufi(["train", "--workload", "vgg16", "--scale", "tiny", "--dataset", "synthetic"])
         #expect(w.status != 0 && w.err.contains("unknown workload 'vgg16'"))

@@ -141,6 +141,10 @@ private struct SetElementHook: OperandHook {
         #expect(preset.scale.network == .reference && preset.convs[0].shape.filterH == 7 && preset.convs[0].bias != nil)
         let rebuilt = try #require(try Workloads.model("resnet18", preset.configuration) as? ResNet18)
         #expect(rebuilt.scale == preset.scale)
+        // An option is set only where the configuration has it.
+        let counter = try preset.configuration.setting("dropoutMasks", to: .string("counter"), workload: "resnet18")
+        #expect((try Workloads.model("resnet18", counter) as? ResNet18)?.scale.dropoutMasks == .counter)
+        #expect(throws: ModelError.self) { try old.setting("dropoutMasks", to: .string("counter"), workload: "resnet18") }
     }
 
     /// The reference recipe: every image of a replica batch is cropped at the same place, the

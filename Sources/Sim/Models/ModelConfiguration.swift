@@ -35,6 +35,17 @@ public struct ModelConfiguration: Sendable, Equatable, Codable, CustomStringConv
     public init(from decoder: Decoder) throws { value = try JSONValue(from: decoder) }
     public func encode(to encoder: Encoder) throws { try value.encode(to: encoder) }
 
+    /// The same configuration with its existing field `field` set to `value`: how a
+    /// command-line option changes one of a model's options. A workload whose configuration
+    /// has no such field does not have the option, and the error says so.
+    public func setting(_ field: String, to value: JSONValue, workload: String) throws(ModelError) -> ModelConfiguration {
+        guard case .object(var fields) = self.value, fields[field] != nil else {
+            throw .invalidConfiguration("the \(workload) \(name ?? "custom") configuration has no option '\(field)'")
+        }
+        fields[field] = value
+        return ModelConfiguration(.object(fields))
+    }
+
     /// The `name` field, the scale preset's name by convention.
     public var name: String? {
         if case .object(let fields) = value, case .string(let s)? = fields["name"] { return s }
