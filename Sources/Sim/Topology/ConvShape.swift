@@ -157,5 +157,4 @@ extension ConvShape {
         let padBottom = (outH - 1) * strideH + filterH - inH - padTop, padRight = (outW - 1) * strideW + filterW - inW - padLeft
         return filterH % 2 == 1 && filterW % 2 == 1 && padTop <= qh && padLeft <= qw && padBottom <= qh && padRight <= qw
     }
-
 }
