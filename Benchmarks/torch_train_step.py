@@ -1,55 +1,66 @@
 #!/usr/bin/env python3
-"""PyTorch eager (CPU, fp32) timing of the same training step tpufi runs: ResNet-18 at the
-`small` scale (28x28x1, widths 16-128), 8 replicas x 32 images, each replica's forward and
-backward with its own batch-norm statistics, gradients averaged, Adam update.
-   python torch_train_step.py [--threads 2] [--steps 5] [--scale small|tiny]"""
-import argparse, time
+"""PyTorch eager (CPU, fp32) timing of the same training step tpufi runs: the reference
+network's ResNet-18 (the `resnet18` workload) at the `small` scale (28x28x1, widths 16-128),
+8 replicas x 32 images, each replica's forward and backward with its own batch-norm
+statistics, gradients averaged, Adam update.
+   python torch_train_step.py [--threads 2] [--steps 5] [--scale small|tiny|paper]
+
+The layer list, SAME padding and topology come from scripts/reference/resnet18_net.py, the
+module the float64 correctness fixture (scripts/reference/torch_resnet18_step.py) builds its
+network from: 7x7 stride-2 stem, a bias on every conv (before its batch norm), batch norm
+momentum 0.9 (PyTorch's 0.1) and epsilon 1e-3, dropout 0.15 after both ReLUs of every basic
+block. Batch norm, dropout and Adam are PyTorch's own (nn.BatchNorm2d, F.dropout with
+PyTorch's RNG, torch.optim.Adam); initial values are PyTorch's defaults (they do not change
+the work)."""
+import argparse
+import os
+import sys
+import time
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "reference"))
+from resnet18_net import BN_EPS, BN_MOMENTUM, CLASSES, DROPOUT, features, layers, same_padding  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--steps", type=int, default=5)
-ap.add_argument("--scale", default="small")
+ap.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
-H, C_IN, WIDTH, BATCH = {"small": (28, 1, 16, 32), "tiny": (8, 1, 4, 4), "paper": (32, 3, 64, 128)}[args.scale]
-REPLICAS, CLASSES = 8, 10
-
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.b1 = nn.BatchNorm2d(cout, eps=1e-3)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.b2 = nn.BatchNorm2d(cout, eps=1e-3)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=1e-3))
-
-    def forward(self, x):
-        h = F.relu(self.b1(self.c1(x)))
-        return F.relu(self.b2(self.c2(h)) + (self.down(x) if self.down is not None else x))
+# tpufi's presets: input H = W, channels, base width, images per replica
+H, C_IN, WIDTH, BATCH = {"tiny": (16, 1, 4, 4), "small": (28, 1, 16, 32), "paper": (32, 3, 64, 128)}[args.scale]
+REPLICAS = 8
 
 
 class ResNet18(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(C_IN, WIDTH, 3, 1, 1, bias=False), nn.BatchNorm2d(WIDTH, eps=1e-3), nn.ReLU())
-        blocks, cin = [], WIDTH
-        for stage in range(4):
-            w = WIDTH << stage
-            for b in range(2):
-                blocks.append(Block(cin, w, 2 if stage > 0 and b == 0 else 1))
-                cin = w
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(cin, CLASSES)
+        convs, self.blocks, n_features = layers(cfg)
+        self.convs = nn.ModuleDict({name: nn.Conv2d(ci, co, k, s, bias=True) for name, ci, co, k, s in convs})
+        self.bns = nn.ModuleDict({name: nn.BatchNorm2d(co, eps=BN_EPS, momentum=1 - BN_MOMENTUM) for name, _, co, _, _ in convs})
+        self.dense = nn.Linear(n_features, CLASSES)
+
+    def conv(self, name, x):
+        c = self.convs[name]
+        (top, bottom), (left, right) = (same_padding(n, c.kernel_size[0], c.stride[0]) for n in x.shape[2:])
+        if top == bottom and left == right:  # SAME is symmetric here: let the conv pad
+            y = F.conv2d(x, c.weight, c.bias, c.stride, (top, left))
+        else:                                # the odd row/column at the bottom/right
+            y = F.conv2d(F.pad(x, (left, right, top, bottom)), c.weight, c.bias, c.stride)
+        return self.bns[name](y)
+
+    def dropout(self, x):
+        return F.dropout(x, DROPOUT, self.training)
 
     def forward(self, x):
-        return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+        return self.dense(features(x, self.blocks, self.conv, self.dropout))
 
 
-model = ResNet18()
+torch.manual_seed(0)
+model = ResNet18(dict(channels=C_IN, width=WIDTH)).train()
 opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 x = torch.randn(REPLICAS, BATCH, C_IN, H, H)
 y = torch.randint(0, CLASSES, (REPLICAS, BATCH))

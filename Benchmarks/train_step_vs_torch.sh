@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# One data-parallel ResNet-18 training step (8 replicas, per-replica batch norm, Adam) in tpufi
-# next to PyTorch eager on the CPU, same model and batch, same thread count, in one run.
+# One data-parallel ResNet-18 training step (the `resnet18` workload: the reference network,
+# 8 replicas, per-replica batch norm, dropout, Adam) in tpufi next to PyTorch eager on the
+# CPU, same network and batch, same thread count, in one run.
 #   Benchmarks/train_step_vs_torch.sh [--threads T] [--scale small|tiny|paper] [--steps N]
 # PyTorch comes from PyPI into a throwaway venv (TORCH_VENV, default /tmp/tpufi-torch-venv;
-# the download is large). tpufi's step simulates the TPU's bf16 MXU numerics in a fixed
-# accumulation order; PyTorch runs plain fp32.
+# the download is large); TORCH_VENV may also name an existing venv with torch installed
+# (e.g. from a local CPU wheel): torch is all the PyTorch side needs. Its network comes from
+# scripts/reference/resnet18_net.py, as the float64 correctness fixture's does. tpufi is
+# built in release for TPUFI_TARGET_CPU (Package.swift; default native). tpufi's step
+# simulates the TPU's bf16 MXU numerics in a fixed accumulation order; PyTorch runs plain fp32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=2; SCALE=small; STEPS=5

@@ -11,6 +11,9 @@ rather than shared with the Swift code:
   + bias -> BN -> ReLU -> dropout -> 3x3 conv + bias -> BN, plus the shortcut (a 1x1 stride-2
   `downsample` conv + bias + BN on the first block of stages 2-4) -> ReLU -> dropout. Global
   average pool, dense with bias, softmax cross-entropy averaged over the replica's batch.
+  The layer list, SAME padding and this topology are in resnet18_net.py next to this script
+  (shared with the timing benchmark Benchmarks/torch_train_step.py); the batch norm, the
+  dropout masks, the loss and the optimizers below are this script's own.
 - TensorFlow SAME padding: output ceil(in / stride), total padding
   max((out - 1) * stride + filter - in, 0), the odd row/column at the bottom/right.
 - Batch norm per replica with the batch's biased variance, epsilon 1e-3; moving averages
@@ -69,6 +72,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnet18_net import BN_EPS, BN_MOMENTUM, CLASSES, DROPOUT, features, layers, same_pad
+
 torch.set_default_dtype(torch.float64)
 
 SCALES = {  # input H = W, channels, base width, images per replica, replicas
@@ -76,12 +81,10 @@ SCALES = {  # input H = W, channels, base width, images per replica, replicas
     "small": dict(size=28, channels=1, width=16, batch=32, replicas=2),
 }
 WORKLOADS = {
-    "resnet18": dict(batch_norm=True, dropout=0.15, optimizer="adam", lr=1e-3),
+    "resnet18": dict(batch_norm=True, dropout=DROPOUT, optimizer="adam", lr=1e-3),
     "resnet18_sgd": dict(batch_norm=True, dropout=0.0, optimizer="sgd", lr=0.1),
-    "resnet18_nobn": dict(batch_norm=False, dropout=0.15, optimizer="adam", lr=1e-3),
+    "resnet18_nobn": dict(batch_norm=False, dropout=DROPOUT, optimizer="adam", lr=1e-3),
 }
-CLASSES = 10
-BN_EPS, BN_MOMENTUM = 1e-3, 0.9
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 # Smallest distance allowed between 1000 * x (float64) and a nonzero integer, for a dropout
 # key: the fp32 model's x may differ from the float64 one by up to KEY_MARGIN / 1000 before
@@ -152,36 +155,8 @@ def dropout_key(x):
 
 
 # ---------------------------------------------------------------------------- the network
-def layers(cfg):
-    """Convolutions (name, cin, cout, filter, stride) in tpufi's order and the blocks."""
-    convs = [("conv1", cfg["channels"], cfg["width"], 7, 2)]
-    blocks, cin = [], cfg["width"]
-    for stage in range(1, 5):
-        width = cfg["width"] << (stage - 1)
-        for block in range(2):
-            stride = 2 if stage > 1 and block == 0 else 1
-            p = f"basicblock_{stage}_basic_{block}"
-            convs.append((p + "_conv1", cin, width, 3, stride))
-            convs.append((p + "_conv2", width, width, 3, 1))
-            down = None
-            if stride != 1 or cin != width:
-                down = p + "_downsample"
-                convs.append((down, cin, width, 1, stride))
-            blocks.append((p + "_conv1", p + "_conv2", down))
-            cin = width
-    return convs, blocks, cin
-
-
-def same_pad(x, k, stride):
-    """TensorFlow SAME: the odd padding row/column goes to the bottom/right."""
-    def split(n):
-        out = -(-n // stride)
-        total = max((out - 1) * stride + k - n, 0)
-        return total // 2, total - total // 2
-    (top, bottom), (left, right) = split(x.shape[2]), split(x.shape[3])
-    return F.pad(x, (left, right, top, bottom))
-
-
+# The layer list, SAME padding and the topology are in resnet18_net.py (shared with the
+# PyTorch timing benchmark); batch norm and dropout are spelled out here.
 def replica_step(p, images, labels, cfg, wl, seed, backward=True):
     """Forward and backward of one replica (float64). Returns loss, gradients, batch
     statistics, the dropout layers' keys and the per-channel sums of |dL/dy| for every conv
@@ -219,13 +194,7 @@ def replica_step(p, images, labels, cfg, wl, seed, backward=True):
         mask = np.where(u >= rate32, 1.0 / (1.0 - rate), 0.0).reshape(n, h, w, c).transpose(0, 3, 1, 2)
         return x * torch.from_numpy(np.ascontiguousarray(mask))
 
-    x = F.relu(conv("conv1", torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2)))
-    for c1, c2, down in blocks:
-        h = dropout(F.relu(conv(c1, x)))
-        main = conv(c2, h)
-        short = conv(down, x) if down else x
-        x = dropout(F.relu(main + short))
-    pooled = x.mean(dim=(2, 3))
+    pooled = features(torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2), blocks, conv, dropout)
     logits = pooled @ p["dense/kernel"] + p["dense/bias"]
     loss = F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
     if not backward:
