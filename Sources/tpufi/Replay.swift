@@ -94,8 +94,10 @@ struct Replay: ParsableCommand {
         }
         for e in result.evidence { print("  \(e)") }
         print("ran \(result.stepsRun) step(s)\(result.stoppedEarly.map { ", stopped early: \($0)" } ?? "")")
-        print(String(format: "final train accuracy %.4f (golden %.4f), test accuracy %.4f (golden %.4f)",
-                     result.faulty.trainAccuracy, result.golden.trainAccuracy, result.faulty.testAccuracy, result.golden.testAccuracy))
+        let test = result.faulty.testAccuracy.isNaN
+            ? "test accuracy not evaluated (an early stop needs none)"
+            : String(format: "test accuracy %.4f (golden %.4f)", result.faulty.testAccuracy, result.golden.testAccuracy)
+        print(String(format: "final train accuracy %.4f (golden %.4f), ", result.faulty.trainAccuracy, result.golden.trainAccuracy) + test)
         print("faulty trace: \(result.trace)")
     }
 }

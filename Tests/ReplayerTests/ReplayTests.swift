@@ -23,6 +23,9 @@ import Sim
     @Test func aFaultHiddenByReLUIsMaskedExactly() throws {
         let r = try FaultReplay.run(golden: Self.golden, spec: InjectionSpec(Self.spec()), specName: "s.csv", stepsAfterInjection: nil, out: Self.scratch("masked"))
         #expect(r.outcome == "Masked" && r.stoppedEarly == "masked-exact" && r.stepsRun == 1)
+        // An early stop spends no test evaluation: the faulty trace's last summary has none.
+        let lastSummary = try TraceReader(directory: r.trace).epochSummaries().last
+        #expect(r.faulty.testAccuracy.isNaN && lastSummary?.testAccuracy.isNaN == true)
         #expect(r.firstDivergence == .init(globalStep: 10, site: "basicblock_2_basic_0_conv2", replica: 1))
         #expect(r.injection.globalStep == 10 && r.injection.positions == [[1, 2, 1, 5]])
         let trace = try TraceReader(directory: r.trace)

@@ -160,10 +160,12 @@ public enum FaultReplay {
         /// Snapshot interval of the faulty trace (nil: the golden's). The fork state and the
         /// last state are always written.
         public var snapshotEvery: Int?
-        /// `.atEndOnly`: evaluate the test set (faulty, and golden where the golden trace has
-        /// no record of it) only when the run reaches its last planned step; a run that
-        /// stopped early (masked-exact, non-finite) needs no test accuracy to be classified,
-        /// and reports NaN for both.
+        /// When the faulty run evaluates the test set (the golden side follows: its recorded
+        /// accuracy, or its restored state evaluated, at the faulty run's last step). A run that
+        /// stopped early (masked-exact, non-finite) needs no test accuracy to be classified:
+        /// under `.everyEpochUnlessStopped` (the default) and `.atEndOnly` it spends no
+        /// evaluation on one and reports NaN for both (the golden's recorded accuracy where
+        /// the trace has it); `.atEndOnly` also skips the epoch ends on the way.
         public var testEvaluation: TraceRecorder.TestEvaluation
         /// Stop at masked-exact or a non-finite loss (false: always run to the planned end,
         /// for measuring what early stopping saves; the outcome is the same).
@@ -172,7 +174,7 @@ public enum FaultReplay {
         public var sixteen: SixteenSemantics
 
         public init(stepsAfterInjection: Int? = nil, thresholds: ClassifierThresholds = .init(), snapshotEvery: Int? = nil,
-                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpoch, earlyStop: Bool = true,
+                    testEvaluation: TraceRecorder.TestEvaluation = .everyEpochUnlessStopped, earlyStop: Bool = true,
                     sixteen: SixteenSemantics = .fidelity) {
             self.sixteen = sixteen
             self.stepsAfterInjection = stepsAfterInjection
@@ -307,10 +309,10 @@ public enum FaultReplay {
         // Golden test accuracy at the same step: its own record if the trace has one, else
         // the restored golden state evaluated (once per step and golden reference).
         let goldenTest: Float
-        if stopped == "masked-exact" {
-            goldenTest = faultyTest
-        } else if options.testEvaluation == .atEndOnly && final.step < end {
+        if options.testEvaluation != .everyEpoch && final.step < end {
             goldenTest = golden.recordedTestAccuracy(at: final.step) ?? .nan
+        } else if stopped == "masked-exact" {
+            goldenTest = faultyTest
         } else {
             goldenTest = try golden.testAccuracy(at: final.step)
         }

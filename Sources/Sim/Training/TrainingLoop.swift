@@ -11,6 +11,10 @@ public struct TrainingLoop {
     public enum TestEvaluation: Sendable, Equatable {
         /// At every epoch end and at the last step, however the run ended.
         case everyEpoch
+        /// At every epoch end and at the last step, except when `stop` ended the run before
+        /// `end`: a replay that stopped early (bit-identical to golden again, or a non-finite
+        /// loss) is classified without a test accuracy, so it spends no evaluation on one.
+        case everyEpochUnlessStopped
         /// Only when the run reaches `end`; epoch summaries otherwise carry NaN test metrics.
         /// For fault campaigns, whose classification needs only the final test accuracy and
         /// none at all for a run that stopped early.
@@ -69,10 +73,16 @@ public struct TrainingLoop {
             state = trainer.apply(g, to: state, slotOrigin: slotOrigin)
             epochMetrics.append(g.metrics)
             var current = Step(index: index, gradients: g, state: state, last: false)
-            current.last = try stop(current) || state.step == end
+            let stopped = try stop(current)
+            current.last = stopped || state.step == end
             try step(current)
             if state.step % perEpoch == 0 || current.last {
-                let evaluate = evaluation == .everyEpoch || (evaluation == .atEndOnly && state.step == end)
+                let evaluate = switch evaluation {
+                case .everyEpoch: true
+                case .everyEpochUnlessStopped: !stopped || state.step == end
+                case .atEndOnly: state.step == end
+                case .never: false
+                }
                 let test = evaluate ? run.evaluate(state) : (loss: Float.nan, accuracy: Float.nan)
                 let n = Float(epochMetrics.count)
                 let summary = EpochSummary(epoch: index / perEpoch, steps: epochMetrics.count,
