@@ -102,6 +102,22 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         }
     }
 
+    /// A complete trace whose frame file was cut after some whole frames is refused, naming
+    /// the file and both step counts (it used to read as complete and intact).
+    @Test func aCompleteTraceCutShortIsRefused() throws {
+        let full = try Self.record("cut-complete")
+        let bytes = fileBytes(full.framesPath)
+        let lastOfStep2 = try #require(full.frames.last { $0.header.step == 2 })
+        let dir = scratch("cut-complete-copy")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(fileBytes(TraceWriter.manifestPath(full.directory))).write(to: URL(fileURLWithPath: TraceWriter.manifestPath(dir)))
+        try Data(bytes[..<lastOfStep2.end]).write(to: URL(fileURLWithPath: TraceWriter.framesPath(dir)))
+        let error = #expect(throws: TraceError.self) { try TraceReader(directory: dir) }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains(TraceWriter.framesPath(dir)) && text.contains("records \(Self.steps) steps") && text.contains("cut short"), "\(text)")
+    }
+
     @Test func damagedFramesAreReportedWithFrameAndStep() throws {
         let reader = try Self.record("damaged")
         var bytes = fileBytes(reader.framesPath)

@@ -45,6 +45,11 @@ public struct TraceReader: Sendable {
         }
         frames = scan.frames
         tornBytes = file.size - scan.validLength
+        // A complete trace's manifest names how many steps it holds: frames that end sooner
+        // (a copy cut short) or go on longer (frames of another run) do not belong to it.
+        if manifest.complete && completedSteps != manifest.completedSteps {
+            throw .malformed(file: path, reason: "holds step records up to global step \(completedSteps - 1), but the manifest of this complete trace records \(manifest.completedSteps) steps: the file was cut short or belongs to another run")
+        }
     }
 
     /// Steps whose record is on disk: the run's progress (records are written in order).
