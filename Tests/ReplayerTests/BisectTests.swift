@@ -197,6 +197,22 @@ import Sim
         #expect(r.cost.restoreSteps == [3, 11] && r.cost.reexecutions == 16)
     }
 
+    /// Traces of one run that share no step have nothing to compare: an error naming both
+    /// spans, not "no divergence".
+    @Test func tracesWithNoCommonStepAreRefused() throws {
+        let early = try Self.record("no-common-early", steps: 2)
+        let late = try Self.record("no-common-late", steps: 12)
+        defer { Self.remove(early, late) }
+        // A replay of the longer run forked after step 8 records steps 8... only.
+        let fork = try FaultReplay.run(golden: late, spec: InjectionSpec(workload: "resnet18", site: "dense", faultModel: .RD, replica: 0,
+                                                                         globalStep: 8, seed: 1),
+                                       specName: "s.json", stepsAfterInjection: 0, out: ReplayTests.scratch("no-common-fork"))
+        let forked = try TraceReader(directory: fork.trace)
+        defer { Self.remove(forked) }
+        let error = #expect(throws: BisectError.self) { try Bisect.run(early, forked) }
+        #expect(error.map { "\($0)" }?.contains("record no step in common") == true)
+    }
+
     @Test func runsThatEnterTheFirstCommonStepInDifferentStatesShowTheStateFirst() throws {
         let other = try Self.record("other-start", steps: 2, initialEdit: { $0.parameters[0][5] += 0.25 })
         defer { Self.remove(other) }

@@ -12,6 +12,8 @@ public enum BisectError: Error, CustomStringConvertible, Equatable {
     case notReproduced(directory: String, step: Int, reason: String)
     /// The injection a faulty trace's manifest records does not fit its model.
     case badInjection(file: String, reason: String)
+    /// The traces record no step in common: there is nothing to compare.
+    case noCommonStep(String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum BisectError: Error, CustomStringConvertible, Equatable {
         case .notReproduced(let directory, let step, let reason):
             return "\(directory): re-executing step \(step) does not reproduce the trace: \(reason)"
         case .badInjection(let file, let reason): return "\(file): the recorded injection cannot be re-applied: \(reason)"
+        case .noCommonStep(let m): return m
         }
     }
 }
@@ -111,7 +114,10 @@ public enum Bisect {
             r.cost.estimatedLinearSeconds = r.cost.secondsPerStep.map { $0 * Double(r.cost.linearSteps) }
             return r
         }
-        guard let lo = common.first, let hi = common.last else { return finish(result) }
+        guard let lo = common.first, let hi = common.last else {
+            func span(_ r: [Int: StepRecord]) -> String { r.keys.min().flatMap { lo in r.keys.max().map { "steps \(lo)...\($0)" } } ?? "no steps" }
+            throw BisectError.noCommonStep("\(a.directory) (\(span(ra))) and \(b.directory) (\(span(rb))) record no step in common: nothing to compare")
+        }
 
         var comparisons = 0
         func differs(_ s: Int) -> Bool {
