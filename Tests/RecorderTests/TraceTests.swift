@@ -118,6 +118,24 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(text.contains(TraceWriter.framesPath(dir)) && text.contains("records \(Self.steps) steps") && text.contains("cut short"), "\(text)")
     }
 
+    /// A recording killed while writing its first manifest leaves only the manifest's
+    /// temporary file: a fresh recording into that directory proceeds; one with anything else
+    /// in it is refused without a hint at a `--resume` the caller may not have.
+    @Test func aDirectoryLeftBeforeTheFirstManifestCanBeRecordedInto() throws {
+        let dir = scratch("killed-before-manifest")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data("{\"formatVers".utf8).write(to: URL(fileURLWithPath: TraceWriter.manifestPath(dir) + ".tmp"))
+        let reader = try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: 1,
+                                              policy: .init(), to: dir)
+        #expect(reader.manifest.complete && !FileManager.default.fileExists(atPath: TraceWriter.manifestPath(dir) + ".tmp"))
+        let error = #expect(throws: TraceError.self) {
+            try TraceRecorder.record(run: try tinyRun(), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: 1, policy: .init(), to: dir)
+        }
+        #expect(error.map { "\($0)" }?.contains("already exists and is not empty: choose another --out") == true)
+        #expect(error.map { "\($0)" }?.contains("resume") == false)
+    }
+
     @Test func damagedFramesAreReportedWithFrameAndStep() throws {
         let reader = try Self.record("damaged")
         var bytes = fileBytes(reader.framesPath)

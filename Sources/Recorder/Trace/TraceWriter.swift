@@ -31,8 +31,16 @@ public final class TraceWriter {
         let fm = FileManager.default
         if fm.fileExists(atPath: directory) {
             let contents = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
-            guard contents.isEmpty else {
-                throw .io(file: directory, reason: "already exists and is not empty: choose another --out (an interrupted `tpufi record` continues with --resume)")
+            // A writer killed while writing its first manifest leaves only the manifest's
+            // temporary file: nothing was recorded, so the directory counts as empty.
+            let unfinishedManifest = URL(fileURLWithPath: Self.manifestPath(directory)).lastPathComponent + ".tmp"
+            guard contents.allSatisfy({ $0 == unfinishedManifest }) else {
+                throw .io(file: directory, reason: "already exists and is not empty: choose another --out")
+            }
+            if !contents.isEmpty {
+                do { try fm.removeItem(atPath: Self.manifestPath(directory) + ".tmp") } catch {
+                    throw .io(file: Self.manifestPath(directory) + ".tmp", reason: "cannot remove an unfinished manifest: \(error.localizedDescription)")
+                }
             }
         }
         do {
