@@ -80,6 +80,13 @@ import Sim
         #expect(Self.error { _ = try CampaignMerge.merge([shards[0].directory, Self.serial.directory], out: Self.scratch("dup")) }
             .contains("experiment 0 is in both"))
         #expect(Self.error { _ = try CampaignMerge.merge([shards[0].directory], out: Self.root + "/merged") }.contains("not empty"))
+        // A shard directory holding another shard's experiments is refused, naming the index.
+        let stray = Self.scratch("stray-shard")
+        try? FileManager.default.removeItem(atPath: stray)
+        try FileManager.default.createDirectory(atPath: stray, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CampaignManifest.path(shards[0].directory), toPath: CampaignManifest.path(stray))
+        try FileManager.default.copyItem(atPath: ResultsLog.path(shards[1].directory), toPath: ResultsLog.path(stray))
+        #expect(Self.error { _ = try CampaignMerge.merge([stray], out: Self.scratch("stray-merged")) }.contains("does not belong to shard 0/"))
     }
 
     @Test func anInterruptedCampaignResumesWithoutRepeatingOrLosing() throws {

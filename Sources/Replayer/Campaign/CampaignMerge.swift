@@ -38,6 +38,10 @@ public enum CampaignMerge {
                 guard r.index < first.parameters.experiments else {
                     throw .badFile(file: ResultsLog.path(directory), line: nil, reason: "experiment \(r.index) is past the campaign's \(first.parameters.experiments) experiments")
                 }
+                if let shard = m.shard, !shard.contains(r.index) {
+                    throw .badFile(file: ResultsLog.path(directory), line: nil,
+                                   reason: "experiment \(r.index) does not belong to shard \(shard.index)/\(shard.count) (its experiments are those with index % \(shard.count) == \(shard.index))")
+                }
                 from[r.index] = directory
                 merged.append(r)
             }
