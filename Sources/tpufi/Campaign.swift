@@ -217,7 +217,10 @@ struct Merge: ParsableCommand {
     func run() throws {
         let report = try CampaignMerge.merge(directories, out: out)
         if !report.missing.isEmpty {
-            FileHandle.standardError.write(Data("warning: \(report.missing.count) experiment(s) missing: \(report.missing.map(String.init).joined(separator: ", "))\n".utf8))
+            // The first few indices name what to rerun; the full list is in summary.json.
+            let shown = report.missing.prefix(20).map(String.init).joined(separator: ", ")
+            let more = report.missing.count > 20 ? ", ... (all \(report.missing.count) in summary.json)" : ""
+            FileHandle.standardError.write(Data("warning: \(report.missing.count) experiment(s) missing: \(shown)\(more)\n".utf8))
         }
         if json { return try printJSON(report.summary) }
         print("merged \(directories.count) director\(directories.count == 1 ? "y" : "ies"): \(report.results) experiment(s)")

@@ -19,6 +19,13 @@ import TestSupport
         }
         let m = try tpufi(["merge", root + "/shard0", root + "/shard1", "--out", root + "/merged"])
         #expect(m.status == 0 && m.out.contains("4 experiment(s)"), "\(m.err)")
+        // One shard of 30 alone: the warning names the first 20 missing, the summary all.
+        let wide = try tpufi(["campaign", "--golden", golden, "--experiments", "30", "--seed", "3", "--steps-after-injection", "0",
+                              "--fault-models", "ZERO", "--shard", "0/30", "--out", root + "/wide0"])
+        #expect(wide.status == 0, "\(wide.err)")
+        let partial = try tpufi(["merge", root + "/wide0", "--out", root + "/wide-merged"])
+        #expect(partial.status == 0 && partial.err.contains("29 experiment(s) missing: 1, 2, 3,") && partial.err.contains(", 20, ... (all 29 in summary.json)"),
+                "\(partial.err)")
         let s = try tpufi(["campaign", "summarize", root + "/merged", "--json"])
         #expect(s.status == 0, "\(s.err)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(s.out.utf8)) as? [String: Any])
