@@ -25,13 +25,11 @@ import Testing
     /// The same spec with its first coordinate one past its dimension is refused, naming it.
     @Test(arguments: files)
     func outOfRangeCopyIsRefused(file: String) throws {
-        let text = try String(contentsOf: fixtures.appendingPathComponent(file), encoding: .utf8)
         var spec = try InjectionSpec.load(path: fixtures.appendingPathComponent(file).path)
         let config = try Self.config(spec)
         let model = try config.makeModel()
-        let site = SiteID(parsing: spec.site)
-        let role: OperandRole = text.contains("fmodel,WT") ? .weight : (text.contains("INPUT") || text.contains(",RD") ? .input : .output)
-        let shape = try #require(model.operandShape(site, role))
+        let role = try #require(spec.faultModel).tensor
+        let shape = try #require(model.operandShape(SiteID(parsing: spec.site), role))
         var positions = try #require(spec.positions)
         positions[0][0] = shape[0]
         spec.positions = positions

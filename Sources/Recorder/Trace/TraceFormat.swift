@@ -137,18 +137,18 @@ public enum JSONCoding {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see either the old file or the new one.
-func writeAtomically(_ bytes: [UInt8], to path: String) throws(TraceError) {
-    let tmp = path + ".tmp"
-    do {
-        try Data(bytes).write(to: URL(fileURLWithPath: tmp))
-    } catch {
-        throw .io(file: tmp, reason: "cannot write: \(error.localizedDescription)")
-    }
-    let fd = open(tmp, O_RDONLY)
-    if fd >= 0 {
-        fsync(fd)
-        close(fd)
-    }
+/// Where ``writeAtomically(_:to:)`` stages `path`'s new contents (what a writer killed
+/// mid-write leaves behind).
+public func temporaryPath(_ path: String) -> String { path + ".tmp" }
+
+/// Writes `bytes` to `path` so that readers see either the old file or the new one: through
+/// a temporary file, synced, then renamed over `path`.
+public func writeAtomically(_ bytes: [UInt8], to path: String) throws(TraceError) {
+    let tmp = temporaryPath(path)
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw .io(file: tmp, reason: "cannot create: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    try AppendFile.write(bytes, to: fd, path: tmp)
+    guard fsync(fd) == 0 else { throw .io(file: tmp, reason: "cannot sync: \(String(cString: strerror(errno)))") }
     guard rename(tmp, path) == 0 else { throw .io(file: path, reason: "cannot replace: \(String(cString: strerror(errno)))") }
 }

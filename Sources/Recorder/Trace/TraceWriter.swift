@@ -33,13 +33,13 @@ public final class TraceWriter {
             let contents = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
             // A writer killed while writing its first manifest leaves only the manifest's
             // temporary file: nothing was recorded, so the directory counts as empty.
-            let unfinishedManifest = URL(fileURLWithPath: Self.manifestPath(directory)).lastPathComponent + ".tmp"
-            guard contents.allSatisfy({ $0 == unfinishedManifest }) else {
+            let unfinishedManifest = temporaryPath(Self.manifestPath(directory))
+            guard contents.allSatisfy({ directory + "/" + $0 == unfinishedManifest }) else {
                 throw .io(file: directory, reason: "already exists and is not empty: choose another --out")
             }
             if !contents.isEmpty {
-                do { try fm.removeItem(atPath: Self.manifestPath(directory) + ".tmp") } catch {
-                    throw .io(file: Self.manifestPath(directory) + ".tmp", reason: "cannot remove an unfinished manifest: \(error.localizedDescription)")
+                do { try fm.removeItem(atPath: unfinishedManifest) } catch {
+                    throw .io(file: unfinishedManifest, reason: "cannot remove an unfinished manifest: \(error.localizedDescription)")
                 }
             }
         }

@@ -353,14 +353,9 @@ enum CampaignJSON {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, synced.
+/// The recorder's ``writeAtomically(_:to:)``, its errors as the campaign reports them.
 func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(CampaignError) {
-    let tmp = path + ".tmp"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw .io(file: tmp, reason: "cannot create: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    do { try AppendFile.write(bytes, to: fd, path: tmp) } catch { throw CampaignError(error) }
-    guard fsync(fd) == 0, rename(tmp, path) == 0 else { throw .io(file: path, reason: "cannot write: \(String(cString: strerror(errno)))") }
+    do { try writeAtomically(bytes, to: path) } catch { throw CampaignError(error) }
 }
 
 extension CampaignError {

@@ -23,27 +23,21 @@ public enum Reduce {
     public static func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, order: ReductionOrder = .sequential,
                                   into out: UnsafeMutablePointer<Float>) {
         out.update(repeating: 0, count: columns)
-        switch order {
-        case .sequential:
+        let blocks = (rows + blockLength - 1) / blockLength
+        // One block of the pairwise order is the sequential sum.
+        if order == .sequential || blocks <= 1 {
             for r in 0..<rows {
                 let row = x + r * columns
                 for c in 0..<columns { out[c] += row[c] }
             }
-        case .pairwise:
-            let blocks = (rows + blockLength - 1) / blockLength
-            guard blocks > 1 else {
-                for r in 0..<rows { for c in 0..<columns { out[c] += x[r * columns + c] } }
-                return
-            }
+        } else {
             var partial = [Float](repeating: 0, count: blocks * columns)
             partial.withUnsafeMutableBufferPointer { pp in
                 let p = pp.baseAddress!
                 for b in 0..<blocks {
-                    let sums = p + b * columns
-                    for r in (b * blockLength)..<min(rows, (b + 1) * blockLength) {
-                        let row = x + r * columns
-                        for c in 0..<columns { sums[c] += row[c] }
-                    }
+                    let first = b * blockLength
+                    columnSums(x + first * columns, rows: min(blockLength, rows - first), columns: columns, order: .sequential,
+                               into: p + b * columns)
                 }
                 var count = blocks
                 while count > 1 {

@@ -42,17 +42,9 @@ public enum Conv2D {
     public static func backwardInputReference(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
         let c = s.gradientInputConvolution, g = c.gemm
-        let (oh, ow) = s.gradientInputOffset
         // dL/dy[n, i, j, :] -> operand[n, oh + i * strideH, ow + j * strideW, :].
-        var operand = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
-        for n in 0..<s.batch {
-            for i in 0..<s.outH {
-                for j in 0..<s.outW {
-                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
-                    let dst = ((n * c.inH + oh + i * s.strideH) * c.inW + ow + j * s.strideW) * s.outChannels
-                    for k in 0..<s.outChannels { operand[dst + k] = dy[src + k] }
-                }
-            }
+        let operand = dilated(dy, s, offset: s.gradientInputOffset, count: c.inputShape.reduce(1, *)) { n, h, w in
+            ((n * c.inH + h) * c.inW + w) * s.outChannels
         }
         // w[fh, fw, ci, co] -> rotated[Fh-1-fh, Fw-1-fw, co, ci].
         var rotated = [Float](repeating: 0, count: w.count)
@@ -79,7 +71,7 @@ public enum Conv2D {
     public static func backwardWeightReference(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
         let c = s.gradientWeightConvolution, g = c.gemm
-        let (qh, qw) = ((s.filterH - 1) / 2, (s.filterW - 1) / 2)
+        let (qh, qw) = s.gradientWeightPadding
         // x[n, h, w, ci] -> input[ci, qh + h, qw + w, n].
         var input = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
         for n in 0..<s.batch {
@@ -90,17 +82,9 @@ public enum Conv2D {
                 }
             }
         }
-        // dy[n, i, j, co] -> kernel[oh + i * strideH, ow + j * strideW, n, co].
-        let (oh, ow) = s.gradientWeightOffset
-        var kernel = [Float](repeating: 0, count: c.weightShape.reduce(1, *))
-        for n in 0..<s.batch {
-            for i in 0..<s.outH {
-                for j in 0..<s.outW {
-                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
-                    let dst = (((oh + i * s.strideH) * c.filterW + ow + j * s.strideW) * s.batch + n) * s.outChannels
-                    for co in 0..<s.outChannels { kernel[dst + co] = dy[src + co] }
-                }
-            }
+        // dy[n, i, j, :] -> kernel[oh + i * strideH, ow + j * strideW, n, :].
+        let kernel = dilated(dy, s, offset: s.gradientWeightOffset, count: c.weightShape.reduce(1, *)) { n, h, w in
+            ((h * c.filterW + w) * s.batch + n) * s.outChannels
         }
         let dw = unit.operation(SiteID(layer: layer, kind: .gradWt), input: input, inputShape: c.inputShape,
                                 weight: kernel, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
@@ -112,6 +96,24 @@ public enum Conv2D {
         for ci in 0..<s.inChannels {
             for t in 0..<taps {
                 for co in 0..<s.outChannels { out[(t * s.inChannels + ci) * s.outChannels + co] = dw[(ci * taps + t) * s.outChannels + co] }
+            }
+        }
+        return out
+    }
+
+    /// dL/dy (`[N, Ho, Wo, Cout]`) dilated by the stride into a zeroed tensor of `count`
+    /// values: pixel `(n, i, j)`'s `Cout` values go, contiguous, to
+    /// `index(n, offset.h + i * strideH, offset.w + j * strideW)`.
+    static func dilated(_ dy: [Float], _ s: ConvShape, offset: (h: Int, w: Int), count: Int,
+                        index: (_ n: Int, _ h: Int, _ w: Int) -> Int) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        for n in 0..<s.batch {
+            for i in 0..<s.outH {
+                for j in 0..<s.outW {
+                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
+                    let dst = index(n, offset.h + i * s.strideH, offset.w + j * s.strideW)
+                    for k in 0..<s.outChannels { out[dst + k] = dy[src + k] }
+                }
             }
         }
         return out

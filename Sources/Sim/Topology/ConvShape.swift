@@ -141,19 +141,22 @@ extension ConvShape {
     /// `(F - 1) / 2` on both sides, the dilation zero before each element when the padding
     /// before is short of it); it needs odd filters and SAME-style padding.
     public var gradientWeightConvolution: ConvShape {
-        let (qh, qw) = ((filterH - 1) / 2, (filterW - 1) / 2)
+        let (qh, qw) = gradientWeightPadding
         let (hp, wp) = (inH + 2 * qh, inW + 2 * qw)
         return ConvShape(batch: inChannels, inH: hp, inW: wp, inChannels: batch, filterH: hp - filterH + 1, filterW: wp - filterW + 1,
                          outChannels: outChannels, strideH: 1, strideW: 1, outH: filterH, outW: filterW)
     }
 
+    /// The zeros around the forward input in the `_grad_wt` input, on every side (rows, columns).
+    public var gradientWeightPadding: (h: Int, w: Int) { ((filterH - 1) / 2, (filterW - 1) / 2) }
+
     /// Where dL/dy's first element sits in the `_grad_wt` weight (rows, columns).
-    public var gradientWeightOffset: (h: Int, w: Int) { ((filterH - 1) / 2 - padTop, (filterW - 1) / 2 - padLeft) }
+    public var gradientWeightOffset: (h: Int, w: Int) { (gradientWeightPadding.h - padTop, gradientWeightPadding.w - padLeft) }
 
     /// Whether the reference layout can express this convolution: odd filters, padding on
     /// each side at most `(F - 1) / 2` (TensorFlow's SAME or VALID with odd filters).
     public var supportsReferenceBackward: Bool {
-        let (qh, qw) = ((filterH - 1) / 2, (filterW - 1) / 2)
+        let (qh, qw) = gradientWeightPadding
         let padBottom = (outH - 1) * strideH + filterH - inH - padTop, padRight = (outW - 1) * strideW + filterW - inW - padLeft
         return filterH % 2 == 1 && filterW % 2 == 1 && padTop <= qh && padLeft <= qw && padBottom <= qh && padRight <= qw
     }

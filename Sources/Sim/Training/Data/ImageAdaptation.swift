@@ -97,25 +97,3 @@ public struct ImageAdaptation: Sendable, Equatable, CustomStringConvertible {
         DataSplit(train: try apply(to: split.train), test: try apply(to: split.test))
     }
 }
-
-extension DatasetSource {
-    /// The source that feeds a model whose examples are `input`: `self`, except for the one
-    /// adaptation made without being spelled out: Fashion-MNIST (28x28x1) for a model of
-    /// CIFAR-10's shape (32x32x3 images, the `paper` ResNet-18) becomes
-    /// `fashion-mnist@32x32x3` (2 black pixels on every side, the grey channel repeated over
-    /// three); and synthetic data of another shape than the model's input is generated at
-    /// the input's shape instead (so `synthetic` fits every scale; its spelled default is
-    /// 8x8x1, which recorded traces keep meaning). Whoever fits a source reports it and
-    /// records the fitted spelling (``TrainingRun/load(config:dataset:threads:)``); restoring
-    /// a trace reads its recorded spelling as it is, never fitting again.
-    public func fitted(to input: InputSpec) -> DatasetSource {
-        switch (self, input) {
-        case (.fashionMNIST, .images(32, 32, 3, _)):
-            return .adapted(self, ImageAdaptation(height: 32, width: 32, channels: 3))
-        case (.synthetic(let seed, let train, let test, let h, let w, let c, let k), .images(let ih, let iw, let ic, _)) where (h, w, c) != (ih, iw, ic):
-            return .synthetic(seed: seed, trainCount: train, testCount: test, height: ih, width: iw, channels: ic, classes: k)
-        default:
-            return self
-        }
-    }
-}
