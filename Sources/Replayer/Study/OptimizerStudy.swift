@@ -13,7 +13,7 @@ import Sim
 //   continuation is exactly what `FaultReplay` produces for the same spec); a test optimizer
 //   drops them and starts fresh slots (``OptimizerConfig/slotInitialValue``) at the first step
 //   after the injection, its slot age (Adam's bias-correction count) counted from there.
-// - Learning rate per optimizer: its reference schedule (``LearningRateSchedule/reference(for:)``)
+// - Learning rate per optimizer: the workload's schedule for it (``WorkloadDefinition/schedule(for:)``)
 //   at the global step, so the switched run trains as if it had used that schedule all along.
 // - The reference of an optimizer: the same switch made from the golden state after the
 //   injected step, over the same steps; the baseline's reference is the golden trace itself.

@@ -273,9 +273,12 @@ public enum OptimizerStudy {
         /// Take a faulty run's rest from its reference once their states are bit-identical
         /// (false: compute every step, for tests and for measuring what it saves).
         let shortcutIdentical: Bool
+        /// The golden's workload: its learning-rate schedule for each optimizer.
+        let workload: WorkloadDefinition
 
         init(restorer: TraceRestorer, parameters: OptimizerStudyParameters, shortcutIdentical: Bool = true) throws {
             self.restorer = restorer
+            workload = try Workloads.named(restorer.run.config.workload)
             golden = try GoldenReference(restorer: restorer)
             self.parameters = parameters
             self.shortcutIdentical = shortcutIdentical
@@ -286,7 +289,7 @@ public enum OptimizerStudy {
         func continuation(_ kind: OptimizerKind, switchedAt step: Int) -> Continuation {
             if kind == parameters.baseline { return Continuation(trainer: run.trainer, slotOrigin: 0) }
             let t = run.trainer
-            return Continuation(trainer: Trainer(model: t.model, optimizer: OptimizerConfig(kind: kind), schedule: .reference(for: kind), mxu: t.mxu),
+            return Continuation(trainer: Trainer(model: t.model, optimizer: OptimizerConfig(kind: kind), schedule: workload.schedule(for: kind), mxu: t.mxu),
                                 slotOrigin: step)
         }
 

@@ -120,26 +120,16 @@ public struct ResNet18: Model {
     public let backwardLayout: ConvBackwardLayout
     public let initializer: Initializer
 
-    /// A convolution layer and where its tensors live in ``parameters``.
-    public struct Conv: Sendable {
-        public let name: String
-        public let shape: ConvShape
-        public let weight: Int
-        /// The batch-norm layer following it (index into ``norms``), if any.
-        public let norm: Int?
-        /// Its bias (index into ``parameters``), added before the batch norm, if any.
-        public let bias: Int?
-    }
-
     /// Conv layers in forward order: stem, then per block conv1, conv2, downsample.
-    public let convs: [Conv]
+    public let convs: [ConvLayer]
     /// Basic blocks as indices into ``convs``.
     public let blocks: [(conv1: Int, conv2: Int, downsample: Int?)]
     public let denseWeight: Int
     public let denseBias: Int
     public let parameters: [TensorSpec]
-    /// Batch-norm layers: (name, channels, gamma index, beta index).
-    public let norms: [(name: String, channels: Int, gamma: Int, beta: Int)]
+    /// Batch-norm layers, in ``modelState`` order.
+    public let norms: [NormLayer]
+    public let modelState: [TensorSpec]
     public let features: Int
     public let operations: [MXUOperation]
 
@@ -147,10 +137,7 @@ public struct ResNet18: Model {
     public var scaleName: String { scale.name }
     public var input: InputSpec { .images(height: scale.inputH, width: scale.inputW, channels: scale.inputChannels, classes: scale.classes) }
     public var batchPerReplica: Int { scale.batchPerReplica }
-    /// Per batch-norm layer, its moving mean, then its moving variance.
-    public var modelState: [TensorSpec] {
-        norms.flatMap { [TensorSpec($0.name + "/moving_mean", [$0.channels]), TensorSpec($0.name + "/moving_variance", [$0.channels])] }
-    }
+    var normSettings: NormSettings { NormSettings(epsilon: bnEpsilon, order: reduction) }
 
     /// The three built-in workloads of the family.
     static let workloads: [WorkloadDefinition] = [
@@ -184,25 +171,11 @@ public struct ResNet18: Model {
         reduction = reference ? .pairwise : .sequential
         backwardLayout = reference ? .reference : .lowered
         initializer = reference ? .glorotNormal : .glorotUniform
-        var names: [String] = [], shapes: [[Int]] = []
-        var norms: [(String, Int, Int, Int)] = []
-        func param(_ name: String, _ shape: [Int]) -> Int {
-            names.append(name)
-            shapes.append(shape)
-            return names.count - 1
-        }
-        var convs: [Conv] = []
+        var table = ParameterTable()
+        var convs: [ConvLayer] = []
         var blocks: [(conv1: Int, conv2: Int, downsample: Int?)] = []
         func conv(_ name: String, _ s: ConvShape) {
-            let w = param(name + "/kernel", s.weightShape)
-            let bias = reference || !batchNorm ? param(name + "/bias", [s.outChannels]) : nil
-            var norm: Int?
-            if batchNorm {
-                let g = param(name + "_bn/gamma", [s.outChannels]), b = param(name + "_bn/beta", [s.outChannels])
-                norms.append((name + "_bn", s.outChannels, g, b))
-                norm = norms.count - 1
-            }
-            convs.append(Conv(name: name, shape: s, weight: w, norm: norm, bias: bias))
+            convs.append(table.conv(name, s, bias: reference || !batchNorm, normSuffix: batchNorm ? "_bn" : nil))
         }
         let batch = scale.batchPerReplica
         let stem = ConvShape.same(batch: batch, inH: scale.inputH, inW: scale.inputW, inChannels: scale.inputChannels,
@@ -226,12 +199,13 @@ public struct ResNet18: Model {
             }
         }
         features = channels
-        denseWeight = param("dense/kernel", [channels, scale.classes])
-        denseBias = param("dense/bias", [scale.classes])
+        denseWeight = table.add("dense/kernel", [channels, scale.classes])
+        denseBias = table.add("dense/bias", [scale.classes])
         self.convs = convs
         self.blocks = blocks
-        self.parameters = zip(names, shapes).map { TensorSpec($0, $1) }
-        self.norms = norms.map { (name: $0.0, channels: $0.1, gamma: $0.2, beta: $0.3) }
+        self.parameters = table.specs
+        self.norms = table.norms
+        self.modelState = table.modelState
         self.operations = Self.operationTable(convs: convs, features: channels, scale: scale, batchNorm: batchNorm, layout: backwardLayout)
     }
 
@@ -247,43 +221,27 @@ public struct ResNet18: Model {
     /// forward batch norm + ReLU = 5 ops and 2 per-channel reductions (without batch norm:
     /// 1 op); backward through them = 8 ops and 2 reductions on `_grad_in`; the optimizer
     /// update (Adam, ~12 ops per parameter) on `_grad_wt`.
-    static func operationTable(convs: [Conv], features: Int, scale: Configuration, batchNorm: Bool, layout: ConvBackwardLayout) -> [MXUOperation] {
+    static func operationTable(convs: [ConvLayer], features: Int, scale: Configuration, batchNorm: Bool, layout: ConvBackwardLayout) -> [MXUOperation] {
         let batch = scale.batchPerReplica
-        struct Layer { var name: String; var gemm: GEMMShape; var x: [Int]; var w: [Int]; var y: [Int]; var hbm: HBMTraffic?; var vector: VectorWork; var conv: ConvShape? }
-        var layers = convs.map { c in
-            Layer(name: c.name, gemm: c.shape.gemm, x: c.shape.inputShape, w: c.shape.weightShape, y: c.shape.outputShape, hbm: c.shape.hbmTraffic,
-                  vector: VectorWork(elements: c.shape.gemm.m * c.shape.gemm.n, opsPerElement: batchNorm ? 5 : 1,
-                                     reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels), conv: c.shape)
-        }
         let last = convs[convs.count - 1].shape
-        let pooled = VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 1, reductions: 1, reductionOutputs: batch * features)
-        layers.append(Layer(name: "dense", gemm: GEMMShape(m: batch, k: features, n: scale.classes),
-                            x: [batch, features], w: [features, scale.classes], y: [batch, scale.classes], hbm: nil, vector: pooled, conv: nil))
-        var table = layers.map { l in
-            MXUOperation(site: SiteID(layer: l.name, kind: .forward), gemm: l.gemm, inputShape: l.x, weightShape: l.w, outputShape: l.y,
-                         hbmTraffic: l.hbm, vector: l.vector)
+        let dense = Dense.operations("dense", batch: batch, inputs: features, outputs: scale.classes,
+                                     forwardVector: VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 1,
+                                                               reductions: 1, reductionOutputs: batch * features),
+                                     inputVector: VectorWork(elements: batch * scale.classes, opsPerElement: 2, reductions: 0,
+                                                             reductionOutputs: scale.classes),
+                                     weightVector: VectorWork(elements: features * scale.classes, opsPerElement: 12))
+        var table = convs.map { c in
+            c.shape.forwardOperation(c.name, vector: VectorWork(elements: c.shape.gemm.m * c.shape.gemm.n, opsPerElement: batchNorm ? 5 : 1,
+                                                                reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels))
         }
-        for l in layers.reversed() {
-            let g = l.gemm, dense = l.conv == nil
-            let inVector = VectorWork(elements: g.m * g.n, opsPerElement: dense ? 2 : (batchNorm ? 8 : 1),
-                                      reductions: batchNorm && !dense ? 2 : 0, reductionOutputs: g.n)
-            let wtVector = VectorWork(elements: g.k * g.n, opsPerElement: 12)
-            if let c = l.conv, layout == .reference {
-                let gi = c.gradientInputConvolution, gw = c.gradientWeightConvolution
-                if l.name != "conv1" {
-                    table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradIn), gemm: gi.gemm, inputShape: gi.inputShape,
-                                              weightShape: gi.weightShape, outputShape: gi.outputShape, vector: inVector))
-                }
-                table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradWt), gemm: gw.gemm, inputShape: gw.inputShape,
-                                          weightShape: gw.weightShape, outputShape: gw.outputShape, vector: wtVector))
-                continue
-            }
-            if l.name != "conv1" {
-                table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradIn), gemm: GEMMShape(m: g.m, k: g.n, n: g.k),
-                                          inputShape: l.y, weightShape: l.w, outputShape: l.x, vector: inVector))
-            }
-            table.append(MXUOperation(site: SiteID(layer: l.name, kind: .gradWt), gemm: GEMMShape(m: g.k, k: g.m, n: g.n),
-                                      inputShape: l.x, weightShape: l.y, outputShape: l.w, vector: wtVector))
+        table.append(dense.forward)
+        table += dense.backward
+        for c in convs.reversed() {
+            let g = c.shape.gemm
+            table += c.shape.backwardOperations(c.name, layout: layout, needInput: c.name != "conv1",
+                                                inputVector: VectorWork(elements: g.m * g.n, opsPerElement: batchNorm ? 8 : 1,
+                                                                        reductions: batchNorm ? 2 : 0, reductionOutputs: g.n),
+                                                weightVector: VectorWork(elements: g.k * g.n, opsPerElement: 12))
         }
         return table
     }
@@ -307,21 +265,13 @@ public struct ResNet18: Model {
 
     /// What the backward pass needs from the forward pass.
     struct Tape {
-        var convInputs: [[Float]]                 // each conv's input
+        var convs: [ConvLayer.Cache?]             // each conv's input and norm cache
         var convOutputs: [[Float]]                // each conv's output after bias and norm
-        var normCaches: [BatchNorm.Cache?]
         var statistics: [(mean: [Float], variance: [Float])]
         var blockSums: [[Float]]                  // main + shortcut, before the block's ReLU
         var dropoutMasks: [(afterConv1: [Float]?, afterBlock: [Float]?)]
         var pooled: [Float]
         var pixels: Int
-    }
-
-    /// Normalisation of the forward pass: this batch's statistics (training) or the moving
-    /// ones (inference).
-    enum Normalization {
-        case batch
-        case moving([[Float]])
     }
 
     /// The dropout mask for the `index`-th dropout layer (block `b`'s two are `2b` and
@@ -337,36 +287,19 @@ public struct ResNet18: Model {
 
     /// The forward pass to the logits. `images` NHWC, `batch` images; `origin` keys the
     /// dropout masks (nil: no dropout).
-    func forward(_ p: [[Float]], images: [Float], batch: Int, normalization: Normalization, origin: BatchOrigin?,
+    func forward(_ p: [[Float]], images: [Float], batch: Int, normalization: NormMode, origin: BatchOrigin?,
                  unit: MatrixUnit) -> (logits: [Float], tape: Tape) {
-        var tape = Tape(convInputs: Array(repeating: [], count: convs.count), convOutputs: Array(repeating: [], count: convs.count),
-                        normCaches: Array(repeating: nil, count: norms.count), statistics: Array(repeating: ([], []), count: norms.count),
+        var tape = Tape(convs: Array(repeating: nil, count: convs.count), convOutputs: Array(repeating: [], count: convs.count),
+                        statistics: Array(repeating: ([], []), count: norms.count),
                         blockSums: [], dropoutMasks: [], pooled: [], pixels: 0)
         // conv -> bias -> batch norm, no activation.
         func conv(_ i: Int, _ x: [Float]) -> [Float] {
-            let c = convs[i], channels = c.shape.outChannels
-            tape.convInputs[i] = x
-            var y = Conv2D.forward(x: x, w: p[c.weight], shape: c.shape.with(batch: batch), layer: c.name, unit: unit)
-            let rows = y.count / channels
-            if let b = c.bias {
-                y = BatchNorm.perChannel(y, channels: channels) { v, ch in v + p[b][ch] }
-            }
-            if let n = c.norm {
-                let (gamma, beta) = (p[norms[n].gamma], p[norms[n].beta])
-                switch normalization {
-                case .batch:
-                    let bn = BatchNorm.forwardTraining(x: y, rows: rows, channels: channels, gamma: gamma, beta: beta, epsilon: bnEpsilon,
-                                                       order: reduction)
-                    tape.statistics[n] = (bn.mean, bn.variance)
-                    tape.normCaches[n] = bn.cache
-                    y = bn.y
-                case .moving(let moving):
-                    y = BatchNorm.forwardInference(x: y, rows: rows, channels: channels, gamma: gamma, beta: beta,
-                                                   movingMean: moving[2 * n], movingVariance: moving[2 * n + 1], epsilon: bnEpsilon)
-                }
-            }
-            tape.convOutputs[i] = y
-            return y
+            let c = convs[i]
+            let r = c.forward(x, p, batch: batch, norms: norms, settings: normSettings, normalization, unit: unit)
+            if let n = c.norm, let statistics = r.statistics { tape.statistics[n] = statistics }
+            tape.convs[i] = r.cache
+            tape.convOutputs[i] = r.y
+            return r.y
         }
         func dropout(_ x: [Float], _ index: Int) -> ([Float], [Float]?) {
             guard let mask = dropoutMask(x, index: index, origin: origin) else { return (x, nil) }
@@ -408,28 +341,9 @@ public struct ResNet18: Model {
         // dL/d(conv input) from dL/d(conv output after bias and norm); records the layer's
         // gradients.
         func conv(_ i: Int, _ dy: [Float], needInput: Bool = true) -> [Float] {
-            let c = convs[i], shape = c.shape.with(batch: batch)
-            var d = dy
-            let rows = dy.count / shape.outChannels
-            if let n = c.norm, let cache = tape.normCaches[n] {
-                let bn = BatchNorm.backward(dy: dy, cache: cache, rows: rows, channels: shape.outChannels, gamma: p[norms[n].gamma],
-                                            order: reduction)
-                (d, grads[norms[n].gamma], grads[norms[n].beta]) = (bn.dx, bn.dgamma, bn.dbeta)
-            }
-            if let b = c.bias {
-                grads[b] = Reduce.columnSums(d, rows: rows, columns: shape.outChannels, order: reduction)
-            }
-            // `_grad_in` before `_grad_wt`, as ``sites`` lists them.
-            switch backwardLayout {
-            case .lowered:
-                let dInput = needInput ? Conv2D.backwardInput(dy: d, w: p[c.weight], shape: shape, layer: c.name, unit: unit) : []
-                grads[c.weight] = Conv2D.backwardWeight(x: tape.convInputs[i], dy: d, shape: shape, layer: c.name, unit: unit)
-                return dInput
-            case .reference:
-                let dInput = needInput ? Conv2D.backwardInputReference(dy: d, w: p[c.weight], shape: shape, layer: c.name, unit: unit) : []
-                grads[c.weight] = Conv2D.backwardWeightReference(x: tape.convInputs[i], dy: d, shape: shape, layer: c.name, unit: unit)
-                return dInput
-            }
+            guard let cache = tape.convs[i] else { preconditionFailure("\(convs[i].name): backward without a forward") }
+            return convs[i].backward(dy, cache: cache, p, batch: batch, norms: norms, settings: normSettings, layout: backwardLayout,
+                                     needInput: needInput, unit: unit, grads: &grads)
         }
         func dropout(_ dy: [Float], _ mask: [Float]?) -> [Float] { mask.map { Dropout.backward(dy: dy, mask: $0) } ?? dy }
         for (b, block) in blocks.enumerated().reversed() {
@@ -455,14 +369,5 @@ public struct ResNet18: Model {
         let logits = forward(p, images: data.images, batch: data.labels.count, normalization: .moving(modelState), origin: nil, unit: unit).logits
         let r = SoftmaxCrossEntropy.forwardBackward(logits: logits, labels: data.labels, classes: scale.classes)
         return (r.loss, r.correct)
-    }
-}
-
-extension ConvShape {
-    /// The same layer for another batch size.
-    public func with(batch: Int) -> ConvShape {
-        var s = self
-        s.batch = batch
-        return s
     }
 }

@@ -17,8 +17,12 @@ public struct WorkloadDefinition: Sendable {
     /// The training-time augmentation the reference used for it (``Augmentation/none`` when
     /// it used none).
     public var defaultAugmentation: Augmentation
+    /// The reference's learning-rate schedule for ``defaultOptimizer``, when it differs from
+    /// that optimizer's usual one (``LearningRateSchedule/reference(for:)``).
+    public var defaultSchedule: LearningRateSchedule?
 
     public init(name: String, summary: String, defaultOptimizer: OptimizerKind, scales: [String], defaultAugmentation: Augmentation = .none,
+                defaultSchedule: LearningRateSchedule? = nil,
                 preset: @escaping @Sendable (_ scale: String) throws(ModelError) -> ModelConfiguration,
                 build: @escaping @Sendable (ModelConfiguration) throws(ModelError) -> any Model) {
         self.name = name
@@ -26,8 +30,15 @@ public struct WorkloadDefinition: Sendable {
         self.defaultOptimizer = defaultOptimizer
         self.scales = scales
         self.defaultAugmentation = defaultAugmentation
+        self.defaultSchedule = defaultSchedule
         self.preset = preset
         self.build = build
+    }
+
+    /// The learning-rate schedule of this workload trained with `optimizer`: the reference's
+    /// own for its optimizer, the optimizer's usual one otherwise.
+    public func schedule(for optimizer: OptimizerKind) -> LearningRateSchedule {
+        optimizer == defaultOptimizer ? defaultSchedule ?? .reference(for: optimizer) : .reference(for: optimizer)
     }
 }
 

@@ -22,7 +22,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     }
 
     /// The reference's setup for `workload` at the preset `scale`: its optimizer and
-    /// learning-rate schedule, 8 replicas, a TPU v2 core's MXU with bf16 operands, and its
+    /// learning-rate schedule (``WorkloadDefinition/schedule(for:)``), 8 replicas, a TPU v2 core's MXU with bf16 operands, and its
     /// augmentation unless `augmentation` says otherwise.
     public init(workload: String, scale: String, optimizer: OptimizerKind? = nil, replicas: Int = 8, seed: UInt64 = 0,
                 chip: ChipConfig = .tpuV2, precision: OperandPrecision = .bfloat16, augmentation: Augmentation? = nil) throws(ModelError) {
@@ -40,7 +40,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         self.workload = workload
         self.model = model
         self.optimizer = OptimizerConfig(kind: kind)
-        self.schedule = .reference(for: kind)
+        self.schedule = definition.schedule(for: kind)
         self.replicas = replicas
         self.seed = seed
         self.chip = chip
