@@ -132,12 +132,17 @@ import Testing
 
     /// Runs the fixture's step on `model` (the workload's registered model unless given) with
     /// `parameters` overridden by `alter`, and compares every output.
-    static func compare(_ f: Fixture, workload: String, scale: String, model given: ResNet18? = nil, threads: Int = 1,
+    ///
+    /// The fixture holds `param/<name>`, `grad/<name>` and `delta/<name>` per parameter,
+    /// `moving_in/<layer>/{mean,variance}` and `moving/<layer>/{mean,variance}` per model-state
+    /// pair (`<layer>/moving_mean`, `<layer>/moving_variance`), `bias_terms/<name>` for a
+    /// gradient that is analytically zero, `images` [replicas, per, ...], `labels`
+    /// [replicas, per], `origin` [replicas, 4], `loss`, `learning_rate`, and for ResNet-18 the
+    /// dropout keys. Any workload with such a fixture can use it.
+    static func compare(_ f: Fixture, workload: String, scale: String, model given: (any Model)? = nil, threads: Int = 1,
                         alter: (String, inout [Float]) -> Void = { _, _ in }) throws -> Comparison {
         let definition = try Workloads.named(workload)
-        guard let model = try given ?? (Workloads.model(workload, scale: scale) as? ResNet18) else {
-            throw SafetensorsError.malformed(file: f.path, reason: "\(workload) is not a ResNet18")
-        }
+        let model = try given ?? Workloads.model(workload, scale: scale)
         #expect(f.metadata["workload"] == workload && f.metadata["optimizer"] == definition.defaultOptimizer.rawValue,
                 "fixture \(f.metadata) for \(workload)")
         let lr = try f.floats("learning_rate")[0]
@@ -150,7 +155,7 @@ import Testing
             alter(name, &p)
             return p
         }
-        state.modelState = try model.norms.flatMap { n in try ["mean", "variance"].map { try f.floats("moving_in/\(n.name)/\($0)") } }
+        state.modelState = try model.modelStateNames.map { try f.floats("moving_in/" + movingKey($0)) }
         let images = try f.floats("images")
         let labels = try f.ints("labels"), origin = try f.ints("origin")
         let replicas = labels.shape[0], per = labels.shape[1], pixels = images.count / (replicas * per)
@@ -163,7 +168,7 @@ import Testing
         var c = Comparison()
 
         // The dropout keys: block b's layers are 2b (after conv1's ReLU) and 2b + 1 (after the block's).
-        if f.has("dropout/keys") {
+        if f.has("dropout/keys"), let model = model as? ResNet18 {
             let keys = try f.ints("dropout/keys").values, inputs = try f.floats("dropout/inputs")
             let layers = 2 * model.blocks.count
             for (r, batch) in batches.enumerated() {
@@ -201,13 +206,16 @@ import Testing
             let delta = zip(next.parameters[i], state.parameters[i]).map { Double($0) - Double($1) }
             c.update.record(relativeError(delta, try f.floats("delta/" + name).map(Double.init)), "delta/" + name)
         }
-        for (n, norm) in model.norms.enumerated() {
-            for (k, stat) in ["mean", "variance"].enumerated() {
-                let name = "moving/\(norm.name)/\(stat)"
-                c.moving.record(relativeError(next.modelState[2 * n + k], try f.floats(name)), name)
-            }
+        for (i, name) in model.modelStateNames.enumerated() {
+            let key = "moving/" + movingKey(name)
+            c.moving.record(relativeError(next.modelState[i], try f.floats(key)), key)
         }
         return c
+    }
+
+    /// The fixture's key of a model-state tensor: `<layer>/moving_mean` -> `<layer>/mean`.
+    static func movingKey(_ name: String) -> String {
+        name.replacingOccurrences(of: "/moving_", with: "/")
     }
 
     @Test(arguments: workloads)
