@@ -70,9 +70,14 @@ struct Sites: ParsableCommand {
         print("\(listing.workload) \(listing.scale): \(listing.sites.count) sites on \(listing.chip) (\(listing.mxus) MXU of \(listing.arrayRows)x\(listing.arrayColumns), \(listing.dataflow))")
         let rows = [["site", "phase", "input", "weight", "output", "M x K x N", "rows", "cols", "passes", "cycles"]]
             + listing.sites.map { s in
-                [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output), s.gemm.description,
-                 String(s.rows), String(s.columns), String(s.passes), String(s.cycles)]
+                s.unit == .vector
+                    ? [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output), s.gemm.description, "vector unit", "", "", ""]
+                    : [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output), s.gemm.description,
+                       String(s.rows), String(s.columns), String(s.passes), String(s.cycles)]
             }
         alignedTable(rows).forEach { print($0) }
+        if listing.sites.contains(where: { $0.unit == .vector }) {
+            print("vector unit: runs on the vector unit in fp32 (M x K x N counts its multiply-adds); software fault models reach it, PE faults do not")
+        }
     }
 }

@@ -25,6 +25,8 @@ public struct CampaignPlan: Sendable {
     /// Candidate sites (execution order: the sampling's, narrowed by `--layers` and
     /// `--phases`), fault models, replicas, global steps.
     public let sites: [SiteID]
+    /// The candidate sites a hardware fault can strike: those on the MXU (not the vector unit's).
+    public let hardwareSites: [SiteID]
     public let faultModels: [FaultModel]
     public let replicas: [Int]
     public let steps: StepRange
@@ -71,6 +73,8 @@ public struct CampaignPlan: Sendable {
             throw .badParameter("contradictory filters: --phases \(p.phases.map(\.rawValue).joined(separator: ",")) excludes every site of \(among) (\(beforePhases.map(\.name).joined(separator: ", ")))")
         }
         sites = candidates
+        let onMXU = Set(model.operations.filter(\.isOnMXU).map(\.site))
+        hardwareSites = candidates.filter { onMXU.contains($0) }
         faultModels = p.faultModels
         let replicaCount = golden.config.replicas
         if let r = p.replicas {
@@ -99,7 +103,10 @@ public struct CampaignPlan: Sendable {
         if p.kinds.contains(.hardware) {
             guard !(p.registers ?? []).isEmpty else { throw .badParameter("--registers: no register given") }
             guard !(p.hardwareFaults ?? []).isEmpty else { throw .badParameter("--hardware-faults: no fault class given") }
-            for layer in model.layers(phases: .training) where sites.contains(where: { $0.name == layer.name }) {
+            guard !hardwareSites.isEmpty else {
+                throw .badParameter("--kinds hardware: every candidate site runs on the vector unit, where no PE fault reaches (\(sites.map(\.name).prefix(4).joined(separator: ", ")))")
+            }
+            for layer in model.layers(phases: .training) where hardwareSites.contains(where: { $0.name == layer.name }) {
                 do {
                     schedules[layer.name] = try Schedule(shape: layer.gemm, config: chip)
                 } catch {
@@ -127,7 +134,7 @@ public struct CampaignPlan: Sendable {
                               spec: InjectionSpec(workload: workload, site: site.name, faultModel: model, replica: replica, globalStep: step, seed: seed))
         case .hardware:
             let step = steps.first + rng.nextInt(below: steps.last - steps.first + 1)
-            let site = sites[rng.nextInt(below: sites.count)]
+            let site = hardwareSites[rng.nextInt(below: hardwareSites.count)]
             let replica = replicas[rng.nextInt(below: replicas.count)]
             let registers = parameters.registers ?? HardwareFault.Register.allCases
             let classes = parameters.hardwareFaults ?? HardwareFaultClass.allCases

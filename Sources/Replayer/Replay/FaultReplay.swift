@@ -356,8 +356,12 @@ public enum FaultReplay {
             if wholeStep, case .transient = fault.kind {
                 throw ReplayError.specMismatch("\(specName): a flip happens in one cycle of one operation: name its site (\"site\": \"all\" is for stuck-at faults, which hold for the whole step)")
             }
-            // The cycle is checked against the operation; a whole-step fault against every one.
-            for operation in operations where wholeStep || operation.name == name {
+            if !wholeStep, let operation = operations.first(where: { $0.name == name }), !operation.isOnMXU {
+                throw ReplayError.specMismatch("\(specName): \(name) runs on the vector unit, not the MXU: no PE-register fault reaches it (a software fault model can strike it)")
+            }
+            // The cycle is checked against the operation; a whole-step fault against every one
+            // on the MXU (a stuck PE does not touch the vector unit's operations).
+            for operation in operations where operation.isOnMXU && (wholeStep || operation.name == name) {
                 do {
                     try HardwareInjectionHook.validate(fault, site: operation.site, shape: operation.gemm, chip: config.chip, precision: config.precision)
                 } catch {

@@ -67,15 +67,30 @@ public struct LayerWork: Sendable, Equatable, Codable {
     /// not its im2col expansion; operands at the operand format's width, fp32 results).
     public var hbmBytes: Int
     public var vector: VectorWork
+    /// Where the operation runs: on the vector unit (``ExecutionUnit/vector``) `gemm` only
+    /// counts its multiply-accumulates and `vector` holds all of its work.
+    public var unit: ExecutionUnit
 
     /// `hbmBytes` nil: the GEMM's operands, `bytesPerOperand` bytes each (default: bfloat16's
     /// 2), and its fp32 result (``HBMTraffic/init(gemm:)``).
     public init(name: String, gemm: GEMMShape, hbmBytes: Int? = nil,
-                bytesPerOperand: Int = BFloat16Format().bytesPerElement, vector: VectorWork = .none) {
+                bytesPerOperand: Int = BFloat16Format().bytesPerElement, vector: VectorWork = .none, unit: ExecutionUnit = .mxu) {
         self.name = name
         self.gemm = gemm
         self.hbmBytes = hbmBytes ?? HBMTraffic(gemm: gemm).bytes(bytesPerOperand: bytesPerOperand)
         self.vector = vector
+        self.unit = unit
+    }
+
+    enum CodingKeys: String, CodingKey { case name, gemm, hbmBytes, vector, unit }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        gemm = try c.decode(GEMMShape.self, forKey: .gemm)
+        hbmBytes = try c.decode(Int.self, forKey: .hbmBytes)
+        vector = try c.decode(VectorWork.self, forKey: .vector)
+        unit = try c.decodeIfPresent(ExecutionUnit.self, forKey: .unit) ?? .mxu
     }
 }
 
@@ -110,7 +125,10 @@ public struct StepCost: Sendable, Equatable, Codable {
     public var totalComputeCycles: Int { layers.reduce(0) { $0 + $1.computeCycles } }
     public var totalVectorCycles: Int { layers.reduce(0) { $0 + $1.vectorCycles } }
     public var totalBoundCycles: Int { layers.reduce(0) { $0 + $1.boundCycles } }
-    public var totalMACs: Int { layers.reduce(0) { $0 + $1.gemm.macs } }
+    /// Multiply-accumulates on the MXU.
+    public var totalMACs: Int { layers.reduce(0) { $0 + ($1.passes > 0 ? $1.gemm.macs : 0) } }
+    /// Multiply-accumulates of the operations that run on the vector unit (depthwise convolutions).
+    public var totalVectorMACs: Int { layers.reduce(0) { $0 + ($1.passes > 0 ? 0 : $1.gemm.macs) } }
     public var totalHBMBytes: Int { layers.reduce(0) { $0 + $1.hbmBytes } }
     /// MXU utilisation over the whole step's compute cycles.
     public var utilization: Double {
@@ -132,14 +150,21 @@ public struct TimingModel: Sendable {
     }
 
     public func cost(of layer: LayerWork) throws(HardwareError) -> LayerCost {
-        let overlapped = try Schedule(shape: layer.gemm, config: config, mode: .overlapped)
-        let scaleSim = try Schedule(shape: layer.gemm, config: config, mode: .scaleSim)
-        let selected = mode == .overlapped ? overlapped : scaleSim
         let vu = VectorUnit(config: config)
         let v = layer.vector
         let vectorCycles = vu.elementwiseCycles(elements: v.elements, opsPerElement: v.opsPerElement)
             + v.reductions * vu.reductionCycles(elements: v.elements, outputs: v.reductionOutputs)
         let memoryCycles = Int((Double(layer.hbmBytes) / config.hbmBytesPerCycle).rounded(.up))
+        if layer.unit == .vector {
+            // No pass on the MXU: the vector work is the operation.
+            return LayerCost(name: layer.name, gemm: layer.gemm, computeCycles: 0, overlappedCycles: 0, scaleSimCycles: 0,
+                             weightLoadCycles: 0, passes: 0, utilization: 0, mappingEfficiency: 0,
+                             vectorCycles: vectorCycles, hbmBytes: layer.hbmBytes, memoryCycles: memoryCycles,
+                             boundCycles: max(vectorCycles, memoryCycles), memoryBound: memoryCycles > vectorCycles)
+        }
+        let overlapped = try Schedule(shape: layer.gemm, config: config, mode: .overlapped)
+        let scaleSim = try Schedule(shape: layer.gemm, config: config, mode: .scaleSim)
+        let selected = mode == .overlapped ? overlapped : scaleSim
         let computeBound = selected.cycles + vectorCycles
         return LayerCost(
             name: layer.name, gemm: layer.gemm,

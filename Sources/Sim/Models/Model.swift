@@ -108,11 +108,26 @@ public enum InputSpec: Sendable, Equatable {
     }
 }
 
-/// One MXU operation of a training step as the model's operation table lists it: the one
-/// source of a site's name, its GEMM, its operand shapes and its vector-unit work.
+/// Where an operation of the table runs on the TPU core.
+public enum ExecutionUnit: String, Sendable, Codable {
+    /// The systolic matrix unit: a GEMM with a schedule, MXU timing and PE-register faults.
+    case mxu
+    /// The vector unit, in fp32: depthwise convolutions, whose one multiply-add per tap and
+    /// channel leaves nothing for a systolic array to share (a 128-wide array would use one
+    /// column of each pass). An injection site like any other (software fault models, digests,
+    /// bisect); it has no MXU schedule, its cost is vector-unit cycles, and no PE-register
+    /// fault reaches it.
+    case vector
+}
+
+/// One operation of a training step as the model's operation table lists it: the one source
+/// of a site's name, its GEMM, its operand shapes and its vector-unit work. Nearly all run on
+/// the MXU; ``unit`` says which do not.
 public struct MXUOperation: Sendable, Equatable {
     public var site: SiteID
-    /// The product as the MXU runs it (`M x K` times `K x N`, after any lowering).
+    /// The product as the MXU runs it (`M x K` times `K x N`, after any lowering). For an
+    /// operation on the vector unit, the same multiply-accumulates as a product (a depthwise
+    /// convolution: `N*Ho*Wo x k*k x C`), for counting only: nothing schedules it.
     public var gemm: GEMMShape
     /// Operand shapes as fault models index them: input, weight and output (see
     /// ``OperationKind`` for what each is per kind of operation).
@@ -121,11 +136,13 @@ public struct MXUOperation: Sendable, Equatable {
     public var outputShape: [Int]
     /// Elements crossing HBM (nil: the GEMM's operands and result, ``HBMTraffic/init(gemm:)``).
     public var hbmTraffic: HBMTraffic?
-    /// The vector-unit work that goes with it (epilogue, elementwise passes, reductions).
+    /// The vector-unit work that goes with it (epilogue, elementwise passes, reductions; for
+    /// an operation on the vector unit, the operation itself too).
     public var vector: VectorWork
+    public var unit: ExecutionUnit
 
     public init(site: SiteID, gemm: GEMMShape, inputShape: [Int], weightShape: [Int], outputShape: [Int],
-                hbmTraffic: HBMTraffic? = nil, vector: VectorWork = .none) {
+                hbmTraffic: HBMTraffic? = nil, vector: VectorWork = .none, unit: ExecutionUnit = .mxu) {
         self.site = site
         self.gemm = gemm
         self.inputShape = inputShape
@@ -133,7 +150,11 @@ public struct MXUOperation: Sendable, Equatable {
         self.outputShape = outputShape
         self.hbmTraffic = hbmTraffic
         self.vector = vector
+        self.unit = unit
     }
+
+    /// Whether it runs on the MXU (has a schedule; PE-register faults can reach it).
+    public var isOnMXU: Bool { unit == .mxu }
 
     public var name: String { site.name }
 
@@ -156,8 +177,10 @@ public struct MXUOperation: Sendable, Equatable {
     /// The operation as the timing model schedules it, with `bytesPerOperand`-byte operands
     /// (default: bfloat16's 2; see ``NumberFormat/bytesPerElement``).
     public func work(bytesPerOperand: Int = BFloat16Format().bytesPerElement) -> LayerWork {
-        LayerWork(name: site.name, gemm: gemm,
-                  hbmBytes: (hbmTraffic ?? HBMTraffic(gemm: gemm)).bytes(bytesPerOperand: bytesPerOperand), vector: vector)
+        // The vector unit reads and writes fp32.
+        let bytes = unit == .mxu ? bytesPerOperand : 4
+        return LayerWork(name: site.name, gemm: gemm, hbmBytes: (hbmTraffic ?? HBMTraffic(gemm: gemm)).bytes(bytesPerOperand: bytes),
+                         vector: vector, unit: unit)
     }
 }
 
@@ -198,7 +221,7 @@ extension Model {
         operation(site)?.shape(of: role)
     }
 
-    /// The MXU operations of one replica's step for the timing model, with
+    /// The operations of one replica's step for the timing model, with
     /// `bytesPerOperand`-byte operands (default: bfloat16's 2).
     public func layers(phases: StepPhases, bytesPerOperand: Int = BFloat16Format().bytesPerElement) -> [LayerWork] {
         operations.filter { phases == .training || $0.site.kind == .forward }.map { $0.work(bytesPerOperand: bytesPerOperand) }

@@ -11,6 +11,9 @@ public struct SiteListing: Sendable, Codable, Equatable {
         public var weight: [Int]
         public var output: [Int]
         public var gemm: GEMMShape
+        /// `mxu`, or `vector` for an operation on the vector unit (no schedule: rows, columns,
+        /// passes and cycles are 0, and no PE fault reaches it).
+        public var unit: ExecutionUnit
         /// Array rows and columns that hold work in at least one pass (`0..<rows`,
         /// `0..<columns`): a PE outside them never computes for this operation.
         public var rows: Int
@@ -39,9 +42,15 @@ public struct SiteListing: Sendable, Codable, Equatable {
         dataflow = chip.dataflow.rawValue
         var sites: [Site] = []
         for op in model.operations {
+            guard op.isOnMXU else {
+                sites.append(Site(name: op.name, phase: op.site.kind == .forward ? "forward" : "backward", input: op.inputShape,
+                                  weight: op.weightShape, output: op.outputShape, gemm: op.gemm, unit: op.unit, rows: 0, columns: 0,
+                                  passes: 0, cycles: 0))
+                continue
+            }
             let schedule = try Schedule(shape: op.gemm, config: chip, mode: mode)
             sites.append(Site(name: op.name, phase: op.site.kind == .forward ? "forward" : "backward",
-                              input: op.inputShape, weight: op.weightShape, output: op.outputShape, gemm: op.gemm,
+                              input: op.inputShape, weight: op.weightShape, output: op.outputShape, gemm: op.gemm, unit: op.unit,
                               rows: schedule.passes.map(\.rowRange.count).max() ?? 0,
                               columns: schedule.passes.map(\.columnRange.count).max() ?? 0,
                               passes: schedule.passes.count, cycles: schedule.cycles))

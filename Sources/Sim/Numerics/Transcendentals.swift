@@ -15,6 +15,7 @@ public enum DeterministicMath {
     static let invLn2: Double = 1.44269504088896338700e+00
 
     /// e^x for fp32 `x`. Overflows to +inf above ~88.72, underflows to +0 below ~-103.97.
+    @inline(__always)
     public static func exp(_ x: Float) -> Float {
         if x.isNaN { return x }
         if x > 88.73 { return .infinity }
@@ -58,8 +59,29 @@ public enum DeterministicMath {
 
     /// e^r for |r| <= ln2 / 2: the Taylor series to r^13/13! in Horner form (truncation error
     /// below 2^-60 relative).
+    /// The coefficients are ``inverseFactorials`` written out (a test pins them equal), so the
+    /// hot loop reads no array.
     @inline(__always)
     static func expPolynomial(_ r: Double) -> Double {
+        var p = 0x1.6124613a86d0ap-33                   // 1/13!
+        p = p * r + 0x1.1eed8eff8d898p-29
+        p = p * r + 0x1.ae64567f544e4p-26
+        p = p * r + 0x1.27e4fb7789f5dp-22
+        p = p * r + 0x1.71de3a556c734p-19
+        p = p * r + 0x1.a01a01a01a01ap-16
+        p = p * r + 0x1.a01a01a01a01ap-13
+        p = p * r + 0x1.6c16c16c16c17p-10
+        p = p * r + 0x1.1111111111111p-7
+        p = p * r + 0x1.5555555555555p-5
+        p = p * r + 0x1.5555555555555p-3
+        p = p * r + 0x1.0000000000000p-1
+        p = p * r + 1
+        return p * r + 1                                // 1/0!
+    }
+
+    /// ``expPolynomial(_:)`` as the Horner loop over ``inverseFactorials`` (the definition the
+    /// written-out form must equal; tests compare them).
+    static func expPolynomialFromTable(_ r: Double) -> Double {
         var p = inverseFactorials[13]
         for k in stride(from: 12, through: 0, by: -1) { p = p * r + inverseFactorials[k] }
         return p

@@ -74,3 +74,66 @@ public enum DropoutKeying: String, Sendable, Codable, CaseIterable {
     case dataSeeded = "data-seeded"
     case counter
 }
+
+/// The logistic sigmoid, `1 / (1 + exp(-x))`, with the deterministic exp
+/// (``DeterministicMath/exp(_:)``): the same bits on every machine.
+public enum Sigmoid {
+    public static func forward(_ x: [Float]) -> [Float] {
+        elementwise(x, x) { v, _ in value(v) }
+    }
+
+    /// dL/dx from dL/dy and the forward output `y`: `dy * y * (1 - y)`.
+    public static func backward(dy: [Float], y: [Float]) -> [Float] {
+        elementwise(dy, y) { g, s in g * (s * (1 - s)) }
+    }
+
+    @inline(__always)
+    static func value(_ v: Float) -> Float { 1 / (1 + DeterministicMath.exp(-v)) }
+}
+
+/// Swish (SiLU), `x * sigmoid(x)`, TensorFlow's `tf.nn.swish`.
+public enum Swish {
+    public static func forward(_ x: [Float]) -> [Float] {
+        elementwise(x, x) { v, _ in v * Sigmoid.value(v) }
+    }
+
+    /// dL/dx from dL/dy and the forward input `x`: `dy * s * (1 + x * (1 - s))`, `s = sigmoid(x)`
+    /// (TensorFlow's gradient of swish).
+    public static func backward(dy: [Float], x: [Float]) -> [Float] {
+        elementwise(dy, x) { g, v in
+            let s = Sigmoid.value(v)
+            return g * (s * (1 + v * (1 - s)))
+        }
+    }
+}
+
+/// Channel gating (squeeze-and-excite's last step): `y[n, p, c] = x[n, p, c] * gate[n, c]`
+/// over `pixels` positions per image.
+public enum ChannelGate {
+    public static func forward(x: [Float], gate: [Float], batch: Int, pixels: Int, channels: Int) -> [Float] {
+        precondition(x.count == batch * pixels * channels && gate.count == batch * channels, "channel gate: shapes do not match")
+        var y = x
+        for n in 0..<batch {
+            for p in 0..<pixels {
+                let row = (n * pixels + p) * channels
+                for c in 0..<channels { y[row + c] = x[row + c] * gate[n * channels + c] }
+            }
+        }
+        return y
+    }
+
+    /// dL/dx (`dy * gate`) and dL/dgate (per image and channel, the sum over positions of
+    /// `dy * x`, in `order`).
+    public static func backward(dy: [Float], x: [Float], gate: [Float], batch: Int, pixels: Int, channels: Int,
+                                order: ReductionOrder) -> (dx: [Float], dgate: [Float]) {
+        let dx = forward(x: dy, gate: gate, batch: batch, pixels: pixels, channels: channels)
+        let products = elementwise(dy, x, *)
+        var dgate: [Float] = []
+        dgate.reserveCapacity(batch * channels)
+        for n in 0..<batch {
+            let image = Array(products[n * pixels * channels ..< (n + 1) * pixels * channels])
+            dgate += Reduce.columnSums(image, rows: pixels, columns: channels, order: order)
+        }
+        return (dx, dgate)
+    }
+}

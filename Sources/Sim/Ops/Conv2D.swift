@@ -43,9 +43,7 @@ public enum Conv2D {
         precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
         let c = s.gradientInputConvolution, g = c.gemm
         // dL/dy[n, i, j, :] -> operand[n, oh + i * strideH, ow + j * strideW, :].
-        let operand = dilated(dy, s, offset: s.gradientInputOffset, count: c.inputShape.reduce(1, *)) { n, h, w in
-            ((n * c.inH + h) * c.inW + w) * s.outChannels
-        }
+        let operand = gradientInputOperand(dy, s)
         // w[fh, fw, ci, co] -> rotated[Fh-1-fh, Fw-1-fw, co, ci].
         var rotated = [Float](repeating: 0, count: w.count)
         for fh in 0..<s.filterH {
@@ -71,21 +69,7 @@ public enum Conv2D {
     public static func backwardWeightReference(x: [Float], dy: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
         let c = s.gradientWeightConvolution, g = c.gemm
-        let (qh, qw) = s.gradientWeightPadding
-        // x[n, h, w, ci] -> input[ci, qh + h, qw + w, n].
-        var input = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
-        for n in 0..<s.batch {
-            for h in 0..<s.inH {
-                for w in 0..<s.inW {
-                    let src = ((n * s.inH + h) * s.inW + w) * s.inChannels
-                    for ci in 0..<s.inChannels { input[((ci * c.inH + qh + h) * c.inW + qw + w) * s.batch + n] = x[src + ci] }
-                }
-            }
-        }
-        // dy[n, i, j, :] -> kernel[oh + i * strideH, ow + j * strideW, n, :].
-        let kernel = dilated(dy, s, offset: s.gradientWeightOffset, count: c.weightShape.reduce(1, *)) { n, h, w in
-            ((h * c.filterW + w) * s.batch + n) * s.outChannels
-        }
+        let input = gradientWeightInput(x, s), kernel = gradientWeightKernel(dy, s)
         let dw = unit.operation(SiteID(layer: layer, kind: .gradWt), input: input, inputShape: c.inputShape,
                                 weight: kernel, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
             mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
@@ -104,6 +88,40 @@ public enum Conv2D {
     /// dL/dy (`[N, Ho, Wo, Cout]`) dilated by the stride into a zeroed tensor of `count`
     /// values: pixel `(n, i, j)`'s `Cout` values go, contiguous, to
     /// `index(n, offset.h + i * strideH, offset.w + j * strideW)`.
+    /// The `_grad_wt` input of the reference layout: `x[n, h, w, ci]` at
+    /// `[ci, qh + h, qw + w, n]` of ``ConvShape/gradientWeightConvolution``'s input, zeros around.
+    static func gradientWeightInput(_ x: [Float], _ s: ConvShape) -> [Float] {
+        let c = s.gradientWeightConvolution, (qh, qw) = s.gradientWeightPadding
+        var input = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
+        for n in 0..<s.batch {
+            for h in 0..<s.inH {
+                for w in 0..<s.inW {
+                    let src = ((n * s.inH + h) * s.inW + w) * s.inChannels
+                    for ci in 0..<s.inChannels { input[((ci * c.inH + qh + h) * c.inW + qw + w) * s.batch + n] = x[src + ci] }
+                }
+            }
+        }
+        return input
+    }
+
+    /// The `_grad_wt` weight of the reference layout: `dy[n, i, j, :]` at
+    /// `[oh + i * strideH, ow + j * strideW, n, :]` (``ConvShape/gradientWeightOffset``).
+    static func gradientWeightKernel(_ dy: [Float], _ s: ConvShape) -> [Float] {
+        let c = s.gradientWeightConvolution
+        return dilated(dy, s, offset: s.gradientWeightOffset, count: c.weightShape.reduce(1, *)) { n, h, w in
+            ((h * c.filterW + w) * s.batch + n) * s.outChannels
+        }
+    }
+
+    /// The `_grad_in` input of the reference layout: dL/dy dilated and padded
+    /// (``ConvShape/gradientInputConvolution``, ``ConvShape/gradientInputOffset``).
+    static func gradientInputOperand(_ dy: [Float], _ s: ConvShape) -> [Float] {
+        let c = s.gradientInputConvolution
+        return dilated(dy, s, offset: s.gradientInputOffset, count: c.inputShape.reduce(1, *)) { n, h, w in
+            ((n * c.inH + h) * c.inW + w) * s.outChannels
+        }
+    }
+
     static func dilated(_ dy: [Float], _ s: ConvShape, offset: (h: Int, w: Int), count: Int,
                         index: (_ n: Int, _ h: Int, _ w: Int) -> Int) -> [Float] {
         var out = [Float](repeating: 0, count: count)

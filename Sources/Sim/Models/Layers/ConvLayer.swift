@@ -27,9 +27,14 @@ struct ParameterTable {
     /// A convolution `name` with its kernel, a bias if `bias`, and a batch norm `name + normSuffix`
     /// if `normSuffix` is not nil, registered in that order.
     mutating func conv(_ name: String, _ shape: ConvShape, bias: Bool, normSuffix: String?) -> ConvLayer {
+        conv(name, shape, bias: bias, normNamed: normSuffix.map { name + $0 })
+    }
+
+    /// The same with the batch norm's whole name (`bn1` after `conv1`, say), if any.
+    mutating func conv(_ name: String, _ shape: ConvShape, bias: Bool, normNamed normName: String?) -> ConvLayer {
         let w = add(name + "/kernel", shape.weightShape)
         let b = bias ? add(name + "/bias", [shape.outChannels]) : nil
-        let n = normSuffix.map { norm(name + $0, channels: shape.outChannels) }
+        let n = normName.map { norm($0, channels: shape.outChannels) }
         return ConvLayer(name: name, shape: shape, weight: w, bias: b, norm: n)
     }
 
