@@ -11,7 +11,9 @@ import Testing
 /// tolerances (``ReferenceStepTests/Tolerance/tiny``); the conv biases whose gradient is
 /// analytically zero (the script finds them in float64: the stem conv's, every `_conv1`'s,
 /// the `conv_p`s and the 2x2 -> 1x1 `transition_2_conv` whose output only batch norms
-/// consume) are compared through their terms.
+/// consume) are compared through their terms. Measured worst: loss 9.9e-8 relative,
+/// gradients 4.3e-6 (a block-1 `_conv2` bias), updates 4.0e-5 (a `_bn1` gamma), moving
+/// statistics 1.1e-7, zero gradients 1.1e-6 of their terms, dropout inputs 7.2e-7 from float64.
 ///
 /// The batches carry the fixture's origin, so the model draws its data-seeded dropout masks
 /// from the script's streams; ``dropoutKeysMatchTheScript`` first checks that every
