@@ -3,14 +3,15 @@ import Testing
 @testable import Replayer
 @testable import Sim
 
-/// The reference study's own spec files (ResNet family, EfficientNet) apply verbatim at `paper` scale: each
+/// The reference study's own spec files (ResNet family, EfficientNet, DenseNet) apply verbatim at `paper` scale: each
 /// names a site of its workload and positions inside the operand it strikes, backward
 /// positions in the reference's dilated and padded layouts.
 @Suite struct ReferenceSpecTests {
     static let files = ["resnet18__inj_immediate_infs_nans.csv", "resnet18__inj_masked.csv", "resnet18__inj_slow_degrade.csv",
                         "resnet18_nobn__inj_short_term_infs_nans.csv", "resnet18_nobn__inj_slow_degrade.csv",
                         "resnet18_sgd__inj_immediate_infs_nans.csv", "resnet18_sgd__inj_sharp_degrade.csv",
-                        "effnet__inj_immediate_infs_nans.csv", "effnet__inj_slow_degrade.csv"]
+                        "effnet__inj_immediate_infs_nans.csv", "effnet__inj_slow_degrade.csv",
+                        "densenet__inj_immediate_infs_nans.csv", "densenet__inj_slow_degrade.csv"]
 
     static func config(_ spec: InjectionSpec) throws -> TrainingConfig {
         try TrainingConfig(workload: try #require(spec.workload), scale: "paper", replicas: 8)

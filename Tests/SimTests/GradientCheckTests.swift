@@ -101,6 +101,19 @@ import Testing
         } < 1e-2)
     }
 
+    /// Channel concatenation (DenseNet) and its split: the split is the adjoint, and the
+    /// forward puts `a`'s channels first in every row.
+    @Test func channelConcatGradientsMatchFiniteDifferences() {
+        let (rows, ca, cb) = (6, 3, 2)
+        let a = Self.values(rows * ca, seed: 1), b = Self.values(rows * cb, seed: 2), r = Self.values(rows * (ca + cb), seed: 3)
+        let (da, db) = ChannelConcat.backward(dy: r, channelsA: ca, channelsB: cb, rows: rows)
+        #expect(Self.worstError(a, analytic: da) { Self.dot(ChannelConcat.forward($0, channelsA: ca, b, channelsB: cb, rows: rows), r) } < 1e-3)
+        #expect(Self.worstError(b, analytic: db) { Self.dot(ChannelConcat.forward(a, channelsA: ca, $0, channelsB: cb, rows: rows), r) } < 1e-3)
+        let y = ChannelConcat.forward(a, channelsA: ca, b, channelsB: cb, rows: rows)
+        #expect(Array(y[5..<10]) == Array(a[3..<6]) + Array(b[2..<4]))
+        #expect(ChannelConcat.backward(dy: y, channelsA: ca, channelsB: cb, rows: rows) == (a, b))
+    }
+
     @Test func dropoutScalesKeptElementsAndIsReproducible() {
         let rng = CounterRNG(seed: 5, purpose: .dropout, 3, 1, 2)
         let m = Dropout.mask(count: 10_000, rate: 0.2, rng: rng)

@@ -277,17 +277,7 @@ public struct EfficientNetB0: Model {
     /// Fresh parameters: GlorotNormal kernels from `CounterRNG(seed, .initialization, tensor
     /// index)`, zero biases, batch-norm gamma 1 and beta 0; moving means 0 and variances 1.
     public func initialState(seed: UInt64) -> (parameters: [[Float]], modelState: [[Float]]) {
-        var params: [[Float]] = []
-        for (i, spec) in parameters.enumerated() {
-            if spec.name.hasSuffix("/kernel") {
-                var rng = CounterRNG(seed: seed, purpose: .initialization, i)
-                params.append(Initializer.glorotNormal.kernel(shape: spec.shape, rng: &rng))
-            } else {
-                params.append([Float](repeating: spec.name.hasSuffix("/gamma") ? 1 : 0, count: spec.count))
-            }
-        }
-        let moving = norms.flatMap { [[Float](repeating: 0, count: $0.channels), [Float](repeating: 1, count: $0.channels)] }
-        return (params, moving)
+        ParameterTable.initialState(parameters: parameters, norms: norms, seed: seed, initializer: .glorotNormal)
     }
 
     /// What one block's backward needs from its forward.

@@ -250,17 +250,7 @@ public struct ResNet18: Model {
     /// GlorotUniform for the legacy one) drawn from `CounterRNG(seed, .initialization, tensor
     /// index)`, zero biases, batch-norm gamma 1 and beta 0; moving means 0 and variances 1.
     public func initialState(seed: UInt64) -> (parameters: [[Float]], modelState: [[Float]]) {
-        var params: [[Float]] = []
-        for (i, (name, shape)) in zip(parameterNames, parameterShapes).enumerated() {
-            if name.hasSuffix("/kernel") {
-                var rng = CounterRNG(seed: seed, purpose: .initialization, i)
-                params.append(initializer.kernel(shape: shape, rng: &rng))
-            } else {
-                params.append([Float](repeating: name.hasSuffix("/gamma") ? 1 : 0, count: shape.reduce(1, *)))
-            }
-        }
-        let moving = norms.flatMap { [[Float](repeating: 0, count: $0.channels), [Float](repeating: 1, count: $0.channels)] }
-        return (params, moving)
+        ParameterTable.initialState(parameters: parameters, norms: norms, seed: seed, initializer: initializer)
     }
 
     /// What the backward pass needs from the forward pass.

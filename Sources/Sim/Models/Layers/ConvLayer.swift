@@ -42,6 +42,25 @@ struct ParameterTable {
     var modelState: [TensorSpec] {
         norms.flatMap { [TensorSpec($0.name + "/moving_mean", [$0.channels]), TensorSpec($0.name + "/moving_variance", [$0.channels])] }
     }
+
+    /// Fresh values of `parameters` and of the moving statistics of `norms`, as the
+    /// reference's Keras layers start: every `/kernel` from `initializer`, drawn from
+    /// `CounterRNG(seed, .initialization, tensor index)`; every `/gamma` 1; everything else
+    /// (biases, betas) 0; moving means 0 and moving variances 1.
+    static func initialState(parameters: [TensorSpec], norms: [NormLayer], seed: UInt64,
+                             initializer: Initializer) -> (parameters: [[Float]], modelState: [[Float]]) {
+        var params: [[Float]] = []
+        for (i, spec) in parameters.enumerated() {
+            if spec.name.hasSuffix("/kernel") {
+                var rng = CounterRNG(seed: seed, purpose: .initialization, i)
+                params.append(initializer.kernel(shape: spec.shape, rng: &rng))
+            } else {
+                params.append([Float](repeating: spec.name.hasSuffix("/gamma") ? 1 : 0, count: spec.count))
+            }
+        }
+        let moving = norms.flatMap { [[Float](repeating: 0, count: $0.channels), [Float](repeating: 1, count: $0.channels)] }
+        return (params, moving)
+    }
 }
 
 /// A batch-norm layer: its name, channels and where its gamma and beta live in the parameters.
