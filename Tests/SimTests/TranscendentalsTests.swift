@@ -27,6 +27,37 @@ func ulps(_ a: Float, _ b: Float) -> Int {
         #expect(DeterministicMath.exp(.nan).isNaN)
     }
 
+    /// exp as first written (branches, then `Int(n)` for the power of two): the definition the
+    /// branch-free form must equal bit for bit.
+    static func branchingExp(_ x: Float) -> Float {
+        if x.isNaN { return x }
+        if x > 88.73 { return .infinity }
+        if x < -104 { return 0 }
+        let xd = Double(x)
+        let n = (xd * DeterministicMath.invLn2).rounded(.toNearestOrEven)
+        let r = (xd - n * DeterministicMath.ln2Hi) - n * DeterministicMath.ln2Lo
+        return Float(DeterministicMath.scaleByPowerOfTwo(DeterministicMath.expPolynomialFromTable(r), Int(n)))
+    }
+
+    @Test func branchFreeExpEqualsTheBranchingDefinition() {
+        var mismatches: [Float] = []
+        var x: Float = -110
+        while x < 95 {
+            for v in [x, x.nextUp, -x] where DeterministicMath.exp(v).bitPattern != Self.branchingExp(v).bitPattern { mismatches.append(v) }
+            x += 0.000_731
+        }
+        for v: Float in [.nan, .infinity, -.infinity, 88.73, (88.73 as Float).nextUp, -104, (-104 as Float).nextDown, 0, -0.0, .leastNonzeroMagnitude,
+                         .greatestFiniteMagnitude, -.greatestFiniteMagnitude] {
+            let a = DeterministicMath.exp(v), b = Self.branchingExp(v)
+            if a.bitPattern != b.bitPattern && !(a.isNaN && b.isNaN) { mismatches.append(v) }
+        }
+        // Through an array loop too (the vectorised path).
+        let xs = (0..<4096).map { Float($0) * 0.05 - 110 }
+        let ys = Swish.forward(xs)
+        for (v, y) in zip(xs, ys) where y.bitPattern != (v * (1 / (1 + Self.branchingExp(-v)))).bitPattern { mismatches.append(v) }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
+    }
+
     /// The written-out polynomial is the table's Horner loop, bit for bit, over the whole
     /// reduced range (so exp's results did not change when it was written out).
     @Test func expPolynomialWrittenOutEqualsTheTableLoop() {

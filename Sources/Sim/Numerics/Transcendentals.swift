@@ -15,16 +15,21 @@ public enum DeterministicMath {
     static let invLn2: Double = 1.44269504088896338700e+00
 
     /// e^x for fp32 `x`. Overflows to +inf above ~88.72, underflows to +0 below ~-103.97.
+    ///
+    /// Branch-free (the special cases are selected after the arithmetic, which runs on a
+    /// clamped argument), so loops over arrays vectorise; the bits are those of the plain
+    /// branching form, which a test keeps as the definition.
     @inline(__always)
     public static func exp(_ x: Float) -> Float {
-        if x.isNaN { return x }
-        if x > 88.73 { return .infinity }
-        if x < -104 { return 0 }
-        let xd = Double(x)
+        let clamped = x.isNaN ? 0 : min(max(x, -104), 88.73)
+        let xd = Double(clamped)
         // x = n ln2 + r with |r| <= ln2 / 2.
         let n = (xd * invLn2).rounded(.toNearestOrEven)
         let r = (xd - n * ln2Hi) - n * ln2Lo
-        return Float(scaleByPowerOfTwo(expPolynomial(r), Int(n)))
+        // 2^n from n's bits: n + 1.5 * 2^52 holds n in its low mantissa bits (|n| < 2^51).
+        let power = Double(bitPattern: ((n + 0x1.8p52).bitPattern &- 0x4338_0000_0000_0000 &+ 1023) << 52)
+        let e = Float(expPolynomial(r) * power)
+        return x.isNaN ? x : x > 88.73 ? .infinity : x < -104 ? 0 : e
     }
 
     /// Natural logarithm for fp32 `x`: -inf at 0, NaN below 0, +inf at +inf.
