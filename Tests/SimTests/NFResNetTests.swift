@@ -146,6 +146,26 @@ import Testing
     }
 }
 
+extension NFResNetStructureTests {
+    /// A bf16 step of `tiny` gives the same bits on one MXU thread as on two, and from
+    /// nonzero skip gains every parameter gets a gradient.
+    @Test func aStepIsTheSameForOneAndTwoThreads() throws {
+        let model = try #require(try Workloads.model("nfnet", scale: "tiny") as? NFResNet)
+        var (p, state) = model.initialState(seed: 4)
+        for b in model.blocks { p[b.skipGain] = [0.5] }
+        let batch = Batch(images: GradientCheckTests.values(4 * 16 * 16, seed: 5), labels: [3, 1, 4, 1], indices: [], origin: nil)
+        let results = [1, 2].map { threads in
+            model.trainReplica(parameters: p, modelState: state, batch: batch,
+                               unit: MatrixUnit(mxu: MXU(config: .tiny, precision: .bfloat16, threads: threads)))
+        }
+        #expect(results[0].loss.bitPattern == results[1].loss.bitPattern)
+        #expect(results[0].gradients.map { $0.map(\.bitPattern) } == results[1].gradients.map { $0.map(\.bitPattern) })
+        for (i, name) in model.parameterNames.enumerated() {
+            #expect(results[0].gradients[i].contains { $0 != 0 }, "\(name)")
+        }
+    }
+}
+
 /// Finite-difference checks of the NF-ResNet ops, as ``GradientCheckTests``: the weight
 /// standardisation (into the raw kernel and the gain, clamped and unclamped channels), the
 /// scaled activation and the scalar gain.

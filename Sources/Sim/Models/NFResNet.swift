@@ -31,11 +31,12 @@
 /// Order of execution, as the reference's code runs it: in each block the shortcut conv runs
 /// first (forward and backward), then conv0, conv1, conv2 forward and conv2, conv1, conv0
 /// backward. Names are the reference's (`NF_ResNet_init_conv`, `NF_ResNet_block_{k}_conv{0,1,2}`,
-/// `NF_ResNet_block_{k}_conv_shortcut`, `dense`), each with `_grad_in` and `_grad_wt`
-/// (none `_grad_in` for the stem). Two reference defects are not reproduced: its forward calls
-/// pass no injection arguments (every listed forward site is a silent no-op there) and its
-/// backward layers are named without the underscore (`NF_ResNet_block_0conv0_grad_in`), so
-/// no listed backward name matches; here every site injects under the listed name.
+/// `NF_ResNet_block_{k}_conv_shortcut`, `dense`), each with `_grad_in` and `_grad_wt` (the
+/// stem has no `_grad_in`: nothing consumes the image's gradient). Two reference defects are
+/// not reproduced: its forward calls pass no injection arguments (every listed forward site is
+/// a silent no-op there) and its backward layers are named without the underscore
+/// (`NF_ResNet_block_0conv0_grad_in`), so no listed backward name matches; here every site
+/// injects under the listed name.
 public struct NFResNet: Model {
     /// Sizes of one replica's share: input shape, stem width, the four stage (block output)
     /// widths (inner widths are a quarter), examples per replica, classes. Recorded in
@@ -296,7 +297,6 @@ public struct NFResNet: Model {
 
     /// What the backward pass needs from the forward pass.
     struct Tape {
-        var standardized: [WeightStandardization.Cache?]
         var convs: [ConvLayer.Cache?]
         var convOutputs: [[Float]]                 // each conv's output after its bias
         var blockInputs: [[Float]]
@@ -323,7 +323,7 @@ public struct NFResNet: Model {
     /// The forward pass to the logits. `images` NHWC, `batch` images; `q` holds the
     /// standardised kernels (``standardize(_:)``).
     func forward(_ q: [[Float]], images: [Float], batch: Int, unit: MatrixUnit) -> (logits: [Float], tape: Tape) {
-        var tape = Tape(standardized: [], convs: Array(repeating: nil, count: convs.count),
+        var tape = Tape(convs: Array(repeating: nil, count: convs.count),
                         convOutputs: Array(repeating: [], count: convs.count), blockInputs: [], final: [], pooled: [], pixels: 0)
         func conv(_ i: Int, _ x: [Float]) -> [Float] {
             let r = convs[i].forward(x, q, batch: batch, norms: [], settings: settings, .batch, unit: unit)
