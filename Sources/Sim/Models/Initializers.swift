@@ -10,6 +10,11 @@ public enum Initializer: String, Sendable, Codable {
     /// truncated distribution, as Keras's `GlorotNormal` corrects for it). Normals come from
     /// Marsaglia's polar method with ``DeterministicMath/log(_:)`` and IEEE square roots.
     case glorotNormal
+    /// Untruncated normal with standard deviation `sqrt(1 / fanIn)` (Keras's
+    /// `VarianceScaling(scale=1.0, mode='fan_in', distribution='untruncated_normal')`, the
+    /// kernel initialiser of NF-ResNet's weight-standardised convolutions). Normals as for
+    /// ``glorotNormal``, without the truncation.
+    case varianceScalingFanInNormal
 
     /// `count(shape)` values for a kernel of `shape` from `rng`.
     public func kernel(shape: [Int], rng: inout CounterRNG) -> [Float] {
@@ -24,17 +29,27 @@ public enum Initializer: String, Sendable, Codable {
         case .glorotNormal:
             let scale = Float((2 / Double(fanIn + fanOut)).squareRoot() / 0.87962566103423978)
             return (0..<count).map { _ in Self.truncatedNormal(&rng) * scale }
+        case .varianceScalingFanInNormal:
+            let scale = Float((1 / Double(fanIn)).squareRoot())
+            return (0..<count).map { _ in Self.normal(&rng) * scale }
         }
     }
 
-    /// A standard normal draw in `[-2, 2]`.
+    /// A standard normal draw in `[-2, 2]`: normal draws, redrawn while outside.
     static func truncatedNormal(_ rng: inout CounterRNG) -> Float {
+        while true {
+            let z = normal(&rng)
+            if abs(z) <= 2 { return z }
+        }
+    }
+
+    /// A standard normal draw (Marsaglia's polar method, one value per accepted pair).
+    static func normal(_ rng: inout CounterRNG) -> Float {
         while true {
             let u = rng.nextUniform() * 2 - 1, v = rng.nextUniform() * 2 - 1
             let s = u * u + v * v
             guard s > 0, s < 1 else { continue }
-            let z = u * (-2 * DeterministicMath.log(s) / s).squareRoot()
-            if abs(z) <= 2 { return z }
+            return u * (-2 * DeterministicMath.log(s) / s).squareRoot()
         }
     }
 }

@@ -10,6 +10,42 @@ public enum ReLU {
     }
 }
 
+/// ReLU times a constant gain, `max(x, 0) * gain` (NF-ResNet's scaled activation: the gain
+/// makes the output of a unit Gaussian input have unit variance again). Forward rounds the ReLU
+/// and then the product, as `relu(x) * gain` does in fp32. NaN passes through.
+public enum ScaledReLU {
+    /// NF-ResNet's gain for ReLU, `1.7139588594436646` (the reference's `nonlinearities["relu"]`).
+    public static let nfGain: Float = 1.7139588594436646
+
+    public static func forward(_ x: [Float], gain: Float) -> [Float] {
+        elementwise(x, x) { v, _ in (v < 0 ? 0 : v) * gain }
+    }
+
+    /// dL/dx = gain * dL/dy where x > 0, else 0 (`x` is the forward input).
+    public static func backward(dy: [Float], x: [Float], gain: Float) -> [Float] {
+        elementwise(dy, x) { g, v in v > 0 ? gain * g : 0 }
+    }
+}
+
+/// Multiplication by a scalar: a trainable one (NF-ResNet's SkipInit `skip_gain`) or a
+/// constant (its `alpha` and `beta`). Shapes: any, `x` and `dy` the same length.
+public enum ScalarGain {
+    public static func forward(_ x: [Float], gain: Float) -> [Float] {
+        elementwise(x, x) { v, _ in v * gain }
+    }
+
+    /// dL/dx = gain * dL/dy.
+    public static func backward(dy: [Float], gain: Float) -> [Float] {
+        forward(dy, gain: gain)
+    }
+
+    /// dL/dx = gain * dL/dy and, for a trainable gain, dL/dgain = sum(dL/dy * x) over every
+    /// element (`x` is the forward input), summed in `order`.
+    public static func backward(dy: [Float], x: [Float], gain: Float, order: ReductionOrder) -> (dx: [Float], dgain: Float) {
+        (forward(dy, gain: gain), Reduce.sum(elementwise(dy, x, *), order: order))
+    }
+}
+
 /// `out[i] = f(a[i], b[i])` over two arrays of equal length, without per-element bounds or
 /// uniqueness checks (the vector unit's elementwise passes).
 @inline(__always)
