@@ -78,6 +78,7 @@ struct Simulate: ParsableCommand {
         }
         let layers: [LayerWork]
         let source: String
+        var examples: Int?, forwardMACs: Int?
         let operandBytes = precision.precision.format.bytesPerElement
         if let topology {
             if let config { chipConfig = try SCALESimConfig.load(path: config).applied(to: chipConfig) }
@@ -95,6 +96,8 @@ struct Simulate: ParsableCommand {
             }
             layers = model.layers(phases: p, bytesPerOperand: operandBytes)
             source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"
+            examples = model.batchPerReplica
+            forwardMACs = model.forwardMACsPerExample
         }
         if let rows { chipConfig.rows = rows }
         if let columns { chipConfig.columns = columns }
@@ -105,7 +108,8 @@ struct Simulate: ParsableCommand {
             }
             chipConfig.dataflow = d
         }
-        let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers))
+        let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers),
+                                      examples: examples, forwardMACsPerExample: forwardMACs)
         if json {
             try printJSON(report)
         } else {

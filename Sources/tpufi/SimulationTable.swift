@@ -26,6 +26,11 @@ struct SimulationTable {
         lines += alignedTable(rows, rulesAfter: [rows.count - 2])
         lines.append("")
         lines.append(String(format: "step time at %.0f MHz: %.3f ms (roofline bound)", c.clockMHz, report.seconds * 1e3))
+        let vector = report.vectorMACs > 0 ? " + \(report.vectorMACs) on the vector unit" : ""
+        lines.append("multiply-accumulates: \(report.mxuMACs) on the MXU\(vector)")
+        if let perExample = report.forwardMACsPerExample, let examples = report.examples {
+            lines.append("forward pass: \(perExample) multiply-accumulates per example (\(examples) per replica)")
+        }
         return lines.joined(separator: "\n")
     }
 

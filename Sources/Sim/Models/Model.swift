@@ -234,4 +234,11 @@ extension Model {
 
     /// `workload scale`, for messages.
     public var title: String { "\(workload) \(scaleName)" }
+
+    /// Multiply-accumulates of one example's forward pass, on the MXU and the vector unit
+    /// (the figure papers quote for a network: convolutions with their padding taps, dense
+    /// layers, depthwise convolutions).
+    public var forwardMACsPerExample: Int {
+        operations.filter { $0.site.kind == .forward }.reduce(0) { $0 + $1.gemm.macs } / max(batchPerReplica, 1)
+    }
 }

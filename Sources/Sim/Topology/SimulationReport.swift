@@ -33,8 +33,16 @@ public struct SimulationReport: Sendable, Codable, Equatable {
     public var totalBoundCycles: Int
     public var seconds: Double
     public var utilization: Double
+    /// Multiply-accumulates of the listed operations on the MXU and on the vector unit
+    /// (depthwise convolutions).
+    public var mxuMACs: Int
+    public var vectorMACs: Int
+    /// For a workload: examples per replica, and the multiply-accumulates of one example's
+    /// forward pass (MXU and vector unit), the figure papers quote for a network.
+    public var examples: Int?
+    public var forwardMACsPerExample: Int?
 
-    public init(source: String, cost: StepCost) {
+    public init(source: String, cost: StepCost, examples: Int? = nil, forwardMACsPerExample: Int? = nil) {
         self.source = source
         chip = cost.chip
         timing = cost.mode
@@ -53,5 +61,9 @@ public struct SimulationReport: Sendable, Codable, Equatable {
         totalBoundCycles = cost.totalBoundCycles
         seconds = cost.seconds
         utilization = cost.utilization
+        mxuMACs = cost.totalMACs
+        vectorMACs = cost.totalVectorMACs
+        self.examples = examples
+        self.forwardMACsPerExample = forwardMACsPerExample
     }
 }
