@@ -108,12 +108,11 @@ struct Simulate: ParsableCommand {
             }
             chipConfig.dataflow = d
         }
-        let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers),
-                                      examples: examples, forwardMACsPerExample: forwardMACs)
+        let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers))
         if json {
             try printJSON(report)
         } else {
-            print(SimulationTable(report: report).text)
+            print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs).text)
         }
     }
 }

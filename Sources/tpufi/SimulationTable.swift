@@ -4,6 +4,9 @@ import Sim
 /// The human-readable form of a ``SimulationReport``.
 struct SimulationTable {
     let report: SimulationReport
+    /// For a workload: examples per replica and one example's forward multiply-accumulates.
+    var examples: Int? = nil
+    var forwardMACsPerExample: Int? = nil
 
     var text: String {
         let c = report.chip
@@ -28,7 +31,7 @@ struct SimulationTable {
         lines.append(String(format: "step time at %.0f MHz: %.3f ms (roofline bound)", c.clockMHz, report.seconds * 1e3))
         let vector = report.vectorMACs > 0 ? " + \(report.vectorMACs) on the vector unit" : ""
         lines.append("multiply-accumulates: \(report.mxuMACs) on the MXU\(vector)")
-        if let perExample = report.forwardMACsPerExample, let examples = report.examples {
+        if let perExample = forwardMACsPerExample, let examples {
             lines.append("forward pass: \(perExample) multiply-accumulates per example (\(examples) per replica)")
         }
         return lines.joined(separator: "\n")

@@ -35,7 +35,7 @@ public struct DenseNet121: Model {
     ///   6/12/24/16, 128 images per replica.
     ///
     /// All: compression 0.5, dropout 0.5, data-seeded dropout masks, 10 classes.
-    public struct Configuration: Sendable, Equatable, Codable {
+    public struct Configuration: Sendable, Equatable, Codable, PresetConfiguration {
         public var name: String
         public var inputH: Int
         public var inputW: Int
@@ -190,10 +190,7 @@ public struct DenseNet121: Model {
         WorkloadDefinition(name: name, summary: summary, defaultOptimizer: .adam, scales: Configuration.presets.map(\.name),
                            defaultAugmentation: .reference,
                            preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
-            guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
-                throw .unknownScale(scale, workload: name, known: Configuration.presets.map(\.name))
-            }
-            return c.recorded
+            try Configuration.preset(scale, among: Configuration.presets, workload: name)
         }, build: { (configuration: ModelConfiguration) throws(ModelError) -> any Model in
             let c = try configuration.decode(Configuration.self, workload: name)
             try c.validate(workload: name)
@@ -288,12 +285,7 @@ public struct DenseNet121: Model {
             return s.forwardOperation(convs[i].name, vector: vector)
         }
         let last = convs[convs.count - 1].shape
-        let dense = Dense.operations("dense", batch: batch, inputs: features, outputs: scale.classes,
-                                     forwardVector: VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 1,
-                                                               reductions: 1, reductionOutputs: batch * features),
-                                     inputVector: VectorWork(elements: batch * scale.classes, opsPerElement: 2, reductions: 0,
-                                                             reductionOutputs: scale.classes),
-                                     weightVector: VectorWork(elements: features * scale.classes, opsPerElement: 12))
+        let dense = Dense.classifierOperations(batch: batch, pixels: last.outH * last.outW, features: features, classes: scale.classes)
         table.append(dense.forward)
         table += dense.backward
         for i in convs.indices.reversed() {
@@ -337,12 +329,7 @@ public struct DenseNet121: Model {
     /// The dropout mask of bottleneck `index` for its input `x`, or nil without dropout
     /// (inference, rate 0).
     func dropoutMask(_ x: [Float], index: Int, origin: BatchOrigin?) -> [Float]? {
-        guard dropoutRate > 0, let origin else { return nil }
-        let rng = switch scale.dropoutMasks {
-        case .dataSeeded: Dropout.dataSeededStream(seed: origin.seed, input: x)
-        case .counter: Dropout.counterStream(origin: origin, layer: index)
-        }
-        return Dropout.mask(count: x.count, rate: dropoutRate, rng: rng)
+        Dropout.mask(for: x, rate: dropoutRate, keying: scale.dropoutMasks, origin: origin, layer: index)
     }
 
     /// The forward pass to the logits. `images` NHWC, `batch` images; `origin` keys the

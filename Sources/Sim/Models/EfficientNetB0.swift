@@ -42,7 +42,7 @@ public struct EfficientNetB0: Model {
     /// - `small`: the same network on 28x28x1 Fashion-MNIST, 32 images per replica;
     /// - `tiny`: 16x16x1, stem 8, one or two blocks per stage at widths 8..40, head 64, 4
     ///   images per replica (tests: seconds).
-    public struct Configuration: Sendable, Equatable, Codable {
+    public struct Configuration: Sendable, Equatable, Codable, PresetConfiguration {
         public var name: String
         public var inputH: Int
         public var inputW: Int
@@ -169,10 +169,7 @@ public struct EfficientNetB0: Model {
         scales: Configuration.presets.map(\.name), defaultAugmentation: .reference,
         defaultSchedule: LearningRateSchedule(initial: 0.002, final: 5e-4, decaySteps: 2000),
         preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
-            guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
-                throw .unknownScale(scale, workload: "effnet", known: Configuration.presets.map(\.name))
-            }
-            return c.recorded
+            try Configuration.preset(scale, among: Configuration.presets, workload: "effnet")
         }, build: { (configuration: ModelConfiguration) throws(ModelError) -> any Model in
             let c = try configuration.decode(Configuration.self, workload: "effnet")
             try c.validate(workload: "effnet")
@@ -263,12 +260,7 @@ public struct EfficientNetB0: Model {
         }
         add(conv(head, V.batchNorm + V.swish, 2, V.batchNormBackward + V.swishBackward, 2))
         let last = head.shape
-        let dense = Dense.operations("dense", batch: batch, inputs: scale.headWidth, outputs: scale.classes,
-                                     forwardVector: VectorWork(elements: batch * last.outH * last.outW * scale.headWidth, opsPerElement: 1,
-                                                               reductions: 1, reductionOutputs: batch * scale.headWidth),
-                                     inputVector: VectorWork(elements: batch * scale.classes, opsPerElement: 2, reductions: 0,
-                                                             reductionOutputs: scale.classes),
-                                     weightVector: VectorWork(elements: scale.headWidth * scale.classes, opsPerElement: V.optimizer))
+        let dense = Dense.classifierOperations(batch: batch, pixels: last.outH * last.outW, features: scale.headWidth, classes: scale.classes)
         forward.append(dense.forward)
         backward.append(dense.backward)
         return forward + backward.reversed().flatMap { $0 }

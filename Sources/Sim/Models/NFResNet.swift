@@ -47,7 +47,7 @@ public struct NFResNet: Model {
     ///   divided by 4), 32 images per replica;
     /// - `paper`: the reference shapes: 32x32x3 CIFAR-10, stem 64, stages 256/512/1024/2048,
     ///   128 per replica (global batch 1024 over 8 replicas).
-    public struct Configuration: Sendable, Equatable, Codable {
+    public struct Configuration: Sendable, Equatable, Codable, PresetConfiguration {
         public var name: String
         public var inputH: Int
         public var inputW: Int
@@ -167,10 +167,7 @@ public struct NFResNet: Model {
                            defaultOptimizer: .adam, scales: Configuration.presets.map(\.name), defaultAugmentation: .reference,
                            defaultSchedule: LearningRateSchedule(initial: 0.01, final: 1e-4, decaySteps: 5000),
                            preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
-            guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
-                throw .unknownScale(scale, workload: "nfnet", known: Configuration.presets.map(\.name))
-            }
-            return c.recorded
+            try Configuration.preset(scale, among: Configuration.presets, workload: "nfnet")
         }, build: { (configuration: ModelConfiguration) throws(ModelError) -> any Model in
             let c = try configuration.decode(Configuration.self, workload: "nfnet")
             try c.validate(workload: "nfnet")
@@ -251,12 +248,7 @@ public struct NFResNet: Model {
     static func operationTable(convs: [ConvLayer], blocks: [Block], features: Int, scale: Configuration) -> [MXUOperation] {
         let batch = scale.batchPerReplica
         let last = convs[convs.count - 1].shape
-        let dense = Dense.operations("dense", batch: batch, inputs: features, outputs: scale.classes,
-                                     forwardVector: VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 3,
-                                                               reductions: 1, reductionOutputs: batch * features),
-                                     inputVector: VectorWork(elements: batch * scale.classes, opsPerElement: 2, reductions: 0,
-                                                             reductionOutputs: scale.classes),
-                                     weightVector: VectorWork(elements: features * scale.classes, opsPerElement: 12))
+        let dense = Dense.classifierOperations(batch: batch, pixels: last.outH * last.outW, features: features, classes: scale.classes, poolOps: 3)
         var table = convs.map { c in
             let g = c.shape.gemm
             let outputs = g.m * g.n, kernel = g.k * g.n

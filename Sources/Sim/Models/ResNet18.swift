@@ -29,7 +29,7 @@ public struct ResNet18: Model {
     ///
     /// Every preset builds the reference network; ``network`` and ``dropoutMasks`` are
     /// recorded with it. A recorded configuration without them is the legacy network.
-    public struct Configuration: Sendable, Equatable, Codable {
+    public struct Configuration: Sendable, Equatable, Codable, PresetConfiguration {
         public var name: String
         public var inputH: Int
         public var inputW: Int
@@ -150,10 +150,7 @@ public struct ResNet18: Model {
         WorkloadDefinition(name: name, summary: summary, defaultOptimizer: optimizer, scales: Configuration.presets.map(\.name),
                            defaultAugmentation: .reference,
                            preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
-            guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
-                throw .unknownScale(scale, workload: name, known: Configuration.presets.map(\.name))
-            }
-            return c.recorded
+            try Configuration.preset(scale, among: Configuration.presets, workload: name)
         }, build: { (configuration: ModelConfiguration) throws(ModelError) -> any Model in
             let c = try configuration.decode(Configuration.self, workload: name)
             try c.validate(workload: name)
@@ -224,12 +221,7 @@ public struct ResNet18: Model {
     static func operationTable(convs: [ConvLayer], features: Int, scale: Configuration, batchNorm: Bool, layout: ConvBackwardLayout) -> [MXUOperation] {
         let batch = scale.batchPerReplica
         let last = convs[convs.count - 1].shape
-        let dense = Dense.operations("dense", batch: batch, inputs: features, outputs: scale.classes,
-                                     forwardVector: VectorWork(elements: batch * last.outH * last.outW * features, opsPerElement: 1,
-                                                               reductions: 1, reductionOutputs: batch * features),
-                                     inputVector: VectorWork(elements: batch * scale.classes, opsPerElement: 2, reductions: 0,
-                                                             reductionOutputs: scale.classes),
-                                     weightVector: VectorWork(elements: features * scale.classes, opsPerElement: 12))
+        let dense = Dense.classifierOperations(batch: batch, pixels: last.outH * last.outW, features: features, classes: scale.classes)
         var table = convs.map { c in
             c.shape.forwardOperation(c.name, vector: VectorWork(elements: c.shape.gemm.m * c.shape.gemm.n, opsPerElement: batchNorm ? 5 : 1,
                                                                 reductions: batchNorm ? 2 : 0, reductionOutputs: c.shape.outChannels))
@@ -267,12 +259,7 @@ public struct ResNet18: Model {
     /// The dropout mask for the `index`-th dropout layer (block `b`'s two are `2b` and
     /// `2b + 1`) applied to `x`, or nil when there is no dropout (inference, rate 0).
     func dropoutMask(_ x: [Float], index: Int, origin: BatchOrigin?) -> [Float]? {
-        guard dropoutRate > 0, let origin else { return nil }
-        let rng = switch scale.dropoutMasks {
-        case .dataSeeded: Dropout.dataSeededStream(seed: origin.seed, input: x)
-        case .counter: Dropout.counterStream(origin: origin, layer: index)
-        }
-        return Dropout.mask(count: x.count, rate: dropoutRate, rng: rng)
+        Dropout.mask(for: x, rate: dropoutRate, keying: scale.dropoutMasks, origin: origin, layer: index)
     }
 
     /// The forward pass to the logits. `images` NHWC, `batch` images; `origin` keys the

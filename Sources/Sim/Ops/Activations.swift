@@ -91,6 +91,18 @@ public enum Dropout {
         CounterRNG(seed: origin.seed, purpose: .dropout, origin.epoch, origin.step, origin.replica << 16 | layer)
     }
 
+    /// The mask of dropout layer `layer` (its index in the network) for its input `x`, drawn
+    /// from the stream `keying` names: the reference's data-seeded one, or the counter-keyed
+    /// one. Nil when there is nothing to drop: no `origin` (inference) or rate 0.
+    public static func mask(for x: [Float], rate: Float, keying: DropoutKeying, origin: BatchOrigin?, layer: Int) -> [Float]? {
+        guard rate > 0, let origin else { return nil }
+        let rng = switch keying {
+        case .dataSeeded: dataSeededStream(seed: origin.seed, input: x)
+        case .counter: counterStream(origin: origin, layer: layer)
+        }
+        return mask(count: x.count, rate: rate, rng: rng)
+    }
+
     /// A float cast to int32 as TensorFlow's cast does on x86: truncation toward zero; NaN and
     /// values outside the int32 range give `Int32.min` (the instruction's "integer
     /// indefinite"), so a fault's NaN or infinity keys a definite stream.

@@ -34,15 +34,12 @@ public struct SimulationReport: Sendable, Codable, Equatable {
     public var seconds: Double
     public var utilization: Double
     /// Multiply-accumulates of the listed operations on the MXU and on the vector unit
-    /// (depthwise convolutions).
-    public var mxuMACs: Int
-    public var vectorMACs: Int
-    /// For a workload: examples per replica, and the multiply-accumulates of one example's
-    /// forward pass (MXU and vector unit), the figure papers quote for a network.
-    public var examples: Int?
-    public var forwardMACsPerExample: Int?
+    /// (depthwise convolutions: the operations without a pass). Derived, not stored: golden
+    /// manifests hold a report, and theirs must read back unchanged.
+    public var mxuMACs: Int { layers.reduce(0) { $0 + ($1.passes > 0 ? $1.m * $1.k * $1.n : 0) } }
+    public var vectorMACs: Int { layers.reduce(0) { $0 + ($1.passes > 0 ? 0 : $1.m * $1.k * $1.n) } }
 
-    public init(source: String, cost: StepCost, examples: Int? = nil, forwardMACsPerExample: Int? = nil) {
+    public init(source: String, cost: StepCost) {
         self.source = source
         chip = cost.chip
         timing = cost.mode
@@ -61,9 +58,5 @@ public struct SimulationReport: Sendable, Codable, Equatable {
         totalBoundCycles = cost.totalBoundCycles
         seconds = cost.seconds
         utilization = cost.utilization
-        mxuMACs = cost.totalMACs
-        vectorMACs = cost.totalVectorMACs
-        self.examples = examples
-        self.forwardMACsPerExample = forwardMACsPerExample
     }
 }

@@ -230,3 +230,36 @@ extension Dense {
         return (forward, backward)
     }
 }
+
+extension Dense {
+    /// The operations of a network's classifier: global average pooling of `pixels` positions
+    /// of `features` channels (plus `poolOps - 1` more elementwise operations per pooled
+    /// element, e.g. an activation before it) on the vector unit, then the dense layer `dense`
+    /// to `classes`; its `_grad_in` with the loss gradient's 2 passes, its `_grad_wt` with
+    /// the optimizer update (Adam, ~12 operations per parameter).
+    static func classifierOperations(batch: Int, pixels: Int, features: Int, classes: Int,
+                                     poolOps: Int = 1) -> (forward: MXUOperation, backward: [MXUOperation]) {
+        operations("dense", batch: batch, inputs: features, outputs: classes,
+                   forwardVector: VectorWork(elements: batch * pixels * features, opsPerElement: poolOps, reductions: 1,
+                                             reductionOutputs: batch * features),
+                   inputVector: VectorWork(elements: batch * classes, opsPerElement: 2, reductions: 0, reductionOutputs: classes),
+                   weightVector: VectorWork(elements: features * classes, opsPerElement: 12))
+    }
+}
+
+/// A model configuration with named presets: how a workload's `preset` closure finds one.
+protocol PresetConfiguration {
+    var name: String { get }
+    /// The configuration as a manifest records it.
+    var recorded: ModelConfiguration { get }
+}
+
+extension PresetConfiguration {
+    /// The preset called `scale` (any case) among `presets`, as recorded.
+    static func preset(_ scale: String, among presets: [Self], workload: String) throws(ModelError) -> ModelConfiguration {
+        guard let c = presets.first(where: { $0.name == scale.lowercased() }) else {
+            throw .unknownScale(scale, workload: workload, known: presets.map(\.name))
+        }
+        return c.recorded
+    }
+}
