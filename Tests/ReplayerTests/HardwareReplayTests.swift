@@ -105,6 +105,23 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         #expect(throws: ReplayError.self) { try FaultReplay.run(golden: reader, spec: flip, specName: "flip.json", stepsAfterInjection: 0, out: Self.scratch("flip")) }
     }
 
+    /// A depthwise convolution runs on the vector unit: a PE fault naming it is refused with
+    /// that reason, while a software fault model into it is accepted; a whole-step stuck-at
+    /// fault checks only the MXU operations.
+    @Test func aPEFaultCannotStrikeAVectorUnitOperation() throws {
+        let config = try TrainingConfig(workload: "effnet", scale: "tiny", replicas: 1)
+        let stuck = HardwareFault(row: 0, column: 0, register: .weight, bit: 3, kind: .stuckAt(value: 1))
+        for site in ["block2_mbconv_0_depthwise", "block2_mbconv_0_depthwise_grad_in", "block2_mbconv_0_depthwise_grad_wt"] {
+            let hardware = InjectionSpec(workload: "effnet", site: site, faultModel: nil, replica: 0, globalStep: 0, hardware: stuck)
+            #expect(throws: ReplayError.self) { try FaultReplay.check(hardware, specName: "hw.json", config: config) }
+            do { _ = try FaultReplay.check(hardware, specName: "hw.json", config: config) } catch { #expect("\(error)".contains("vector unit")) }
+            let software = InjectionSpec(workload: "effnet", site: site, faultModel: .RD, replica: 0, globalStep: 0, seed: 1)
+            #expect(try FaultReplay.check(software, specName: "sw.json", config: config).contains(site))
+        }
+        let wholeStep = InjectionSpec(workload: "effnet", site: "all", faultModel: nil, replica: 0, globalStep: 0, hardware: stuck)
+        #expect(try FaultReplay.check(wholeStep, specName: "all.json", config: config).contains("all"))
+    }
+
     @Test func hardwareSpecsAreCheckedAgainstTheArrayAndTheOperation() throws {
         let dir = Self.scratch("specs")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
