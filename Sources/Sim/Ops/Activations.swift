@@ -127,7 +127,13 @@ public enum DropoutKeying: String, Sendable, Codable, CaseIterable {
 /// (``DeterministicMath/exp(_:)``): the same bits on every machine.
 public enum Sigmoid {
     public static func forward(_ x: [Float]) -> [Float] {
-        elementwise(x, x) { v, _ in value(v) }
+        var out = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { px in
+            out.withUnsafeMutableBufferPointer { po in
+                for i in 0..<px.count { po[i] = value(px[i]) }
+            }
+        }
+        return out
     }
 
     /// dL/dx from dL/dy and the forward output `y`: `dy * y * (1 - y)`.
@@ -142,16 +148,35 @@ public enum Sigmoid {
 /// Swish (SiLU), `x * sigmoid(x)`, TensorFlow's `tf.nn.swish`.
 public enum Swish {
     public static func forward(_ x: [Float]) -> [Float] {
-        elementwise(x, x) { v, _ in v * Sigmoid.value(v) }
+        // A plain loop (not a closure per element) so that exp inlines and vectorises.
+        var out = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { px in
+            out.withUnsafeMutableBufferPointer { po in
+                for i in 0..<px.count {
+                    let v = px[i]
+                    po[i] = v * Sigmoid.value(v)
+                }
+            }
+        }
+        return out
     }
 
     /// dL/dx from dL/dy and the forward input `x`: `dy * s * (1 + x * (1 - s))`, `s = sigmoid(x)`
     /// (TensorFlow's gradient of swish).
     public static func backward(dy: [Float], x: [Float]) -> [Float] {
-        elementwise(dy, x) { g, v in
-            let s = Sigmoid.value(v)
-            return g * (s * (1 + v * (1 - s)))
+        precondition(dy.count == x.count, "swish backward: dy and x differ in length")
+        var out = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { px in
+            dy.withUnsafeBufferPointer { pg in
+                out.withUnsafeMutableBufferPointer { po in
+                    for i in 0..<px.count {
+                        let v = px[i], s = Sigmoid.value(v)
+                        po[i] = pg[i] * (s * (1 + v * (1 - s)))
+                    }
+                }
+            }
         }
+        return out
     }
 }
 
@@ -185,3 +210,4 @@ public enum ChannelGate {
         return (dx, dgate)
     }
 }
+
