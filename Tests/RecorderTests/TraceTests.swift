@@ -23,6 +23,38 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         try TraceRecorder.record(run: try tinyRun(threads: threads), dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: steps, policy: policy, to: scratch(name))
     }
 
+    /// A manifest copied from another run of the same shape is refused by `verify` (inspect)
+    /// and by restoring (replay, campaign, bisect), naming what gives it away: another seed
+    /// starts from another initial state; another data set size puts the steps in other epochs.
+    @Test func aManifestFromAnotherRunOfTheSameShapeIsRefused() throws {
+        func record(_ name: String, seed: UInt64, train: Int) throws -> TraceReader {
+            let dataset = "synthetic:train=\(train),test=16,shape=16x16x1"
+            let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2, seed: seed),
+                                      data: try DatasetSource.parse(dataset).load())
+            return try TraceRecorder.record(run: run, dataset: dataset, steps: 6, policy: .init(snapshotEvery: 3), to: scratch(name))
+        }
+        let a = try record("binding-a", seed: 1, train: 64)
+        #expect(try a.verify() > 0)
+        _ = try TraceRestorer(reader: a)
+        for (name, seed, train, clue) in [("binding-seed", UInt64(2), 64, "initial snapshot"), ("binding-epochs", UInt64(1), 32, "epoch")] {
+            let b = try record(name, seed: seed, train: train)
+            defer { try? FileManager.default.removeItem(atPath: b.directory) }
+            // b's frames under a's manifest.
+            try FileManager.default.removeItem(atPath: TraceWriter.manifestPath(b.directory))
+            try FileManager.default.copyItem(atPath: TraceWriter.manifestPath(a.directory), toPath: TraceWriter.manifestPath(b.directory))
+            let swapped = try TraceReader(directory: b.directory)
+            for attempt in [{ _ = try swapped.verify() }, { _ = try TraceRestorer(reader: swapped) }] {
+                do {
+                    try attempt()
+                    Issue.record("\(name): a swapped manifest was accepted")
+                } catch {
+                    #expect("\(error)".contains("belongs to another run") && "\(error)".contains(clue), "\(error)")
+                }
+            }
+        }
+        try? FileManager.default.removeItem(atPath: a.directory)
+    }
+
     /// A run fed adapted data (``ImageAdaptation``) records the spelling that reproduces it;
     /// restoring reloads exactly that data, and a manifest naming other data is refused.
     @Test func aTraceRecordsTheAdaptedDataItWasFedAndRefusesOtherData() throws {

@@ -133,10 +133,45 @@ public struct TraceReader: Sendable {
         try snapshots.decode(try file.payload(frame), reference: reference, frame: frame, file: framesPath)
     }
 
+    /// Checks that the frames belong to the run the manifest describes, as far as the manifest
+    /// can tell without training: each step record's epoch, step in the epoch and (for a
+    /// golden trace) learning rate are the ones the manifest's configuration gives, and a
+    /// golden trace's initial snapshot is the state its configuration starts from (seed, model,
+    /// optimizer). A manifest copied from another run of the same shape fails here, where its
+    /// checksums and digests, all internal to the frames, still agree.
+    public func checkBelongsToManifest(records: [StepRecord]) throws(TraceError) {
+        let m = manifest, path = TraceWriter.manifestPath(directory)
+        for r in records {
+            let (epoch, inEpoch) = (r.step / m.stepsPerEpoch, r.step % m.stepsPerEpoch)
+            guard r.epoch == epoch, r.stepInEpoch == inEpoch else {
+                throw .mismatch("\(framesPath): the record of global step \(r.step) says epoch \(r.epoch) step \(r.stepInEpoch); \(path) (\(m.stepsPerEpoch) steps per epoch) makes it epoch \(epoch) step \(inEpoch): the manifest belongs to another run")
+            }
+            let rate = m.config.schedule.rate(at: r.step)
+            guard m.injection != nil || r.learningRate.bitPattern == rate.bitPattern else {
+                throw .mismatch("\(framesPath): step \(r.step) trained at learning rate \(r.learningRate); the schedule in \(path) gives \(rate): the manifest belongs to another run")
+            }
+        }
+        guard m.injection == nil, frames.contains(where: { $0.header.kind == .snapshot && $0.header.step == 0 }) else { return }
+        let model: any Model
+        do {
+            model = try m.config.makeModel()
+        } catch {
+            throw .malformed(file: path, reason: "\(error)")
+        }
+        let expected = TrainingState(model: model, optimizer: m.config.optimizer, seed: m.config.seed).digest
+        let stored = try snapshot(at: 0).digest
+        guard stored == expected else {
+            throw .mismatch("\(framesPath): the initial snapshot has state digest \(stored); the configuration in \(path) (seed \(m.config.seed)) starts from \(expected): the manifest belongs to another run")
+        }
+    }
+
     /// Reads and checks every frame: payload checksums, snapshots decoded (and their digests
-    /// compared with the step records), records parsed. Returns the frames checked.
+    /// compared with the step records), records parsed, and that they belong to the manifest
+    /// (``checkBelongsToManifest(records:)``). Returns the frames checked.
     public func verify() throws(TraceError) -> Int {
-        let records = Dictionary(try stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+        let list = try stepRecords()
+        try checkBelongsToManifest(records: list)
+        let records = Dictionary(list.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
         var keyframe: SnapshotStore.Decoded?, previous: SnapshotStore.Decoded?
         for frame in frames where frame.header.kind == .snapshot {
             // Snapshots in order: an XOR delta refers to the latest keyframe, decoded once; an

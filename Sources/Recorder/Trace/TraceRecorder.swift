@@ -135,6 +135,7 @@ public struct TraceRestorer: Sendable {
         guard run.config == reader.manifest.config else {
             throw TraceError.mismatch("\(reader.directory): the run's configuration differs from the trace's")
         }
+        try reader.checkBelongsToManifest(records: try reader.stepRecords())
         self.reader = reader
         self.run = run
     }
