@@ -2,7 +2,7 @@
 # Installs what the build needs and is missing (Debian packages), quietly; idempotent.
 # Used by both README commands and by .ci/run.
 set -euo pipefail
-packages=(libzstd-dev zlib1g-dev pkg-config dataset-fashion-mnist)
+packages=(libzstd-dev zlib1g-dev pkg-config dataset-fashion-mnist fortunes)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

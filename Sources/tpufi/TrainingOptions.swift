@@ -10,7 +10,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Scale: tiny (16x16x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10 or Fashion-MNIST padded to it).")
     var scale: String = "small"
 
-    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, or synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S]; @HxWxC after the kind pads and repeats channels (fashion-mnist@32x32x3, chosen by itself for a 32x32x3 model on fashion-mnist).")
+    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S], or (token models: transformer) fortunes[:length=N,seed=S,dir=PATH]; @HxWxC after the kind pads and repeats channels (fashion-mnist@32x32x3, chosen by itself for a 32x32x3 model on fashion-mnist).")
     var dataset: String = "fashion-mnist"
 
     @Option(help: "Optimizer: adam, sgd, rmsprop or adagrad (default: the workload's).")

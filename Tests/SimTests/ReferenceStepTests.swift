@@ -136,8 +136,9 @@ import Testing
     /// The fixture holds `param/<name>`, `grad/<name>` and `delta/<name>` per parameter,
     /// `moving_in/<layer>/{mean,variance}` and `moving/<layer>/{mean,variance}` per model-state
     /// pair (`<layer>/moving_mean`, `<layer>/moving_variance`), `bias_terms/<name>` for a
-    /// gradient that is analytically zero, `images` [replicas, per, ...], `labels`
-    /// [replicas, per], `origin` [replicas, 4], `loss`, `learning_rate`, and for ResNet-18 the
+    /// gradient that is analytically zero, `images` [replicas, per, ...] and `labels`
+    /// [replicas, per] (or token sequences: `sources` [replicas, per, source length] and
+    /// `labels` the targets [replicas, per, target length]), `origin` [replicas, 4], `loss`, `learning_rate`, and for ResNet-18 the
     /// dropout keys. Any workload with such a fixture can use it.
     static func compare(_ f: Fixture, workload: String, scale: String, model given: (any Model)? = nil, threads: Int = 1,
                         alter: (String, inout [Float]) -> Void = { _, _ in }) throws -> Comparison {
@@ -156,14 +157,29 @@ import Testing
             return p
         }
         state.modelState = try model.modelStateNames.map { try f.floats("moving_in/" + movingKey($0)) }
-        let images = try f.floats("images")
         let labels = try f.ints("labels"), origin = try f.ints("origin")
-        let replicas = labels.shape[0], per = labels.shape[1], pixels = images.count / (replicas * per)
+        let replicas = labels.shape[0], per = labels.shape[1]
         guard origin.shape == [replicas, 4] else { throw SafetensorsError.malformed(file: f.path, reason: "origin shape \(origin.shape)") }
-        let batches = (0..<replicas).map { r in
-            Batch(images: Array(images[r * per * pixels ..< (r + 1) * per * pixels]), labels: Array(labels.values[r * per ..< (r + 1) * per]),
-                  indices: [], origin: BatchOrigin(seed: UInt64(origin.values[4 * r]), epoch: Int(origin.values[4 * r + 1]),
-                                                   step: Int(origin.values[4 * r + 2]), replica: Int(origin.values[4 * r + 3])))
+        func batchOrigin(_ r: Int) -> BatchOrigin {
+            BatchOrigin(seed: UInt64(origin.values[4 * r]), epoch: Int(origin.values[4 * r + 1]), step: Int(origin.values[4 * r + 2]),
+                        replica: Int(origin.values[4 * r + 3]))
+        }
+        let batches: [Batch]
+        if f.has("sources") {
+            // Token sequences: `sources` [replicas, per, Ls], `labels` the targets [replicas, per, Lt].
+            let sources = try f.ints("sources")
+            let ls = sources.shape[2], lt = labels.shape[2]
+            batches = (0..<replicas).map { r in
+                Batch(images: [], labels: Array(labels.values[r * per * lt ..< (r + 1) * per * lt]), indices: [], origin: batchOrigin(r),
+                      tokens: TokenBatch(sources: Array(sources.values[r * per * ls ..< (r + 1) * per * ls]), sourceLength: ls, targetLength: lt))
+            }
+        } else {
+            let images = try f.floats("images")
+            let pixels = images.count / (replicas * per)
+            batches = (0..<replicas).map { r in
+                Batch(images: Array(images[r * per * pixels ..< (r + 1) * per * pixels]), labels: Array(labels.values[r * per ..< (r + 1) * per]),
+                      indices: [], origin: batchOrigin(r))
+            }
         }
         var c = Comparison()
 

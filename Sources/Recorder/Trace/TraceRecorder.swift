@@ -24,6 +24,9 @@ public enum TraceRecorder {
         for set in [data.train, data.test] {
             d.add(set.images)
             d.add(set.labels.map { Float(bitPattern: UInt32(bitPattern: $0)) })
+            if let s = set.sequences {
+                d.add((s.sources + s.targets).map { Float(bitPattern: UInt32(bitPattern: $0)) })
+            }
         }
         return d
     }

@@ -94,16 +94,23 @@ public struct TensorSpec: Sendable, Equatable {
 public enum InputSpec: Sendable, Equatable {
     /// Images `height x width x channels` (NHWC batches) with integer class labels.
     case images(height: Int, width: Int, channels: Int, classes: Int)
+    /// Sequence-to-sequence examples: a source of `sourceLength` tokens and a target of
+    /// `targetLength` tokens, each in `0..<vocabulary`; the model predicts every target token
+    /// (``Batch/tokens`` holds the sources, ``Batch/labels`` the targets), so its classes are
+    /// the vocabulary and its accuracy is token accuracy.
+    case tokens(sourceLength: Int, targetLength: Int, vocabulary: Int)
 
     public var classes: Int {
         switch self {
         case .images(_, _, _, let classes): return classes
+        case .tokens(_, _, let vocabulary): return vocabulary
         }
     }
 
     public var description: String {
         switch self {
         case .images(let h, let w, let c, let k): return "\(h)x\(w)x\(c) images, \(k) classes"
+        case .tokens(let s, let t, let v): return "\(s)-token sources, \(t)-token targets, vocabulary \(v)"
         }
     }
 }

@@ -7,6 +7,8 @@ public enum RandomPurpose: UInt64, Sendable, Codable {
     case dropout = 4
     case synthetic = 5
     case faultSampling = 6
+    /// Text tasks: their splits and corruptions (``FortunesText``).
+    case text = 7
 }
 
 /// A keyed, counter-based random generator: the `i`-th value of the stream

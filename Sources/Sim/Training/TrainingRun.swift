@@ -95,6 +95,16 @@ public struct TrainingRun: Sendable {
             guard d.classes == classes else {
                 throw TrainingError.mismatch("data set \(d.name) has \(d.classes) classes; the model has \(classes)")
             }
+        case .tokens(let sourceLength, let targetLength, let vocabulary):
+            guard let s = d.sequences else {
+                throw TrainingError.mismatch("data set \(d.name) has images; \(model.title) reads token sequences (try --dataset fortunes)")
+            }
+            guard s.sourceLength == sourceLength, s.targetLength == targetLength, s.vocabulary == vocabulary else {
+                throw TrainingError.mismatch("data set \(d.name) has \(s.sourceLength)-token sources, \(s.targetLength)-token targets and a vocabulary of \(s.vocabulary); \(model.title) expects \(sourceLength), \(targetLength) and \(vocabulary)")
+            }
+        }
+        if case .images = model.input, d.sequences != nil {
+            throw TrainingError.mismatch("data set \(d.name) holds token sequences; \(model.title) reads images")
         }
         guard config.replicas > 0, threads > 0 else {
             throw TrainingError.mismatch("replicas and threads must be positive (got \(config.replicas) and \(threads))")
@@ -130,7 +140,8 @@ public struct TrainingRun: Sendable {
     }
 
     /// Loss and accuracy on the whole test split with the moving statistics, in batches of
-    /// the per-replica size. The mean loss weights batches by their size.
+    /// the per-replica size (at least 64 examples). The mean loss weights batches by their
+    /// predictions (images, or target tokens), and the accuracy is over predictions.
     public func evaluate(_ state: TrainingState) -> (loss: Float, accuracy: Float) {
         let unit = MatrixUnit(mxu: trainer.mxu)
         var lossSum: Float = 0, correct = 0
@@ -139,7 +150,8 @@ public struct TrainingRun: Sendable {
             lossSum += r.loss * Float(batch.count)
             correct += r.correct
         }
-        return (lossSum / Float(data.test.count), Float(correct) / Float(data.test.count))
+        let predictions = Float(data.test.predictionCount)
+        return (lossSum / predictions, Float(correct) / predictions)
     }
 }
 

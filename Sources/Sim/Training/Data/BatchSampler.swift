@@ -97,24 +97,31 @@ public struct AugmentationDraw: Sendable, Hashable {
     public var offsetX: Int
 }
 
-/// The images of one replica's share of a step, with where they came from.
+/// The examples of one replica's share of a step, with where they came from: images, or
+/// token sequences (``tokens``).
 public struct Batch: Sendable, Equatable {
-    /// `count x height x width x channels` (NHWC).
+    /// `count x height x width x channels` (NHWC); empty for token sequences.
     public var images: [Float]
+    /// One per prediction: an image's class, or (token sequences) every target token,
+    /// `examples x targetLength`.
     public var labels: [Int32]
     /// The dataset index of each image, for tracing a result back to its inputs.
     public var indices: [Int]
     /// Which training step and replica it feeds (nil for evaluation batches): keys the
     /// random draws a model makes during training, such as counter-keyed dropout masks.
     public var origin: BatchOrigin?
+    /// The sources of a batch of token sequences (nil for images).
+    public var tokens: TokenBatch?
 
-    public init(images: [Float], labels: [Int32], indices: [Int], origin: BatchOrigin? = nil) {
+    public init(images: [Float], labels: [Int32], indices: [Int], origin: BatchOrigin? = nil, tokens: TokenBatch? = nil) {
         self.images = images
         self.labels = labels
         self.indices = indices
         self.origin = origin
+        self.tokens = tokens
     }
 
+    /// Predictions: images, or target tokens.
     public var count: Int { labels.count }
 }
 
@@ -172,6 +179,7 @@ public struct BatchSampler: Sendable {
         }
         guard augmentation.pad >= 0 else { throw fail("padding must not be negative, got \(augmentation.pad)") }
         guard augmentation.pad <= 1 << 16 else { throw fail("padding \(augmentation.pad) is implausibly large") }
+        guard dataset.sequences == nil || augmentation.isNone else { throw fail("token sequences take no image augmentation") }
         self.dataset = dataset
         self.globalBatch = globalBatch
         self.replicas = replicas
@@ -282,8 +290,13 @@ public struct BatchSampler: Sendable {
 }
 
 extension Dataset {
-    /// The images and labels at `indices`, unaugmented.
+    /// The images and labels (or token sequences) at `indices`, unaugmented.
     public func batch(indices: [Int]) -> Batch {
+        if let s = sequences {
+            let (sources, targets) = s.gather(indices)
+            return Batch(images: [], labels: targets, indices: indices,
+                         tokens: TokenBatch(sources: sources, sourceLength: s.sourceLength, targetLength: s.targetLength))
+        }
         let size = imageSize
         var out = [Float]()
         out.reserveCapacity(indices.count * size)

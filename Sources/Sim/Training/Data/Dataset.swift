@@ -64,7 +64,8 @@ public struct Normalization: Sendable, Equatable {
     func table(channel: Int) -> [Float] { (0..<256).map { value(UInt8($0), channel: channel) } }
 }
 
-/// A labelled image data set in memory, already normalised.
+/// A data set in memory: labelled images, already normalised, or token sequences
+/// (``sequences``; a sequence-to-sequence task such as ``FortunesText``).
 public struct Dataset: Sendable {
     public let name: String
     public let height: Int
@@ -77,8 +78,16 @@ public struct Dataset: Sendable {
     public let labels: [Int32]
     /// How `images` were normalised; `normalization.black(channel:)` is the padding value.
     public let normalization: Normalization
+    /// The examples of a sequence-to-sequence data set (nil for images). Such a data set has
+    /// no images and no labels (`images` and `labels` are empty; its nominal image shape is
+    /// `1 x sourceLength x 1` and `classes` the vocabulary): its batches carry the sources in
+    /// ``Batch/tokens`` and the targets as ``Batch/labels``, one per target token.
+    public let sequences: TokenSequences?
 
-    public var count: Int { labels.count }
+    /// Examples: images, or token sequences.
+    public var count: Int { sequences?.count ?? labels.count }
+    /// Predictions scored over the whole data set: one per image, or one per target token.
+    public var predictionCount: Int { sequences.map { $0.count * $0.targetLength } ?? labels.count }
     /// Floats per image: `height x width x channels`.
     public var imageSize: Int { height * width * channels }
 
@@ -104,6 +113,20 @@ public struct Dataset: Sendable {
         self.images = images
         self.labels = labels
         self.normalization = normalization
+        sequences = nil
+    }
+
+    /// A data set of token sequences (already checked by ``TokenSequences``).
+    public init(name: String, sequences: TokenSequences) {
+        self.name = name
+        height = 1
+        width = sequences.sourceLength
+        channels = 1
+        classes = sequences.vocabulary
+        images = []
+        labels = []
+        normalization = .identity(channels: 1)
+        self.sequences = sequences
     }
 
     /// Sizes must be positive, there must be at least two classes, and the data must fit in
@@ -150,13 +173,23 @@ public struct DataSplit: Sendable {
 /// - any of these with `@HxWxC` after the kind — the data set adapted to `HxWxC` images
 ///   (``ImageAdaptation``: centred on a black canvas, one channel repeated), e.g.
 ///   `fashion-mnist@32x32x3` or `fashion-mnist@32x32x3:DIR` (Fashion-MNIST for a 32x32x3
-///   model); several apply in order.
+///   model); several apply in order;
+/// - `fortunes` — the denoising task on the text of Debian's `fortunes` package
+///   (``FortunesText``) in windows of 32 characters, seed 0 (a model of another sequence
+///   length gets windows of its length: ``fitted(to:)``);
+/// - `fortunes:KEY=VALUE,...` — any of `length=N`, `seed=S`, `dir=PATH` overriding those
+///   defaults (`dir` last, as a path may hold commas), e.g. `fortunes:length=64,seed=1`.
 public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
     case fashionMNIST(directory: String = DatasetSource.fashionMNISTDirectory)
     case cifar10(directory: String)
     case synthetic(seed: UInt64, trainCount: Int, testCount: Int, height: Int, width: Int, channels: Int, classes: Int)
     /// Another source's images adapted to another shape.
     indirect case adapted(DatasetSource, ImageAdaptation)
+    /// The fortunes denoising task (``FortunesText``): windows of `length` characters.
+    case fortunes(directory: String, length: Int, seed: UInt64)
+
+    /// `fortunes` with its defaults.
+    public static let defaultFortunes = DatasetSource.fortunes(directory: FortunesText.directory, length: 32, seed: 0)
 
     /// Where Debian's `dataset-fashion-mnist` package installs the data set.
     public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
@@ -172,6 +205,9 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
         case .cifar10(let dir): return "cifar10:\(dir)"
         case .synthetic(let seed, let train, let test, let h, let w, let c, let k):
             return "synthetic:train=\(train),test=\(test),shape=\(h)x\(w)x\(c),classes=\(k),seed=\(seed)"
+        case .fortunes(let dir, let length, let seed):
+            if self == Self.defaultFortunes { return "fortunes" }
+            return "fortunes:length=\(length),seed=\(seed)" + (dir == FortunesText.directory ? "" : ",dir=\(dir)")
         case .adapted(let base, let adaptation):
             // The suffix goes at the end of the kind, before any `:ARGUMENT`.
             let text = base.description
@@ -254,8 +290,47 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
                 throw .invalidSpec(spec: spec, reason: error.description)
             }
             return source
+        case "fortunes":
+            guard case .fortunes(var dir, var length, var seed) = defaultFortunes else { preconditionFailure("defaultFortunes is fortunes") }
+            guard var rest = argument else { return defaultFortunes }
+            var seen: Set<Substring> = []
+            repeat {
+                // `dir=` takes the rest of the spelling; the other keys end at a comma.
+                let field: Substring
+                if rest.hasPrefix("dir=") {
+                    field = rest
+                    rest = ""
+                } else if let comma = rest.firstIndex(of: ",") {
+                    field = rest[..<comma]
+                    rest = rest[rest.index(after: comma)...]
+                    if rest.isEmpty { throw .invalidSpec(spec: spec, reason: "empty field after ','") }
+                } else {
+                    field = rest
+                    rest = ""
+                }
+                let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else { throw .invalidSpec(spec: spec, reason: "expected KEY=VALUE, found '\(field)' (keys: length, seed, dir)") }
+                let key = parts[0], value = parts[1]
+                guard seen.insert(key).inserted else { throw .invalidSpec(spec: spec, reason: "'\(key)' given twice") }
+                switch key {
+                case "length":
+                    guard let v = Int(value), (1...(1 << 16)).contains(v) else {
+                        throw .invalidSpec(spec: spec, reason: "length is '\(value)'; expected an integer in 1...65536")
+                    }
+                    length = v
+                case "seed":
+                    guard let v = UInt64(value) else { throw .invalidSpec(spec: spec, reason: "seed is '\(value)', not an unsigned 64-bit integer") }
+                    seed = v
+                case "dir":
+                    guard !value.isEmpty else { throw .invalidSpec(spec: spec, reason: "empty directory after 'dir='") }
+                    dir = String(value)
+                default:
+                    throw .invalidSpec(spec: spec, reason: "unknown key '\(key)' (keys: length, seed, dir)")
+                }
+            } while !rest.isEmpty
+            return .fortunes(directory: dir, length: length, seed: seed)
         default:
-            throw .invalidSpec(spec: spec, reason: "unknown data set; expected fashion-mnist, fashion-mnist:DIR, cifar10:PATH, synthetic or synthetic:KEY=VALUE,..., each optionally with @HxWxC after the kind")
+            throw .invalidSpec(spec: spec, reason: "unknown data set; expected fashion-mnist, fashion-mnist:DIR, cifar10:PATH, synthetic, synthetic:KEY=VALUE,..., fortunes or fortunes:KEY=VALUE,..., the image sets optionally with @HxWxC after the kind")
         }
     }
 
@@ -269,8 +344,14 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
             try validateSynthetic()
             return try SyntheticData.generate(seed: seed, trainCount: train, testCount: test,
                                               height: h, width: w, channels: c, classes: k)
+        case .fortunes(let dir, let length, let seed):
+            return try FortunesText.load(directory: dir, length: length, seed: seed)
         case .adapted(let base, let adaptation):
-            return try adaptation.apply(to: try base.load())
+            let data = try base.load()
+            guard data.train.sequences == nil else {
+                throw DatasetError.invalidSpec(spec: description, reason: "\(base) is a data set of token sequences; @\(adaptation) adapts images only")
+            }
+            return try adaptation.apply(to: data)
         }
     }
 
@@ -419,6 +500,8 @@ extension DatasetSource {
             return .adapted(self, ImageAdaptation(height: 32, width: 32, channels: 3))
         case (.synthetic(let seed, let train, let test, let h, let w, let c, let k), .images(let ih, let iw, let ic, _)) where (h, w, c) != (ih, iw, ic):
             return .synthetic(seed: seed, trainCount: train, testCount: test, height: ih, width: iw, channels: ic, classes: k)
+        case (.fortunes(let dir, let length, let seed), .tokens(let s, let t, _)) where s == t && length != t:
+            return .fortunes(directory: dir, length: t, seed: seed)
         default:
             return self
         }
