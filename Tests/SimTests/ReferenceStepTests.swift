@@ -148,7 +148,7 @@ import Testing
                 "fixture \(f.metadata) for \(workload)")
         let lr = try f.floats("learning_rate")[0]
         let mxu = MXU(config: .tiny, precision: .float32, threads: threads)
-        let trainer = Trainer(model: model, optimizer: OptimizerConfig(kind: definition.defaultOptimizer),
+        let trainer = Trainer(model: model, optimizer: definition.optimizer(definition.defaultOptimizer),
                               schedule: LearningRateSchedule(initial: lr, final: lr, decaySteps: 1), mxu: mxu)
         var state = TrainingState(model: model, optimizer: trainer.optimizer, seed: 0)
         state.parameters = try model.parameterNames.map { name in

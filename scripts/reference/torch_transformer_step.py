@@ -19,7 +19,7 @@ tpufi's semantics, spelled out here rather than shared with the Swift code:
 - Loss: label-smoothed cross-entropy (0.1): soft targets 1 - 0.1 on the label and
   0.1 / (V - 1) elsewhere, minus the soft targets' entropy, averaged over non-padding
   target tokens per replica; replicas' gradients averaged.
-- Keras Adam from a fresh state, one update at learning rate 0.001.
+- Adam from a fresh state (the Model Garden's constants: beta1 0.9, beta2 0.997, epsilon 1e-9; Keras's update rule), one update at learning rate 0.001.
 
 Every parameter is random (layer-norm gains and biases too) so that each matters; one source
 of each replica ends in padding, so that the padding mask matters.
@@ -37,7 +37,10 @@ import os
 import numpy as np
 import torch
 
-from torch_resnet18_step import ADAM_B1, ADAM_B2, ADAM_EPS, save
+from torch_resnet18_step import ADAM_B1, save
+
+# The Model Garden Transformer's Adam (tpufi's transformer workload): beta2 0.997, epsilon 1e-9.
+ADAM_B2, ADAM_EPS = 0.997, 1e-9
 
 torch.set_default_dtype(torch.float64)
 

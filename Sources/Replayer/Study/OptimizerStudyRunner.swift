@@ -289,7 +289,7 @@ public enum OptimizerStudy {
         func continuation(_ kind: OptimizerKind, switchedAt step: Int) -> Continuation {
             if kind == parameters.baseline { return Continuation(trainer: run.trainer, slotOrigin: 0) }
             let t = run.trainer
-            return Continuation(trainer: Trainer(model: t.model, optimizer: OptimizerConfig(kind: kind), schedule: workload.schedule(for: kind), mxu: t.mxu),
+            return Continuation(trainer: Trainer(model: t.model, optimizer: workload.optimizer(kind), schedule: workload.schedule(for: kind), mxu: t.mxu),
                                 slotOrigin: step)
         }
 

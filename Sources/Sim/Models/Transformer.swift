@@ -132,10 +132,19 @@ public struct Transformer: Model {
         operations.filter { $0.isOnMXU && $0.site.kind != .gradWt }.map(\.site)
     }
 
+    /// The Model Garden Transformer's Adam: beta1 0.9, beta2 0.997, epsilon 1e-9.
+    static let adam: OptimizerConfig = {
+        var c = OptimizerConfig(kind: .adam)
+        c.beta2 = 0.997
+        c.epsilon = 1e-9
+        return c
+    }()
+
     static let definition = WorkloadDefinition(
         name: "transformer", summary: "encoder-decoder Transformer (Model Garden layout) denoising fortunes text, Adam 0.001",
         defaultOptimizer: .adam, scales: Configuration.presets.map(\.name),
         defaultSchedule: LearningRateSchedule(initial: 1e-3, final: 1e-3, decaySteps: 1),
+        defaultOptimizerSettings: adam,
         preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
             guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
                 throw .unknownScale(scale, workload: "transformer", known: Configuration.presets.map(\.name))

@@ -20,9 +20,12 @@ public struct WorkloadDefinition: Sendable {
     /// The reference's learning-rate schedule for ``defaultOptimizer``, when it differs from
     /// that optimizer's usual one (``LearningRateSchedule/reference(for:)``).
     public var defaultSchedule: LearningRateSchedule?
+    /// The reference's optimizer constants for ``defaultOptimizer``, when they are not
+    /// Keras's defaults (the Transformer's Adam: beta2 0.997, epsilon 1e-9).
+    public var defaultOptimizerSettings: OptimizerConfig?
 
     public init(name: String, summary: String, defaultOptimizer: OptimizerKind, scales: [String], defaultAugmentation: Augmentation = .none,
-                defaultSchedule: LearningRateSchedule? = nil,
+                defaultSchedule: LearningRateSchedule? = nil, defaultOptimizerSettings: OptimizerConfig? = nil,
                 preset: @escaping @Sendable (_ scale: String) throws(ModelError) -> ModelConfiguration,
                 build: @escaping @Sendable (ModelConfiguration) throws(ModelError) -> any Model) {
         self.name = name
@@ -31,8 +34,16 @@ public struct WorkloadDefinition: Sendable {
         self.scales = scales
         self.defaultAugmentation = defaultAugmentation
         self.defaultSchedule = defaultSchedule
+        self.defaultOptimizerSettings = defaultOptimizerSettings
         self.preset = preset
         self.build = build
+    }
+
+    /// The optimizer `kind` with this workload's constants: the reference's own for its
+    /// optimizer, Keras's defaults otherwise.
+    public func optimizer(_ kind: OptimizerKind) -> OptimizerConfig {
+        if kind == defaultOptimizer, let settings = defaultOptimizerSettings { return settings }
+        return OptimizerConfig(kind: kind)
     }
 
     /// The learning-rate schedule of this workload trained with `optimizer`: the reference's

@@ -39,7 +39,7 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
         let kind = optimizer ?? defaultKind
         self.workload = workload
         self.model = model
-        self.optimizer = OptimizerConfig(kind: kind)
+        self.optimizer = definition.optimizer(kind)
         self.schedule = definition.schedule(for: kind)
         self.replicas = replicas
         self.seed = seed
