@@ -1,18 +1,50 @@
 #!/usr/bin/env bash
-# Replays every example spec in traces/resnet18-small against the default golden run
-# (recorded by scripts/main.sh if missing) and checks each outcome against its file name.
+# Replays every example spec in traces/<workload>-small/ against that workload's small golden
+# run (golden/<workload>-small, recorded by scripts/record_golden.sh if missing) with
+# --steps-after-injection 20, and checks each outcome against its file name (the part before
+# `__`). Each replay's trace and printed result go to traces/replay-<workload>-small-<spec>/.
+#   scripts/replay_examples.sh [WORKLOAD...]      (default: every traces/*-small directory)
+# TPUFI_WORKLOADS="effnet nfnet" selects workloads too; TPUFI_GOLDEN overrides the golden
+# directory when exactly one workload is selected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GOLDEN=${TPUFI_GOLDEN:-golden/resnet18-small}
-[ -f "$GOLDEN/manifest.json" ] && grep -q '"complete":true' "$GOLDEN/manifest.json" || ./scripts/main.sh
-TPUFI="$(swift build -c release --show-bin-path)/tpufi"
+if [ $# -gt 0 ]; then
+  workloads=("$@")
+elif [ -n "${TPUFI_WORKLOADS:-}" ]; then
+  read -r -a workloads <<<"$TPUFI_WORKLOADS"
+else
+  workloads=()
+  for dir in traces/*-small/; do
+    name=$(basename "$dir")
+    case "$name" in replay-*) continue ;; esac
+    workloads+=("${name%-small}")
+  done
+fi
+if [ -n "${TPUFI_GOLDEN:-}" ] && [ ${#workloads[@]} -ne 1 ]; then
+  echo "replay_examples: TPUFI_GOLDEN needs exactly one workload (got ${workloads[*]})" >&2; exit 2
+fi
 status=0
-for spec in traces/resnet18-small/*.csv traces/resnet18-small/*.json; do
-  name=$(basename "${spec%.*}")
-  expected=$(echo "${name%%__*}" | sed -E 's/(^|_)([a-z])/\U\2/g; s/Infs/INFs/; s/Nans/NaNs/')
-  out="traces/replay-resnet18-small-$name"
-  rm -rf "$out"
-  got=$("$TPUFI" replay --golden "$GOLDEN" --spec "$spec" --steps-after-injection 20 --out "$out" | head -1)
-  if [ "$got" = "$expected" ]; then echo "ok   $name: $got"; else echo "FAIL $name: expected $expected, got $got"; status=1; fi
+for workload in "${workloads[@]}"; do
+  examples="traces/$workload-small"
+  [ -d "$examples" ] || { echo "replay_examples: no $examples" >&2; status=1; continue; }
+  GOLDEN=${TPUFI_GOLDEN:-golden/$workload-small}
+  if ! { [ -f "$GOLDEN/manifest.json" ] && grep -q '"complete":true' "$GOLDEN/manifest.json"; }; then
+    TPUFI_GOLDEN="$GOLDEN" ./scripts/record_golden.sh "$workload"
+  fi
+  TPUFI="$(swift build -c release --show-bin-path)/tpufi"
+  for spec in "$examples"/*.csv "$examples"/*.json; do
+    [ -f "$spec" ] || continue
+    name=$(basename "${spec%.*}")
+    expected=$(echo "${name%%__*}" | sed -E 's/(^|_)([a-z])/\U\2/g; s/Infs/INFs/; s/Nans/NaNs/')
+    out="traces/replay-$workload-small-$name"
+    rm -rf "$out"
+    if result=$("$TPUFI" replay --golden "$GOLDEN" --spec "$spec" --steps-after-injection 20 --out "$out"); then
+      printf '%s\n' "$result" >"$out/replay.txt"
+      got=$(printf '%s\n' "$result" | head -1)
+    else
+      got="(replay failed)"
+    fi
+    if [ "$got" = "$expected" ]; then echo "ok   $workload $name: $got"; else echo "FAIL $workload $name: expected $expected, got $got"; status=1; fi
+  done
 done
 exit $status
