@@ -82,8 +82,10 @@ struct Inspect: ParsableCommand {
         print("snapshots: \(sizes.count) (every \(m.snapshotEvery) steps, keyframe every \(m.keyframeEvery)), raw \(raw) bytes, stored \(stored) bytes (\(String(format: "%.2f", Double(raw) / Double(max(stored, 1))))x)")
         let names = ["keyframe": "keyframes", "delta": "XOR deltas", "update": "update deltas", "unknown": "unreadable headers"]
         for k in kinds {
-            print(String(format: "  %@: %d, raw %d bytes, stored %d bytes (%.2fx, %.0f bytes each)", names[k.kind] ?? k.kind, k.snapshots,
-                         k.rawStateBytes, k.storedBytes, Double(k.rawStateBytes) / Double(max(k.storedBytes, 1)), Double(k.storedBytes) / Double(k.snapshots)))
+            // Interpolated, not %d: byte counts pass 2^31 (a %d of an Int prints its low 32 bits).
+            let ratio = String(format: "%.2fx, %.0f bytes each", Double(k.rawStateBytes) / Double(max(k.storedBytes, 1)),
+                               Double(k.storedBytes) / Double(max(k.snapshots, 1)))
+            print("  \(names[k.kind] ?? k.kind): \(k.snapshots), raw \(k.rawStateBytes) bytes, stored \(k.storedBytes) bytes (\(ratio))")
         }
         print("format: version \(m.formatVersion)")
         print("integrity: \(checked) frames checked, all checksums and snapshot digests match")

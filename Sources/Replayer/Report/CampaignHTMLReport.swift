@@ -194,7 +194,7 @@ public struct CampaignHTMLReport: Sendable {
                                      series: [LineSeries(name: "faulty (\(r.outcome))", color: color, width: 3, points: points(c.accuracy)),
                                               LineSeries(name: "golden", color: Palette.golden, dashed: true, width: 1.6, points: points(c.goldenAccuracy))],
                                      xRange: (Double(r.globalStep - 1), Double(r.globalStep)), integerX: true,
-                                     yRange: (0, 1), yLabel: { Markup.tick(100 * $0, step: 10) }, xLabel: stepLabel, markers: marker, xName: stepName)
+                                     yRange: (0, 1), yLabel: { Markup.tick(100 * $0, step: 10) }, yValue: { Markup.number(100 * $0) }, xLabel: stepLabel, markers: marker, xName: stepName)
             page.raw("<div class=\"run\">")
             page.raw("<h3><span class=\"swatch-inline\" style=\"color:\(color)\">■</span> experiment \(r.index) · \(Markup.escape(r.outcome)) · \(Markup.escape(r.site)) · \(Markup.escape(r.faultModel)) · step \(r.globalStep) · replica \(r.replica)</h3>")
             page.raw("<p class=\"evidence\">\(Markup.escape(r.evidence.joined(separator: "; ")))\(r.stoppedEarly.map { " · stopped early: \(Markup.escape($0))" } ?? "")</p>")

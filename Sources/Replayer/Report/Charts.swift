@@ -33,6 +33,8 @@ struct LineChart {
     /// the golden curve).
     var yCap: Double?
     var yLabel: (Double) -> String = { Markup.number($0) }
+    /// A point's value in its hover text, in the axis's unit (e.g. a fraction shown as %).
+    var yValue: (Double) -> String = { Markup.number($0) }
     var xLabel: (Double) -> String = { Markup.number($0) }
     /// Vertical lines with a label (x, text).
     var markers: [(x: Double, label: String)] = []
@@ -103,7 +105,7 @@ struct LineChart {
             if s.dots && dots.count <= 80 {
                 for d in dots where !d.clipped {
                     svg.circle(d.x, d.y, r: 2.6, fill: s.color, opacity: s.opacity,
-                               title: "\(s.name): \(xName(d.value.0)), \(yTitle) \(Markup.number(d.value.1))")
+                               title: "\(s.name): \(xName(d.value.0)), \(yTitle) \(yValue(d.value.1))")
                 }
             }
             if let b = broke {

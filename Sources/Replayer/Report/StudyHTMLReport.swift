@@ -102,7 +102,7 @@ public struct StudyHTMLReport: Sendable {
                 }
             }
             var chart = LineChart(title: "\(o)\(o == study.baseline ? " (baseline)" : "")", xTitle: "steps since injection", yTitle: "accuracy (%)",
-                                  width: 440, height: 280, series: series, xRange: (-1, 0), integerX: true, yRange: (0, 1), yLabel: { Markup.tick(100 * $0, step: 10) },
+                                  width: 440, height: 280, series: series, xRange: (-1, 0), integerX: true, yRange: (0, 1), yLabel: { Markup.tick(100 * $0, step: 10) }, yValue: { Markup.number(100 * $0) },
                                   xLabel: { Markup.tick($0, step: 1) }, markers: [(x: 0, label: "injection")], xName: { "step +\(Int($0))" })
             chart.hideLegend = true
             charts.append(chart.render())
