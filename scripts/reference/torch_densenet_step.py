@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from densenet_net import BN_EPS, BN_MOMENTUM, CLASSES, DROPOUT, conv2d, features, layers
-from torch_resnet18_step import (ADAM_B1, ADAM_B2, ADAM_EPS, EPOCH, FIRST_SEED, KEY_MARGIN, PURPOSE_DROPOUT, STEP,
+from torch_resnet18_step import (moving_outputs, update_outputs, EPOCH, FIRST_SEED, KEY_MARGIN, PURPOSE_DROPOUT, STEP,
                                  dropout_key, rng_key, rng_uniforms, save, self_check_rng)
 
 torch.set_default_dtype(torch.float64)
@@ -155,25 +155,13 @@ def build(cfg, data_seed, rate=DROPOUT):
     margin = min((d["margin"] for rd in drops for d in rd), default=math.inf)
     assert margin >= KEY_MARGIN
 
-    out, zero = {}, []
-    for k, v in params.items():
-        g = grads[k]
-        m, v2 = (1 - ADAM_B1) * g, (1 - ADAM_B2) * g * g
-        delta = -LR * math.sqrt(1 - ADAM_B2) / (1 - ADAM_B1) * m / (np.sqrt(v2) + ADAM_EPS)
-        out["param/" + k] = v
-        out["grad/" + k] = g.astype(np.float32)
-        out["delta/" + k] = delta.astype(np.float32)
+    out, zero = update_outputs(params, grads, LR), []
     for conv, t in terms.items():
         g = grads[conv + "/bias"]
         if np.max(np.abs(g) / np.maximum(t, 1e-300)) < ZERO:
             out[f"bias_terms/{conv}/bias"] = t.astype(np.float32)
             zero.append(conv)
-    for name in stats[0]:
-        for i, stat in enumerate(("mean", "variance")):
-            batch = sum(s[name][i] for s in stats) / R
-            before = moving[f"{name}/{stat}"]
-            out[f"moving_in/{name}/{stat}"] = before
-            out[f"moving/{name}/{stat}"] = (BN_MOMENTUM * before.astype(np.float64) + (1 - BN_MOMENTUM) * batch).astype(np.float32)
+    out.update(moving_outputs(stats, moving, BN_MOMENTUM))
     out["images"] = images
     out["labels"] = labels
     out["origin"] = np.array([[seed, EPOCH, STEP, r] for r in range(R)], dtype=np.int32)

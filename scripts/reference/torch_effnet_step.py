@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from resnet18_net import same_pad
-from torch_resnet18_step import ADAM_B1, ADAM_B2, ADAM_EPS, save
+from torch_resnet18_step import moving_outputs, save, update_outputs
 
 torch.set_default_dtype(torch.float64)
 
@@ -152,21 +152,10 @@ def main():
             terms[k] = terms.get(k, 0) + v / R
         losses.append(loss)
         stats.append(s)
-    out = {}
-    for k, v in params.items():
-        g = grads[k]
-        m, v2 = (1 - ADAM_B1) * g, (1 - ADAM_B2) * g * g
-        out["param/" + k] = v
-        out["grad/" + k] = g.astype(np.float32)
-        out["delta/" + k] = (-LR * math.sqrt(1 - ADAM_B2) / (1 - ADAM_B1) * m / (np.sqrt(v2) + ADAM_EPS)).astype(np.float32)
+    out = update_outputs(params, grads, LR)
     for name, t in terms.items():
         out["bias_terms/" + name] = t.astype(np.float32)
-    for name in stats[0]:
-        for i, stat in enumerate(("mean", "variance")):
-            batch = sum(s[name][i] for s in stats) / R
-            before = moving[f"{name}/{stat}"]
-            out[f"moving_in/{name}/{stat}"] = before
-            out[f"moving/{name}/{stat}"] = (BN_MOMENTUM * before.astype(np.float64) + (1 - BN_MOMENTUM) * batch).astype(np.float32)
+    out.update(moving_outputs(stats, moving, BN_MOMENTUM))
     out["images"] = images
     out["labels"] = labels
     out["origin"] = np.array([[SEED, EPOCH, STEP, r] for r in range(R)], dtype=np.int32)

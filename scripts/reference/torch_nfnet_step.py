@@ -39,13 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from nfnet_net import CLASSES, WS_EPS, conv2d, features, layers
-from torch_resnet18_step import save
+from torch_resnet18_step import save, update_outputs
 
 torch.set_default_dtype(torch.float64)
 
 TINY = dict(size=16, channels=1, stem=4, widths=(16, 32, 64, 128), batch=4, replicas=2)
 LR = 0.01
-ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 CLAMPED = "NF_ResNet_block_3_conv1"  # its output channel 0 is clamped at WS_EPS
 
 
@@ -102,14 +101,7 @@ def build(cfg, data_seed):
         losses.append(loss)
         logits.append(lg)
     loss = float(np.mean(losses))
-    out = {}
-    for k, v in params.items():
-        g = grads[k]
-        m, v2 = (1 - ADAM_B1) * g, (1 - ADAM_B2) * g * g
-        delta = -LR * math.sqrt(1 - ADAM_B2) / (1 - ADAM_B1) * m / (np.sqrt(v2) + ADAM_EPS)
-        out["param/" + k] = v
-        out["grad/" + k] = g.astype(np.float32)
-        out["delta/" + k] = delta.astype(np.float32)  # the update; params + delta is the next value
+    out = update_outputs(params, grads, LR)
     out["images"] = images
     out["labels"] = labels
     out["origin"] = np.array([[0, 0, 0, r] for r in range(R)], dtype=np.int32)

@@ -263,25 +263,10 @@ def build(workload, scale, data_seed):
     assert margin >= KEY_MARGIN
 
     lr = wl["lr"]
-    out = {}
-    for k, v in params.items():
-        g = grads[k]
-        if wl["optimizer"] == "adam":
-            m, v2 = (1 - ADAM_B1) * g, (1 - ADAM_B2) * g * g
-            delta = -lr * math.sqrt(1 - ADAM_B2) / (1 - ADAM_B1) * m / (np.sqrt(v2) + ADAM_EPS)
-        else:
-            delta = -lr * g
-        out["param/" + k] = v
-        out["grad/" + k] = g.astype(np.float32)
-        out["delta/" + k] = delta.astype(np.float32)  # the update; params + delta is the next value
+    out = update_outputs(params, grads, lr, wl["optimizer"])
     for conv, t in terms.items():
         out[f"bias_terms/{conv}/bias"] = t.astype(np.float32)
-    for name in stats[0]:
-        for i, stat in enumerate(("mean", "variance")):
-            batch = sum(s[name][i] for s in stats) / R
-            before = moving[f"{name}/{stat}"]
-            out[f"moving_in/{name}/{stat}"] = before
-            out[f"moving/{name}/{stat}"] = (BN_MOMENTUM * before.astype(np.float64) + (1 - BN_MOMENTUM) * batch).astype(np.float32)
+    out.update(moving_outputs(stats, moving))
     out["images"] = images
     out["labels"] = labels
     out["origin"] = np.array([[seed, EPOCH, STEP, r] for r in range(R)], dtype=np.int32)
@@ -295,6 +280,38 @@ def build(workload, scale, data_seed):
     summary = (f"{workload} {scale}: loss {loss:.6f}, seed {seed}, min dropout key margin {margin:.4f}, "
                f"logit std {logits.std().item():.3f}, distinct keys {len({d['keys'] for rd in drops for d in rd})}")
     return out, metadata, summary
+
+
+def update_outputs(params, grads, lr, optimizer="adam", b2=ADAM_B2, eps=ADAM_EPS):
+    """The fixture entries of every parameter: its value (`param/`), its gradient (`grad/`)
+    and its update from a fresh optimizer state (`delta/`; params + delta is the next value):
+    Keras Adam's first step (beta1 0.9, `b2`, `eps`), or plain SGD."""
+    out = {}
+    for k, v in params.items():
+        g = grads[k]
+        if optimizer == "adam":
+            m, v2 = (1 - ADAM_B1) * g, (1 - b2) * g * g
+            delta = -lr * math.sqrt(1 - b2) / (1 - ADAM_B1) * m / (np.sqrt(v2) + eps)
+        else:
+            delta = -lr * g
+        out["param/" + k] = v
+        out["grad/" + k] = g.astype(np.float32)
+        out["delta/" + k] = delta.astype(np.float32)
+    return out
+
+
+def moving_outputs(stats, moving, momentum=BN_MOMENTUM):
+    """The fixture entries of every batch norm's moving statistics: before the step
+    (`moving_in/`) and after it (`moving/`), `momentum * moving + (1 - momentum) * batch` with
+    the replicas' mean batch statistics (`stats`: per replica, name -> (mean, variance))."""
+    out = {}
+    for name in stats[0]:
+        for i, stat in enumerate(("mean", "variance")):
+            batch = sum(s[name][i] for s in stats) / len(stats)
+            before = moving[f"{name}/{stat}"]
+            out[f"moving_in/{name}/{stat}"] = before
+            out[f"moving/{name}/{stat}"] = (momentum * before.astype(np.float64) + (1 - momentum) * batch).astype(np.float32)
+    return out
 
 
 def save(tensors, path, metadata):

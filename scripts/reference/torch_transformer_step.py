@@ -37,7 +37,7 @@ import os
 import numpy as np
 import torch
 
-from torch_resnet18_step import ADAM_B1, save
+from torch_resnet18_step import save, update_outputs
 
 # The Model Garden Transformer's Adam (tpufi's transformer workload): beta2 0.997, epsilon 1e-9.
 ADAM_B2, ADAM_EPS = 0.997, 1e-9
@@ -182,13 +182,7 @@ def main():
         for k in g:
             grads[k] += g[k] / R
         losses.append(loss)
-    out = {}
-    for k, v in params.items():
-        g = grads[k]
-        m, v2 = (1 - ADAM_B1) * g, (1 - ADAM_B2) * g * g
-        out["param/" + k] = v
-        out["grad/" + k] = g.astype(np.float32)
-        out["delta/" + k] = (-LR * math.sqrt(1 - ADAM_B2) / (1 - ADAM_B1) * m / (np.sqrt(v2) + ADAM_EPS)).astype(np.float32)
+    out = update_outputs(params, grads, LR, b2=ADAM_B2, eps=ADAM_EPS)
     out["sources"] = sources
     out["labels"] = targets
     out["origin"] = np.array([[SEED, EPOCH, STEP, r] for r in range(R)], dtype=np.int32)

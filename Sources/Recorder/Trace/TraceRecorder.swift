@@ -122,6 +122,8 @@ public enum TraceRecorder {
 public struct TraceRestorer: Sendable {
     public let reader: TraceReader
     public let run: TrainingRun
+    /// The trace's step records by global step, decoded once.
+    public let records: [Int: StepRecord]
 
     /// Rebuilds the run from the manifest: loads its data set and checks it is the same data.
     public init(reader: TraceReader, threads: Int = 1) throws {
@@ -138,9 +140,11 @@ public struct TraceRestorer: Sendable {
         guard run.config == reader.manifest.config else {
             throw TraceError.mismatch("\(reader.directory): the run's configuration differs from the trace's")
         }
-        try reader.checkBelongsToManifest(records: try reader.stepRecords())
+        let list = try reader.stepRecords()
+        try reader.checkBelongsToManifest(records: list)
         self.reader = reader
         self.run = run
+        records = Dictionary(list.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// The state after `step` updates.
@@ -160,7 +164,6 @@ public struct TraceRestorer: Sendable {
         var state = state
         // A snapshot of the step itself (the default policy) needs no records read.
         guard state.step < step else { return state }
-        let records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
         while state.step < step {
             let s = state.step
             state = run.step(state, hook: hook(s)).0

@@ -94,7 +94,7 @@ public final class GoldenReference: @unchecked Sendable {
     public init(restorer: TraceRestorer) throws {
         self.restorer = restorer
         let reader = restorer.reader
-        records = Dictionary(try reader.stepRecords().map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
+        records = restorer.records
         // An epoch summary is written after its epoch's last step, or after the run's last
         // step when that ends mid-epoch: epoch * stepsPerEpoch + its steps.
         let perEpoch = reader.manifest.stepsPerEpoch

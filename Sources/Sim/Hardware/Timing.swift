@@ -82,16 +82,6 @@ public struct LayerWork: Sendable, Equatable, Codable {
         self.unit = unit
     }
 
-    enum CodingKeys: String, CodingKey { case name, gemm, hbmBytes, vector, unit }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
-        gemm = try c.decode(GEMMShape.self, forKey: .gemm)
-        hbmBytes = try c.decode(Int.self, forKey: .hbmBytes)
-        vector = try c.decode(VectorWork.self, forKey: .vector)
-        unit = try c.decodeIfPresent(ExecutionUnit.self, forKey: .unit) ?? .mxu
-    }
 }
 
 /// What one layer costs on the simulated core.
@@ -127,8 +117,6 @@ public struct StepCost: Sendable, Equatable, Codable {
     public var totalBoundCycles: Int { layers.reduce(0) { $0 + $1.boundCycles } }
     /// Multiply-accumulates on the MXU.
     public var totalMACs: Int { layers.reduce(0) { $0 + ($1.passes > 0 ? $1.gemm.macs : 0) } }
-    /// Multiply-accumulates of the operations that run on the vector unit (depthwise convolutions).
-    public var totalVectorMACs: Int { layers.reduce(0) { $0 + ($1.passes > 0 ? 0 : $1.gemm.macs) } }
     public var totalHBMBytes: Int { layers.reduce(0) { $0 + $1.hbmBytes } }
     /// MXU utilisation over the whole step's compute cycles.
     public var utilization: Double {

@@ -95,7 +95,7 @@ public struct DenseNet121: Model {
         /// Checks every number before anything is allocated from it; the error names the field.
         func validate(workload: String) throws(ModelError) {
             func fail(_ field: String, _ value: String, _ expected: String) -> ModelError {
-                .invalidConfiguration("the \(workload) configuration's field '\(field)' is \(value); expected \(expected)")
+                .field(field, is: value, expected: expected, workload: workload)
             }
             let fields = [("inputH", inputH, 1 << 12), ("inputW", inputW, 1 << 12), ("inputChannels", inputChannels, 1 << 12),
                           ("batchPerReplica", batchPerReplica, 1 << 14), ("classes", classes, 1 << 16),

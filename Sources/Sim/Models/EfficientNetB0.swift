@@ -96,9 +96,7 @@ public struct EfficientNetB0: Model {
         /// Checks every size before anything is allocated from it.
         func validate(workload: String) throws(ModelError) {
             func check(_ field: String, _ value: Int, _ range: ClosedRange<Int>) throws(ModelError) {
-                guard range.contains(value) else {
-                    throw .invalidConfiguration("the \(workload) configuration's field '\(field)' is \(value); expected \(range.lowerBound)...\(range.upperBound)")
-                }
+                try ModelError.check(field, value, in: range, workload: workload)
             }
             try check("inputH", inputH, 1...(1 << 12))
             try check("inputW", inputW, 1...(1 << 12))
@@ -113,7 +111,7 @@ public struct EfficientNetB0: Model {
                 try check(at + "expand", s.expand, 1...16)
                 try check(at + "kernel", s.kernel, 1...7)
                 guard s.kernel % 2 == 1 else {
-                    throw .invalidConfiguration("the \(workload) configuration's field '\(at)kernel' is \(s.kernel); expected an odd size (1, 3, 5 or 7)")
+                    throw .field(at + "kernel", is: "\(s.kernel)", expected: "an odd size (1, 3, 5 or 7)", workload: workload)
                 }
                 try check(at + "stride", s.stride, 1...2)
                 try check(at + "outChannels", s.outChannels, 1...(1 << 12))

@@ -114,3 +114,18 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension ModelError {
+    /// The error of a configuration field whose value is not what it must be.
+    static func field(_ field: String, is value: String, expected: String, workload: String) -> ModelError {
+        .invalidConfiguration("the \(workload) configuration's field '\(field)' is \(value); expected \(expected)")
+    }
+
+    /// Checks that configuration field `field` lies in `range`, naming it if not: every model
+    /// checks its sizes with this before anything is allocated from them.
+    static func check(_ field: String, _ value: Int, in range: ClosedRange<Int>, workload: String) throws(ModelError) {
+        guard range.contains(value) else {
+            throw .field(field, is: "\(value)", expected: "\(range.lowerBound)...\(range.upperBound)", workload: workload)
+        }
+    }
+}

@@ -91,9 +91,7 @@ public struct ResNet18: Model {
         func validate(workload: String) throws(ModelError) {
             let fields = [("inputH", inputH, 1 << 12), ("inputW", inputW, 1 << 12), ("inputChannels", inputChannels, 1 << 12),
                           ("baseWidth", baseWidth, 1 << 12), ("batchPerReplica", batchPerReplica, 1 << 14), ("classes", classes, 1 << 16)]
-            for (field, value, limit) in fields where value < 1 || value > limit {
-                throw .invalidConfiguration("the \(workload) configuration's field '\(field)' is \(value); expected 1...\(limit)")
-            }
+            for (field, value, limit) in fields { try ModelError.check(field, value, in: 1...limit, workload: workload) }
         }
     }
 

@@ -72,9 +72,7 @@ public struct Transformer: Model {
         /// Checks every size before anything is allocated from it.
         func validate(workload: String) throws(ModelError) {
             func check(_ field: String, _ value: Int, _ range: ClosedRange<Int>) throws(ModelError) {
-                guard range.contains(value) else {
-                    throw .invalidConfiguration("the \(workload) configuration's field '\(field)' is \(value); expected \(range.lowerBound)...\(range.upperBound)")
-                }
+                try ModelError.check(field, value, in: range, workload: workload)
             }
             try check("batchPerReplica", batchPerReplica, 1...(1 << 14))
             try check("sourceLength", sourceLength, 1...(1 << 14))
