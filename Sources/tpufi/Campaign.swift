@@ -105,6 +105,8 @@ struct CampaignRun: ParsableCommand {
 
     @OptionGroup var classifier: ClassifierOptions
 
+    @OptionGroup(title: "Mitigation (each experiment runs twice: without and with)") var mitigation: MitigationOptions
+
     @Option(help: "Campaign directory.")
     var out: String
 
@@ -134,7 +136,7 @@ struct CampaignRun: ParsableCommand {
             steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
             registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
             hardwareFaults: classNames.isEmpty ? HardwareFaultClass.allCases : try CampaignParameters.named(classNames, "hardware fault class"),
-            thresholds: classifier.thresholds, earlyStop: !noEarlyStop)
+            thresholds: classifier.thresholds, earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
         let shard = try self.shard.map { try Shard(argument: $0) } ?? .all
         let line = SharedProgressLine()
         let report = try CampaignRunner.run(golden: golden, parameters: parameters, shard: shard, out: out, resume: resume,

@@ -55,6 +55,8 @@ struct Replay: ParsableCommand {
 
     @OptionGroup var classifier: ClassifierOptions
 
+    @OptionGroup(title: "Mitigation") var mitigation: MitigationOptions
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -67,7 +69,8 @@ struct Replay: ParsableCommand {
         let progress = ProgressLine(total: max(1, reader.completedSteps))
         var toInjectedStep: Duration?
         let result = try FaultReplay.run(golden: reader, spec: parsed, specName: spec, stepsAfterInjection: stepsAfterInjection, out: directory,
-                                         threads: threads, thresholds: classifier.thresholds, sixteen: sixteen) { event in
+                                         threads: threads, thresholds: classifier.thresholds, sixteen: sixteen,
+                                         mitigation: try mitigation.settings()) { event in
             if case .step(let step, let m) = event {
                 // The replay's first step is the injected one.
                 if toInjectedStep == nil { toInjectedStep = clock.now - start }
@@ -93,6 +96,13 @@ struct Replay: ParsableCommand {
             print("first divergence: none (no MXU output differed)")
         }
         for e in result.evidence { print("  \(e)") }
+        if let m = result.mitigation {
+            if let first = m.firstDetection {
+                print("mitigation \(m.settings): detected at global step \(first) (\(m.latency ?? 0) step(s) after the injection) by \(m.detectors.joined(separator: ", ")); \(m.restores) restore(s), \(m.skips) skipped update(s), \(m.reexecutedSteps) step(s) re-executed")
+            } else {
+                print("mitigation \(m.settings): nothing detected")
+            }
+        }
         print("ran \(result.stepsRun) step(s)\(result.stoppedEarly.map { ", stopped early: \($0)" } ?? "")")
         let test = result.faulty.testAccuracy.isNaN
             ? "test accuracy not evaluated (an early stop needs none)"

@@ -43,6 +43,9 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     /// For a faulty run replayed from a golden trace: the fault, resolved (absent in golden
     /// traces).
     public var injection: Injection?
+    /// The detectors and response the run trained with, and what they did (absent when the
+    /// run had no mitigation).
+    public var mitigation: MitigationRecord?
 
     public static let toolVersion = "0.1.0"
 

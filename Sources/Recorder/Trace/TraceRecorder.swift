@@ -82,7 +82,8 @@ public enum TraceRecorder {
     public static func loop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
                             hook: @escaping (Int) -> (any OperandHook)? = { _ in nil },
                             stop: (StepRecord, TrainingState) throws -> Bool = { _, _ in false },
-                            evaluation: TestEvaluation = .everyEpoch,
+                            evaluation: TestEvaluation = .everyEpoch, mitigation: Mitigation? = nil,
+                            mitigated: (MitigationEvent) throws -> Void = { _ in },
                             report: (TrainingEvent) -> Void) throws -> TrainingState {
         let perEpoch = run.stepsPerEpoch
         // Metrics of the epoch's earlier steps, when resuming mid-epoch.
@@ -93,7 +94,7 @@ public enum TraceRecorder {
                 .map { StepMetrics(loss: $0.loss, accuracy: $0.accuracy, learningRate: $0.learningRate) }
         }
         var record: StepRecord?
-        let loop = TrainingLoop(run: run, inject: hook, recordDigests: true, evaluation: evaluation)
+        let loop = TrainingLoop(run: run, inject: hook, recordDigests: true, evaluation: evaluation, mitigation: mitigation)
         let final = try loop.run(from: state, to: end, epochMetrics: earlier, stop: { s in
             let r = StepRecord(step: s.index, epoch: s.index / perEpoch, stepInEpoch: s.index % perEpoch,
                                loss: s.metrics.loss, accuracy: s.metrics.accuracy, learningRate: s.metrics.learningRate,
@@ -103,7 +104,13 @@ public enum TraceRecorder {
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
             return try stop(r, s.state)
         }, step: { s in
-            if s.state.step % writer.manifest.snapshotEvery == 0 || s.last { try writer.appendSnapshot(s.state, update: s.gradients) }
+            // A step mitigation changed is not the plain update of its gradients: its state is
+            // stored whole, so that restoring it re-executes nothing mitigation decided.
+            if s.mitigated {
+                try writer.appendSnapshot(s.state)
+            } else if s.state.step % writer.manifest.snapshotEvery == 0 || s.last {
+                try writer.appendSnapshot(s.state, update: s.gradients)
+            }
             report(.step(globalStep: s.index, metrics: s.metrics))
         }, epoch: { summary, _ in
             try writer.appendEpoch(summary)
@@ -111,7 +118,7 @@ public enum TraceRecorder {
         }, stepEnd: { s in
             guard let record, record.step == s.index else { throw TraceError.mismatch("step \(s.index) has no record") }
             try writer.appendStep(record)
-        })
+        }, mitigated: mitigated)
         try writer.finish(steps: final.step)
         return final
     }

@@ -123,6 +123,16 @@ public final class TraceWriter {
     /// Records the resolved fault in the manifest (a replay learns it during the injected step).
     public func setInjection(_ injection: TraceManifest.Injection) throws(TraceError) {
         manifest.injection = injection
+        try writeManifest()
+    }
+
+    /// Records the run's mitigation and what it has done so far in the manifest.
+    public func setMitigation(_ mitigation: MitigationRecord) throws(TraceError) {
+        manifest.mitigation = mitigation
+        try writeManifest()
+    }
+
+    private func writeManifest() throws(TraceError) {
         try writeAtomically(try Self.encode(manifest, path: Self.manifestPath(directory)), to: Self.manifestPath(directory))
     }
 

@@ -184,13 +184,17 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     /// Stop an experiment at masked-exact or a non-finite loss (false only to measure what
     /// early stopping saves: outcomes are the same, `stepsRun` and time are not).
     public var earlyStop: Bool
+    /// Run every experiment a second time with these detectors and response, side by side
+    /// (nil: without mitigation only).
+    public var mitigation: Mitigation?
 
     public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
                 phases: [Phase] = Phase.allCases, sampling: SiteSampling = .all, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
                 kinds: [ExperimentKind] = [.software], registers: [HardwareFault.Register] = HardwareFault.Register.allCases,
                 hardwareFaults: [HardwareFaultClass] = HardwareFaultClass.allCases,
-                thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true) {
+                thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true, mitigation: Mitigation? = nil) {
         self.earlyStop = earlyStop
+        self.mitigation = mitigation
         // Only hardware campaigns name registers, so software campaigns keep their identity.
         self.registers = kinds.contains(.hardware) ? HardwareFault.Register.allCases.filter(registers.contains) : nil
         self.hardwareFaults = kinds.contains(.hardware) ? HardwareFaultClass.allCases.filter(hardwareFaults.contains) : nil
@@ -334,6 +338,7 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
         check("kinds", p.kinds.map(\.rawValue), q.kinds.map(\.rawValue))
         check("thresholds", "\(p.thresholds)", "\(q.thresholds)")
         check("early-stop", p.earlyStop, q.earlyStop)
+        check("mitigation", p.mitigation?.description ?? "none", q.mitigation?.description ?? "none")
         if golden.located != other.golden.located {
             out.append("golden trace: \(golden.directory) (state digest \(golden.finalStateDigest)) vs \(other.golden.directory) (state digest \(other.golden.finalStateDigest))")
         }

@@ -71,6 +71,13 @@ public enum CampaignRunner {
         let reader = try TraceReader(directory: goldenPath)
         let identity = try GoldenIdentity(reader)
         let plan = try CampaignPlan(parameters: parameters, golden: identity)
+        if let mitigation = parameters.mitigation {
+            do {
+                try mitigation.validate(optimizer: reader.manifest.config.optimizer, model: try reader.manifest.config.makeModel())
+            } catch {
+                throw CampaignError.badParameter("--mitigation: \(error)")
+            }
+        }
         let manifest = CampaignManifest(golden: identity, parameters: plan.parameters, shard: shard == .all ? nil : shard)
         let fm = FileManager.default
 
@@ -140,7 +147,22 @@ public enum CampaignRunner {
                     } catch {
                         throw CampaignError.experiment(index: index, reason: "\(error) (spec: \(String(decoding: (try? CampaignJSON.encode(experiment.spec)) ?? [], as: UTF8.self)))")
                     }
-                    let result = ExperimentResult(campaign: manifest.id, experiment: experiment, replay: replay, seconds: Date().timeIntervalSince(start))
+                    var result = ExperimentResult(campaign: manifest.id, experiment: experiment, replay: replay, seconds: Date().timeIntervalSince(start))
+                    if let mitigation = parameters.mitigation {
+                        // The same experiment with mitigation, into a trace of its own.
+                        var options = replayOptions
+                        options.mitigation = mitigation
+                        let mitigatedStart = Date()
+                        let mitigatedReplay: ReplayResult
+                        do {
+                            mitigatedReplay = try FaultReplay.run(golden: goldenReference, spec: experiment.spec, specName: "experiment \(index) (mitigated)",
+                                                                  options: options, out: dir + "-mitigated")
+                        } catch {
+                            throw CampaignError.experiment(index: index, reason: "with mitigation: \(error)")
+                        }
+                        result.mitigated = ExperimentResult.Mitigated(replay: mitigatedReplay, seconds: Date().timeIntervalSince(mitigatedStart))
+                        try? fm.removeItem(atPath: dir + "-mitigated")
+                    }
                     try appender.append(result)
                     if options.keepTraces {
                         try? fm.createDirectory(atPath: out + "/traces", withIntermediateDirectories: true)

@@ -82,6 +82,36 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
     public var faultyTestAccuracy: Float?
     public var curve: Curve?
     public var seconds: Double
+    /// The same experiment run again with the campaign's mitigation (nil without).
+    public var mitigated: Mitigated?
+
+    /// An experiment's run with mitigation, next to the plain run.
+    public struct Mitigated: Codable, Sendable, Equatable {
+        public var outcome: String
+        public var evidence: [String]
+        public var stoppedEarly: String?
+        public var stepsRun: Int
+        public var faultyTrainAccuracy: Float?
+        public var faultyTestAccuracy: Float?
+        public var mitigation: MitigationOutcome
+        public var seconds: Double
+
+        /// `nil` when `r` ran without mitigation.
+        public init?(replay r: ReplayResult, seconds: Double) {
+            guard let m = r.mitigation else { return nil }
+            outcome = r.outcome
+            evidence = r.evidence
+            stoppedEarly = r.stoppedEarly
+            stepsRun = r.stepsRun
+            faultyTrainAccuracy = r.faulty.trainAccuracy.isFinite ? r.faulty.trainAccuracy : nil
+            faultyTestAccuracy = r.faulty.testAccuracy.isFinite ? r.faulty.testAccuracy : nil
+            mitigation = m
+            self.seconds = seconds
+        }
+
+        /// Whether the mitigated run ended bit-identical to golden.
+        public var maskedExact: Bool { stoppedEarly == "masked-exact" }
+    }
 
     public init(campaign: String, experiment: Experiment, replay r: ReplayResult, seconds: Double) {
         let i = r.injection
@@ -128,6 +158,7 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
     public var canonicalLine: String {
         var r = self
         r.seconds = 0
+        r.mitigated?.seconds = 0
         return String(decoding: (try? CampaignJSON.encode(r)) ?? [], as: UTF8.self)
     }
 }

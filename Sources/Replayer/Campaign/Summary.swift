@@ -52,6 +52,8 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
     public var meanStepsRun: Double
     public var stoppedEarly: [String: Int]
     public var groups: [Group]
+    /// Detection and recovery over the experiments run with mitigation (nil: none were).
+    public var mitigation: MitigationCoverage?
 
     public init(manifest: CampaignManifest, results: [ExperimentResult]) {
         let sorted = results.sorted { $0.index < $1.index }
@@ -88,6 +90,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
             groups.append(group("layer", l, sorted.filter { $0.layer == l }))
         }
         self.groups = groups
+        mitigation = MitigationCoverage(results: sorted)
     }
 
     /// `dimension,key,outcome,count,total,fraction,wilson_low,wilson_high`, one row per group
@@ -116,6 +119,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
             let counts = g.outcomes.filter { $0.count > 0 }.map { "\($0.outcome) \($0.count)" }.joined(separator: ", ")
             out.append("  \(g.dimension) \(g.key) (\(g.total)): \(counts)")
         }
+        if let mitigation { out.append(mitigation.text) }
         return out.joined(separator: "\n")
     }
 

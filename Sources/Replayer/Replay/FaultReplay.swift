@@ -72,6 +72,40 @@ public struct ReplayResult: Sendable, Codable, Equatable {
     public var faultyPoints: [StepPoint]
     /// The golden run's points over the same steps.
     public var goldenPoints: [StepPoint]
+    /// What mitigation found and did (nil: the replay ran without).
+    public var mitigation: MitigationOutcome?
+}
+
+/// A replay's mitigation in brief: whether and when it detected the fault, and what it did.
+public struct MitigationOutcome: Sendable, Codable, Equatable {
+    /// The detectors and response (``Mitigation/description``).
+    public var settings: String
+    /// The detectors that ran (their spellings, in the order configured).
+    public var configured: [String]
+    public var detected: Bool
+    /// The first global step a detector fired on.
+    public var firstDetection: Int?
+    /// Steps from the injected step to the first detection (0: in the injected step).
+    public var latency: Int?
+    /// Every detector that fired at least once (its spelling), in the order configured.
+    public var detectors: [String]
+    public var restores: Int
+    public var skips: Int
+    /// Steps computed again because of restores (the cost of recovery).
+    public var reexecutedSteps: Int
+
+    public init(settings: Mitigation, events: [MitigationEvent], injectedStep: Int) {
+        self.settings = settings.description
+        configured = settings.detectors.map(\.description)
+        detected = !events.isEmpty
+        firstDetection = events.map(\.step).min()
+        latency = firstDetection.map { $0 - injectedStep }
+        let fired = Set(events.flatMap { $0.detections.map(\.detector) })
+        detectors = settings.detectors.map(\.description).filter(fired.contains)
+        restores = events.filter { $0.action == .restored }.count
+        skips = events.filter { $0.action == .skipped }.count
+        reexecutedSteps = events.reduce(0) { sum, e in sum + (e.restoredTo.map { e.step - $0 + 1 } ?? 0) }
+    }
 }
 
 /// The golden side of replays, shared by the replays of a campaign: the restorer (data loaded
@@ -145,11 +179,12 @@ public enum FaultReplay {
     /// classifies the outcome.
     public static func run(golden reader: TraceReader, spec: InjectionSpec, specName: String, stepsAfterInjection: Int?, out: String,
                            threads: Int = 1, thresholds: ClassifierThresholds = .init(), sixteen: SixteenSemantics = .fidelity,
-                           report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
+                           mitigation: Mitigation? = nil, report: (TrainingEvent) -> Void = { _ in }) throws -> ReplayResult {
         try checkWorkload(spec, reader, specName: specName)
         let golden = try GoldenReference(restorer: TraceRestorer(reader: reader, threads: threads))
         return try run(golden: golden, spec: spec, specName: specName,
-                       options: .init(stepsAfterInjection: stepsAfterInjection, thresholds: thresholds, sixteen: sixteen), out: out, report: report)
+                       options: .init(stepsAfterInjection: stepsAfterInjection, thresholds: thresholds, sixteen: sixteen, mitigation: mitigation),
+                       out: out, report: report)
     }
 
     /// How a replay runs, beyond the spec.
@@ -172,11 +207,14 @@ public enum FaultReplay {
         public var earlyStop: Bool
         /// What the `_16` fault models mean.
         public var sixteen: SixteenSemantics
+        /// Detectors and their response during the faulty run (nil: none).
+        public var mitigation: Mitigation?
 
         public init(stepsAfterInjection: Int? = nil, thresholds: ClassifierThresholds = .init(), snapshotEvery: Int? = nil,
                     testEvaluation: TraceRecorder.TestEvaluation = .everyEpochUnlessStopped, earlyStop: Bool = true,
-                    sixteen: SixteenSemantics = .fidelity) {
+                    sixteen: SixteenSemantics = .fidelity, mitigation: Mitigation? = nil) {
             self.sixteen = sixteen
+            self.mitigation = mitigation
             self.stepsAfterInjection = stepsAfterInjection
             self.thresholds = thresholds
             self.snapshotEvery = snapshotEvery
@@ -243,6 +281,7 @@ public enum FaultReplay {
         let restorer = golden.restorer
         let model = restorer.run.model
         let (site, role, shape) = try resolve(spec, specName: specName, config: m.config, model: model)
+        try options.mitigation?.validate(optimizer: m.config.optimizer, model: model)
         if let s = spec.step, s >= m.stepsPerEpoch {
             throw ReplayError.specMismatch("\(specName): target_step \(s) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
         }
@@ -280,12 +319,14 @@ public enum FaultReplay {
                                    limitedReach: armed.limitedReach ? true : nil)
         }
         manifest.injection = injection()
+        manifest.mitigation = options.mitigation.map { MitigationRecord(settings: $0) }
         let writer = try TraceWriter(creating: out, manifest: manifest)
         try writer.appendSnapshot(start)
 
         let goldenRecords = golden.records
         var divergence: ReplayResult.Divergence?
         var stopped: String?
+        var events: [MitigationEvent] = []
         let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
                                            hook: { $0 == globalStep ? hook : nil },
                                            stop: { record, _ in
@@ -294,10 +335,15 @@ public enum FaultReplay {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
             guard options.earlyStop, stopped == nil else { return false }
-            if !record.loss.isFinite { stopped = "non-finite"; return true }
+            // A skipped update's non-finite loss did not reach the state.
+            let skipped = events.contains { $0.step == record.step && $0.action == .skipped }
+            if !record.loss.isFinite, !skipped { stopped = "non-finite"; return true }
             if goldenRecords[record.step]?.stateDigest == record.stateDigest { stopped = "masked-exact"; return true }
             return false
-        }, evaluation: options.testEvaluation, report: report)
+        }, evaluation: options.testEvaluation, mitigation: options.mitigation, mitigated: { event in
+            events.append(event)
+            if let settings = options.mitigation { try writer.setMitigation(MitigationRecord(settings: settings, events: events)) }
+        }, report: report)
 
         let failures = armed.failures()
         guard failures.isEmpty else {
@@ -319,8 +365,13 @@ public enum FaultReplay {
         let goldenPoints = goldenRecords.values.filter { $0.step >= globalStep && $0.step < final.step }.sorted { $0.step < $1.step }
             .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         let faultyPoints = faultyRecords.map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
-        let (outcome, evidence) = Classifier.classify(golden: goldenPoints, faulty: faultyPoints, goldenTest: goldenTest, faultyTest: faultyTest,
+        // Steps whose update mitigation skipped changed nothing: their metrics (those of the
+        // faulty forward pass) are not the training's, so the classifier does not see them.
+        let skipped = Set(events.filter { $0.action == .skipped }.map(\.step))
+        var (outcome, evidence) = Classifier.classify(golden: goldenPoints, faulty: faultyPoints.filter { !skipped.contains($0.step) },
+                                                      goldenTest: goldenTest, faultyTest: faultyTest,
                                                       classes: model.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
+        if !skipped.isEmpty { evidence.append("\(skipped.count) step(s) with a skipped update left out of the comparison: \(skipped.sorted().map(String.init).joined(separator: ", "))") }
         let window = max(1, options.thresholds.finalWindow)
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
         return ReplayResult(
@@ -328,7 +379,8 @@ public enum FaultReplay {
             firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
             golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
             faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),
-            trace: out, faultyPoints: faultyPoints, goldenPoints: goldenPoints)
+            trace: out, faultyPoints: faultyPoints, goldenPoints: goldenPoints,
+            mitigation: options.mitigation.map { MitigationOutcome(settings: $0, events: events, injectedStep: globalStep) })
     }
 
     /// A fault ready to strike: its hook and what it has applied so far.

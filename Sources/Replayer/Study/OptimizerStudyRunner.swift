@@ -318,7 +318,7 @@ public enum OptimizerStudy {
                     return true
                 }
                 return false
-            }, step: { _ in }, epoch: { _, _ in }, stepEnd: { _ in })
+            }, step: { _ in }, epoch: { _, _ in }, stepEnd: { _ in }, mitigated: { _ in })
             if tookReference { return curve }
             if parameters.testAccuracy { curve.testAccuracy = run.evaluate(state).accuracy }
             return curve

@@ -8,12 +8,15 @@ public struct MatrixUnit: Sendable {
     public var hook: (any OperandHook)?
     /// Where to record a digest of every operation's output, if anywhere.
     public var digests: SiteDigests?
+    /// Where to check every product's checksums (the `abft` detector), if anywhere.
+    public var checks: ProductChecks?
 
-    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil) {
+    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil, checks: ProductChecks? = nil) {
         self.mxu = mxu
         self.replica = replica
         self.hook = hook
         self.digests = digests
+        self.checks = checks
     }
 
     /// One MXU operation, `site`: its operands `input` (`inputShape`) and `weight`
@@ -36,7 +39,10 @@ public struct MatrixUnit: Sendable {
             hook.apply(site, role: .weight, values: &w, shape: weightShape, replica: replica)
             raw = product(x, w, OperationMXU(unit: self, site: site, hook: hook))
             hook.adjustProduct(site, product: &raw.values, rows: raw.rows, columns: raw.columns, golden: {
-                product(input, weight, OperationMXU(unit: self, site: site, hook: nil)).values
+                // The fault-free product for comparison: not the array's work, so not checked.
+                var plain = self
+                plain.checks = nil
+                return product(input, weight, OperationMXU(unit: plain, site: site, hook: nil)).values
             }, replica: replica)
         } else {
             raw = product(input, weight, OperationMXU(unit: self, site: site, hook: nil))
@@ -95,6 +101,7 @@ public struct OperationMXU {
                 let vb = MatrixView(pb, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1)
                 unit.mxu.multiply(va, vb, into: pc, shape: shape)
                 hook?.corruptProduct(site, a: va, b: vb, c: pc, shape: shape, mxu: unit.mxu, replica: unit.replica)
+                unit.checks?.check(site, a: va, b: vb, c: pc, shape: shape, format: unit.mxu.format)
             } }
             written = rows * cols
         }

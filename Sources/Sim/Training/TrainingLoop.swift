@@ -33,6 +33,10 @@ public struct TrainingLoop {
         public var state: TrainingState
         /// Whether the run ends after this step (false while `stop` decides).
         public var last: Bool
+        /// Whether mitigation changed this step: its update was skipped, or it was
+        /// re-executed after a restore (then without the step's operand hook). Its state then
+        /// does not follow from the previous one by the plain update and the fault.
+        public var mitigated: Bool = false
 
         public var metrics: StepMetrics { gradients.metrics }
     }
@@ -47,10 +51,13 @@ public struct TrainingLoop {
     /// Record every MXU operation's output digest (``Trainer/Gradients/siteDigests``).
     public var recordDigests: Bool
     public var evaluation: TestEvaluation
+    /// Detectors and the response to them, if any.
+    public var mitigation: Mitigation?
 
     public init(run: TrainingRun, trainer: Trainer? = nil, slotOrigin: Int = 0, inject: @escaping (Int) -> (any OperandHook)? = { _ in nil },
-                recordDigests: Bool = false, evaluation: TestEvaluation = .everyEpoch) {
+                recordDigests: Bool = false, evaluation: TestEvaluation = .everyEpoch, mitigation: Mitigation? = nil) {
         self.run = run
+        self.mitigation = mitigation
         self.trainer = trainer ?? run.trainer
         self.slotOrigin = slotOrigin
         self.inject = inject
@@ -61,39 +68,84 @@ public struct TrainingLoop {
     /// Trains from `state` to global step `end` (or until `stop` says so) and returns the
     /// final state. `epochMetrics`: the metrics of the current epoch's steps before `state`
     /// (a recording resumed mid-epoch), so that its summary covers the whole epoch.
+    ///
+    /// With ``mitigation``, the detectors see every step as it is computed and `mitigated`
+    /// hears what they found and what was done. Under a restore response the closures see a
+    /// step only once the steps a restore could take back have passed (``Mitigation/restoreSteps``
+    /// minus one later), so nothing reported is ever taken back; under the others at once.
     public func run(from state: TrainingState, to end: Int, epochMetrics: [StepMetrics] = [],
                     stop: (Step) throws -> Bool, step: (Step) throws -> Void,
-                    epoch: (EpochSummary, Step) throws -> Void, stepEnd: (Step) throws -> Void) rethrows -> TrainingState {
-        var state = state
+                    epoch: (EpochSummary, Step) throws -> Void, stepEnd: (Step) throws -> Void,
+                    mitigated: (MitigationEvent) throws -> Void) rethrows -> TrainingState {
         var epochMetrics = epochMetrics
         let perEpoch = run.stepsPerEpoch
+        var state = state
+        // Computed steps not yet committed, each with the state it started from.
+        var pending: [(step: Step, before: TrainingState)] = []
+        let window = mitigation?.response == .restore ? (mitigation?.restoreSteps ?? 1) - 1 : 0
+        // Steps below this were taken back by a restore: they re-execute without their hook.
+        var reexecuteBelow = 0
+        var retries: [Int: Int] = [:]
         while state.step < end {
             let index = state.step
-            let g = trainer.gradients(state, batches: run.batches(step: index), hook: inject(index), recordDigests: recordDigests)
-            state = trainer.apply(g, to: state, slotOrigin: slotOrigin)
-            epochMetrics.append(g.metrics)
-            var current = Step(index: index, gradients: g, state: state, last: false)
-            let stopped = try stop(current)
-            current.last = stopped || state.step == end
-            try step(current)
-            if state.step % perEpoch == 0 || current.last {
-                let evaluate = switch evaluation {
-                case .everyEpoch: true
-                case .everyEpochUnlessStopped: !stopped || state.step == end
-                case .atEndOnly: state.step == end
-                case .never: false
+            let before = state
+            let reexecuted = index < reexecuteBelow
+            let g = trainer.gradients(state, batches: run.batches(step: index), hook: reexecuted ? nil : inject(index),
+                                      recordDigests: recordDigests, checkProducts: mitigation?.checksProducts ?? false)
+            var next = trainer.apply(g, to: state, slotOrigin: slotOrigin)
+            var changed = reexecuted
+            if let mitigation {
+                let found = mitigation.check(before: before, after: next, gradients: g, model: run.model, optimizer: trainer.optimizer)
+                if !found.isEmpty {
+                    let retry = retries[index, default: 0]
+                    switch mitigation.response {
+                    case .detect:
+                        try mitigated(MitigationEvent(step: index, detections: found, action: .detected))
+                    case .restore where retry < mitigation.maxRetries:
+                        retries[index] = retry + 1
+                        let back = min(pending.count, window)
+                        let target = back == 0 ? before : pending[pending.count - back].before
+                        pending.removeLast(back)
+                        try mitigated(MitigationEvent(step: index, detections: found, action: .restored, restoredTo: target.step, retry: retry))
+                        reexecuteBelow = max(reexecuteBelow, index + 1)
+                        state = target
+                        continue
+                    case .skip, .restore:
+                        try mitigated(MitigationEvent(step: index, detections: found, action: .skipped, retry: retry))
+                        next = Mitigation.skipped(before)
+                        changed = true
+                    }
                 }
-                let test = evaluate ? run.evaluate(state) : (loss: Float.nan, accuracy: Float.nan)
-                let n = Float(epochMetrics.count)
-                let summary = EpochSummary(epoch: index / perEpoch, steps: epochMetrics.count,
-                                           trainLoss: Reduce.sum(epochMetrics.map(\.loss)) / n,
-                                           trainAccuracy: Reduce.sum(epochMetrics.map(\.accuracy)) / n,
-                                           testLoss: test.loss, testAccuracy: test.accuracy)
-                try epoch(summary, current)
-                epochMetrics = []
             }
-            try stepEnd(current)
-            if current.last { break }
+            state = next
+            pending.append((Step(index: index, gradients: g, state: next, last: false, mitigated: changed), before))
+            while pending.count > window || (state.step == end && !pending.isEmpty) {
+                // Commit the oldest computed step: the closures see it now.
+                var current = pending.removeFirst().step
+                epochMetrics.append(current.metrics)
+                let stopped = try stop(current)
+                let after = current.state.step
+                current.last = stopped || after == end
+                try step(current)
+                if after % perEpoch == 0 || current.last {
+                    let evaluate = switch evaluation {
+                    case .everyEpoch: true
+                    case .everyEpochUnlessStopped: !stopped || after == end
+                    case .atEndOnly: after == end
+                    case .never: false
+                    }
+                    let test = evaluate ? run.evaluate(current.state) : (loss: Float.nan, accuracy: Float.nan)
+                    let n = Float(epochMetrics.count)
+                    let summary = EpochSummary(epoch: current.index / perEpoch, steps: epochMetrics.count,
+                                               trainLoss: Reduce.sum(epochMetrics.map(\.loss)) / n,
+                                               trainAccuracy: Reduce.sum(epochMetrics.map(\.accuracy)) / n,
+                                               testLoss: test.loss, testAccuracy: test.accuracy)
+                    try epoch(summary, current)
+                    epochMetrics = []
+                }
+                try stepEnd(current)
+                if current.last { return current.state }
+            }
         }
         return state
     }

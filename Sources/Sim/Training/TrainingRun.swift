@@ -225,7 +225,7 @@ extension TrainingRun {
         }, epoch: { summary, _ in
             summaries.append(summary)
             report(.epoch(summary))
-        }, stepEnd: { _ in })
+        }, stepEnd: { _ in }, mitigated: { _ in })
         return (final, summaries)
     }
 }

@@ -71,6 +71,8 @@ public struct Trainer: Sendable {
         /// Per replica, the digest of every MXU operation's output in execution order (empty
         /// unless asked for).
         public var siteDigests: [[(site: SiteID, digest: Digest)]]
+        /// Products whose checksums disagreed, replica by replica (empty unless asked for).
+        public var checksumFailures: [ChecksumFailure] = []
 
         /// A step's reduced gradients and batch statistics, e.g. read back from a trace to
         /// re-apply the update (``Trainer/apply(_:to:)`` uses only these two; the metrics and
@@ -88,8 +90,9 @@ public struct Trainer: Sendable {
     /// Forward and backward on every replica (each normalising with its own batch
     /// statistics), then the all-reduce. `hook`, if given, may corrupt MXU operands of any
     /// replica. `capture`, if given, sees every MXU output (and digests are recorded).
+    /// `checkProducts`: check every MXU product's checksums (``ProductChecksum``).
     public func gradients(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil,
-                          recordDigests: Bool = false, capture: OutputCapture? = nil) -> Gradients {
+                          recordDigests: Bool = false, capture: OutputCapture? = nil, checkProducts: Bool = false) -> Gradients {
         let replicas = batches.count
         precondition(replicas > 0, "a step needs at least one replica")
         // Replicas are independent until the all-reduce: with several host threads they run
@@ -97,13 +100,15 @@ public struct Trainer: Sendable {
         // either way, so the bits do not change.
         let workers = min(mxu.threads, replicas)
         let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, format: mxu.format, threads: 1) : mxu
-        let slots = ResultSlots<(ReplicaResult, SiteDigests?)>(count: replicas)
+        let slots = ResultSlots<(ReplicaResult, SiteDigests?, ProductChecks?)>(count: replicas)
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
                 let digests = recordDigests || capture != nil ? SiteDigests(replica: r, capture: capture) : nil
-                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests)
-                slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit), digests))
+                let checks = checkProducts ? ProductChecks(replica: r) : nil
+                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests, checks: checks)
+                slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit),
+                              digests, checks))
                 r += workers
             }
         }
@@ -122,7 +127,9 @@ public struct Trainer: Sendable {
         let total = batches.reduce(0) { $0 + $1.labels.count }
         let metrics = StepMetrics(loss: Reduce.sum(results.map(\.loss)) * scale, accuracy: Float(correct) / Float(total),
                                   learningRate: schedule.rate(at: state.step))
-        return Gradients(gradients: grads, statistics: stats, metrics: metrics, siteDigests: siteDigests)
+        var result = Gradients(gradients: grads, statistics: stats, metrics: metrics, siteDigests: siteDigests)
+        result.checksumFailures = slots.values.flatMap { $0.2?.failures ?? [] }
+        return result
     }
 
     /// The update: the optimizer on every tensor, the model state, the step count.
