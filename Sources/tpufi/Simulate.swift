@@ -59,10 +59,15 @@ struct Simulate: ParsableCommand {
                                valueName: "bf16|fp32"))
     var precision: PrecisionOption = .bf16
 
+    @Option(help: ArgumentHelp("With --workload: also count what these mitigation detectors cost per step on the vector unit (NAME[@first|all][=BOUND], comma-separated; see `tpufi detect`).",
+                               valueName: "detectors"))
+    var mitigation: String?
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
     func validate() throws {
+        if mitigation != nil && workload == nil { throw ValidationError("--mitigation applies to --workload only") }
         guard (topology == nil) != (workload == nil) else {
             throw ValidationError("give exactly one of --topology FILE.csv or --workload NAME")
         }
@@ -79,6 +84,7 @@ struct Simulate: ParsableCommand {
         let layers: [LayerWork]
         let source: String
         var examples: Int?, forwardMACs: Int?
+        var workloadModel: (any Model)?
         let operandBytes = precision.precision.format.bytesPerElement
         if let topology {
             if let config { chipConfig = try SCALESimConfig.load(path: config).applied(to: chipConfig) }
@@ -98,6 +104,7 @@ struct Simulate: ParsableCommand {
             source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"
             examples = model.batchPerReplica
             forwardMACs = model.forwardMACsPerExample
+            workloadModel = model
         }
         if let rows { chipConfig.rows = rows }
         if let columns { chipConfig.columns = columns }
@@ -113,6 +120,13 @@ struct Simulate: ParsableCommand {
             try printJSON(report)
         } else {
             print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs).text)
+        }
+        if let mitigation, let workloadModel, !json {
+            let settings: Mitigation
+            do { settings = try Mitigation(parsing: mitigation, response: .detect) } catch { throw ValidationError("--mitigation: \(error)") }
+            let cycles = settings.cycles(model: workloadModel, chip: chipConfig)
+            print(String(format: "detectors %@: %d cycles per step (vector unit and checksum rows on the MXU), %.4f%% of the step's %d", settings.detectors.map(\.description).joined(separator: ","),
+                         cycles, 100 * Double(cycles) / Double(max(1, report.totalBoundCycles)), report.totalBoundCycles))
         }
     }
 }

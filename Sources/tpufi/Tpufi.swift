@@ -12,5 +12,5 @@ struct Tpufi: ParsableCommand {
         cycles of a training step go.
         """,
         subcommands: [Simulate.self, Sites.self, Train.self, Record.self, Inspect.self, Export.self, Replay.self, Classify.self, BisectCommand.self,
-                      CampaignCommand.self, Merge.self, ReportCommand.self, OptimizerStudyCommand.self])
+                      CampaignCommand.self, Detect.self, Merge.self, ReportCommand.self, OptimizerStudyCommand.self])
 }

@@ -191,13 +191,22 @@ public struct Detector: Sendable, Equatable, Codable, CustomStringConvertible {
             let n = model.modelState.filter { $0.name.hasSuffix("moving_variance") }.map { $0.shape.reduce(1, *) }.reduce(0, +)
             return VectorWork(elements: n, opsPerElement: 1)
         case .productChecksum:
-            // Per GEMM M x K x N: |A| and A column sums (2MK), the expected and magnitude sums
-            // against B (2KN multiply-adds), C's column sums (MN), one comparison per column.
-            let elements = model.operations.filter(\.isOnMXU).map(\.gemm).reduce(0) { sum, g in
-                sum + 2 * g.m * g.k + 2 * g.k * g.n + g.m * g.n + g.n
-            }
-            return VectorWork(elements: elements, opsPerElement: 1)
+            // The checksums ride on the MXU (``mxuMACs(model:)``); the vector unit compares
+            // one sum per output column.
+            let columns = model.operations.filter(\.isOnMXU).map(\.gemm.n).reduce(0, +)
+            return VectorWork(elements: columns, opsPerElement: 2)
         }
+    }
+
+    /// Extra MXU multiply-accumulates the check costs per step and replica: for the product
+    /// checksums of each GEMM M x K x N, the checksum row of A (1^T A, M x K), its product with
+    /// B ((1^T A) B, K x N) and the column sums of C (1^T C, M x N), all computed as extra
+    /// rows streamed through the array. (The simulator's verdict also uses a magnitude sum
+    /// for a rigorous rounding bound; hardware would use a calibrated threshold instead, so
+    /// that sum is not counted.)
+    public func mxuMACs(model: any Model) -> Int {
+        guard kind == .productChecksum else { return 0 }
+        return model.operations.filter(\.isOnMXU).map(\.gemm).reduce(0) { $0 + $1.m * $1.k + $1.k * $1.n + $1.m * $1.n }
     }
 }
 

@@ -62,6 +62,19 @@ public struct Mitigation: Sendable, Equatable, Codable, CustomStringConvertible 
         }
     }
 
+    /// Every detector, with its defaults, that can see something in `model` trained with
+    /// `optimizer`.
+    public static func applicable(optimizer: OptimizerConfig, model: any Model, response: Response = .detect) throws(MitigationError) -> Mitigation {
+        let kinds = Detector.Kind.allCases.filter { kind in
+            switch kind {
+            case .adamM, .adamV: return optimizer.kind == .adam
+            case .movingVariance: return model.modelState.contains { $0.name.hasSuffix("moving_variance") }
+            default: return true
+            }
+        }
+        return try Mitigation(detectors: kinds.map { Detector($0) }, response: response)
+    }
+
     /// `detectors` joined, then the response.
     public var description: String {
         let names = detectors.map(\.description).joined(separator: ",")
@@ -129,5 +142,20 @@ public struct MitigationRecord: Sendable, Equatable, Codable {
     public init(settings: Mitigation, events: [MitigationEvent] = []) {
         self.settings = settings
         self.events = events
+    }
+}
+
+extension Mitigation {
+    /// Cycles the detectors cost per step on `chip` in the timing model: their vector-unit
+    /// work (``Detector/vectorWork(model:)`` on ``VectorUnit``) and their extra MXU
+    /// multiply-accumulates (``Detector/mxuMACs(model:)``) at the arrays' peak rate.
+    public func cycles(model: any Model, chip: ChipConfig) -> Int {
+        let unit = VectorUnit(config: chip)
+        let perCycle = max(1, chip.rows * chip.columns * chip.mxuCount)
+        return detectors.reduce(0) { sum, d in
+            let w = d.vectorWork(model: model)
+            let macs = d.mxuMACs(model: model)
+            return sum + unit.elementwiseCycles(elements: w.elements, opsPerElement: w.opsPerElement) + (macs + perCycle - 1) / perCycle
+        }
     }
 }
