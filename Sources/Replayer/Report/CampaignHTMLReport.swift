@@ -77,6 +77,7 @@ public struct CampaignHTMLReport: Sendable {
         heatMapSection(&page)
         curveSection(&page)
         faultModelSection(&page)
+        mitigationSection(&page)
         return page.rendered
     }
 
@@ -219,6 +220,28 @@ public struct CampaignHTMLReport: Sendable {
             rows.append(row)
         }
         page.raw(HTMLPage.table(header: header, rows: rows, numericFrom: 1))
+    }
+
+    /// Coverage of the campaign's mitigation: per outcome class of the plain run and per
+    /// detector, detected, turned into Masked, bit-identical to golden, latency; then the cost.
+    private func mitigationSection(_ page: inout HTMLPage) {
+        guard let m = summary.mitigation else { return }
+        page.heading("Mitigation")
+        page.raw("<p class=\"note\">Every experiment ran twice, without and with mitigation <code>\(Markup.escape(m.settings))</code> (the same fault both times). "
+                 + "Rows: the outcome class of the run without mitigation (<i>faulty</i>: every class but Masked), then each detector that fired and <i>any</i>. "
+                 + "Shares with 95% Wilson intervals; latency in steps from the injection to the first detection.</p>")
+        func share(_ s: MitigationCoverage.Share) -> String {
+            Markup.escape(Markup.share(count: s.count, total: s.total, fraction: s.fraction, low: s.low, high: s.high))
+        }
+        let rows = m.rows.map { r -> [String] in
+            let any = r.detector == "any"
+            return [Markup.escape(r.outcome), Markup.escape(r.detector), share(r.detected), any ? share(r.masked) : "", any ? share(r.maskedExact) : "",
+                    r.meanLatency.map { Markup.number($0) + " (max \(r.maxLatency ?? 0))" } ?? "–"]
+        }
+        page.raw(HTMLPage.table(header: ["outcome without", "detector", "detected", "Masked with", "bit-identical to golden", "latency"], rows: rows, numericFrom: 2))
+        let share = m.stepsRun == 0 ? 0 : 100 * Double(m.reexecutedSteps) / Double(m.stepsRun)
+        page.paragraph("Recovery re-executed \(m.reexecutedSteps) of \(m.stepsRun) simulated steps (\(Markup.number(share))%); wall time \(Markup.number(m.plainSeconds)) s without, \(Markup.number(m.mitigatedSeconds)) s with mitigation."
+                       + (m.restoredNotExact.isEmpty ? "" : " Restored but not bit-identical to golden: experiment(s) \(m.restoredNotExact.map(String.init).joined(separator: ", ")) (detected after the restore window)."), cls: "note")
     }
 
     /// A small stacked bar of a group's outcome shares, for the table.
