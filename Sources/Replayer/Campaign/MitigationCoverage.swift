@@ -47,9 +47,19 @@ public struct MitigationCoverage: Codable, Sendable, Equatable {
     /// Wall-clock seconds of the plain and of the mitigated runs.
     public var plainSeconds: Double
     public var mitigatedSeconds: Double
-    /// Experiments mitigation restored that did not end bit-identical to golden (for a
-    /// transient fault that means the detection came later than a restore reaches back).
-    public var restoredNotExact: [Int]
+    /// An experiment mitigation restored that did not end bit-identical to golden.
+    public struct NotRecovered: Codable, Sendable, Equatable {
+        public var index: Int
+        /// Steps from the injection to the first detection: a restore reaches back
+        /// `restoreSteps - 1` steps before the detected one, so a later detection restores a
+        /// state the fault had already reached.
+        public var latency: Int?
+        /// The mitigated run's outcome.
+        public var outcome: String
+    }
+
+    /// Experiments mitigation restored that did not end bit-identical to golden.
+    public var restoredNotExact: [NotRecovered]
 
     /// `nil` when no result ran with mitigation.
     public init?(results: [ExperimentResult]) {
@@ -83,7 +93,10 @@ public struct MitigationCoverage: Codable, Sendable, Equatable {
         reexecutedSteps = paired.reduce(0) { $0 + ($1.mitigated?.mitigation.reexecutedSteps ?? 0) }
         plainSeconds = paired.reduce(0) { $0 + $1.seconds }
         mitigatedSeconds = paired.reduce(0) { $0 + ($1.mitigated?.seconds ?? 0) }
-        restoredNotExact = paired.filter { ($0.mitigated?.mitigation.restores ?? 0) > 0 && $0.mitigated?.maskedExact != true }.map(\.index)
+        restoredNotExact = paired.compactMap { r in
+            guard let m = r.mitigated, m.mitigation.restores > 0, !m.maskedExact else { return nil }
+            return NotRecovered(index: r.index, latency: m.mitigation.latency, outcome: m.outcome)
+        }
     }
 
     /// A terminal table.
@@ -108,7 +121,7 @@ public struct MitigationCoverage: Codable, Sendable, Equatable {
         out.append(String(format: "  recovery: %d of %d simulated step(s) re-executed (%.3f%%); wall time %.1f s without, %.1f s with mitigation",
                           reexecutedSteps, stepsRun, share, plainSeconds, mitigatedSeconds))
         if !restoredNotExact.isEmpty {
-            out.append("  restored but not bit-identical to golden: experiment(s) \(restoredNotExact.map(String.init).joined(separator: ", "))")
+            out.append("  restored but not bit-identical to golden: " + restoredNotExact.map { "experiment \($0.index) (\($0.outcome), detected \($0.latency.map(String.init) ?? "?") step(s) after the injection)" }.joined(separator: ", "))
         }
         return out.joined(separator: "\n")
     }

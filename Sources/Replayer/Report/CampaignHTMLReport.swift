@@ -241,7 +241,7 @@ public struct CampaignHTMLReport: Sendable {
         page.raw(HTMLPage.table(header: ["outcome without", "detector", "detected", "Masked with", "bit-identical to golden", "latency"], rows: rows, numericFrom: 2))
         let share = m.stepsRun == 0 ? 0 : 100 * Double(m.reexecutedSteps) / Double(m.stepsRun)
         page.paragraph("Recovery re-executed \(m.reexecutedSteps) of \(m.stepsRun) simulated steps (\(Markup.number(share))%); wall time \(Markup.number(m.plainSeconds)) s without, \(Markup.number(m.mitigatedSeconds)) s with mitigation."
-                       + (m.restoredNotExact.isEmpty ? "" : " Restored but not bit-identical to golden: experiment(s) \(m.restoredNotExact.map(String.init).joined(separator: ", ")) (detected after the restore window)."), cls: "note")
+                       + (m.restoredNotExact.isEmpty ? "" : " Restored but not bit-identical to golden: \(m.restoredNotExact.map { "experiment \($0.index) (\($0.outcome), detected \($0.latency.map(String.init) ?? "?") step(s) after the injection)" }.joined(separator: ", "))."), cls: "note")
     }
 
     /// A small stacked bar of a group's outcome shares, for the table.

@@ -16,31 +16,76 @@ public enum ProductChecksum {
                          limit: Int = 4) -> [(column: Int, residual: Float)] {
         let (m, k, n) = (shape.m, shape.k, shape.n)
         guard m > 0, k > 0, n > 0 else { return [] }
-        let round: (Float) -> Float = a.isRounded ? { $0 } : { format.round($0) }
+        // The sums are in fp64 and in a fixed order; the loops only choose which operand
+        // index runs contiguously (the order of each sum does not depend on it).
         var columnSums = [Double](repeating: 0, count: k), magnitudes = [Double](repeating: 0, count: k)
-        for i in 0..<m {
+        if a.rowStride == 1 && a.columnStride != 1 {
+            // A stored k-major (read transposed): column kk is contiguous.
+            var column = [Float](repeating: 0, count: m)
             for kk in 0..<k {
-                let x = Double(round(a.base[i * a.rowStride + kk * a.columnStride]))
-                columnSums[kk] += x
-                magnitudes[kk] += abs(x)
+                column.withUnsafeMutableBufferPointer { out in
+                    guard let dst = out.baseAddress else { return }
+                    let src = a.base + kk * a.columnStride
+                    if a.isRounded { dst.update(from: src, count: m) } else { format.round(src, into: dst, count: m) }
+                }
+                var sum = 0.0, magnitude = 0.0
+                for x in column { sum += Double(x); magnitude += abs(Double(x)) }
+                columnSums[kk] = sum
+                magnitudes[kk] = magnitude
+            }
+        } else {
+            var row = [Float](repeating: 0, count: k)
+            for i in 0..<m {
+                row.withUnsafeMutableBufferPointer { out in
+                    guard let dst = out.baseAddress else { return }
+                    let src = a.base + i * a.rowStride
+                    if a.columnStride == 1 {
+                        dst.update(from: src, count: k)
+                    } else {
+                        for kk in 0..<k { dst[kk] = src[kk * a.columnStride] }
+                    }
+                    if !a.isRounded { format.round(dst, into: dst, count: k) }
+                }
+                for kk in 0..<k {
+                    let x = Double(row[kk])
+                    columnSums[kk] += x
+                    magnitudes[kk] += abs(x)
+                }
             }
         }
         var cSums = [Double](repeating: 0, count: n)
-        for i in 0..<m { for j in 0..<n { cSums[j] += Double(c[i * n + j]) } }
+        for i in 0..<m {
+            let r = c + i * n
+            for j in 0..<n { cSums[j] += Double(r[j]) }
+        }
+        var expected = [Double](repeating: 0, count: n), magnitude = [Double](repeating: 0, count: n)
+        var row = [Float](repeating: 0, count: n)
+        for kk in 0..<k {
+            row.withUnsafeMutableBufferPointer { out in
+                guard let dst = out.baseAddress else { return }
+                let src = b.base + kk * b.rowStride
+                if b.columnStride == 1 {
+                    dst.update(from: src, count: n)
+                } else {
+                    for j in 0..<n { dst[j] = src[j * b.columnStride] }
+                }
+                format.round(dst, into: dst, count: n)
+            }
+            let (s, g) = (columnSums[kk], magnitudes[kk])
+            for j in 0..<n {
+                let y = Double(row[j])
+                expected[j] += s * y
+                magnitude[j] += g * abs(y)
+            }
+        }
         let relative = 2 * Double(k) * 0x1p-24
         var found: [(column: Int, residual: Float)] = []
         for j in 0..<n {
-            var expected = 0.0, magnitude = 0.0
-            for kk in 0..<k {
-                let y = Double(format.round(b.base[kk * b.rowStride + j * b.columnStride]))
-                expected += columnSums[kk] * y
-                magnitude += magnitudes[kk] * abs(y)
-            }
             // Non-finite operands make a non-finite product legitimately: that is the
             // non-finite detector's business.
-            guard expected.isFinite, magnitude.isFinite else { continue }
-            let residual = cSums[j] - expected
-            if !(abs(residual) <= relative * magnitude) {
+            guard expected[j].isFinite, magnitude[j].isFinite else { continue }
+            let residual = cSums[j] - expected[j]
+            if !(abs(residual) <= relative * magnitude[j]) {
                 found.append((j, Float(residual)))
                 if found.count == limit { break }
             }
