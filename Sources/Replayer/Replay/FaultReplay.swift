@@ -331,6 +331,9 @@ public enum FaultReplay {
                                            hook: { $0 == globalStep ? hook : nil },
                                            stop: { record, _ in
             if record.step == globalStep, !armed.verbatim { try writer.setInjection(injection()) }
+            if record.step == globalStep, let g = goldenRecords[globalStep] {
+                try proveFork(record, g, injectedSite: site, replica: target.replica, sites: model.sites, specName: specName, golden: reader.directory)
+            }
             if divergence == nil, let g = goldenRecords[record.step] {
                 divergence = firstDivergence(record, g, sites: model.sites)
             }
@@ -483,6 +486,23 @@ public enum FaultReplay {
     /// The site of a hardware fault stuck for the whole step: every MXU operation of the
     /// replica's step runs on the faulty PE.
     public static let wholeStepSite = InjectionRecord.wholeStepSite
+
+    /// Proves that the re-executed injected step is the golden's everywhere the fault cannot
+    /// have reached yet: every operation of the other replicas (they meet the fault only in
+    /// the all-reduce, after the step), and on the struck replica every operation before the
+    /// injected one. A difference there means the replay is not the golden run plus the fault
+    /// (other code, other data, nondeterminism), and no comparison after it could be trusted.
+    static func proveFork(_ faulty: StepRecord, _ golden: StepRecord, injectedSite: SiteID, replica: Int, sites: [SiteID],
+                          specName: String, golden directory: String) throws {
+        // A whole-step hardware fault strikes every operation of its replica.
+        let injectedIndex = sites.firstIndex(of: injectedSite) ?? 0
+        for r in golden.siteDigests.indices where r < faulty.siteDigests.count {
+            let reach = r == replica ? injectedIndex : sites.count
+            for i in 0..<min(reach, golden.siteDigests[r].count, faulty.siteDigests[r].count) where faulty.siteDigests[r][i] != golden.siteDigests[r][i] {
+                throw ReplayError.specMismatch("\(specName): re-executing the injected step \(faulty.step) gave a different output at \(sites[i].name) on replica \(r), which the fault cannot reach (the golden trace \(directory) recorded digest \(golden.siteDigests[r][i]), the replay \(faulty.siteDigests[r][i])): the replay is not the golden run plus the fault")
+            }
+        }
+    }
 
     /// The first site, in execution order, whose output digest differs on some replica.
     static func firstDivergence(_ faulty: StepRecord, _ golden: StepRecord, sites: [SiteID]) -> ReplayResult.Divergence? {

@@ -221,27 +221,6 @@ public struct Detection: Sendable, Equatable, Codable {
         self.variable = variable
         self.value = value
     }
-
-    enum CodingKeys: String, CodingKey { case detector, variable, value }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(detector, forKey: .detector)
-        try c.encode(variable, forKey: .variable)
-        // Non-finite values are what some detectors exist for: JSON has no spelling for them.
-        try c.encode(value.isFinite ? "\(value)" : value.isNaN ? "nan" : value > 0 ? "inf" : "-inf", forKey: .value)
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        detector = try c.decode(String.self, forKey: .detector)
-        variable = try c.decode(String.self, forKey: .variable)
-        let text = try c.decode(String.self, forKey: .value)
-        guard let v = Float(text) else {
-            throw DecodingError.dataCorruptedError(forKey: .value, in: c, debugDescription: "'\(text)' is not a number")
-        }
-        value = v
-    }
 }
 
 /// Errors of mitigation settings.
