@@ -1,4 +1,5 @@
 import ArgumentParser
+import Recorder
 
 @main
 struct Tpufi: ParsableCommand {
@@ -11,6 +12,7 @@ struct Tpufi: ParsableCommand {
         Start with `tpufi simulate --workload resnet18 --scale small` to see where the
         cycles of a training step go.
         """,
+        version: TraceManifest.toolVersion + " (trace format \(TraceManifest.currentFormatVersion))",
         subcommands: [Simulate.self, Sites.self, Train.self, Record.self, Inspect.self, Export.self, Replay.self, Classify.self, BisectCommand.self,
                       CampaignCommand.self, Detect.self, Merge.self, ReportCommand.self, OptimizerStudyCommand.self])
 }

@@ -17,6 +17,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup var training: TrainingOptions
 
+    @OptionGroup(title: "Mitigation") var mitigation: MitigationOptions
+
     @Flag(help: "Print one JSON object instead of lines.")
     var json = false
 
@@ -34,7 +36,14 @@ struct Train: ParsableCommand {
         }
         let progress = ProgressLine(total: total)
         let start = Date()
-        let (final, epochs) = run.train(from: run.initialState(), steps: total) { event in
+        let settings = try mitigation.settings()
+        do {
+            try settings?.validate(optimizer: config.optimizer, model: run.model)
+        } catch {
+            throw ValidationError("--mitigation: \(error)")
+        }
+        var events: [MitigationEvent] = []
+        let (final, epochs) = run.train(from: run.initialState(), steps: total, mitigation: settings) { event in
             switch event {
             case .step(let step, let m):
                 progress.update(done: step + 1, detail: String(format: "loss %.4f acc %.3f", m.loss, m.accuracy))
@@ -43,6 +52,12 @@ struct Train: ParsableCommand {
                 if !json {
                     emit(String(format: "epoch %d (%d steps): train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.0f s",
                                  e.epoch, e.steps, e.trainLoss, e.trainAccuracy, e.testLoss, e.testAccuracy, Date().timeIntervalSince(start)))
+                }
+            case .mitigation(let m):
+                events.append(m)
+                progress.clear()
+                if !json {
+                    emit("step \(m.step): \(m.action.rawValue)\(m.restoredTo.map { " to step \($0)" } ?? "") after " + m.detections.map { "\($0.detector) on \($0.variable) = \($0.value)" }.joined(separator: "; "))
                 }
             }
         }
@@ -54,9 +69,11 @@ struct Train: ParsableCommand {
                 let seconds: Double
                 let epochs: [EpochSummary]
                 let stateDigest: String
+                let mitigation: MitigationRecord?
             }
             let out = Output(workload: config.workload, scale: config.scaleName, dataset: data.train.name, steps: total,
-                             seconds: Date().timeIntervalSince(start), epochs: epochs, stateDigest: final.digest.description)
+                             seconds: Date().timeIntervalSince(start), epochs: epochs, stateDigest: final.digest.description,
+                             mitigation: settings.map { MitigationRecord(settings: $0, events: events) })
             try printJSON(out)
         }
     }

@@ -216,6 +216,7 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
             switch event {
             case .step(let s, _): steps.append(s)
             case .epoch(let e): epochs.append(e)
+            case .mitigation: Issue.record("a run without mitigation reported a mitigation event")
             }
         }
         #expect(state.step == 11 && steps == Array(0..<11))

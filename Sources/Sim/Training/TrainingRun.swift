@@ -193,6 +193,8 @@ extension TrainingRun {
 public enum TrainingEvent: Sendable {
     case step(globalStep: Int, metrics: StepMetrics)
     case epoch(EpochSummary)
+    /// A detector fired and mitigation acted (only in runs with ``Mitigation``).
+    case mitigation(MitigationEvent)
 }
 
 /// Means of the training metrics over an epoch's steps, and the test metrics after it.
@@ -217,15 +219,17 @@ public struct EpochSummary: Sendable, Codable, Equatable {
 extension TrainingRun {
     /// Trains from `state` for `steps` steps, evaluating on the test split at the end of every
     /// epoch (and after the last step if it ends mid-epoch); `report` sees every step and
-    /// epoch as it completes.
-    public func train(from state: TrainingState, steps: Int, report: (TrainingEvent) -> Void = { _ in }) -> (TrainingState, [EpochSummary]) {
+    /// epoch as it completes. With `mitigation`, its detectors check every step and `report`
+    /// hears what they did.
+    public func train(from state: TrainingState, steps: Int, mitigation: Mitigation? = nil,
+                      report: (TrainingEvent) -> Void = { _ in }) -> (TrainingState, [EpochSummary]) {
         var summaries: [EpochSummary] = []
-        let final = TrainingLoop(run: self).run(from: state, to: state.step + steps, stop: { _ in false }, step: { s in
+        let final = TrainingLoop(run: self, mitigation: mitigation).run(from: state, to: state.step + steps, stop: { _ in false }, step: { s in
             report(.step(globalStep: s.index, metrics: s.metrics))
         }, epoch: { summary, _ in
             summaries.append(summary)
             report(.epoch(summary))
-        }, stepEnd: { _ in }, mitigated: { _ in })
+        }, stepEnd: { _ in }, mitigated: { report(.mitigation($0)) })
         return (final, summaries)
     }
 }
