@@ -78,7 +78,7 @@ struct Simulate: ParsableCommand {
         }
         let layers: [LayerWork]
         let source: String
-        var examples: Int?, forwardMACs: Int?
+        var examples: Int?, forwardMACs: Int?, exampleNoun = "example"
         let operandBytes = precision.precision.format.bytesPerElement
         if let topology {
             if let config { chipConfig = try SCALESimConfig.load(path: config).applied(to: chipConfig) }
@@ -97,6 +97,7 @@ struct Simulate: ParsableCommand {
             layers = model.layers(phases: p, bytesPerOperand: operandBytes)
             source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"
             examples = model.batchPerReplica
+            exampleNoun = model.input.exampleNoun
             forwardMACs = model.forwardMACsPerExample
         }
         if let rows { chipConfig.rows = rows }
@@ -112,7 +113,7 @@ struct Simulate: ParsableCommand {
         if json {
             try printJSON(report)
         } else {
-            print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs).text)
+            print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs, exampleNoun: exampleNoun).text)
         }
     }
 }

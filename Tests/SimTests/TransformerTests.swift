@@ -68,6 +68,21 @@ import TestSupport
         }
     }
 
+    /// Each workload names the data set it trains on unless told otherwise: the fortunes task
+    /// for the transformer, Fashion-MNIST for the image networks; examples are named for what
+    /// they are.
+    @Test func defaultDataSetAndExamplesAreTheWorkloads() throws {
+        #expect(try Workloads.named("transformer").defaultDataset == .defaultFortunes)
+        #expect(try Workloads.defaultDataset("transformer") == "fortunes")
+        for image in ["resnet18", "resnet18_sgd", "resnet18_nobn", "effnet", "densenet", "nfnet"] {
+            #expect(try Workloads.defaultDataset(image) == "fashion-mnist", "\(image)")
+        }
+        #expect(throws: ModelError.self) { try Workloads.defaultDataset("vgg16") }
+        let tokens = try Workloads.model("transformer", scale: "tiny").input
+        #expect(tokens.examples(2) == "2 sequences" && tokens.examples(1) == "1 sequence")
+        #expect(try Workloads.model("resnet18", scale: "tiny").input.examples(4) == "4 images")
+    }
+
     @Test func batchesCarryTokensAndTokenAccuracyIsOverTargets() throws {
         let dir = try Self.corpus()
         var config = try TrainingConfig(workload: "transformer", scale: "tiny", replicas: 2)
