@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Records the small golden run of a workload: golden/<workload>-small (the workload at
-# `small` scale, Fashion-MNIST, 8 simulated replicas, its default optimizer and augmentation,
+# `small` scale on its default data set, Fashion-MNIST for the image networks and the fortunes
+# text task for the transformer, 8 simulated replicas, its default optimizer and augmentation,
 # seed 0, one epoch) and inspects it. Installs what is missing and builds tpufi first.
 # Idempotent: a finished trace is only inspected, an interrupted one is resumed.
 #   scripts/record_golden.sh WORKLOAD [extra tpufi record flags]
@@ -20,6 +21,6 @@ if [ -f "$OUT/manifest.json" ]; then
     "$TPUFI" record --resume --out "$OUT"
   fi
 else
-  "$TPUFI" record --workload "$WORKLOAD" --scale small --dataset fashion-mnist --epochs 1 --out "$OUT" "$@"
+  "$TPUFI" record --workload "$WORKLOAD" --scale small --epochs 1 --out "$OUT" "$@"
 fi
 "$TPUFI" inspect "$OUT"

@@ -83,7 +83,7 @@ struct Simulate: ParsableCommand {
         }
         let layers: [LayerWork]
         let source: String
-        var examples: Int?, forwardMACs: Int?
+        var examples: Int?, forwardMACs: Int?, exampleNoun = "example"
         var workloadModel: (any Model)?
         let operandBytes = precision.precision.format.bytesPerElement
         if let topology {
@@ -103,6 +103,7 @@ struct Simulate: ParsableCommand {
             layers = model.layers(phases: p, bytesPerOperand: operandBytes)
             source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"
             examples = model.batchPerReplica
+            exampleNoun = model.input.exampleNoun
             forwardMACs = model.forwardMACsPerExample
             workloadModel = model
         }
@@ -119,7 +120,7 @@ struct Simulate: ParsableCommand {
         if json {
             try printJSON(report)
         } else {
-            print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs).text)
+            print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs, exampleNoun: exampleNoun).text)
         }
         if let mitigation, let workloadModel, !json {
             let settings: Mitigation

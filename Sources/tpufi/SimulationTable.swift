@@ -7,6 +7,8 @@ struct SimulationTable {
     /// For a workload: examples per replica and one example's forward multiply-accumulates.
     var examples: Int? = nil
     var forwardMACsPerExample: Int? = nil
+    /// What one example is (`image`, `sequence`; ``InputSpec/exampleNoun``).
+    var exampleNoun = "example"
 
     var text: String {
         let c = report.chip
@@ -32,7 +34,7 @@ struct SimulationTable {
         let vector = report.vectorMACs > 0 ? " + \(report.vectorMACs) on the vector unit" : ""
         lines.append("multiply-accumulates: \(report.mxuMACs) on the MXU\(vector)")
         if let perExample = forwardMACsPerExample, let examples {
-            lines.append("forward pass: \(perExample) multiply-accumulates per example (\(examples) per replica)")
+            lines.append("forward pass: \(perExample) multiply-accumulates per \(exampleNoun) (\(examples) per replica)")
         }
         return lines.joined(separator: "\n")
     }

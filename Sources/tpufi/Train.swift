@@ -32,7 +32,7 @@ struct Train: ParsableCommand {
         let total = try training.totalSteps(run)
         let (config, data) = (run.config, run.data)
         if !json {
-            emit("\(config.title) on \(data.train.name): \(config.replicas) replicas x \(run.model.batchPerReplica) images, \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
+            emit("\(config.title) on \(data.train.name): \(config.replicas) replicas x \(run.model.input.examples(run.model.batchPerReplica)), \(config.optimizer.kind.rawValue), \(run.stepsPerEpoch) steps per epoch, \(total) steps")
         }
         let progress = ProgressLine(total: total)
         let start = Date()

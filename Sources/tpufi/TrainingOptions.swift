@@ -10,8 +10,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Scale: tiny (16x16x1), small (28x28x1, Fashion-MNIST) or paper (32x32x3, CIFAR-10 or Fashion-MNIST padded to it).")
     var scale: String = "small"
 
-    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S], or (token models: transformer) fortunes[:length=N,seed=S,dir=PATH]; @HxWxC after the kind pads and repeats channels (fashion-mnist@32x32x3, chosen by itself for a 32x32x3 model on fashion-mnist).")
-    var dataset: String = "fashion-mnist"
+    @Option(help: "Data: fashion-mnist[:DIR], cifar10:PATH, synthetic[:train=N,test=N,shape=HxWxC,classes=K,seed=S], or (token models: transformer) fortunes[:length=N,seed=S,dir=PATH]; @HxWxC after the kind pads and repeats channels (fashion-mnist@32x32x3, chosen by itself for a 32x32x3 model on fashion-mnist). Default: the workload's (\(TrainingOptions.defaultDatasets)).")
+    var dataset: String?
 
     @Option(help: "Optimizer: adam, sgd, rmsprop or adagrad (default: the workload's).")
     var optimizer: String?
@@ -89,7 +89,28 @@ struct TrainingOptions: ParsableArguments {
                 throw ValidationError("--dropout-masks: \(error.description)")
             }
         }
-        return try TrainingRun.load(config: configured, dataset: dataset, threads: threads)
+        return try TrainingRun.load(config: configured, dataset: try datasetSpelling(), threads: threads)
+    }
+
+    /// `--dataset`, else the workload's default data set.
+    func datasetSpelling() throws -> String {
+        if let dataset { return dataset }
+        do {
+            return try Workloads.defaultDataset(workload)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// Each default data set and the workloads that train on it, for `--help`
+    /// (`fashion-mnist for resnet18, ...; fortunes for transformer`).
+    static var defaultDatasets: String {
+        var groups: [(dataset: String, workloads: [String])] = []
+        for w in Workloads.all {
+            let d = w.defaultDataset.description
+            if let i = groups.firstIndex(where: { $0.dataset == d }) { groups[i].workloads.append(w.name) } else { groups.append((d, [w.name])) }
+        }
+        return groups.map { "\($0.dataset) for \($0.workloads.joined(separator: ", "))" }.joined(separator: "; ")
     }
 
 

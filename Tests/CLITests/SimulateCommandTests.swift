@@ -44,6 +44,14 @@ func temporaryFile(_ name: String, _ contents: String) throws -> String {
         #expect(json["totalCycles"] as? Int == cycles.reduce(0, +))
     }
 
+    /// The forward multiply-accumulates are per example of the workload's kind.
+    @Test func forwardPassIsPerImageOrPerSequence() throws {
+        let cnn = try tpufi(["simulate", "--workload", "resnet18", "--scale", "tiny", "--chip", "tiny"])
+        #expect(cnn.status == 0 && cnn.out.contains("multiply-accumulates per image (4 per replica)"), "\(cnn.out)\(cnn.err)")
+        let transformer = try tpufi(["simulate", "--workload", "transformer", "--scale", "tiny", "--chip", "tiny"])
+        #expect(transformer.status == 0 && transformer.out.contains("multiply-accumulates per sequence (2 per replica)"), "\(transformer.out)\(transformer.err)")
+    }
+
     @Test func topologyWithConfigMatchesSCALESimMode() throws {
         let topo = try temporaryFile("g.csv", "Layer Name, M, N, K,\ng64, 64, 64, 64,\n")
         let cfg = try temporaryFile("a.cfg", "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nDataflow: ws\n")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct TrainCommandTests {
     @Test func trainsTinyOnSyntheticDataAndReportsJSON() throws {
@@ -18,6 +19,24 @@ import Testing
         #expect(json["dataset"] as? String == "synthetic-train@16x16x1")
         let help = try tpufi(["train", "--help"])
         #expect(help.out.contains("@HxWxC") && help.out.contains("fashion-mnist@32x32x3"), "\(help.out)")
+    }
+
+    /// The transformer trains on token sequences and `train` says so; `--help` names every
+    /// workload's default data set.
+    @Test func trainsTheTransformerOnSequencesNamedAsSuch() throws {
+        var text = ""
+        for i in 0..<40 { text += "Fortune number \(i): some words, and more.\n%\n" }
+        let dir = Scratch.path("fortunes-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try text.write(toFile: dir + "/fortunes", atomically: true, encoding: .utf8)
+        let r = try tpufi(["train", "--workload", "transformer", "--scale", "tiny", "--dataset", "fortunes:dir=" + dir, "--steps", "1",
+                           "--replicas", "2", "--threads", "1"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("2 replicas x 2 sequences") && !r.out.contains("images"), "\(r.out)")
+        let images = try tpufi(["train", "--workload", "transformer", "--scale", "tiny", "--dataset", "synthetic", "--steps", "1"])
+        #expect(images.status != 0 && images.err.contains("try --dataset fortunes"), "\(images.err)")
+        let help = try tpufi(["record", "--help"])
+        #expect(help.out.contains("fortunes for") && help.out.contains("transformer") && help.out.contains("fashion-mnist for"), "\(help.out)")
     }
 
     /// `--dropout-masks counter` changes the masks (so the run), and is recorded with the model.

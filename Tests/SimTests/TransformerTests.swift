@@ -68,6 +68,21 @@ import TestSupport
         }
     }
 
+    /// Each workload names the data set it trains on unless told otherwise: the fortunes task
+    /// for the transformer, Fashion-MNIST for the image networks; examples are named for what
+    /// they are.
+    @Test func defaultDataSetAndExamplesAreTheWorkloads() throws {
+        #expect(try Workloads.named("transformer").defaultDataset == .defaultFortunes)
+        #expect(try Workloads.defaultDataset("transformer") == "fortunes")
+        for image in ["resnet18", "resnet18_sgd", "resnet18_nobn", "effnet", "densenet", "nfnet"] {
+            #expect(try Workloads.defaultDataset(image) == "fashion-mnist", "\(image)")
+        }
+        #expect(throws: ModelError.self) { try Workloads.defaultDataset("vgg16") }
+        let tokens = try Workloads.model("transformer", scale: "tiny").input
+        #expect(tokens.examples(2) == "2 sequences" && tokens.examples(1) == "1 sequence")
+        #expect(try Workloads.model("resnet18", scale: "tiny").input.examples(4) == "4 images")
+    }
+
     @Test func batchesCarryTokensAndTokenAccuracyIsOverTargets() throws {
         let dir = try Self.corpus()
         var config = try TrainingConfig(workload: "transformer", scale: "tiny", replicas: 2)
@@ -78,6 +93,23 @@ import TestSupport
         #expect(batches[1].origin == BatchOrigin(seed: 0, epoch: 0, step: 1, replica: 1))
         let (_, metrics) = run.step(run.initialState())
         #expect(metrics.loss.isFinite && metrics.accuracy >= 0 && metrics.accuracy <= 1)
+        // The held-out evaluation (a tenth of the small corpus's windows, not the tens of
+        // thousands of the real one at this length) weights each batch by its target tokens and
+        // counts accuracy over them, in batches of 64 as `evaluate` runs them.
+        let state = run.initialState()
+        let unit = MatrixUnit(mxu: run.trainer.mxu)
+        var lossSum: Float = 0, correct = 0
+        for batch in run.data.test.testBatches(batchSize: 64) {
+            let r = run.model.evaluate(parameters: state.parameters, modelState: [], batch: batch, unit: unit)
+            lossSum += r.loss * Float(batch.count)
+            correct += r.correct
+        }
+        let predictions = run.data.test.count * 8
+        let windows = try FortunesText.stream(directory: dir).count / 8
+        #expect(run.data.test.predictionCount == predictions && run.data.test.count == windows / 10 && windows / 10 > 1)
+        let evaluated = run.evaluate(state)
+        #expect(evaluated.loss == lossSum / Float(predictions) && evaluated.accuracy == Float(correct) / Float(predictions))
+        #expect(evaluated.loss.isFinite && evaluated.accuracy >= 0 && evaluated.accuracy <= 1)
         // Images for a token model, and tokens for an image model, are refused.
         #expect(throws: TrainingError.self) { try TrainingRun(config: config, data: try DatasetSource.defaultSynthetic.load()) }
         let image = try TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2)

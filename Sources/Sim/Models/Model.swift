@@ -107,6 +107,20 @@ public enum InputSpec: Sendable, Equatable {
         }
     }
 
+    /// What one example is called in messages: `image`, or `sequence` (a source and its
+    /// target).
+    public var exampleNoun: String {
+        switch self {
+        case .images: return "image"
+        case .tokens: return "sequence"
+        }
+    }
+
+    /// `count` examples in words: `32 images`, `16 sequences`, `1 image`.
+    public func examples(_ count: Int) -> String {
+        "\(count) \(exampleNoun)\(count == 1 ? "" : "s")"
+    }
+
     public var description: String {
         switch self {
         case .images(let h, let w, let c, let k): return "\(h)x\(w)x\(c) images, \(k) classes"

@@ -142,7 +142,7 @@ public struct Transformer: Model {
         name: "transformer", summary: "encoder-decoder Transformer (Model Garden layout) denoising fortunes text, Adam 0.001",
         defaultOptimizer: .adam, scales: Configuration.presets.map(\.name),
         defaultSchedule: LearningRateSchedule(initial: 1e-3, final: 1e-3, decaySteps: 1),
-        defaultOptimizerSettings: adam,
+        defaultOptimizerSettings: adam, defaultDataset: .defaultFortunes,
         preset: { (scale: String) throws(ModelError) -> ModelConfiguration in
             guard let c = Configuration.presets.first(where: { $0.name == scale.lowercased() }) else {
                 throw .unknownScale(scale, workload: "transformer", known: Configuration.presets.map(\.name))

@@ -23,9 +23,14 @@ public struct WorkloadDefinition: Sendable {
     /// The reference's optimizer constants for ``defaultOptimizer``, when they are not
     /// Keras's defaults (the Transformer's Adam: beta2 0.997, epsilon 1e-9).
     public var defaultOptimizerSettings: OptimizerConfig?
+    /// The data set it trains on unless told otherwise (fitted to each scale's input by
+    /// ``DatasetSource/fitted(to:)``): Fashion-MNIST for the image networks, the fortunes
+    /// text task for the Transformer.
+    public var defaultDataset: DatasetSource
 
     public init(name: String, summary: String, defaultOptimizer: OptimizerKind, scales: [String], defaultAugmentation: Augmentation = .none,
                 defaultSchedule: LearningRateSchedule? = nil, defaultOptimizerSettings: OptimizerConfig? = nil,
+                defaultDataset: DatasetSource = .fashionMNIST(),
                 preset: @escaping @Sendable (_ scale: String) throws(ModelError) -> ModelConfiguration,
                 build: @escaping @Sendable (ModelConfiguration) throws(ModelError) -> any Model) {
         self.name = name
@@ -35,6 +40,7 @@ public struct WorkloadDefinition: Sendable {
         self.defaultAugmentation = defaultAugmentation
         self.defaultSchedule = defaultSchedule
         self.defaultOptimizerSettings = defaultOptimizerSettings
+        self.defaultDataset = defaultDataset
         self.preset = preset
         self.build = build
     }
@@ -91,6 +97,12 @@ public enum Workloads {
     /// The model of `workload` with `configuration`.
     public static func model(_ workload: String, _ configuration: ModelConfiguration) throws(ModelError) -> any Model {
         try named(workload).build(configuration)
+    }
+
+    /// The data set `workload` trains on unless told otherwise, as spelled on a command line
+    /// (`fashion-mnist`, `fortunes`).
+    public static func defaultDataset(_ workload: String) throws(ModelError) -> String {
+        try named(workload).defaultDataset.description
     }
 
     /// The model of `workload` at the preset `scale`.
