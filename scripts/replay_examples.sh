@@ -6,6 +6,9 @@
 #   scripts/replay_examples.sh [WORKLOAD...]      (default: every traces/*-small directory)
 # TPUFI_WORKLOADS="effnet nfnet" selects workloads too; TPUFI_GOLDEN overrides the golden
 # directory when exactly one workload is selected.
+# Specs in traces/<workload>-small/mitigation/ replay with the detectors of MITIGATION (below)
+# and --steps-after-injection 1; a file named `<detector>__<what>` must be detected by that
+# detector and end bit-identical to golden, one named `missed__<what>` must go undetected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then
@@ -45,6 +48,26 @@ for workload in "${workloads[@]}"; do
       got="(replay failed)"
     fi
     if [ "$got" = "$expected" ]; then echo "ok   $workload $name: $got"; else echo "FAIL $workload $name: expected $expected, got $got"; status=1; fi
+  done
+  MITIGATION=adam-m,moving-variance,non-finite,abft
+  for spec in "$examples"/mitigation/*.json; do
+    [ -f "$spec" ] || continue
+    name=$(basename "${spec%.*}")
+    detector=${name%%__*}
+    out="traces/replay-$workload-small-mitigation-$name"
+    rm -rf "$out"
+    if result=$("$TPUFI" replay --golden "$GOLDEN" --spec "$spec" --steps-after-injection 1 --mitigation "$MITIGATION" --out "$out"); then
+      printf '%s\n' "$result" >"$out/replay.txt"
+      line=$(printf '%s\n' "$result" | grep '^mitigation ' || true)
+    else
+      line="(replay failed)"
+    fi
+    if [ "$detector" = missed ]; then
+      case "$line" in *"nothing detected"*) ok=1 ;; *) ok=0 ;; esac
+    else
+      case "$line" in *" by "*"$detector"*) printf '%s\n' "$result" | grep -q 'masked-exact' && ok=1 || ok=0 ;; *) ok=0 ;; esac
+    fi
+    if [ $ok = 1 ]; then echo "ok   $workload mitigation/$name: ${line#mitigation }"; else echo "FAIL $workload mitigation/$name: ${line:-no mitigation line}"; status=1; fi
   done
 done
 exit $status

@@ -36,16 +36,7 @@ public enum ProductChecksum {
         } else {
             var row = [Float](repeating: 0, count: k)
             for i in 0..<m {
-                row.withUnsafeMutableBufferPointer { out in
-                    guard let dst = out.baseAddress else { return }
-                    let src = a.base + i * a.rowStride
-                    if a.columnStride == 1 {
-                        dst.update(from: src, count: k)
-                    } else {
-                        for kk in 0..<k { dst[kk] = src[kk * a.columnStride] }
-                    }
-                    if !a.isRounded { format.round(dst, into: dst, count: k) }
-                }
+                load(a, row: i, count: k, into: &row, round: a.isRounded ? nil : format)
                 for kk in 0..<k {
                     let x = Double(row[kk])
                     columnSums[kk] += x
@@ -61,16 +52,7 @@ public enum ProductChecksum {
         var expected = [Double](repeating: 0, count: n), magnitude = [Double](repeating: 0, count: n)
         var row = [Float](repeating: 0, count: n)
         for kk in 0..<k {
-            row.withUnsafeMutableBufferPointer { out in
-                guard let dst = out.baseAddress else { return }
-                let src = b.base + kk * b.rowStride
-                if b.columnStride == 1 {
-                    dst.update(from: src, count: n)
-                } else {
-                    for j in 0..<n { dst[j] = src[j * b.columnStride] }
-                }
-                format.round(dst, into: dst, count: n)
-            }
+            load(b, row: kk, count: n, into: &row, round: format)
             let (s, g) = (columnSums[kk], magnitudes[kk])
             for j in 0..<n {
                 let y = Double(row[j])
@@ -91,6 +73,20 @@ public enum ProductChecksum {
             }
         }
         return found
+    }
+
+    /// Row `row` of `view` (`count` values) into `out`, rounded to `round` if given.
+    private static func load(_ view: MatrixView, row: Int, count: Int, into out: inout [Float], round: (any NumberFormat)?) {
+        out.withUnsafeMutableBufferPointer { buffer in
+            guard let dst = buffer.baseAddress else { return }
+            let src = view.base + row * view.rowStride
+            if view.columnStride == 1 {
+                dst.update(from: src, count: count)
+            } else {
+                for j in 0..<count { dst[j] = src[j * view.columnStride] }
+            }
+            round?.round(dst, into: dst, count: count)
+        }
     }
 }
 
