@@ -218,11 +218,11 @@ struct Merge: ParsableCommand {
 
     func run() throws {
         let report = try CampaignMerge.merge(directories, out: out)
-        if !report.missing.isEmpty {
-            // The first few indices name what to rerun; the full list is in summary.json.
+        if report.missingCount > 0 {
+            // The first few indices name what to rerun; summary.json lists the first 1000.
             let shown = report.missing.prefix(20).map(String.init).joined(separator: ", ")
-            let more = report.missing.count > 20 ? ", ... (all \(report.missing.count) in summary.json)" : ""
-            FileHandle.standardError.write(Data("warning: \(report.missing.count) experiment(s) missing: \(shown)\(more)\n".utf8))
+            let more = report.missingCount > 20 ? ", ... (the first \(report.missing.count) in summary.json)" : ""
+            FileHandle.standardError.write(Data("warning: \(report.missingCount) experiment(s) missing: \(shown)\(more)\n".utf8))
         }
         if json { return try printJSON(report.summary) }
         print("merged \(directories.count) director\(directories.count == 1 ? "y" : "ies"): \(report.results) experiment(s)")

@@ -42,7 +42,12 @@ import Sim
         #expect(r.results.allSatisfy { $0.stoppedEarly == nil ? $0.stepsRun == 3 : $0.stepsRun <= 3 })
         #expect(r.results.allSatisfy { $0.stoppedEarly == nil ? $0.faultyTestAccuracy != nil : $0.faultyTestAccuracy == nil })
         let summary = try JSONDecoder().decode(CampaignSummary.self, from: Data(contentsOf: URL(fileURLWithPath: CampaignSummary.jsonPath(Self.serial.directory))))
-        #expect(summary == r.summary && summary.completed == 6 && summary.missing.isEmpty)
+        #expect(summary == r.summary && summary.completed == 6 && summary.missing.isEmpty && summary.missingCount == 0)
+        // A campaign planned far larger lists its first missing indices and counts the rest.
+        var huge = r.manifest
+        huge.parameters.experiments = 2_000_006
+        let partial = CampaignSummary(manifest: huge, results: r.results)
+        #expect(partial.missingCount == 2_000_000 && partial.missing.count == CampaignSummary.missingListed && partial.missing.first == 6)
         let overall = try #require(summary.groups.first)
         #expect(overall.dimension == "overall" && overall.total == 6 && overall.outcomes.map(\.count).reduce(0, +) == 6)
         #expect(summary.groups.filter { $0.dimension == "phase" }.map(\.total).reduce(0, +) == 6)

@@ -5,8 +5,10 @@ public enum CampaignMerge {
     public struct Report: Sendable {
         public var manifest: CampaignManifest
         public var results: Int
-        /// Experiments of the campaign that no directory holds, ascending.
+        /// Experiments of the campaign that no directory holds, ascending: the first
+        /// ``CampaignSummary/missingListed`` of them, and how many there are.
         public var missing: [Int]
+        public var missingCount: Int
         public var summary: CampaignSummary
     }
 
@@ -57,6 +59,6 @@ public enum CampaignMerge {
         try ResultsLog.write(merged, directory: out)
         let summary = CampaignSummary(manifest: manifest, results: merged)
         try summary.write(to: out)
-        return Report(manifest: manifest, results: merged.count, missing: summary.missing, summary: summary)
+        return Report(manifest: manifest, results: merged.count, missing: summary.missing, missingCount: summary.missingCount, summary: summary)
     }
 }

@@ -45,8 +45,12 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
     public var experiments: Int
     /// Experiments with a result here.
     public var completed: Int
-    /// Experiments expected here (this directory's shard, or all) without a result.
+    /// Experiments expected here (this directory's shard, or all) without a result: the
+    /// first ``missingListed`` of them (a campaign of a billion planned experiments must not
+    /// write a billion indices); ``missingCount`` counts them all.
     public var missing: [Int]
+    public var missingCount: Int
+    public static let missingListed = 1000
     /// Mean simulated steps per experiment (the injected one included) and how many
     /// experiments stopped early, by reason.
     public var meanStepsRun: Double
@@ -61,7 +65,13 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         experiments = manifest.parameters.experiments
         completed = sorted.count
         let have = Set(sorted.map(\.index))
-        missing = (manifest.shard ?? .all).indices(of: experiments).filter { !have.contains($0) }
+        var missing: [Int] = [], missingCount = 0
+        for i in (manifest.shard ?? .all).stride(of: experiments) where !have.contains(i) {
+            missingCount += 1
+            if missing.count < Self.missingListed { missing.append(i) }
+        }
+        self.missing = missing
+        self.missingCount = missingCount
         meanStepsRun = sorted.isEmpty ? 0 : Double(sorted.map(\.stepsRun).reduce(0, +)) / Double(sorted.count)
         stoppedEarly = Dictionary(sorted.compactMap(\.stoppedEarly).map { ($0, 1) }, uniquingKeysWith: +)
 
@@ -108,7 +118,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
 
     /// A terminal table: the overall shares and per fault model, phase, layer the counts.
     public var text: String {
-        var out = ["\(completed) of \(experiments) experiments\(missing.isEmpty ? "" : ", \(missing.count) missing here"); mean \(String(format: "%.2f", meanStepsRun)) steps run per experiment"]
+        var out = ["\(completed) of \(experiments) experiments\(missingCount == 0 ? "" : ", \(missingCount) missing here"); mean \(String(format: "%.2f", meanStepsRun)) steps run per experiment"]
         for g in groups where g.dimension == "overall" {
             for s in g.outcomes {
                 out.append("  " + s.outcome.padding(toLength: 18, withPad: " ", startingAt: 0)

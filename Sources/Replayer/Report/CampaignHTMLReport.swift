@@ -91,7 +91,7 @@ public struct CampaignHTMLReport: Sendable {
             ("campaign", manifest.id + (manifest.shard.map { " (shard \($0))" } ?? "")),
             ("workload", "\(c.workload), scale \(c.scaleName), optimizer \(c.optimizer.kind.rawValue), \(c.replicas) replicas, \(c.precision.rawValue) on \(c.chip.name)"),
             ("golden trace", "\(g.directory) · \(g.completedSteps) steps (\(g.stepsPerEpoch) per epoch) · data \(g.dataDigest) · final state \(g.finalStateDigest)"),
-            ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missing.isEmpty ? "" : " · \(summary.missing.count) missing here")),
+            ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missingCount == 0 ? "" : " · \(summary.missingCount) missing here")),
             ("seed", "\(p.seed)"),
             ("steps after injection", p.stepsAfterInjection.map { "\($0)" } ?? "to the end of the golden run"),
             ("experiment kinds", p.kinds.map(\.rawValue).joined(separator: ", ")),
