@@ -27,7 +27,7 @@ enum Mutate {
 
     static func truncate(_ d: Data, _ rng: inout SplitMix64) -> Data { d.prefix(d.isEmpty ? 0 : rng.below(d.count)) }
 
-    static func flip(_ d: Data, _ rng: inout SplitMix64, count: Int = 1 + 0) -> Data {
+    static func flip(_ d: Data, _ rng: inout SplitMix64, count: Int = 1) -> Data {
         guard !d.isEmpty else { return d }
         var b = [UInt8](d)
         for _ in 0..<max(1, count) { b[rng.below(b.count)] ^= UInt8(1 + rng.below(255)) }
