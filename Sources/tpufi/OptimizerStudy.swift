@@ -110,7 +110,11 @@ struct OptimizerStudyCommand: ParsableCommand {
             let config = try TrainingOptions.config(workload: workload, scale: scale, optimizer: parameters.baseline, replicas: replicas)
             let loaded = try TrainingRun.load(config: config, dataset: dataset, threads: threads)
             if let note = loaded.note, !json { print(note) }
-            source = .record(run: loaded.run, dataset: loaded.dataset, steps: steps ?? stepsAfterInjection + 20)
+            let (defaultSteps, overflow) = stepsAfterInjection.addingReportingOverflow(20)
+            guard steps != nil || !overflow else {
+                throw ValidationError("--steps-after-injection \(stepsAfterInjection): a golden run of that many steps and 20 more does not fit in an Int")
+            }
+            source = .record(run: loaded.run, dataset: loaded.dataset, steps: steps ?? defaultSteps)
         }
         let start = Date()
         var line: ProgressLine?

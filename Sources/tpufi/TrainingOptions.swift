@@ -116,7 +116,14 @@ struct TrainingOptions: ParsableArguments {
 
     /// Steps to train: `--steps`, else `--epochs` whole epochs.
     func totalSteps(_ run: TrainingRun) throws -> Int {
-        let total = steps ?? epochs * run.stepsPerEpoch
+        let total: Int
+        if let steps {
+            total = steps
+        } else {
+            let (product, overflow) = epochs.multipliedReportingOverflow(by: run.stepsPerEpoch)
+            guard !overflow else { throw ValidationError("--epochs \(epochs) of \(run.stepsPerEpoch) steps each is more steps than fit in an Int") }
+            total = product
+        }
         guard total > 0 else { throw ValidationError("nothing to train: \(total) steps") }
         return total
     }

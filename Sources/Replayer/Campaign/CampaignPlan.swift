@@ -88,7 +88,9 @@ public struct CampaignPlan: Sendable {
         let after = p.stepsAfterInjection ?? 0
         let lastStart = golden.completedSteps - 1 - after
         guard lastStart >= 0 else {
-            throw .goldenTooShort("the golden trace \(golden.directory) has \(golden.completedSteps) steps; --steps-after-injection \(after) needs at least \(after + 1)")
+            // Checked: --steps-after-injection may be Int.max.
+            let needed = after == .max ? "more than \(after)" : "at least \(after + 1)"
+            throw .goldenTooShort("the golden trace \(golden.directory) has \(golden.completedSteps) steps; --steps-after-injection \(after) needs \(needed)")
         }
         if let s = p.steps {
             guard s.first >= 0, s.first <= s.last else { throw .badParameter("--steps \(s): give A-B with 0 <= A <= B") }

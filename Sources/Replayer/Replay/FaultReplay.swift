@@ -304,7 +304,8 @@ public enum FaultReplay {
         let hook = armed.hook
 
         let start = try restorer.state(at: globalStep)
-        let end = options.stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + $0) } ?? reader.completedSteps
+        // Clamped before adding: any count past the golden's end means to the end (even Int.max).
+        let end = options.stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + min($0, reader.completedSteps)) } ?? reader.completedSteps
         var manifest = m
         // A new trace: the current format (update deltas), whatever the golden's version.
         manifest.formatVersion = TraceManifest.currentFormatVersion

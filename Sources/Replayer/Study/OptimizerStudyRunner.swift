@@ -109,8 +109,11 @@ public enum OptimizerStudy {
                 }
             } else {
                 let first = parameters.steps?.first ?? 0
-                guard steps >= first + parameters.stepsAfterInjection + 1 else {
-                    throw OptimizerStudyError.badParameter("--steps \(steps): --steps-after-injection \(parameters.stepsAfterInjection) after the earliest injection step \(first) needs a golden run of at least \(first + parameters.stepsAfterInjection + 1) steps")
+                // Checked: both come from the command line and may be as large as Int.max.
+                let (sum, o1) = first.addingReportingOverflow(parameters.stepsAfterInjection)
+                let (needed, o2) = sum.addingReportingOverflow(1)
+                guard !o1, !o2, steps >= needed else {
+                    throw OptimizerStudyError.badParameter("--steps \(steps): --steps-after-injection \(parameters.stepsAfterInjection) after the earliest injection step \(first) needs a golden run of at least \(o1 || o2 ? "more than \(Int.max)" : "\(needed)") steps")
                 }
                 try lockOut()
                 try? fm.removeItem(atPath: goldenPath)  // an interrupted recording
