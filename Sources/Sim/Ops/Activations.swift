@@ -42,7 +42,13 @@ public enum ScalarGain {
     /// dL/dx = gain * dL/dy and, for a trainable gain, dL/dgain = sum(dL/dy * x) over every
     /// element (`x` is the forward input), summed in `order`.
     public static func backward(dy: [Float], x: [Float], gain: Float, order: ReductionOrder) -> (dx: [Float], dgain: Float) {
-        (forward(dy, gain: gain), Reduce.sum(elementwise(dy, x, *), order: order))
+        precondition(dy.count == x.count, "scalar gain backward: dy and x differ in length")
+        let dgain = dy.withUnsafeBufferPointer { pdy in
+            x.withUnsafeBufferPointer { px in
+                Reduce.columnSums(rows: pdy.count, columns: 1, order: order) { r, _ in pdy[r] * px[r] }.first ?? 0
+            }
+        }
+        return (forward(dy, gain: gain), dgain)
     }
 }
 
@@ -75,9 +81,33 @@ public enum Dropout {
     /// The mask: `1 / (1 - rate)` where kept, 0 where dropped; `count` draws of `rng`.
     public static func mask(count: Int, rate: Float, rng: CounterRNG) -> [Float] {
         precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
-        var rng = rng
         let scale = 1 / (1 - rate)
-        return (0..<count).map { _ in rng.nextUniform() >= rate ? scale : 0 }
+        // Draw i is the stream's value at `rng.counter + i` (``CounterRNG/value(at:)``), so
+        // eight are formed side by side; `(value >> 40) * 2^-24` is exact in fp32, as in
+        // ``CounterRNG/nextUniform()``.
+        return [Float](unsafeUninitializedCapacity: count) { out, written in
+            written = count
+            guard let base = out.baseAddress else { return }
+            let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
+            let key = SIMD8<UInt64>(repeating: rng.key)
+            let lanes = SIMD8<UInt64>(1, 2, 3, 4, 5, 6, 7, 8)
+            let kept = SIMD8<Float>(repeating: scale), dropped = SIMD8<Float>()
+            var i = 0
+            while i + 8 <= count {
+                var z = key &+ (SIMD8<UInt64>(repeating: rng.counter &+ UInt64(i)) &+ lanes) &* golden
+                z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
+                z ^= z &>> 31
+                let u = SIMD8<Float>(SIMD8<UInt32>(truncatingIfNeeded: z &>> 40)) * 0x1p-24
+                let draw = dropped.replacing(with: kept, where: u .>= rate)
+                UnsafeMutableRawPointer(base + i).storeBytes(of: draw, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < count {
+                base[i] = Float(rng.value(at: rng.counter &+ UInt64(i)) >> 40) * 0x1p-24 >= rate ? scale : 0
+                i += 1
+            }
+        }
     }
 
     /// The reference's data-seeded stream for a layer whose input is `x`.

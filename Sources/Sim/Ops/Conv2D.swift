@@ -109,16 +109,17 @@ public enum Conv2D {
                         (plane + (row * wp + qw + w) * n).initialize(repeating: 0, count: (wp - qw - w) * n)
                     }
                 }
-                // Pixel by pixel, the [N, Cin] block of x to [Cin, N]: x's rows of one pixel
-                // are read in order and consecutive pixels continue the same output lines.
+                // Pixel by pixel, the [N, Cin] block of x to [Cin, N]: each channel's N values
+                // are written as one run, read from N rows of x that stay in cache while the
+                // channels advance.
                 let pixelStride = h * w * channels, planeStride = hp * wp * n
                 for ih in 0..<h {
                     for iw in 0..<w {
                         let from = src + (ih * w + iw) * channels
                         let to = dst + ((qh + ih) * wp + qw + iw) * n
-                        for b in 0..<n {
-                            let row = from + b * pixelStride
-                            for ci in 0..<channels { (to + ci * planeStride + b).initialize(to: row[ci]) }
+                        for ci in 0..<channels {
+                            let run = to + ci * planeStride, column = from + ci
+                            for b in 0..<n { (run + b).initialize(to: column[b * pixelStride]) }
                         }
                     }
                 }
@@ -147,17 +148,21 @@ public enum Conv2D {
 
     static func dilated(_ dy: [Float], _ s: ConvShape, offset: (h: Int, w: Int), count: Int,
                         index: (_ n: Int, _ h: Int, _ w: Int) -> Int) -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        for n in 0..<s.batch {
-            for i in 0..<s.outH {
-                for j in 0..<s.outW {
-                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
-                    let dst = index(n, offset.h + i * s.strideH, offset.w + j * s.strideW)
-                    for k in 0..<s.outChannels { out[dst + k] = dy[src + k] }
+        [Float](unsafeUninitializedCapacity: count) { out, written in
+            dy.withUnsafeBufferPointer { pdy in
+                guard let dst = out.baseAddress, let src = pdy.baseAddress else { return }
+                dst.initialize(repeating: 0, count: count)
+                for n in 0..<s.batch {
+                    for i in 0..<s.outH {
+                        for j in 0..<s.outW {
+                            let from = src + ((n * s.outH + i) * s.outW + j) * s.outChannels
+                            (dst + index(n, offset.h + i * s.strideH, offset.w + j * s.strideW)).update(from: from, count: s.outChannels)
+                        }
+                    }
                 }
             }
+            written = count
         }
-        return out
     }
 
     /// Gathers every filter window of x into one row (zeros where the window hangs over the
