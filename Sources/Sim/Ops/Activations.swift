@@ -157,13 +157,7 @@ public enum DropoutKeying: String, Sendable, Codable, CaseIterable {
 /// (``DeterministicMath/exp(_:)``): the same bits on every machine.
 public enum Sigmoid {
     public static func forward(_ x: [Float]) -> [Float] {
-        var out = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in
-            out.withUnsafeMutableBufferPointer { po in
-                for i in 0..<px.count { po[i] = value(px[i]) }
-            }
-        }
-        return out
+        map16(x, x) { v, _ in value(v) } scalar: { v, _ in value(v) }
     }
 
     /// dL/dx from dL/dy and the forward output `y`: `dy * y * (1 - y)`.
@@ -173,40 +167,56 @@ public enum Sigmoid {
 
     @inline(__always)
     static func value(_ v: Float) -> Float { 1 / (1 + DeterministicMath.exp(-v)) }
+
+    /// ``value(_:)`` of 16 values (the same bits lane by lane).
+    @inline(__always)
+    static func value(_ v: SIMD16<Float>) -> SIMD16<Float> { 1 / (1 + DeterministicMath.exp(-v)) }
 }
 
 /// Swish (SiLU), `x * sigmoid(x)`, TensorFlow's `tf.nn.swish`.
 public enum Swish {
     public static func forward(_ x: [Float]) -> [Float] {
-        // A plain loop (not a closure per element) so that exp inlines and vectorises.
-        var out = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in
-            out.withUnsafeMutableBufferPointer { po in
-                for i in 0..<px.count {
-                    let v = px[i]
-                    po[i] = v * Sigmoid.value(v)
-                }
-            }
-        }
-        return out
+        map16(x, x) { v, _ in v * Sigmoid.value(v) } scalar: { v, _ in v * Sigmoid.value(v) }
     }
 
     /// dL/dx from dL/dy and the forward input `x`: `dy * s * (1 + x * (1 - s))`, `s = sigmoid(x)`
     /// (TensorFlow's gradient of swish).
     public static func backward(dy: [Float], x: [Float]) -> [Float] {
         precondition(dy.count == x.count, "swish backward: dy and x differ in length")
-        var out = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in
-            dy.withUnsafeBufferPointer { pg in
-                out.withUnsafeMutableBufferPointer { po in
-                    for i in 0..<px.count {
-                        let v = px[i], s = Sigmoid.value(v)
-                        po[i] = pg[i] * (s * (1 + v * (1 - s)))
-                    }
+        return map16(x, dy) { v, g in
+            let s = Sigmoid.value(v)
+            return g * (s * (1 + v * (1 - s)))
+        } scalar: { v, g in
+            let s = Sigmoid.value(v)
+            return g * (s * (1 + v * (1 - s)))
+        }
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` over two arrays of equal length, 16 elements at a time through
+/// `vector`, the rest through `scalar` (which must compute the same, lane for element).
+@inline(__always)
+func map16(_ a: [Float], _ b: [Float], _ vector: (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>,
+           scalar: (Float, Float) -> Float) -> [Float] {
+    precondition(a.count == b.count, "elementwise operands differ in length")
+    return [Float](unsafeUninitializedCapacity: a.count) { out, written in
+        written = a.count
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                guard let x = pa.baseAddress, let y = pb.baseAddress, let o = out.baseAddress else { return }
+                var i = 0
+                while i + 16 <= pa.count {
+                    let r = vector(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self),
+                                   UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self))
+                    UnsafeMutableRawPointer(o + i).storeBytes(of: r, as: SIMD16<Float>.self)
+                    i += 16
+                }
+                while i < pa.count {
+                    o[i] = scalar(x[i], y[i])
+                    i += 1
                 }
             }
         }
-        return out
     }
 }
 
