@@ -72,19 +72,26 @@ public enum BatchNorm {
         let m = Float(rows)
         // sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma.
         let scale = (0..<channels).map { gamma[$0] * cache.rstd[$0] / m }
-        var i = 0
         let dx = [Float](unsafeUninitializedCapacity: dy.count) { out, written in
+            written = dy.count
             dy.withUnsafeBufferPointer { pdy in
                 cache.xhat.withUnsafeBufferPointer { px in
-                    for _ in 0..<rows {
-                        for c in 0..<channels {
-                            out[i] = scale[c] * (m * pdy[i] - dbeta[c] - px[i] * dgamma[c])
-                            i += 1
+                    scale.withUnsafeBufferPointer { ps in
+                        dbeta.withUnsafeBufferPointer { pb in
+                            dgamma.withUnsafeBufferPointer { pg in
+                                guard let o = out.baseAddress, let g = pdy.baseAddress, let h = px.baseAddress,
+                                      let sc = ps.baseAddress, let db = pb.baseAddress, let dg = pg.baseAddress else { return }
+                                for r in 0..<rows {
+                                    let row = r * channels
+                                    for c in 0..<channels {
+                                        o[row + c] = sc[c] * (m * g[row + c] - db[c] - h[row + c] * dg[c])
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
-            written = dy.count
         }
         return (dx, dgamma, dbeta)
     }
