@@ -10,7 +10,8 @@
 # come from scripts/reference/*_net.py, as the float64 correctness fixtures' do
 # (Benchmarks/torch_train_step.py). tpufi is built in release for TPUFI_TARGET_CPU
 # (Package.swift; default native). tpufi's step simulates the TPU's bf16 MXU numerics in a
-# fixed accumulation order; PyTorch runs plain fp32.
+# fixed accumulation order; PyTorch runs plain fp32. With --threads 1 it also prints the ratio of
+# CPU time per step, the steadier figure on a host shared with other work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=resnet18; THREADS=2; SCALE=small; STEPS=5
@@ -34,8 +35,12 @@ ours=$("$BIN" --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --ste
 theirs=$("$V/bin/python" Benchmarks/torch_train_step.py --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --steps "$STEPS")
 echo "$ours"
 echo "$theirs"
-python3 - "$ours" "$theirs" <<'PY'
+python3 - "$ours" "$theirs" "$THREADS" <<'PY'
 import re, sys
-med = [float(re.search(r"median ([0-9.]+)", s).group(1)) for s in sys.argv[1:]]
-print(f"tpufi step / PyTorch step = {med[0] / med[1]:.2f} (below 1: tpufi faster)")
+ours, theirs, threads = sys.argv[1:]
+def get(key, s):
+    return float(re.search(key + r" ([0-9.]+)", s).group(1))
+print(f"tpufi step / PyTorch step = {get('step median', ours) / get('step median', theirs):.2f} (below 1: tpufi faster)")
+if threads == "1":  # with more threads CPU time also counts PyTorch's spinning OpenMP threads
+    print(f"CPU time per step, tpufi / PyTorch = {get('cpu median', ours) / get('cpu median', theirs):.2f}")
 PY
