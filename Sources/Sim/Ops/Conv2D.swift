@@ -141,6 +141,11 @@ public enum Conv2D {
     /// (``ConvShape/gradientInputConvolution``, ``ConvShape/gradientInputOffset``).
     static func gradientInputOperand(_ dy: [Float], _ s: ConvShape) -> [Float] {
         let c = s.gradientInputConvolution
+        // A 1x1 stride-1 convolution without padding: no dilation, no padding, dL/dy itself.
+        if s.filterH == 1 && s.filterW == 1 && s.strideH == 1 && s.strideW == 1 && s.padTop == 0 && s.padLeft == 0
+            && c.inH == s.outH && c.inW == s.outW {
+            return dy
+        }
         return dilated(dy, s, offset: s.gradientInputOffset, count: c.inputShape.reduce(1, *)) { n, h, w in
             ((n * c.inH + h) * c.inW + w) * s.outChannels
         }
