@@ -58,6 +58,39 @@ func ulps(_ a: Float, _ b: Float) -> Int {
         #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
     }
 
+    /// The 16-lane exp gives each lane the scalar exp's bits, special values included; so do
+    /// swish, its gradient and sigmoid, which run 16 at a time (and the remainder scalar).
+    @Test func vectorExpEqualsTheScalarOne() {
+        var values: [Float] = [.nan, -.nan, .infinity, -.infinity, 88.73, (88.73 as Float).nextUp, (88.73 as Float).nextDown, -104,
+                               (-104 as Float).nextDown, (-104 as Float).nextUp, 0, -0.0, .leastNonzeroMagnitude,
+                               .greatestFiniteMagnitude, -.greatestFiniteMagnitude, Float(bitPattern: 0x7FC0_1234)]
+        var x: Float = -110
+        while x < 95 {
+            values += [x, x.nextUp, -x]
+            x += 0.000_913
+        }
+        values += Array(repeating: 1, count: (16 - values.count % 16) % 16)
+        var mismatches: [Float] = []
+        for start in stride(from: 0, to: values.count, by: 16) {
+            var v = SIMD16<Float>()
+            for l in 0..<16 { v[l] = values[start + l] }
+            let e = DeterministicMath.exp(v)
+            for l in 0..<16 where e[l].bitPattern != DeterministicMath.exp(v[l]).bitPattern { mismatches.append(v[l]) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
+        // Lengths that leave a scalar remainder.
+        let xs = Array(values.prefix(4099)), gs = xs.reversed().map { $0 * 0.5 }
+        let swish = Swish.forward(xs), grad = Swish.backward(dy: Array(gs), x: xs), sigmoid = Sigmoid.forward(xs)
+        for i in xs.indices {
+            let v = xs[i], s = 1 / (1 + DeterministicMath.exp(-v))
+            let want = [v * s, gs[i] * (s * (1 + v * (1 - s))), s]
+            for (got, w) in zip([swish[i], grad[i], sigmoid[i]], want) where got.bitPattern != w.bitPattern && !(got.isNaN && w.isNaN) {
+                mismatches.append(v)
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
+    }
+
     /// The written-out polynomial is the table's Horner loop, bit for bit, over the whole
     /// reduced range (so exp's results did not change when it was written out).
     @Test func expPolynomialWrittenOutEqualsTheTableLoop() {

@@ -6,14 +6,9 @@ tpufi's semantics, spelled out here rather than shared with the Swift code:
 
 - NHWC activations, HWIO kernels (depthwise kernels [k, k, C, 1]) and dense [in, out] are
   tpufi's storage; PyTorch computes in NCHW after permuting. Parameter names are tpufi's.
-- Stem `conv1`: 3x3 stride 2, no bias, batch norm `bn1`, swish.
-- MBConv `block{i}_mbconv_{j}`: `_conv1` 1x1 expansion (no bias, also for expansion 1),
-  `_bn1`, swish; depthwise kxk (stride of the block, no bias), `_bn2`; squeeze-and-excite:
-  mean over H and W, `_se_reduce_conv` 1x1 with bias to max(1, int(expanded / 4)), swish,
-  `_se_expand_conv` 1x1 with bias, sigmoid, multiply the `_bn2` output; swish; `_conv2` 1x1
-  (no bias), `_bn3`; plus the block input when the stride is 1 and the channels do not change.
-- Head `conv2` 1x1 (no bias), `bn2`, swish, mean over H and W, dense with bias; softmax
-  cross-entropy averaged over the replica's batch. No dropout (the reference's rate is 0).
+- The network (layer list, MBConv blocks with squeeze-and-excite, head; effnet_net.py next to
+  this script, shared with the timing benchmark Benchmarks/torch_train_step.py), then a dense
+  layer with bias; softmax cross-entropy averaged over the replica's batch.
 - TensorFlow SAME padding (resnet18_net.same_pad). Batch norm per replica with the batch's
   biased variance, epsilon 1e-3; moving averages 0.9 * moving + 0.1 * batch of the replica
   means of the batch statistics.
@@ -44,28 +39,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from effnet_net import BN_EPS, BN_MOMENTUM, CLASSES, features, layers
 from resnet18_net import same_pad
 from torch_resnet18_step import moving_outputs, save, update_outputs
 
 torch.set_default_dtype(torch.float64)
 
-BN_EPS, BN_MOMENTUM, CLASSES, LR = 1e-3, 0.9, 10, 0.002
+LR = 0.002
 # tpufi's `tiny` preset: input, stem, head, stages (expand, kernel, stride, out, repeats).
 TINY = dict(size=16, channels=1, batch=4, replicas=2, stem=8, head=64, stages=[
     (1, 3, 1, 8, 1), (6, 3, 2, 8, 1), (6, 5, 2, 16, 1), (6, 3, 2, 16, 1), (6, 5, 1, 24, 2), (6, 5, 2, 32, 1), (6, 3, 1, 40, 1)])
 SEED, EPOCH, STEP = 1000, 0, 0
-
-
-def blocks(cfg):
-    """(name, in, expanded, reduced, out, kernel, stride, residual) per block."""
-    out, cin = [], cfg["stem"]
-    for i, (e, k, s, co, r) in enumerate(cfg["stages"]):
-        for j in range(r):
-            stride = s if j == 0 else 1
-            exp = cin * e
-            out.append((f"block{i + 1}_mbconv_{j}", cin, exp, max(1, exp // 4), co, k, stride, stride == 1 and cin == co))
-            cin = co
-    return out
 
 
 def replica_step(p, images, labels, cfg):
@@ -82,23 +66,20 @@ def replica_step(p, images, labels, cfg):
         y = F.conv2d(same_pad(x, k, stride), p[name + "/kernel"].permute(3, 2, 0, 1), stride=stride)
         return y + p[name + "/bias"][None, :, None, None] if bias else y
 
-    def swish(x):
-        return x * torch.sigmoid(x)
+    def depthwise(name, x, k, stride):
+        w = p[name + "/kernel"].permute(2, 3, 0, 1)  # [k, k, C, 1] -> [C, 1, k, k]
+        return F.conv2d(same_pad(x, k, stride), w, stride=stride, groups=x.shape[1])
 
-    x = torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2)
-    x = swish(bn("bn1", conv("conv1", x, 3, 2)))
-    for name, cin, exp, red, co, k, s, residual in blocks(cfg):
-        h = swish(bn(name + "_bn1", conv(name + "_conv1", x, 1)))
-        w = p[name + "_depthwise/kernel"].permute(2, 3, 0, 1)  # [k, k, C, 1] -> [C, 1, k, k]
-        h = bn(name + "_bn2", F.conv2d(same_pad(h, k, s), w, stride=s, groups=exp))
-        g = h.mean(dim=(2, 3), keepdim=True)
-        g = torch.sigmoid(conv(name + "_se_expand_conv", swish(conv(name + "_se_reduce_conv", g, 1, bias=True)), 1, bias=True))
-        h = bn(name + "_bn3", conv(name + "_conv2", swish(h * g), 1))
-        h.retain_grad()
-        projected[name + "_bn3/beta"] = h
-        x = h + x if residual else h
-    x = swish(bn("bn2", conv("conv2", x, 1)))
-    logits = x.mean(dim=(2, 3)) @ p["dense/kernel"] + p["dense/bias"]
+    def norm(name, y):
+        out = bn(name, y)
+        if name.endswith("_bn3"):  # a block's projection: its beta's gradient is analytically zero
+            out.retain_grad()
+            projected[name + "/beta"] = out
+        return out
+
+    x = features(torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2), cfg, conv, depthwise, norm,
+                 lambda v: v * torch.sigmoid(v))
+    logits = x @ p["dense/kernel"] + p["dense/bias"]
     loss = F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
     loss.backward()
     terms = {k: y.grad.abs().sum(dim=(0, 2, 3)).numpy().copy() for k, y in projected.items()}
@@ -119,15 +100,8 @@ def random_inputs(cfg, rng):
             moving[norm + "/mean"] = rng.uniform(-0.5, 0.5, co).astype(np.float32)
             moving[norm + "/variance"] = rng.uniform(0.5, 2.0, co).astype(np.float32)
 
-    conv("conv1", 3, cfg["channels"], cfg["stem"], norm="bn1")
-    for name, cin, exp, red, co, k, s, _ in blocks(cfg):
-        conv(name + "_conv1", 1, cin, exp, norm=name + "_bn1")
-        conv(name + "_depthwise", k, exp, exp, norm=name + "_bn2", depthwise=True)
-        conv(name + "_se_reduce_conv", 1, exp, red, bias=True)
-        conv(name + "_se_expand_conv", 1, red, exp, bias=True)
-        conv(name + "_conv2", 1, exp, co, norm=name + "_bn3")
-    last = cfg["stages"][-1][3]
-    conv("conv2", 1, last, cfg["head"], norm="bn2")
+    for name, ci, co, k, _, bias, dw, norm in layers(cfg):
+        conv(name, k, ci, co, bias=bias, norm=norm, depthwise=dw)
     params["dense/kernel"] = (rng.standard_normal((cfg["head"], CLASSES)) * math.sqrt(1 / cfg["head"])).astype(np.float32)
     params["dense/bias"] = rng.uniform(-0.1, 0.1, CLASSES).astype(np.float32)
     R, B, S, C = cfg["replicas"], cfg["batch"], cfg["size"], cfg["channels"]

@@ -6,19 +6,11 @@ with dropout 0, in PyTorch float64.
 tpufi's semantics, spelled out here rather than shared with the Swift code:
 
 - Tokens: sources [R, B, Ls] and targets [R, B, Lt] of int32 in 0..<V; token 0 is padding.
-- Shared embedding E [V, H]: lookups times sqrt(H), padding rows zero; sinusoidal positions
-  (sin in the first H/2 columns, cos in the rest, inv_i = exp(-i ln(1e4) / (H/2 - 1))).
-- Decoder input: the targets' embeddings shifted right by one position (zero vector first).
-- Pre-layer-norm blocks x + f(LN(x)), layer norm epsilon 1e-6 with the biased variance.
-- Attention: q, k, v projections [H, H] without bias; heads of H / heads; q times depth^-0.5;
-  scores q k^T plus -1e9 where masked (encoder self-attention and encoder-decoder attention:
-  keys whose source token is 0; decoder self-attention: keys after the query); softmax; the
-  context P v, heads merged, output projection [H, H] without bias.
-- Feed-forward: filter [H, F] with bias, ReLU, output [F, H] with bias.
-- Encoder and decoder stacks end in a layer norm; logits = decoder output E^T.
-- Loss: label-smoothed cross-entropy (0.1): soft targets 1 - 0.1 on the label and
-  0.1 / (V - 1) elsewhere, minus the soft targets' entropy, averaged over non-padding
-  target tokens per replica; replicas' gradients averaged.
+- The network and its loss (transformer_net.py next to this script, shared with the timing
+  benchmark Benchmarks/torch_train_step.py): shared embedding with sinusoidal positions,
+  pre-layer-norm encoder and decoder blocks (masked multi-head attention, ReLU feed-forward),
+  logits against the embedding, label-smoothed cross-entropy (0.1) averaged over the
+  non-padding target tokens per replica; replicas' gradients averaged.
 - Adam from a fresh state (the Model Garden's constants: beta1 0.9, beta2 0.997, epsilon 1e-9; Keras's update rule), one update at learning rate 0.001.
 
 Every parameter is random (layer-norm gains and biases too) so that each matters; one source
@@ -38,114 +30,23 @@ import numpy as np
 import torch
 
 from torch_resnet18_step import save, update_outputs
+from transformer_net import logits, parameter_names, smoothed_loss
 
 # The Model Garden Transformer's Adam (tpufi's transformer workload): beta2 0.997, epsilon 1e-9.
 ADAM_B2, ADAM_EPS = 0.997, 1e-9
 
 torch.set_default_dtype(torch.float64)
 
-LR, SMOOTHING, LN_EPS = 0.001, 0.1, 1e-6
+LR, SMOOTHING = 0.001, 0.1
 # tpufi's `tiny` preset (with dropout 0).
 TINY = dict(replicas=2, batch=2, source=8, target=8, vocabulary=128, hidden=16, heads=2, filter=32, encoder=2, decoder=2)
 SEED, EPOCH, STEP = 1000, 0, 0
 
 
-def parameter_names(cfg):
-    """(name, shape) in tpufi's order."""
-    h, f = cfg["hidden"], cfg["filter"]
-    out = [("embedding_shared_weights/weights", (cfg["vocabulary"], h))]
-
-    def attention(path):
-        out.extend([(path + "/layer_normalization/gamma", (h,)), (path + "/layer_normalization/beta", (h,)),
-                    (path + "/query/kernel", (h, h)), (path + "/key/kernel", (h, h)), (path + "/value/kernel", (h, h)),
-                    (path + "/output_transform/kernel", (h, h))])
-
-    def ffn(path):
-        out.extend([(path + "/layer_normalization/gamma", (h,)), (path + "/layer_normalization/beta", (h,)),
-                    (path + "/filter_layer/kernel", (h, f)), (path + "/filter_layer/bias", (f,)),
-                    (path + "/output_layer/kernel", (f, h)), (path + "/output_layer/bias", (h,))])
-
-    for i in range(cfg["encoder"]):
-        attention(f"encoder_stack/layer_{i}/self_attention")
-        ffn(f"encoder_stack/layer_{i}/ffn")
-    out.extend([("encoder_stack/layer_normalization/gamma", (h,)), ("encoder_stack/layer_normalization/beta", (h,))])
-    for i in range(cfg["decoder"]):
-        attention(f"decoder_stack/layer_{i}/self_attention")
-        attention(f"decoder_stack/layer_{i}/encdec_attention")
-        ffn(f"decoder_stack/layer_{i}/ffn")
-    out.extend([("decoder_stack/layer_normalization/gamma", (h,)), ("decoder_stack/layer_normalization/beta", (h,))])
-    return out
-
-
-def positions(length, hidden):
-    half = hidden // 2
-    increment = np.float32(math.log(1e4) / max(half - 1, 1))
-    inv = np.exp(np.float32(-1) * np.arange(half, dtype=np.float32) * increment).astype(np.float32)
-    t = (np.arange(length, dtype=np.float32)[:, None] * inv[None, :]).astype(np.float64)
-    return torch.from_numpy(np.concatenate([np.sin(t), np.cos(t)], axis=1))
-
-
-def layer_norm(x, gamma, beta):
-    mean = x.mean(dim=-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + LN_EPS) * gamma + beta
-
-
 def replica_step(p, sources, targets, cfg):
-    h, heads = cfg["hidden"], cfg["heads"]
-    depth = h // heads
-    E = p["embedding_shared_weights/weights"]
     src = torch.from_numpy(sources.astype(np.int64))
     tgt = torch.from_numpy(targets.astype(np.int64))
-    B, Ls = src.shape
-    Lt = tgt.shape[1]
-
-    def embed(tokens):
-        return E[tokens] * math.sqrt(h) * (tokens != 0).to(torch.float64)[..., None]
-
-    def split(x):
-        return x.reshape(x.shape[0], x.shape[1], heads, depth).permute(0, 2, 1, 3)
-
-    def attention(path, x, memory, bias):
-        y = layer_norm(x, p[path + "/layer_normalization/gamma"], p[path + "/layer_normalization/beta"])
-        kv = y if memory is None else memory
-        q = split(y @ p[path + "/query/kernel"]) * depth ** -0.5
-        k = split(kv @ p[path + "/key/kernel"])
-        v = split(kv @ p[path + "/value/kernel"])
-        weights = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)
-        c = (weights @ v).permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[1], h)
-        return x + c @ p[path + "/output_transform/kernel"]
-
-    def ffn(path, x):
-        y = layer_norm(x, p[path + "/layer_normalization/gamma"], p[path + "/layer_normalization/beta"])
-        r = torch.relu(y @ p[path + "/filter_layer/kernel"] + p[path + "/filter_layer/bias"])
-        return x + r @ p[path + "/output_layer/kernel"] + p[path + "/output_layer/bias"]
-
-    padding_bias = (src == 0).to(torch.float64)[:, None, None, :] * -1e9
-    x = embed(src) + positions(Ls, h)
-    for i in range(cfg["encoder"]):
-        x = attention(f"encoder_stack/layer_{i}/self_attention", x, None, padding_bias)
-        x = ffn(f"encoder_stack/layer_{i}/ffn", x)
-    encoded = layer_norm(x, p["encoder_stack/layer_normalization/gamma"], p["encoder_stack/layer_normalization/beta"])
-    shifted = torch.zeros_like(tgt)
-    shifted[:, 1:] = tgt[:, :-1]
-    d = embed(shifted) + positions(Lt, h)
-    causal = torch.triu(torch.ones(Lt, Lt), diagonal=1)[None, None] * -1e9
-    for i in range(cfg["decoder"]):
-        d = attention(f"decoder_stack/layer_{i}/self_attention", d, None, causal)
-        d = attention(f"decoder_stack/layer_{i}/encdec_attention", d, encoded, padding_bias)
-        d = ffn(f"decoder_stack/layer_{i}/ffn", d)
-    decoded = layer_norm(d, p["decoder_stack/layer_normalization/gamma"], p["decoder_stack/layer_normalization/beta"])
-    logits = (decoded @ E.T).reshape(-1, cfg["vocabulary"])
-    labels = tgt.reshape(-1)
-    V = cfg["vocabulary"]
-    confidence, low = 1 - SMOOTHING, SMOOTHING / (V - 1)
-    soft = torch.full((labels.shape[0], V), low)
-    soft[torch.arange(labels.shape[0]), labels] = confidence
-    xent = -(soft * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
-    constant = -(confidence * math.log(confidence) + (V - 1) * low * math.log(low + 1e-20))
-    weights = (labels != 0).to(torch.float64)
-    loss = ((xent - constant) * weights).sum() / weights.sum()
+    loss = smoothed_loss(logits(p, src, tgt, cfg), tgt.reshape(-1), SMOOTHING)
     loss.backward()
     return loss.item(), {k: v.grad.numpy().copy() for k, v in p.items()}
 

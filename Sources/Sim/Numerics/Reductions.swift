@@ -22,35 +22,72 @@ public enum Reduce {
     /// `out[c] = sum over r of x[r * columns + c]`, in `order`.
     public static func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, order: ReductionOrder = .sequential,
                                   into out: UnsafeMutablePointer<Float>) {
+        columnSums(rows: rows, columns: columns, order: order, into: out) { r, c in x[r * columns + c] }
+    }
+
+    /// `out[c] = sum over r of value(r, c)`, in `order`: the sums of
+    /// ``columnSums(_:rows:columns:order:into:)`` over values formed as they are added (a
+    /// product, a centred square), so that no array of them is stored first.
+    @inline(__always)
+    static func columnSums(rows: Int, columns: Int, order: ReductionOrder, into out: UnsafeMutablePointer<Float>,
+                           _ value: (_ row: Int, _ column: Int) -> Float) {
         out.update(repeating: 0, count: columns)
         let blocks = (rows + blockLength - 1) / blockLength
         // One block of the pairwise order is the sequential sum.
         if order == .sequential || blocks <= 1 {
             for r in 0..<rows {
-                let row = x + r * columns
-                for c in 0..<columns { out[c] += row[c] }
+                for c in 0..<columns { out[c] += value(r, c) }
             }
-        } else {
-            var partial = [Float](repeating: 0, count: blocks * columns)
-            partial.withUnsafeMutableBufferPointer { pp in
-                let p = pp.baseAddress!
-                for b in 0..<blocks {
-                    let first = b * blockLength
-                    columnSums(x + first * columns, rows: min(blockLength, rows - first), columns: columns, order: .sequential,
-                               into: p + b * columns)
-                }
-                var count = blocks
-                while count > 1 {
-                    let pairs = count / 2
-                    for i in 0..<pairs {
-                        let d = p + i * columns, l = p + 2 * i * columns, r = p + (2 * i + 1) * columns
-                        for c in 0..<columns { d[c] = l[c] + r[c] }
+            return
+        }
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: blocks * columns)
+        defer { p.deallocate() }
+        p.initialize(repeating: 0, count: blocks * columns)
+        var b = 0
+        if columns < 8 {
+            // Few columns: eight whole blocks side by side, one per lane (each lane's sum in
+            // its block's order), where the loop over columns would leave the vector idle.
+            while (b + 8) * blockLength <= rows {
+                for c in 0..<columns {
+                    var sums = SIMD8<Float>()
+                    for k in 0..<blockLength {
+                        let r = b * blockLength + k
+                        sums = sums + SIMD8<Float>(value(r, c), value(r + blockLength, c), value(r + 2 * blockLength, c),
+                                                   value(r + 3 * blockLength, c), value(r + 4 * blockLength, c),
+                                                   value(r + 5 * blockLength, c), value(r + 6 * blockLength, c),
+                                                   value(r + 7 * blockLength, c))
                     }
-                    if count % 2 == 1 { (p + pairs * columns).update(from: p + (count - 1) * columns, count: columns) }
-                    count = pairs + count % 2
+                    for l in 0..<8 { p[(b + l) * columns + c] = sums[l] }
                 }
-                out.update(from: p, count: columns)
+                b += 8
             }
+        }
+        while b < blocks {
+            let sums = p + b * columns
+            for row in b * blockLength ..< min(rows, (b + 1) * blockLength) {
+                for c in 0..<columns { sums[c] += value(row, c) }
+            }
+            b += 1
+        }
+        var count = blocks
+        while count > 1 {
+            let pairs = count / 2
+            for i in 0..<pairs {
+                let d = p + i * columns, left = p + 2 * i * columns, right = p + (2 * i + 1) * columns
+                for c in 0..<columns { d[c] = left[c] + right[c] }
+            }
+            if count % 2 == 1 { (p + pairs * columns).update(from: p + (count - 1) * columns, count: columns) }
+            count = pairs + count % 2
+        }
+        out.update(from: p, count: columns)
+    }
+
+    /// ``columnSums(rows:columns:order:into:_:)`` into a new array.
+    @inline(__always)
+    static func columnSums(rows: Int, columns: Int, order: ReductionOrder, _ value: (_ row: Int, _ column: Int) -> Float) -> [Float] {
+        [Float](unsafeUninitializedCapacity: columns) { out, written in
+            if let o = out.baseAddress { columnSums(rows: rows, columns: columns, order: order, into: o, value) }
+            written = columns
         }
     }
 

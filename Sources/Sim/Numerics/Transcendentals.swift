@@ -32,6 +32,40 @@ public enum DeterministicMath {
         return x.isNaN ? x : x > 88.73 ? .infinity : x < -104 ? 0 : e
     }
 
+    /// ``exp(_:)`` of 16 values at once, lane by lane the same operations and so the same
+    /// bits. The 16 lanes are four independent vectors of doubles on AVX2 (two on AVX-512),
+    /// which keeps the multiply-add units busy through the polynomial's dependent chain.
+    @inline(__always)
+    public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        let nan = x .!= x
+        // min(max(x, -104), 88.73) with NaN as 0, by selects (the library's lane-wise min and
+        // max are not vectorised).
+        var clamped = x.replacing(with: 0, where: nan)
+        clamped = clamped.replacing(with: -104, where: clamped .< -104)
+        clamped = clamped.replacing(with: 88.73, where: clamped .> 88.73)
+        let xd = SIMD16<Double>(clamped)
+        let n = (xd * invLn2).rounded(.toNearestOrEven)
+        let r = (xd - n * ln2Hi) - n * ln2Lo
+        let biased = unsafeBitCast(n + 0x1.8p52, to: SIMD16<UInt64>.self) &- 0x4338_0000_0000_0000 &+ 1023
+        let power = unsafeBitCast(biased &<< 52, to: SIMD16<Double>.self)
+        var p = SIMD16<Double>(repeating: 0x1.6124613a86d0ap-33)
+        p = p * r + 0x1.1eed8eff8d898p-29
+        p = p * r + 0x1.ae64567f544e4p-26
+        p = p * r + 0x1.27e4fb7789f5dp-22
+        p = p * r + 0x1.71de3a556c734p-19
+        p = p * r + 0x1.a01a01a01a01ap-16
+        p = p * r + 0x1.a01a01a01a01ap-13
+        p = p * r + 0x1.6c16c16c16c17p-10
+        p = p * r + 0x1.1111111111111p-7
+        p = p * r + 0x1.5555555555555p-5
+        p = p * r + 0x1.5555555555555p-3
+        p = p * r + 0x1.0000000000000p-1
+        p = p * r + 1
+        p = p * r + 1
+        let e = SIMD16<Float>(p * power)
+        return e.replacing(with: 0, where: x .< -104).replacing(with: .infinity, where: x .> 88.73).replacing(with: x, where: nan)
+    }
+
     /// Natural logarithm for fp32 `x`: -inf at 0, NaN below 0, +inf at +inf.
     public static func log(_ x: Float) -> Float {
         if x.isNaN || x < 0 { return .nan }

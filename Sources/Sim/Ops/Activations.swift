@@ -42,7 +42,13 @@ public enum ScalarGain {
     /// dL/dx = gain * dL/dy and, for a trainable gain, dL/dgain = sum(dL/dy * x) over every
     /// element (`x` is the forward input), summed in `order`.
     public static func backward(dy: [Float], x: [Float], gain: Float, order: ReductionOrder) -> (dx: [Float], dgain: Float) {
-        (forward(dy, gain: gain), Reduce.sum(elementwise(dy, x, *), order: order))
+        precondition(dy.count == x.count, "scalar gain backward: dy and x differ in length")
+        let dgain = dy.withUnsafeBufferPointer { pdy in
+            x.withUnsafeBufferPointer { px in
+                Reduce.columnSums(rows: pdy.count, columns: 1, order: order) { r, _ in pdy[r] * px[r] }.first ?? 0
+            }
+        }
+        return (forward(dy, gain: gain), dgain)
     }
 }
 
@@ -75,9 +81,33 @@ public enum Dropout {
     /// The mask: `1 / (1 - rate)` where kept, 0 where dropped; `count` draws of `rng`.
     public static func mask(count: Int, rate: Float, rng: CounterRNG) -> [Float] {
         precondition(rate >= 0 && rate < 1, "dropout rate must be in [0, 1)")
-        var rng = rng
         let scale = 1 / (1 - rate)
-        return (0..<count).map { _ in rng.nextUniform() >= rate ? scale : 0 }
+        // Draw i is the stream's value at `rng.counter + i` (``CounterRNG/value(at:)``), so
+        // eight are formed side by side; `(value >> 40) * 2^-24` is exact in fp32, as in
+        // ``CounterRNG/nextUniform()``.
+        return [Float](unsafeUninitializedCapacity: count) { out, written in
+            written = count
+            guard let base = out.baseAddress else { return }
+            let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
+            let key = SIMD8<UInt64>(repeating: rng.key)
+            let lanes = SIMD8<UInt64>(1, 2, 3, 4, 5, 6, 7, 8)
+            let kept = SIMD8<Float>(repeating: scale), dropped = SIMD8<Float>()
+            var i = 0
+            while i + 8 <= count {
+                var z = key &+ (SIMD8<UInt64>(repeating: rng.counter &+ UInt64(i)) &+ lanes) &* golden
+                z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
+                z ^= z &>> 31
+                let u = SIMD8<Float>(SIMD8<UInt32>(truncatingIfNeeded: z &>> 40)) * 0x1p-24
+                let draw = dropped.replacing(with: kept, where: u .>= rate)
+                UnsafeMutableRawPointer(base + i).storeBytes(of: draw, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < count {
+                base[i] = Float(rng.value(at: rng.counter &+ UInt64(i)) >> 40) * 0x1p-24 >= rate ? scale : 0
+                i += 1
+            }
+        }
     }
 
     /// The reference's data-seeded stream for a layer whose input is `x`.
@@ -127,13 +157,7 @@ public enum DropoutKeying: String, Sendable, Codable, CaseIterable {
 /// (``DeterministicMath/exp(_:)``): the same bits on every machine.
 public enum Sigmoid {
     public static func forward(_ x: [Float]) -> [Float] {
-        var out = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in
-            out.withUnsafeMutableBufferPointer { po in
-                for i in 0..<px.count { po[i] = value(px[i]) }
-            }
-        }
-        return out
+        map16(x, x) { v, _ in value(v) } scalar: { v, _ in value(v) }
     }
 
     /// dL/dx from dL/dy and the forward output `y`: `dy * y * (1 - y)`.
@@ -143,40 +167,56 @@ public enum Sigmoid {
 
     @inline(__always)
     static func value(_ v: Float) -> Float { 1 / (1 + DeterministicMath.exp(-v)) }
+
+    /// ``value(_:)`` of 16 values (the same bits lane by lane).
+    @inline(__always)
+    static func value(_ v: SIMD16<Float>) -> SIMD16<Float> { 1 / (1 + DeterministicMath.exp(-v)) }
 }
 
 /// Swish (SiLU), `x * sigmoid(x)`, TensorFlow's `tf.nn.swish`.
 public enum Swish {
     public static func forward(_ x: [Float]) -> [Float] {
-        // A plain loop (not a closure per element) so that exp inlines and vectorises.
-        var out = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in
-            out.withUnsafeMutableBufferPointer { po in
-                for i in 0..<px.count {
-                    let v = px[i]
-                    po[i] = v * Sigmoid.value(v)
-                }
-            }
-        }
-        return out
+        map16(x, x) { v, _ in v * Sigmoid.value(v) } scalar: { v, _ in v * Sigmoid.value(v) }
     }
 
     /// dL/dx from dL/dy and the forward input `x`: `dy * s * (1 + x * (1 - s))`, `s = sigmoid(x)`
     /// (TensorFlow's gradient of swish).
     public static func backward(dy: [Float], x: [Float]) -> [Float] {
         precondition(dy.count == x.count, "swish backward: dy and x differ in length")
-        var out = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { px in
-            dy.withUnsafeBufferPointer { pg in
-                out.withUnsafeMutableBufferPointer { po in
-                    for i in 0..<px.count {
-                        let v = px[i], s = Sigmoid.value(v)
-                        po[i] = pg[i] * (s * (1 + v * (1 - s)))
-                    }
+        return map16(x, dy) { v, g in
+            let s = Sigmoid.value(v)
+            return g * (s * (1 + v * (1 - s)))
+        } scalar: { v, g in
+            let s = Sigmoid.value(v)
+            return g * (s * (1 + v * (1 - s)))
+        }
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` over two arrays of equal length, 16 elements at a time through
+/// `vector`, the rest through `scalar` (which must compute the same, lane for element).
+@inline(__always)
+func map16(_ a: [Float], _ b: [Float], _ vector: (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>,
+           scalar: (Float, Float) -> Float) -> [Float] {
+    precondition(a.count == b.count, "elementwise operands differ in length")
+    return [Float](unsafeUninitializedCapacity: a.count) { out, written in
+        written = a.count
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                guard let x = pa.baseAddress, let y = pb.baseAddress, let o = out.baseAddress else { return }
+                var i = 0
+                while i + 16 <= pa.count {
+                    let r = vector(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self),
+                                   UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self))
+                    UnsafeMutableRawPointer(o + i).storeBytes(of: r, as: SIMD16<Float>.self)
+                    i += 16
+                }
+                while i < pa.count {
+                    o[i] = scalar(x[i], y[i])
+                    i += 1
                 }
             }
         }
-        return out
     }
 }
 

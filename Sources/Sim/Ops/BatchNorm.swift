@@ -15,11 +15,40 @@ public enum BatchNorm {
                                        epsilon: Float, order: ReductionOrder) -> (y: [Float], mean: [Float], variance: [Float], cache: Cache) {
         let m = Float(rows)
         let mean = Reduce.columnSums(x, rows: rows, columns: channels, order: order).map { $0 / m }
-        let centered = perChannel(x, channels: channels) { v, c in v - mean[c] }
-        let variance = Reduce.columnSums(elementwise(centered, centered, *), rows: rows, columns: channels, order: order).map { $0 / m }
-        let rstd = variance.map { DeterministicMath.rsqrt($0 + epsilon) }
-        let xhat = perChannel(centered, channels: channels) { v, c in v * rstd[c] }
-        let y = perChannel(xhat, channels: channels) { v, c in gamma[c] * v + beta[c] }
+        // Three passes over x: the sums, the sums of the centred squares (formed as they are
+        // added), then xhat and y together; each value computed as the separate passes did.
+        var xhat: [Float] = []
+        var variance: [Float] = [], rstd: [Float] = []
+        let y = x.withUnsafeBufferPointer { px in
+            mean.withUnsafeBufferPointer { pm in
+                variance = Reduce.columnSums(rows: rows, columns: channels, order: order) { r, c in
+                    let d = px[r * channels + c] - pm[c]
+                    return d * d
+                }.map { $0 / m }
+                rstd = variance.map { DeterministicMath.rsqrt($0 + epsilon) }
+                return rstd.withUnsafeBufferPointer { pr in
+                    gamma.withUnsafeBufferPointer { pg in
+                        beta.withUnsafeBufferPointer { pb in
+                            [Float](unsafeUninitializedCapacity: px.count) { py, writtenY in
+                                xhat = [Float](unsafeUninitializedCapacity: px.count) { ph, writtenH in
+                                    var i = 0
+                                    for _ in 0..<rows {
+                                        for c in 0..<channels {
+                                            let h = (px[i] - pm[c]) * pr[c]
+                                            ph[i] = h
+                                            py[i] = pg[c] * h + pb[c]
+                                            i += 1
+                                        }
+                                    }
+                                    writtenH = px.count
+                                }
+                                writtenY = px.count
+                            }
+                        }
+                    }
+                }
+            }
+        }
         return (y, mean, variance, Cache(xhat: xhat, rstd: rstd))
     }
 
@@ -35,23 +64,34 @@ public enum BatchNorm {
     public static func backward(dy: [Float], cache: Cache, rows: Int, channels: Int,
                                 gamma: [Float], order: ReductionOrder) -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
         let dbeta = Reduce.columnSums(dy, rows: rows, columns: channels, order: order)
-        let dgamma = Reduce.columnSums(elementwise(dy, cache.xhat, *), rows: rows, columns: channels, order: order)
+        let dgamma = dy.withUnsafeBufferPointer { pdy in
+            cache.xhat.withUnsafeBufferPointer { px in
+                Reduce.columnSums(rows: rows, columns: channels, order: order) { r, c in pdy[r * channels + c] * px[r * channels + c] }
+            }
+        }
         let m = Float(rows)
         // sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma.
         let scale = (0..<channels).map { gamma[$0] * cache.rstd[$0] / m }
-        var i = 0
         let dx = [Float](unsafeUninitializedCapacity: dy.count) { out, written in
+            written = dy.count
             dy.withUnsafeBufferPointer { pdy in
                 cache.xhat.withUnsafeBufferPointer { px in
-                    for _ in 0..<rows {
-                        for c in 0..<channels {
-                            out[i] = scale[c] * (m * pdy[i] - dbeta[c] - px[i] * dgamma[c])
-                            i += 1
+                    scale.withUnsafeBufferPointer { ps in
+                        dbeta.withUnsafeBufferPointer { pb in
+                            dgamma.withUnsafeBufferPointer { pg in
+                                guard let o = out.baseAddress, let g = pdy.baseAddress, let h = px.baseAddress,
+                                      let sc = ps.baseAddress, let db = pb.baseAddress, let dg = pg.baseAddress else { return }
+                                for r in 0..<rows {
+                                    let row = r * channels
+                                    for c in 0..<channels {
+                                        o[row + c] = sc[c] * (m * g[row + c] - db[c] - h[row + c] * dg[c])
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
-            written = dy.count
         }
         return (dx, dgamma, dbeta)
     }

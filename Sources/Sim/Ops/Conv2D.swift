@@ -92,16 +92,40 @@ public enum Conv2D {
     /// `[ci, qh + h, qw + w, n]` of ``ConvShape/gradientWeightConvolution``'s input, zeros around.
     static func gradientWeightInput(_ x: [Float], _ s: ConvShape) -> [Float] {
         let c = s.gradientWeightConvolution, (qh, qw) = s.gradientWeightPadding
-        var input = [Float](repeating: 0, count: c.inputShape.reduce(1, *))
-        for n in 0..<s.batch {
-            for h in 0..<s.inH {
-                for w in 0..<s.inW {
-                    let src = ((n * s.inH + h) * s.inW + w) * s.inChannels
-                    for ci in 0..<s.inChannels { input[((ci * c.inH + qh + h) * c.inW + qw + w) * s.batch + n] = x[src + ci] }
+        let (n, h, w, channels) = (s.batch, s.inH, s.inW, s.inChannels)
+        let (hp, wp) = (c.inH, c.inW)
+        let count = channels * hp * wp * n
+        return [Float](unsafeUninitializedCapacity: count) { out, written in
+            x.withUnsafeBufferPointer { px in
+                guard let dst = out.baseAddress, let src = px.baseAddress else { return }
+                // The zeros around each channel's image: whole rows above and below, the
+                // columns left and right of every row in between.
+                for ci in 0..<channels {
+                    let plane = dst + ci * hp * wp * n
+                    plane.initialize(repeating: 0, count: qh * wp * n)
+                    (plane + (qh + h) * wp * n).initialize(repeating: 0, count: (hp - qh - h) * wp * n)
+                    for row in qh ..< qh + h {
+                        (plane + row * wp * n).initialize(repeating: 0, count: qw * n)
+                        (plane + (row * wp + qw + w) * n).initialize(repeating: 0, count: (wp - qw - w) * n)
+                    }
+                }
+                // Pixel by pixel, the [N, Cin] block of x to [Cin, N]: each channel's N values
+                // are written as one run, read from N rows of x that stay in cache while the
+                // channels advance.
+                let pixelStride = h * w * channels, planeStride = hp * wp * n
+                for ih in 0..<h {
+                    for iw in 0..<w {
+                        let from = src + (ih * w + iw) * channels
+                        let to = dst + ((qh + ih) * wp + qw + iw) * n
+                        for ci in 0..<channels {
+                            let run = to + ci * planeStride, column = from + ci
+                            for b in 0..<n { (run + b).initialize(to: column[b * pixelStride]) }
+                        }
+                    }
                 }
             }
+            written = count
         }
-        return input
     }
 
     /// The `_grad_wt` weight of the reference layout: `dy[n, i, j, :]` at
@@ -117,6 +141,11 @@ public enum Conv2D {
     /// (``ConvShape/gradientInputConvolution``, ``ConvShape/gradientInputOffset``).
     static func gradientInputOperand(_ dy: [Float], _ s: ConvShape) -> [Float] {
         let c = s.gradientInputConvolution
+        // A 1x1 stride-1 convolution without padding: no dilation, no padding, dL/dy itself.
+        if s.filterH == 1 && s.filterW == 1 && s.strideH == 1 && s.strideW == 1 && s.padTop == 0 && s.padLeft == 0
+            && c.inH == s.outH && c.inW == s.outW {
+            return dy
+        }
         return dilated(dy, s, offset: s.gradientInputOffset, count: c.inputShape.reduce(1, *)) { n, h, w in
             ((n * c.inH + h) * c.inW + w) * s.outChannels
         }
@@ -124,31 +153,58 @@ public enum Conv2D {
 
     static func dilated(_ dy: [Float], _ s: ConvShape, offset: (h: Int, w: Int), count: Int,
                         index: (_ n: Int, _ h: Int, _ w: Int) -> Int) -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        for n in 0..<s.batch {
-            for i in 0..<s.outH {
-                for j in 0..<s.outW {
-                    let src = ((n * s.outH + i) * s.outW + j) * s.outChannels
-                    let dst = index(n, offset.h + i * s.strideH, offset.w + j * s.strideW)
-                    for k in 0..<s.outChannels { out[dst + k] = dy[src + k] }
+        [Float](unsafeUninitializedCapacity: count) { out, written in
+            dy.withUnsafeBufferPointer { pdy in
+                guard let dst = out.baseAddress, let src = pdy.baseAddress else { return }
+                dst.initialize(repeating: 0, count: count)
+                for n in 0..<s.batch {
+                    for i in 0..<s.outH {
+                        for j in 0..<s.outW {
+                            let from = src + ((n * s.outH + i) * s.outW + j) * s.outChannels
+                            (dst + index(n, offset.h + i * s.strideH, offset.w + j * s.strideW)).update(from: from, count: s.outChannels)
+                        }
+                    }
                 }
             }
+            written = count
         }
-        return out
     }
 
     /// Gathers every filter window of x into one row (zeros where the window hangs over the
-    /// padding).
+    /// padding). A lowering that is a plain copy (a 1x1 stride-1 convolution without padding,
+    /// or one window covering the whole input) returns x itself.
     static func im2col(_ x: [Float], _ s: ConvShape) -> [Float] {
-        var cols = [Float](repeating: 0, count: s.batch * s.outH * s.outW * s.filterH * s.filterW * s.inChannels)
-        x.withUnsafeBufferPointer { px in
-            cols.withUnsafeMutableBufferPointer { pc in
-                forEachWindowTap(s) { colOffset, inputOffset in
-                    (pc.baseAddress! + colOffset).update(from: px.baseAddress! + inputOffset, count: s.inChannels)
+        if s.lowersToItself { return x }
+        let c = s.inChannels, k = s.filterH * s.filterW * c
+        let count = s.batch * s.outH * s.outW * k
+        return [Float](unsafeUninitializedCapacity: count) { cols, written in
+            x.withUnsafeBufferPointer { px in
+                guard var dst = cols.baseAddress, let src = px.baseAddress else { return }
+                // Row by row in order: each filter row's taps inside the input are one
+                // contiguous run of x; the taps over the padding are zeros.
+                for n in 0..<s.batch {
+                    for oh in 0..<s.outH {
+                        for ow in 0..<s.outW {
+                            let left = ow * s.strideW - s.padLeft
+                            let first = max(0, -left), end = min(s.filterW, s.inW - left)
+                            for fh in 0..<s.filterH {
+                                let ih = oh * s.strideH + fh - s.padTop
+                                if ih < 0 || ih >= s.inH || first >= end {
+                                    dst.initialize(repeating: 0, count: s.filterW * c)
+                                } else {
+                                    dst.initialize(repeating: 0, count: first * c)
+                                    (dst + first * c).initialize(from: src + ((n * s.inH + ih) * s.inW + left + first) * c,
+                                                                 count: (end - first) * c)
+                                    (dst + end * c).initialize(repeating: 0, count: (s.filterW - end) * c)
+                                }
+                                dst += s.filterW * c
+                            }
+                        }
+                    }
                 }
             }
+            written = count
         }
-        return cols
     }
 
     /// The adjoint of ``im2col(_:_:)``: adds every column back onto its input position, rows

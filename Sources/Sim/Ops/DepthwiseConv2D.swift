@@ -96,24 +96,7 @@ public enum DepthwiseConv2D {
         let dw = unit.operation(SiteID(layer: layer, kind: .gradWt), input: Conv2D.gradientWeightInput(x, s), inputShape: g.inputShape,
                                 weight: Conv2D.gradientWeightKernel(dy, s), weightShape: g.weightShape,
                                 outputShape: [channels, s.filterH, s.filterW, 1]) { input, kernel, _ in
-            // out[c, fh, fw] = sum over (i, j, n) of input[c, fh + i, fw + j, n] * kernel[i, j, n, c].
-            let (lh, lw, n) = (g.filterH, g.filterW, s.batch)
-            var out = [Float](repeating: 0, count: channels * taps)
-            for c in 0..<channels {
-                for fh in 0..<s.filterH {
-                    for fw in 0..<s.filterW {
-                        var sum: Float = 0
-                        for i in 0..<lh {
-                            for j in 0..<lw {
-                                let a = ((c * g.inH + fh + i) * g.inW + fw + j) * n, b = ((i * lw + j) * n) * channels + c
-                                for k in 0..<n { sum += input[a + k] * kernel[b + k * channels] }
-                            }
-                        }
-                        out[(c * s.filterH + fh) * s.filterW + fw] = sum
-                    }
-                }
-            }
-            return Product(values: out, rows: channels, columns: taps)
+            Product(values: weightGradient(input, kernel, s), rows: channels, columns: taps)
         }
         // [C, Fh, Fw, 1] -> [Fh, Fw, C, 1].
         var out = [Float](repeating: 0, count: dw.count)
@@ -125,33 +108,177 @@ public enum DepthwiseConv2D {
 
     /// The convolution itself: `out[n, oh, ow, c] = sum over (fh, fw) of x[n, ih, iw, c] * w[fh, fw, c]`
     /// with `ih = oh * strideH + fh - padTop` (likewise `iw`), `x = 0` outside the input.
+    ///
+    /// Per output pixel, 32 (then 8, then 1) channels at a time are summed in registers over
+    /// every tap and stored once; each lane is one output element's sum in the scalar order.
     static func convolve(_ x: [Float], _ w: [Float], _ s: ConvShape) -> [Float] {
-        let c = s.inChannels
-        var out = [Float](repeating: 0, count: s.batch * s.outH * s.outW * c)
-        x.withUnsafeBufferPointer { px in
-            w.withUnsafeBufferPointer { pw in
-                out.withUnsafeMutableBufferPointer { po in
-                    for n in 0..<s.batch {
-                        for oh in 0..<s.outH {
-                            for ow in 0..<s.outW {
-                                let o = ((n * s.outH + oh) * s.outW + ow) * c
-                                for fh in 0..<s.filterH {
-                                    let ih = oh * s.strideH + fh - s.padTop
-                                    for fw in 0..<s.filterW {
-                                        let iw = ow * s.strideW + fw - s.padLeft, t = (fh * s.filterW + fw) * c
-                                        if ih >= 0 && ih < s.inH && iw >= 0 && iw < s.inW {
-                                            let i = ((n * s.inH + ih) * s.inW + iw) * c
-                                            for k in 0..<c { po[o + k] += px[i + k] * pw[t + k] }
-                                        } else {
-                                            for k in 0..<c { po[o + k] += 0 * pw[t + k] }
+        let c = s.inChannels, taps = s.filterH * s.filterW
+        let count = s.batch * s.outH * s.outW * c
+        return [Float](unsafeUninitializedCapacity: count) { out, written in
+            x.withUnsafeBufferPointer { px in
+                w.withUnsafeBufferPointer { pw in
+                    guard let xs = px.baseAddress, let ws = pw.baseAddress, let os = out.baseAddress else { return }
+                    // Per tap of the current pixel: the offset of its C values in x, or -1 for padding.
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { offsets in
+                        for n in 0..<s.batch {
+                            for oh in 0..<s.outH {
+                                for ow in 0..<s.outW {
+                                    for fh in 0..<s.filterH {
+                                        let ih = oh * s.strideH + fh - s.padTop
+                                        for fw in 0..<s.filterW {
+                                            let iw = ow * s.strideW + fw - s.padLeft
+                                            let inside = ih >= 0 && ih < s.inH && iw >= 0 && iw < s.inW
+                                            offsets[fh * s.filterW + fw] = inside ? ((n * s.inH + ih) * s.inW + iw) * c : -1
                                         }
                                     }
+                                    pixel(xs, ws, os + ((n * s.outH + oh) * s.outW + ow) * c, offsets, taps: taps, channels: c)
                                 }
                             }
                         }
                     }
                 }
             }
+            written = count
+        }
+    }
+
+    /// One output pixel of ``convolve(_:_:_:)``: `out[k] = sum over taps t of x[offsets[t] + k] * w[t * C + k]`,
+    /// a padding tap (offset -1) adding `0 * w`.
+    @inline(__always)
+    private static func pixel(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                              _ offsets: UnsafeMutableBufferPointer<Int>, taps: Int, channels c: Int) {
+        typealias V = SIMD8<Float>
+        let zero = V()
+        var k = 0
+        while k + 32 <= c {
+            var a0 = zero, a1 = zero, a2 = zero, a3 = zero
+            for t in 0..<taps {
+                let wp = UnsafeRawPointer(w + t * c + k)
+                let (w0, w1) = (wp.loadUnaligned(as: V.self), wp.loadUnaligned(fromByteOffset: 32, as: V.self))
+                let (w2, w3) = (wp.loadUnaligned(fromByteOffset: 64, as: V.self), wp.loadUnaligned(fromByteOffset: 96, as: V.self))
+                let o = offsets[t]
+                if o >= 0 {
+                    let xp = UnsafeRawPointer(x + o + k)
+                    a0 = a0 + xp.loadUnaligned(as: V.self) * w0
+                    a1 = a1 + xp.loadUnaligned(fromByteOffset: 32, as: V.self) * w1
+                    a2 = a2 + xp.loadUnaligned(fromByteOffset: 64, as: V.self) * w2
+                    a3 = a3 + xp.loadUnaligned(fromByteOffset: 96, as: V.self) * w3
+                } else {
+                    a0 = a0 + zero * w0
+                    a1 = a1 + zero * w1
+                    a2 = a2 + zero * w2
+                    a3 = a3 + zero * w3
+                }
+            }
+            let op = UnsafeMutableRawPointer(out + k)
+            op.storeBytes(of: a0, as: V.self)
+            op.storeBytes(of: a1, toByteOffset: 32, as: V.self)
+            op.storeBytes(of: a2, toByteOffset: 64, as: V.self)
+            op.storeBytes(of: a3, toByteOffset: 96, as: V.self)
+            k += 32
+        }
+        while k + 8 <= c {
+            var a = zero
+            for t in 0..<taps {
+                let wv = UnsafeRawPointer(w + t * c + k).loadUnaligned(as: V.self)
+                let o = offsets[t]
+                a = a + (o >= 0 ? UnsafeRawPointer(x + o + k).loadUnaligned(as: V.self) : zero) * wv
+            }
+            UnsafeMutableRawPointer(out + k).storeBytes(of: a, as: V.self)
+            k += 8
+        }
+        while k < c {
+            var a: Float = 0
+            for t in 0..<taps {
+                let o = offsets[t]
+                a += (o >= 0 ? x[o + k] : 0) * w[t * c + k]
+            }
+            out[k] = a
+            k += 1
+        }
+    }
+
+    /// The `_grad_wt` product: `out[c, fh, fw] = sum over (i, j, n) of input[c, fh + i, fw + j, n] * kernel[i, j, n, c]`,
+    /// `input` `[C, Hp, Wp, N]` and `kernel` `[Lh, Lw, N, C]` as ``ConvShape/gradientWeightConvolution``
+    /// has them. The input is first transposed to `[Hp, Wp, N, C]` (a copy of the same values),
+    /// so that 32 (then 8, then 1) channels run side by side in registers, each lane one output
+    /// element's sum in the scalar order.
+    static func weightGradient(_ input: [Float], _ kernel: [Float], _ s: ConvShape) -> [Float] {
+        let g = s.gradientWeightConvolution, c = s.inChannels, n = s.batch
+        let (hp, wp, lh, lw) = (g.inH, g.inW, g.filterH, g.filterW)
+        let plane = hp * wp * n
+        let t = [Float](unsafeUninitializedCapacity: input.count) { out, written in
+            input.withUnsafeBufferPointer { src in
+                guard let src = src.baseAddress, let dst = out.baseAddress else { return }
+                // 64 positions at a time, so that the output lines being filled stay in cache.
+                var q0 = 0
+                while q0 < plane {
+                    let q1 = min(plane, q0 + 64)
+                    for ch in 0..<c {
+                        let from = src + ch * plane
+                        for q in q0..<q1 { (dst + q * c + ch).initialize(to: from[q]) }
+                    }
+                    q0 = q1
+                }
+            }
+            written = input.count
+        }
+        let taps = s.filterH * s.filterW
+        let count = c * taps
+        let out = [Float](unsafeUninitializedCapacity: count) { out, written in
+            t.withUnsafeBufferPointer { pt in
+                kernel.withUnsafeBufferPointer { pk in
+                    guard let xs = pt.baseAddress, let ks = pk.baseAddress, let os = out.baseAddress else { return }
+                    typealias V = SIMD8<Float>
+                    for fh in 0..<s.filterH {
+                        for fw in 0..<s.filterW {
+                            // Term (i, j, b) of channel ch: xs[((fh + i) * wp + fw + j) * n + b) * c + ch] * ks[((i * lw + j) * n + b) * c + ch].
+                            @inline(__always) func terms(_ body: (_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>) -> Void) {
+                                for i in 0..<lh {
+                                    for j in 0..<lw {
+                                        let xr = xs + (((fh + i) * wp + fw + j) * n) * c, kr = ks + ((i * lw + j) * n) * c
+                                        for b in 0..<n { body(xr + b * c, kr + b * c) }
+                                    }
+                                }
+                            }
+                            let tap = fh * s.filterW + fw
+                            var ch = 0
+                            while ch + 32 <= c {
+                                var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+                                terms { x, k in
+                                    let xp = UnsafeRawPointer(x + ch), kp = UnsafeRawPointer(k + ch)
+                                    a0 = a0 + xp.loadUnaligned(as: V.self) * kp.loadUnaligned(as: V.self)
+                                    a1 = a1 + xp.loadUnaligned(fromByteOffset: 32, as: V.self) * kp.loadUnaligned(fromByteOffset: 32, as: V.self)
+                                    a2 = a2 + xp.loadUnaligned(fromByteOffset: 64, as: V.self) * kp.loadUnaligned(fromByteOffset: 64, as: V.self)
+                                    a3 = a3 + xp.loadUnaligned(fromByteOffset: 96, as: V.self) * kp.loadUnaligned(fromByteOffset: 96, as: V.self)
+                                }
+                                for l in 0..<8 {
+                                    (os + (ch + l) * taps + tap).initialize(to: a0[l])
+                                    (os + (ch + 8 + l) * taps + tap).initialize(to: a1[l])
+                                    (os + (ch + 16 + l) * taps + tap).initialize(to: a2[l])
+                                    (os + (ch + 24 + l) * taps + tap).initialize(to: a3[l])
+                                }
+                                ch += 32
+                            }
+                            while ch + 8 <= c {
+                                var a = V()
+                                terms { x, k in
+                                    a = a + UnsafeRawPointer(x + ch).loadUnaligned(as: V.self) * UnsafeRawPointer(k + ch).loadUnaligned(as: V.self)
+                                }
+                                for l in 0..<8 { (os + (ch + l) * taps + tap).initialize(to: a[l]) }
+                                ch += 8
+                            }
+                            while ch < c {
+                                var a: Float = 0
+                                terms { x, k in a += x[ch] * k[ch] }
+                                (os + ch * taps + tap).initialize(to: a)
+                                ch += 1
+                            }
+                        }
+                    }
+                }
+            }
+            written = count
         }
         return out
     }

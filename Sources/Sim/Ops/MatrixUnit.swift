@@ -72,13 +72,15 @@ public struct OperationMXU {
     /// `x` rounded to the MXU's operand format (once, before a lowering that copies it).
     public func operand(_ x: [Float]) -> [Float] {
         let format = unit.mxu.format
-        guard format.roundingKind != .identity else { return x }
-        var out = x
-        out.withUnsafeMutableBufferPointer { p in
-            guard let base = p.baseAddress else { return }
-            format.round(base, into: base, count: p.count)
+        guard format.roundingKind != .identity, !x.isEmpty else { return x }
+        // Rounded straight into a new array: one pass, not a copy and then a rounding pass.
+        return [Float](unsafeUninitializedCapacity: x.count) { out, written in
+            x.withUnsafeBufferPointer { p in
+                guard let src = p.baseAddress, let dst = out.baseAddress else { return }
+                format.round(src, into: dst, count: p.count)
+            }
+            written = x.count
         }
-        return out
     }
 
     /// `[rows x inner] x [inner x cols]`, where A is stored `[rows, inner]` (or `[inner, rows]`

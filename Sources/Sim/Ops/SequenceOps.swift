@@ -267,12 +267,24 @@ public enum MaskedSoftmax {
                 row[j] = v
                 maxv = Swift.max(maxv, v)
             }
-            var sum: Float = 0
-            for j in 0..<s.keys {
-                let e = DeterministicMath.exp(row[j] - maxv)
-                row[j] = e
-                sum += e
+            // The exponentials 16 at a time (each lane the scalar exp's bits), then summed in
+            // key order.
+            row.withUnsafeMutableBufferPointer { r in
+                guard let e = r.baseAddress else { return }
+                let shift = SIMD16<Float>(repeating: maxv)
+                var j = 0
+                while j + 16 <= s.keys {
+                    let v = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) - shift
+                    UnsafeMutableRawPointer(e + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
+                    j += 16
+                }
+                while j < s.keys {
+                    e[j] = DeterministicMath.exp(e[j] - maxv)
+                    j += 1
+                }
             }
+            var sum: Float = 0
+            for j in 0..<s.keys { sum += row[j] }
             for j in 0..<s.keys { out[base + j] = row[j] / sum }
         } } }
         return out

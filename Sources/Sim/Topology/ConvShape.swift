@@ -72,6 +72,15 @@ public struct ConvShape: Sendable, Equatable, Codable {
                   outH: ceilDiv(inH - filterH + stride, stride), outW: ceilDiv(inW - filterW + stride, stride))
     }
 
+    /// Whether the im2col matrix is the input itself: a 1x1 stride-1 convolution without
+    /// padding, or a single window that covers the whole input.
+    public var lowersToItself: Bool {
+        guard padTop == 0 && padLeft == 0 else { return false }
+        let pointwise = filterH == 1 && filterW == 1 && strideH == 1 && strideW == 1 && outH == inH && outW == inW
+        let whole = outH == 1 && outW == 1 && filterH == inH && filterW == inW
+        return pointwise || whole
+    }
+
     public var gemm: GEMMShape {
         GEMMShape(m: batch * outH * outW, k: filterH * filterW * inChannels, n: outChannels)
     }
