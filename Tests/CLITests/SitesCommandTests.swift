@@ -30,6 +30,6 @@ import TestSupport
         #expect(bad.err.contains("outside.json: position 4/0 is outside the output of dense_grad_in, shape 4x32"), "\(bad.err)")
         #expect(bad.err.contains("replica.json: target_worker 2 does not exist"))
         #expect(bad.err.contains("site.json: unknown layer 'conv1_grad_in'"))
-        #expect(bad.err.contains("bit.json: ") && bad.err.contains("bit 16 does not exist"))
+        #expect(bad.err.contains("bit.json: ") && bad.err.contains("invalid hardware fault: ") && bad.err.contains("bit 16 does not exist") && !bad.err.contains("chip configuration"), "\(bad.err)")
     }
 }

@@ -56,7 +56,11 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
         do {
             try fault.validate(schedule: schedule, format: format)
         } catch {
-            throw .invalidConfig("\(site.name) (\(shape) on \(chip.rows)x\(chip.columns) \(chip.dataflow.rawValue), \(chip.mxuCount) MXU): \(error)")
+            let reason: String
+            switch error {
+            case .invalidFault(let m), .invalidConfig(let m), .invalidShape(let m): reason = m
+            }
+            throw .invalidFault("\(site.name) (\(shape) on \(chip.rows)x\(chip.columns) \(chip.dataflow.rawValue), \(chip.mxuCount) MXU): \(reason)")
         }
     }
 

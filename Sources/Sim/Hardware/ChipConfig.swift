@@ -96,11 +96,14 @@ public struct ChipConfig: Sendable, Equatable, Codable {
 public enum HardwareError: Error, CustomStringConvertible, Equatable {
     case invalidConfig(String)
     case invalidShape(String)
+    /// A hardware fault that names no register bit, PE, MXU or cycle of its operation.
+    case invalidFault(String)
 
     public var description: String {
         switch self {
         case .invalidConfig(let m): return "invalid chip configuration: \(m)"
         case .invalidShape(let m): return "invalid operation shape: \(m)"
+        case .invalidFault(let m): return "invalid hardware fault: \(m)"
         }
     }
 }

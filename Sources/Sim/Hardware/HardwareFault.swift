@@ -125,21 +125,21 @@ public struct HardwareFault: Sendable, Equatable, Hashable, Codable, CustomStrin
     public func validate(schedule: Schedule, format: any NumberFormat) throws(HardwareError) {
         let width = Self.width(of: register, format: format)
         guard (0..<schedule.mxuCount).contains(mxu) else {
-            throw .invalidConfig("MXU \(mxu) does not exist: the chip has \(schedule.mxuCount) (0...\(schedule.mxuCount - 1))")
+            throw .invalidFault("MXU \(mxu) does not exist: the chip has \(schedule.mxuCount) (0...\(schedule.mxuCount - 1))")
         }
         guard (0..<schedule.rows).contains(row), (0..<schedule.columns).contains(column) else {
-            throw .invalidConfig("PE(\(row),\(column)) is outside the \(schedule.rows)x\(schedule.columns) array")
+            throw .invalidFault("PE(\(row),\(column)) is outside the \(schedule.rows)x\(schedule.columns) array")
         }
         guard (0..<width).contains(bit) else {
-            throw .invalidConfig("bit \(bit) does not exist: the \(register.rawValue) register holds \(width) bits (0...\(width - 1)) at \(format.name) precision")
+            throw .invalidFault("bit \(bit) does not exist: the \(register.rawValue) register holds \(width) bits (0...\(width - 1)) at \(format.name) precision")
         }
         switch kind {
         case .transient(let cycle):
             guard (0..<schedule.cycles).contains(cycle) else {
-                throw .invalidConfig("cycle \(cycle) is outside the operation (\(schedule.shape), \(schedule.cycles) cycles: 0...\(schedule.cycles - 1))")
+                throw .invalidFault("cycle \(cycle) is outside the operation (\(schedule.shape), \(schedule.cycles) cycles: 0...\(schedule.cycles - 1))")
             }
         case .stuckAt(let value):
-            guard value == 0 || value == 1 else { throw .invalidConfig("stuck-at value \(value): give 0 or 1") }
+            guard value == 0 || value == 1 else { throw .invalidFault("stuck-at value \(value): give 0 or 1") }
         }
     }
 
