@@ -43,6 +43,8 @@ import Testing
         let sgd = OptimizerConfig(kind: .sgd)
         let nobn = try Workloads.model("resnet18_nobn", scale: "tiny")
         #expect(throws: MitigationError.self) { try Mitigation(parsing: "adam-v").validate(optimizer: sgd, model: nobn) }
+        #expect(throws: MitigationError.self) { try Mitigation(parsing: "adam-m").validate(optimizer: sgd, model: nobn) }
+        #expect(try Mitigation.applicable(optimizer: sgd, model: nobn).detectors.map(\.kind) == [.updateSize, .nonFinite, .productChecksum])
         #expect(throws: MitigationError.self) { try Mitigation(parsing: "moving-variance").validate(optimizer: OptimizerConfig(kind: .adam), model: nobn) }
         let spelled = try Mitigation(parsing: "adam-m@all=100000,non-finite")
         #expect(try Mitigation(parsing: spelled.detectors.map(\.description).joined(separator: ",")) == spelled)

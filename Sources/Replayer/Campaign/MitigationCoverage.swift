@@ -75,6 +75,9 @@ public struct MitigationCoverage: Codable, Sendable, Equatable {
         }
         var rows: [Row] = []
         for (outcome, members) in groups where !members.isEmpty {
+            // What mitigation made of the group does not depend on which detector fired.
+            let masked = Share(members.filter { $0.mitigated?.outcome == Outcome.masked.rawValue }.count, of: members.count)
+            let maskedExact = Share(members.filter { $0.mitigated?.maskedExact == true }.count, of: members.count)
             for name in names {
                 let hit = members.filter { r in
                     guard let m = r.mitigated?.mitigation, m.detected else { return false }
@@ -82,8 +85,7 @@ public struct MitigationCoverage: Codable, Sendable, Equatable {
                 }
                 let latencies = hit.compactMap { $0.mitigated?.mitigation.latency }
                 rows.append(Row(outcome: outcome, detector: name, detected: Share(hit.count, of: members.count),
-                                masked: Share(members.filter { $0.mitigated?.outcome == Outcome.masked.rawValue }.count, of: members.count),
-                                maskedExact: Share(members.filter { $0.mitigated?.maskedExact == true }.count, of: members.count),
+                                masked: masked, maskedExact: maskedExact,
                                 meanLatency: latencies.isEmpty ? nil : Double(latencies.reduce(0, +)) / Double(latencies.count),
                                 maxLatency: latencies.max()))
             }

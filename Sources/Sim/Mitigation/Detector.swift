@@ -46,6 +46,19 @@ public struct Detector: Sendable, Equatable, Codable, CustomStringConvertible {
             }
         }
 
+        /// Why the detector can see nothing in `model` trained with `optimizer`, or nil when it
+        /// can (Adam's moments need Adam; a moving-variance bound needs batch norm).
+        public func blindSpot(optimizer: OptimizerConfig, model: any Model) -> String? {
+            switch self {
+            case .adamM where optimizer.kind != .adam, .adamV where optimizer.kind != .adam:
+                return "detector \(rawValue) bounds Adam's moments; this run uses \(optimizer.kind.rawValue) (try update-size)"
+            case .movingVariance where !model.modelState.contains(where: { $0.name.hasSuffix("moving_variance") }):
+                return "detector moving-variance: \(model.title) has no batch-norm moving variances"
+            default:
+                return nil
+            }
+        }
+
         /// One line for `--help` and the docs.
         public var summary: String {
             switch self {

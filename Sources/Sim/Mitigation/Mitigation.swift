@@ -53,25 +53,14 @@ public struct Mitigation: Sendable, Equatable, Codable, CustomStringConvertible 
     /// Refuses detectors that cannot see anything under `optimizer` or in `model`.
     public func validate(optimizer: OptimizerConfig, model: any Model) throws(MitigationError) {
         for d in detectors {
-            if d.kind == .adamM || d.kind == .adamV, optimizer.kind != .adam {
-                throw .invalid("detector \(d.kind.rawValue) bounds Adam's moments; this run uses \(optimizer.kind.rawValue) (try update-size)")
-            }
-            if d.kind == .movingVariance, !model.modelState.contains(where: { $0.name.hasSuffix("moving_variance") }) {
-                throw .invalid("detector moving-variance: \(model.title) has no batch-norm moving variances")
-            }
+            if let reason = d.kind.blindSpot(optimizer: optimizer, model: model) { throw .invalid(reason) }
         }
     }
 
     /// Every detector, with its defaults, that can see something in `model` trained with
     /// `optimizer`.
     public static func applicable(optimizer: OptimizerConfig, model: any Model, response: Response = .detect) throws(MitigationError) -> Mitigation {
-        let kinds = Detector.Kind.allCases.filter { kind in
-            switch kind {
-            case .adamM, .adamV: return optimizer.kind == .adam
-            case .movingVariance: return model.modelState.contains { $0.name.hasSuffix("moving_variance") }
-            default: return true
-            }
-        }
+        let kinds = Detector.Kind.allCases.filter { $0.blindSpot(optimizer: optimizer, model: model) == nil }
         return try Mitigation(detectors: kinds.map { Detector($0) }, response: response)
     }
 

@@ -48,21 +48,7 @@ public enum DeterministicMath {
         let r = (xd - n * ln2Hi) - n * ln2Lo
         let biased = unsafeBitCast(n + 0x1.8p52, to: SIMD16<UInt64>.self) &- 0x4338_0000_0000_0000 &+ 1023
         let power = unsafeBitCast(biased &<< 52, to: SIMD16<Double>.self)
-        var p = SIMD16<Double>(repeating: 0x1.6124613a86d0ap-33)
-        p = p * r + 0x1.1eed8eff8d898p-29
-        p = p * r + 0x1.ae64567f544e4p-26
-        p = p * r + 0x1.27e4fb7789f5dp-22
-        p = p * r + 0x1.71de3a556c734p-19
-        p = p * r + 0x1.a01a01a01a01ap-16
-        p = p * r + 0x1.a01a01a01a01ap-13
-        p = p * r + 0x1.6c16c16c16c17p-10
-        p = p * r + 0x1.1111111111111p-7
-        p = p * r + 0x1.5555555555555p-5
-        p = p * r + 0x1.5555555555555p-3
-        p = p * r + 0x1.0000000000000p-1
-        p = p * r + 1
-        p = p * r + 1
-        let e = SIMD16<Float>(p * power)
+        let e = SIMD16<Float>(expPolynomial(r) * power)
         return e.replacing(with: 0, where: x .< -104).replacing(with: .infinity, where: x .> 88.73).replacing(with: x, where: nan)
     }
 
@@ -100,9 +86,11 @@ public enum DeterministicMath {
     /// below 2^-60 relative).
     /// The coefficients are ``inverseFactorials`` written out (a test pins them equal), so the
     /// hot loop reads no array.
+    /// Generic so that the scalar and the 16-lane ``exp(_:)`` share the one written-out form
+    /// (each lane performs the scalar's operations).
     @inline(__always)
-    static func expPolynomial(_ r: Double) -> Double {
-        var p = 0x1.6124613a86d0ap-33                   // 1/13!
+    static func expPolynomial<T: ExpPolynomialOperand>(_ r: T) -> T {
+        var p = T(coefficient: 0x1.6124613a86d0ap-33)  // 1/13!
         p = p * r + 0x1.1eed8eff8d898p-29
         p = p * r + 0x1.ae64567f544e4p-26
         p = p * r + 0x1.27e4fb7789f5dp-22
@@ -132,4 +120,19 @@ public enum DeterministicMath {
     static func scaleByPowerOfTwo(_ y: Double, _ n: Int) -> Double {
         y * Double(bitPattern: UInt64(1023 + n) << 52)
     }
+}
+
+/// What ``DeterministicMath/expPolynomial(_:)`` evaluates on: one double, or 16 lanes of them.
+protocol ExpPolynomialOperand {
+    init(coefficient: Double)
+    static func * (a: Self, b: Self) -> Self
+    static func + (a: Self, b: Double) -> Self
+}
+
+extension Double: ExpPolynomialOperand {
+    init(coefficient: Double) { self = coefficient }
+}
+
+extension SIMD16<Double>: ExpPolynomialOperand {
+    init(coefficient: Double) { self.init(repeating: coefficient) }
 }
