@@ -24,21 +24,25 @@ struct Classify: ParsableCommand {
     @Option(help: "Number of classes (chance is 1/classes).")
     var classes: Int = 10
 
+    @Option(help: "Test set size, for the noise of the test accuracies (default: unknown, the band alone; the reference's CIFAR-10 test set has 10000).")
+    var testCount: Int?
+
     @OptionGroup var classifier: ClassifierOptions
 
     @Flag(help: "Print one JSON object.")
     var json = false
 
     func run() throws {
-        let (outcome, evidence) = try ReferenceLog.classify(golden: try ReferenceLog.load(path: goldenLog), faulty: try ReferenceLog.load(path: faultyLog),
-                                                        classes: classes,
-                                                        thresholds: classifier.thresholds)
+        if let n = testCount, n < 1 { throw ValidationError("--test-count must be at least 1, got \(n)") }
+        let c = try ReferenceLog.classify(golden: try ReferenceLog.load(path: goldenLog), faulty: try ReferenceLog.load(path: faultyLog),
+                                          classes: classes, testCount: testCount, thresholds: classifier.thresholds)
         if json {
-            struct Output: Encodable { let outcome: String; let evidence: [String] }
-            try printJSON(Output(outcome: outcome.rawValue, evidence: evidence))
+            struct Output: Encodable { let outcome: String; let evidence: [String]; let onset: Int?; let goldenLearned: Bool }
+            try printJSON(Output(outcome: c.outcome.rawValue, evidence: c.evidence, onset: c.onset, goldenLearned: c.goldenLearned))
         } else {
-            print(outcome.rawValue)
-            for e in evidence { print("  \(e)") }
+            print(c.outcome.rawValue)
+            for e in c.evidence { print("  \(e)") }
+            if let onset = c.onset { print("  onset: global step \(onset)") }
         }
     }
 }

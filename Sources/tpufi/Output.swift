@@ -36,8 +36,11 @@ struct ClassifierOptions: ParsableArguments {
     @Option(help: "Final steps averaged for the final train accuracy.")
     var finalWindow: Int = 10
 
+    @Option(help: "One-sided confidence with which a difference must clear the accuracy band, given the golden's own noise (its step-to-step train-accuracy variability, the test set's size), before a degrade class is assigned; 0 compares with the band alone.")
+    var confidence: Float = ClassifierThresholds.defaultConfidence
+
     var thresholds: ClassifierThresholds {
-        ClassifierThresholds(accuracyBand: accuracyBand, chanceBand: chanceBand, finalWindow: finalWindow)
+        ClassifierThresholds(accuracyBand: accuracyBand, chanceBand: chanceBand, finalWindow: finalWindow, confidence: confidence)
     }
 
     func validate() throws {

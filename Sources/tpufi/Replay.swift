@@ -96,6 +96,7 @@ struct Replay: ParsableCommand {
             print("first divergence: none (no MXU output differed)")
         }
         for e in result.evidence { print("  \(e)") }
+        if let onset = result.onset { print("onset: global step \(onset) (\(onset - result.injection.globalStep) step(s) after the injection)") }
         if let m = result.mitigation {
             if let first = m.firstDetection {
                 print("mitigation \(m.settings): detected at global step \(first) (\(m.latency ?? 0) step(s) after the injection) by \(m.detectors.joined(separator: ", ")); \(m.restores) restore(s), \(m.skips) skipped update(s), \(m.reexecutedSteps) step(s) re-executed")

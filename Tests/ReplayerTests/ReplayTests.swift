@@ -126,7 +126,7 @@ import Sim
     static let golden = points([Float](repeating: 0.8, count: 12))
 
     static func outcome(_ faulty: [StepPoint], test: (Float, Float) = (0.8, 0.8), exact: Bool = false) -> Outcome {
-        Classifier.classify(golden: golden, faulty: faulty, goldenTest: test.0, faultyTest: test.1, classes: 10, exact: exact).0
+        Classifier.classify(golden: golden, faulty: faulty, goldenTest: test.0, faultyTest: test.1, classes: 10, exact: exact).outcome
     }
 
     @Test func eachOutcomeHasItsTrajectory() {
@@ -143,9 +143,89 @@ import Sim
 
     @Test func thresholdsAreOptions() {
         let faulty = Self.points([Float](repeating: 0.77, count: 12))
-        #expect(Classifier.classify(golden: Self.golden, faulty: faulty, goldenTest: nil, faultyTest: nil, classes: 10, exact: false).0 == .slowDegrade)
+        #expect(Classifier.classify(golden: Self.golden, faulty: faulty, goldenTest: nil, faultyTest: nil, classes: 10, exact: false).outcome == .slowDegrade)
         #expect(Classifier.classify(golden: Self.golden, faulty: faulty, goldenTest: nil, faultyTest: nil, classes: 10, exact: false,
-                                    thresholds: .init(accuracyBand: 0.05)).0 == .masked)
+                                    thresholds: .init(accuracyBand: 0.05)).outcome == .masked)
+    }
+}
+
+/// The classifier against noise: a golden whose batch accuracy moves a few points from step to
+/// step, a golden that never learned, test sets of different sizes.
+@Suite struct NoiseAwareClassifierTests {
+    /// A golden learning nothing more, its batch accuracy alternating 0.76 / 0.84 (sd of the
+    /// step-to-step change about 0.08).
+    static let noisy = (0..<60).map { StepPoint(step: $0, loss: 1, accuracy: $0 % 2 == 0 ? 0.76 : 0.84) }
+
+    static func classify(_ faulty: [StepPoint], golden: [StepPoint] = noisy, test: (Float, Float)? = nil, testCount: Int? = nil,
+                         _ t: ClassifierThresholds = .init()) -> Classification {
+        Classifier.classify(golden: golden, faulty: faulty, goldenTest: test?.0, faultyTest: test?.1, testCount: testCount,
+                            classes: 10, exact: false, thresholds: t)
+    }
+
+    /// The faulty run `drop` below the golden at every step from 50 on.
+    static func below(_ drop: Float, steps: Int, golden: [StepPoint] = noisy) -> [StepPoint] {
+        golden.filter { $0.step >= 50 && $0.step < 50 + steps }.map { StepPoint(step: $0.step, loss: 1, accuracy: $0.accuracy - drop) }
+    }
+
+    @Test func aDifferenceWithinTheGoldensNoiseIsMasked() {
+        // 4 points below over two steps: beyond the 2-point band, within the noise.
+        let c = Self.classify(Self.below(0.04, steps: 2))
+        #expect(c.outcome == .masked, "\(c.evidence)")
+        #expect(c.onset == nil && c.goldenLearned)
+        #expect(c.evidence.contains { $0.contains("golden step-to-step train-accuracy sd 0.08") })
+        // The band alone (the old rule) calls the same run a SlowDegrade.
+        #expect(Self.classify(Self.below(0.04, steps: 2), .init(confidence: 0)).outcome == .slowDegrade)
+    }
+
+    @Test func aDifferenceBeyondTheNoiseIsADegradeWithItsOnset() {
+        let c = Self.classify(Self.below(0.3, steps: 10))
+        #expect(c.outcome == .slowDegrade, "\(c.evidence)")
+        #expect(c.onset == 50)
+        // More confidence asks for more: the same 12 points over two steps pass at 95 % and
+        // not at 99.99 %.
+        #expect(Self.classify(Self.below(0.12, steps: 2)).outcome == .slowDegrade)
+        #expect(Self.classify(Self.below(0.12, steps: 2), .init(confidence: 0.9999)).outcome == .masked)
+    }
+
+    @Test func aGoldenThatNeverLearnedGetsNoDegradeClass() {
+        let chance = (0..<60).map { StepPoint(step: $0, loss: 2.3, accuracy: $0 % 2 == 0 ? 0.09 : 0.12) }
+        let c = Self.classify(Self.below(0.05, steps: 5, golden: chance), golden: chance, test: (0.11, 0.05), testCount: 128)
+        #expect(c.outcome == .masked && !c.goldenLearned, "\(c.evidence)")
+        #expect(c.evidence.first?.contains("the golden has not learned") == true)
+        // A non-finite loss needs no learned golden.
+        let nan = [StepPoint(step: 50, loss: .nan, accuracy: 0.1)]
+        #expect(Self.classify(nan, golden: chance).outcome == .immediateINFsNaNs)
+        #expect(Self.classify(nan, golden: chance).onset == 50)
+    }
+
+    @Test func testAccuracyIsJudgedAgainstTheTestSetsSize() {
+        let same = Self.noisy.filter { $0.step >= 50 && $0.step < 52 }
+        // 3 points on 128 images: a handful of images, noise.
+        #expect(Self.classify(same, test: (0.50, 0.47), testCount: 128).outcome == .masked)
+        // 5 points on 10 000 images: far beyond it.
+        let c = Self.classify(same, test: (0.85, 0.80), testCount: 10_000)
+        #expect(c.outcome == .lowTestAccuracy && c.onset == 51, "\(c.evidence)")
+        #expect(c.evidence.contains { $0.contains("on 10000 examples") })
+        // Unknown size: the band alone, and the evidence says so.
+        let unknown = Self.classify(same, test: (0.50, 0.47))
+        #expect(unknown.outcome == .lowTestAccuracy && unknown.evidence.contains { $0.contains("test set size unknown") })
+    }
+
+    @Test func theNormalQuantileNeedsNoLibm() {
+        #expect(abs(NormalQuantile.z(0.95) - 1.6448536269514722) < 1e-9)
+        #expect(abs(NormalQuantile.z(0.975) - 1.959963984540054) < 1e-9)
+        #expect(abs(NormalQuantile.z(0.9999) - 3.719016485455709) < 1e-9)
+        #expect(NormalQuantile.cdf(0) == 0.5)
+    }
+
+    @Test func thresholdsWrittenBeforeTheConfidenceExistedKeepTheBandAlone() throws {
+        let old = try JSONDecoder().decode(ClassifierThresholds.self, from: Data(#"{"accuracyBand":0.02,"chanceBand":0.05,"finalWindow":10}"#.utf8))
+        #expect(old.confidence == 0)
+        #expect(ClassifierThresholds().confidence == 0.95)
+        func refusal(_ c: Float) -> String { do { try ClassifierThresholds(confidence: c).validate(); return "ok" } catch { return error.description } }
+        #expect(refusal(0.3).contains("--confidence must be 0 (the band alone) or in 0.5...0.9999, got 0.3"))
+        #expect(refusal(.nan).contains("--confidence"))
+        #expect(refusal(0.99) == "ok" && refusal(0) == "ok")
     }
 }
 
@@ -163,11 +243,11 @@ import Sim
         for (file, outcome) in expected {
             let faulty = try Self.log(file)
             #expect(faulty.injectedStep != nil)
-            let (got, evidence) = try ReferenceLog.classify(golden: golden, faulty: faulty)
-            #expect(got == outcome, "\(file): \(evidence)")
+            let c = try ReferenceLog.classify(golden: golden, faulty: faulty, testCount: 10_000)
+            #expect(c.outcome == outcome, "\(file): \(c.evidence)")
         }
         // The fault-free log against itself is masked, of course.
-        #expect(try ReferenceLog.classify(golden: golden, faulty: golden).0 == .masked)
+        #expect(try ReferenceLog.classify(golden: golden, faulty: golden).outcome == .masked)
         // No outcome without evidence: logs that share no step, an injection after the last
         // step, other steps per epoch, meaningless thresholds.
         func refusal(_ g: ReferenceLog, _ f: ReferenceLog, _ t: ClassifierThresholds = .init()) -> String {

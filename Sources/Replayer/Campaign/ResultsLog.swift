@@ -12,7 +12,11 @@ import Sim
 /// - `kind`: `software` or `hardware`.
 /// - `outcome`: a class of `docs/outcomes.md#outcome-classes` (`Masked`, `ImmediateINFsNaNs`,
 ///   `ShortTermINFsNaNs`, `SharpDegrade`, `SharpSlowDegrade`, `SlowDegrade`,
-///   `LowTestAccuracy`); `evidence`: why, in words. For hardware experiments `faultModel`
+///   `LowTestAccuracy`); `evidence`: why, in words, with the noise the difference was
+///   judged against; `onset`: the global step at which the outcome showed itself (absent for
+///   Masked); `goldenLearned`: false when the golden was within noise of chance over the
+///   compared steps, so no degrade class could be assigned (absent in results written before
+///   it existed). For hardware experiments `faultModel`
 ///   is a label of register and class (`HW_WEIGHT_FLIP`, `HW_INPUT_STUCK`, `HW_PSUM_FLIP`),
 ///   `role` is `output` and `spec.hardware` holds the fault.
 /// - `site` (`<layer>`, `<layer>_grad_in`, `<layer>_grad_wt`), `layer`, `phase` (`forward`,
@@ -63,6 +67,8 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
     public var kind: ExperimentKind
     public var outcome: String
     public var evidence: [String]
+    public var onset: Int?
+    public var goldenLearned: Bool?
     public var site: String
     public var layer: String
     public var phase: Phase
@@ -89,6 +95,7 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
     public struct Mitigated: Codable, Sendable, Equatable {
         public var outcome: String
         public var evidence: [String]
+        public var onset: Int?
         public var stoppedEarly: String?
         public var stepsRun: Int
         public var faultyTrainAccuracy: Float?
@@ -101,6 +108,7 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
             guard let m = r.mitigation else { return nil }
             outcome = r.outcome
             evidence = r.evidence
+            onset = r.onset
             stoppedEarly = r.stoppedEarly
             stepsRun = r.stepsRun
             faultyTrainAccuracy = r.faulty.trainAccuracy.isFinite ? r.faulty.trainAccuracy : nil
@@ -122,6 +130,8 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         kind = experiment.kind
         outcome = r.outcome
         evidence = r.evidence
+        onset = r.onset
+        goldenLearned = r.goldenLearned
         self.site = i.site
         layer = site.layer
         phase = Phase(site)

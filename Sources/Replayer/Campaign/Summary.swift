@@ -55,6 +55,10 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
     /// experiments stopped early, by reason.
     public var meanStepsRun: Double
     public var stoppedEarly: [String: Int]
+    /// Experiments whose golden had not learned over the compared steps (train accuracy
+    /// within noise of chance): they are Masked for want of anything to degrade from, so a
+    /// degrade share of this campaign says nothing about them.
+    public var goldenNotLearned: Int
     public var groups: [Group]
     /// Detection and recovery over the experiments run with mitigation (nil: none were).
     public var mitigation: MitigationCoverage?
@@ -74,6 +78,7 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         self.missingCount = missingCount
         meanStepsRun = sorted.isEmpty ? 0 : Double(sorted.map(\.stepsRun).reduce(0, +)) / Double(sorted.count)
         stoppedEarly = Dictionary(sorted.compactMap(\.stoppedEarly).map { ($0, 1) }, uniquingKeysWith: +)
+        goldenNotLearned = sorted.filter { $0.goldenLearned == false }.count
 
         func group(_ dimension: String, _ key: String, _ members: [ExperimentResult]) -> Group {
             let n = members.count
@@ -128,6 +133,9 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         for g in groups where g.dimension != "overall" {
             let counts = g.outcomes.filter { $0.count > 0 }.map { "\($0.outcome) \($0.count)" }.joined(separator: ", ")
             out.append("  \(g.dimension) \(g.key) (\(g.total)): \(counts)")
+        }
+        if goldenNotLearned > 0 {
+            out.append("  warning: in \(goldenNotLearned) experiment(s) the golden had not learned over the compared steps (train accuracy within noise of chance): no degrade class could be assigned to them")
         }
         if let mitigation { out.append(mitigation.text) }
         return out.joined(separator: "\n")

@@ -57,6 +57,12 @@ public struct ReplayResult: Sendable, Codable, Equatable {
 
     public var outcome: String
     public var evidence: [String]
+    /// The global step at which the outcome showed itself (``Classification/onset``); nil for
+    /// Masked.
+    public var onset: Int?
+    /// False when the golden had not learned over the compared steps (no degrade class could
+    /// be assigned; ``Classification/goldenLearned``).
+    public var goldenLearned: Bool
     public var injection: Injection
     /// The first MXU operation (execution order) whose output differed from golden; nil when
     /// nothing differed.
@@ -372,14 +378,18 @@ public enum FaultReplay {
         // Steps whose update mitigation skipped changed nothing: their metrics (those of the
         // faulty forward pass) are not the training's, so the classifier does not see them.
         let skipped = Set(events.filter { $0.action == .skipped }.map(\.step))
-        var (outcome, evidence) = Classifier.classify(golden: goldenPoints, faulty: faultyPoints.filter { !skipped.contains($0.step) },
-                                                      goldenTest: goldenTest, faultyTest: faultyTest,
-                                                      classes: model.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
-        if !skipped.isEmpty { evidence.append("\(skipped.count) step(s) with a skipped update left out of the comparison: \(skipped.sorted().map(String.init).joined(separator: ", "))") }
+        // The golden's earlier steps give the classifier its noise (step-to-step variability).
+        let goldenHistory = goldenRecords.values.filter { $0.step < final.step }.sorted { $0.step < $1.step }
+            .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
+        var classification = Classifier.classify(golden: goldenHistory, faulty: faultyPoints.filter { !skipped.contains($0.step) },
+                                                 goldenTest: goldenTest, faultyTest: faultyTest, testCount: m.testCount,
+                                                 classes: model.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
+        if !skipped.isEmpty { classification.evidence.append("\(skipped.count) step(s) with a skipped update left out of the comparison: \(skipped.sorted().map(String.init).joined(separator: ", "))") }
         let window = max(1, options.thresholds.finalWindow)
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : xs.reduce(0, +) / Float(xs.count) }
         return ReplayResult(
-            outcome: outcome.rawValue, evidence: evidence, injection: .init(injection(), stepsPerEpoch: m.stepsPerEpoch),
+            outcome: classification.outcome.rawValue, evidence: classification.evidence, onset: classification.onset,
+            goldenLearned: classification.goldenLearned, injection: .init(injection(), stepsPerEpoch: m.stepsPerEpoch),
             firstDivergence: divergence, stoppedEarly: final.step < end ? stopped : nil, stepsRun: faultyRecords.count,
             golden: .init(trainAccuracy: mean(goldenPoints.suffix(window).map(\.accuracy)), testAccuracy: goldenTest),
             faulty: .init(trainAccuracy: mean(faultyPoints.suffix(window).map(\.accuracy)), testAccuracy: faultyTest),

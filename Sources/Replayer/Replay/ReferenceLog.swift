@@ -89,8 +89,9 @@ public struct ReferenceLog: Sendable, Equatable {
     /// different steps per epoch, an injection after the faulty log's last step, or (unless
     /// the faulty loss went non-finite, which decides alone) no step from the injection on
     /// that both logs recorded.
-    public static func classify(golden: ReferenceLog, faulty: ReferenceLog, classes: Int = 10,
-                                thresholds: ClassifierThresholds = .init()) throws(ReplayError) -> (Outcome, [String]) {
+    /// `testCount`: the test set's size, for the test-accuracy noise (nil: the band alone).
+    public static func classify(golden: ReferenceLog, faulty: ReferenceLog, classes: Int = 10, testCount: Int? = nil,
+                                thresholds: ClassifierThresholds = .init()) throws(ReplayError) -> Classification {
         try thresholds.validate()
         guard classes >= 2 else { throw .specMismatch("--classes must be at least 2, got \(classes)") }
         guard golden.stepsPerEpoch == faulty.stepsPerEpoch else {
@@ -110,7 +111,7 @@ public struct ReferenceLog: Sendable, Equatable {
         let common = Set(golden.epochTestAccuracy.keys).intersection(faulty.epochTestAccuracy.keys).max()
         return Classifier.classify(golden: golden.steps, faulty: faultyPoints,
                                    goldenTest: common.flatMap { golden.epochTestAccuracy[$0] },
-                                   faultyTest: common.flatMap { faulty.epochTestAccuracy[$0] },
+                                   faultyTest: common.flatMap { faulty.epochTestAccuracy[$0] }, testCount: testCount,
                                    classes: classes, exact: false, thresholds: thresholds)
     }
 }

@@ -91,7 +91,8 @@ public struct CampaignHTMLReport: Sendable {
             ("campaign", manifest.id + (manifest.shard.map { " (shard \($0))" } ?? "")),
             ("workload", "\(c.workload), scale \(c.scaleName), optimizer \(c.optimizer.kind.rawValue), \(c.replicas) replicas, \(c.precision.rawValue) on \(c.chip.name)"),
             ("golden trace", "\(g.directory) · \(g.completedSteps) steps (\(g.stepsPerEpoch) per epoch) · data \(g.dataDigest) · final state \(g.finalStateDigest)"),
-            ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missingCount == 0 ? "" : " · \(summary.missingCount) missing here")),
+            ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missingCount == 0 ? "" : " · \(summary.missingCount) missing here")
+                + (summary.goldenNotLearned == 0 ? "" : " · in \(summary.goldenNotLearned) the golden had not learned (no degrade class possible)")),
             ("seed", "\(p.seed)"),
             ("steps after injection", p.stepsAfterInjection.map { "\($0)" } ?? "to the end of the golden run"),
             ("experiment kinds", p.kinds.map(\.rawValue).joined(separator: ", ")),
@@ -104,7 +105,7 @@ public struct CampaignHTMLReport: Sendable {
             ("layers", list(p.layers)),
             ("replicas", list(p.replicas?.map(String.init))),
             ("steps", p.steps?.description ?? "all"),
-            ("classifier", "accuracy band \(Markup.number(Double(p.thresholds.accuracyBand))), chance band \(Markup.number(Double(p.thresholds.chanceBand))), final window \(p.thresholds.finalWindow) steps"),
+            ("classifier", "accuracy band \(Markup.number(Double(p.thresholds.accuracyBand))), chance band \(Markup.number(Double(p.thresholds.chanceBand))), final window \(p.thresholds.finalWindow) steps, " + (p.thresholds.confidence == 0 ? "noise not accounted for" : "confidence \(Markup.number(Double(p.thresholds.confidence))) against the golden's noise")),
             ("early stop", p.earlyStop ? "yes (masked-exact, non-finite loss)" : "no"),
         ]
         if !results.isEmpty {
