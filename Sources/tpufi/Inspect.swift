@@ -40,6 +40,16 @@ struct Inspect: ParsableCommand {
         var trainLoss: [Float]
         var trainAccuracy: [Float]
         var testAccuracy: [Float]
+        /// The global steps the trace holds records for (a faulty run holds those from its
+        /// injected step on; a golden run all of them).
+        var firstStep: Int?
+        var lastStep: Int?
+        /// Global steps with a snapshot.
+        var snapshotSteps: [Int]
+        /// A faulty run's fault, as injected (absent in golden traces).
+        var injection: TraceManifest.Injection?
+        /// What mitigation found and did (absent when the run had none).
+        var mitigation: MitigationRecord?
     }
 
     struct KindSizes: Encodable {
@@ -67,12 +77,26 @@ struct Inspect: ParsableCommand {
                               framesChecked: checked, tornBytes: reader.tornBytes,
                               rawStateBytes: sizes.reduce(0) { $0 + $1.raw }, storedBytes: sizes.reduce(0) { $0 + $1.stored }, snapshotKinds: kinds,
                               traceBytes: reader.fileBytes, stateDigests: records.map(\.stateDigest),
-                              trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy))
+                              trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy),
+                              firstStep: records.first?.step, lastStep: records.last?.step, snapshotSteps: reader.snapshotSteps,
+                              injection: m.injection, mitigation: m.mitigation)
         if json { return try printJSON(summary) }
         let c = m.config
         print("\(trace): \(c.workload) \(c.scaleName), \(c.replicas) replicas x \(try c.makeModel().batchPerReplica), \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name) \(c.precision.rawValue)")
         print("data: \(m.dataset) (\(m.trainCount) train, \(m.testCount) test, digest \(m.dataDigest))")
-        print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")
+        if let i = m.injection {
+            // A faulty run holds the steps from its injection on, not the golden's first ones.
+            let held = records.first.flatMap { a in records.last.map { "global steps \(a.step)...\($0.step) (\(records.count) step(s))" } } ?? "no steps"
+            print("faulty run forked from \(i.golden) at global step \(i.globalStep) (epoch \(i.globalStep / m.stepsPerEpoch), step \(i.globalStep % m.stepsPerEpoch))")
+            print("injected: \(Self.describe(i))")
+            print("steps: \(held), \(m.complete ? "run complete" : "INCOMPLETE (the replay was interrupted)"), \(m.stepsPerEpoch) per epoch")
+        } else {
+            print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")
+        }
+        if let r = m.mitigation {
+            let detected = r.events.filter { !$0.detections.isEmpty }.map(\.step)
+            print("mitigation \(r.settings): \(r.events.count) event(s)" + (detected.isEmpty ? ", nothing detected" : " at global step(s) \(detected.map(String.init).joined(separator: ", "))"))
+        }
         if reader.tornBytes > 0 { print("torn tail: \(reader.tornBytes) bytes after the last whole frame (ignored)") }
         if let first = records.first, let last = records.last {
             print(String(format: "train loss %.4f -> %.4f, accuracy %.4f -> %.4f", first.loss, last.loss, first.accuracy, last.accuracy))
@@ -87,7 +111,34 @@ struct Inspect: ParsableCommand {
                                Double(k.storedBytes) / Double(max(k.snapshots, 1)))
             print("  \(names[k.kind] ?? k.kind): \(k.snapshots), raw \(k.rawStateBytes) bytes, stored \(k.storedBytes) bytes (\(ratio))")
         }
+        if m.injection != nil {
+            print("snapshot steps: \(Self.ranges(reader.snapshotSteps))")
+        }
         print("format: version \(m.formatVersion)")
         print("integrity: \(checked) frames checked, all checksums and snapshot digests match")
+    }
+
+    /// One line: the fault, where, and how many elements it wrote.
+    static func describe(_ i: TraceManifest.Injection) -> String {
+        let count = i.positions.indices.count
+        switch i.fault {
+        case .software(let model):
+            return "\(model.rawValue) into the \(i.role.rawValue) of \(i.site), replica \(i.replica): \(count) element(s)" + (i.seed.map { ", drawn from seed \($0)" } ?? "")
+        case .hardware(let h):
+            return "hardware fault \(h) in \(i.site), replica \(i.replica): \(count) product element(s) changed"
+        }
+    }
+
+    /// `1...4, 7, 9...12` for sorted steps.
+    static func ranges(_ steps: [Int]) -> String {
+        guard !steps.isEmpty else { return "none" }
+        var parts: [String] = []
+        var start = steps[0], previous = steps[0]
+        for s in steps.dropFirst() + [Int.min] {
+            if s == previous + 1 { previous = s; continue }
+            parts.append(start == previous ? "\(start)" : "\(start)...\(previous)")
+            (start, previous) = (s, s)
+        }
+        return parts.joined(separator: ", ")
     }
 }

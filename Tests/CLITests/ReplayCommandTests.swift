@@ -41,6 +41,31 @@ import TestSupport
         #expect(classify.status != 0 && classify.err.contains("/nonexistent.txt"))
     }
 
+    /// `inspect` of a faulty trace says it is one, what was injected where, from which step it
+    /// forked and which steps it holds: not "N of N" counted from step 0.
+    @Test func inspectOfAFaultyTraceNamesTheForkAndTheFault() throws {
+        let spec = try temporaryFile("inspect-zero.csv", Self.spec)
+        let out = Self.golden + "-inspect"
+        try? FileManager.default.removeItem(atPath: out)
+        let r = try tpufi(["replay", "--golden", Self.golden, "--spec", spec, "--steps-after-injection", "2", "--out", out])
+        #expect(r.status == 0, "\(r.err)")
+        let i = try tpufi(["inspect", out])
+        #expect(i.status == 0, "\(i.err)")
+        #expect(i.out.contains("faulty run forked from \(Self.golden) at global step 3 (epoch 0, step 3)"), "\(i.out)")
+        #expect(i.out.contains("injected: ZERO into the output of dense, replica 0: 1 element(s)"), "\(i.out)")
+        // Three steps, or fewer when the run stopped early (masked-exact, non-finite).
+        #expect(i.out.contains("steps: global steps 3..."), "\(i.out)")
+        #expect(i.out.contains(", run complete"), "\(i.out)")
+        #expect(i.out.contains("snapshot steps: 3"), "\(i.out)")
+        #expect(!i.out.contains(" of 6 "), "\(i.out)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(try tpufi(["inspect", out, "--json"]).out.utf8)) as? [String: Any])
+        #expect(json["firstStep"] as? Int == 3 && (json["lastStep"] as? Int).map { (3...5).contains($0) } == true)
+        #expect((json["injection"] as? [String: Any])?["site"] as? String == "dense")
+        // A golden trace keeps its "N of N" line and has no injection.
+        let g = try tpufi(["inspect", Self.golden])
+        #expect(g.out.contains("steps: 12 of 12 (complete)") && !g.out.contains("injected:"), "\(g.out)")
+    }
+
     @Test func badSpecsExitNonZeroWithTheReason() throws {
         let other = try temporaryFile("other.csv", Self.spec.replacingOccurrences(of: "model,resnet18", with: "model,resnet18_sgd"))
         let r = try tpufi(["replay", "--golden", Self.golden, "--spec", other, "--out", Self.golden + "-x"])
