@@ -29,8 +29,8 @@ struct BisectCommand: ParsableCommand {
     @Option(help: "Accuracy band (fraction) around A's train accuracy for the onset step.")
     var accuracyBand: Float = ClassifierThresholds().accuracyBand
 
-    @Option(help: "Host threads for the re-executions (results are identical for any count).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Host threads (results are identical for any count; default: the host's cores).")
+    var threads: Int = ThreadDefault.all
 
     @Flag(help: "Print one JSON object.")
     var json = false

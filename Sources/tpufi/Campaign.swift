@@ -61,7 +61,7 @@ struct CampaignRun: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Fault models to draw from (space- or comma-separated; default: all 18).")
     var faultModels: [String] = []
 
-    @Option(parsing: .upToNextOption, help: "Experiment kinds: software (the 18 fault models), hardware (a PE register of the site's MXU operation) or both (default: software).")
+    @Option(parsing: .upToNextOption, help: "Experiment kinds: software (the 18 fault models), hardware (a PE register of the site's MXU operation), or both: software,hardware (default: software).")
     var kinds: [String] = []
 
     @Option(parsing: .upToNextOption, help: "Hardware experiments: registers to draw from: weight, input, partial-sum (default: all).")
@@ -73,17 +73,25 @@ struct CampaignRun: ParsableCommand {
     @Option(help: "Sites to draw from: all (every MXU operation) or reference (the convolutions' forward and _grad_in operations, as the reference study's random campaigns).")
     var sampling: SiteSampling = .all
 
-    @Option(parsing: .upToNextOption, help: "Phases to draw sites from: fwd, bwd (default: both).")
+    @Option(parsing: .upToNextOption, help: "Phases to draw sites from: forward, backward (or fwd, bwd; default: both).")
     var phases: [String] = []
 
     @Option(parsing: .upToNextOption, help: "Layers (conv1, dense, ...) or sites (dense_grad_wt) to draw from (default: all).")
     var layers: [String] = []
 
-    @Option(parsing: .upToNextOption, help: "Replicas to draw from (default: all).")
-    var replicas: [String] = []
+    @Option(name: .customLong("target-replicas"), parsing: .upToNextOption, help: "Replicas to inject into (default: all).")
+    var targetReplicas: [String] = []
+
+    /// The old spelling of --target-replicas (a filter, while --replicas elsewhere is a count).
+    @Option(name: .customLong("replicas"), parsing: .upToNextOption, help: .hidden)
+    var legacyReplicas: [String] = []
 
     @Option(help: "Global steps A-B (inclusive) to inject into (default: all that leave room for --steps-after-injection).")
-    var steps: String?
+    var injectionSteps: String?
+
+    /// The old spelling of --injection-steps (a range, while --steps elsewhere is a count).
+    @Option(name: .customLong("steps"), help: .hidden)
+    var legacySteps: String?
 
     @Option(help: "Run only shard i of n: the experiments whose index is i modulo n.")
     var shard: String?
@@ -94,8 +102,8 @@ struct CampaignRun: ParsableCommand {
     @Option(help: "Experiments run at once (threads; results are identical for any count).")
     var workers: Int = 1
 
-    @Option(help: "Host threads per experiment (results are identical for any count).")
-    var threads: Int = 1
+    @Option(help: "Host threads per experiment (results are identical for any count; default: the host's cores divided among the workers).")
+    var threads: Int?
 
     @Flag(help: "Run every experiment to its planned end (to measure what early stopping saves; outcomes are the same).")
     var noEarlyStop = false
@@ -118,16 +126,22 @@ struct CampaignRun: ParsableCommand {
     }
 
     func run() throws {
-        let replicaList = try Self.list(replicas).map { r in
-            guard let n = Int(r) else { throw ValidationError("--replicas: '\(r)' is not a replica number") }
+        let replicaList = try Self.list(targetReplicas + legacyReplicas).map { r in
+            guard let n = Int(r) else { throw ValidationError("--target-replicas: '\(r)' is not a replica number") }
             return n
         }
-        let stepRange = try steps.map { s in
-            guard let r = StepRange(argument: s) else { throw ValidationError("--steps '\(s)': give A-B, e.g. 10-40") }
+        guard injectionSteps == nil || legacySteps == nil else {
+            throw ValidationError("--steps is the old spelling of --injection-steps: give one of them")
+        }
+        let stepRange = try (injectionSteps ?? legacySteps).map { s in
+            guard let r = StepRange(argument: s) else { throw ValidationError("--injection-steps '\(s)': give A-B, e.g. 10-40") }
             return r
         }
         let models = Self.list(faultModels), phaseNames = Self.list(phases), layerNames = Self.list(layers)
-        let kindNames = Self.list(kinds), registerNames = Self.list(registers), classNames = Self.list(hardwareFaults)
+        // `both` is software and hardware.
+        let kindNames = Self.list(kinds).flatMap { $0 == "both" ? ["software", "hardware"] : [$0] }
+        let registerNames = Self.list(registers), classNames = Self.list(hardwareFaults)
+        let threads = self.threads ?? ThreadDefault.perWorker(workers)
         let parameters = CampaignParameters(
             experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
             faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),

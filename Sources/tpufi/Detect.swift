@@ -26,13 +26,17 @@ struct Detect: ParsableCommand {
     var mitigation: String?
 
     @Option(help: "Global steps to scan, A-B inclusive (default: every recorded step).")
-    var steps: String?
+    var scanSteps: String?
+
+    /// The old spelling of --scan-steps (a range, while --steps elsewhere is a count).
+    @Option(name: .customLong("steps"), help: .hidden)
+    var legacySteps: String?
 
     @Option(help: "Steps timed without and with the detectors for the wall-time overhead (0: none).")
     var timedSteps: Int = 8
 
-    @Option(help: "Host threads (results are identical for any count).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Host threads (results are identical for any count; default: the host's cores).")
+    var threads: Int = ThreadDefault.all
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -50,8 +54,9 @@ struct Detect: ParsableCommand {
         } catch {
             throw ValidationError("--mitigation: \(error)")
         }
-        let range = try steps.map { s -> Range<Int> in
-            guard let r = StepRange(argument: s), r.first <= r.last, r.last < Int.max else { throw ValidationError("--steps '\(s)': give A-B, e.g. 0-99") }
+        guard scanSteps == nil || legacySteps == nil else { throw ValidationError("--steps is the old spelling of --scan-steps: give one of them") }
+        let range = try (scanSteps ?? legacySteps).map { s -> Range<Int> in
+            guard let r = StepRange(argument: s), r.first <= r.last, r.last < Int.max else { throw ValidationError("--scan-steps '\(s)': give A-B, e.g. 0-99") }
             return r.first..<(r.last + 1)
         }
         let first = range?.lowerBound ?? 0

@@ -22,8 +22,8 @@ struct Export: ParsableCommand {
     @Option(help: "Output file (.safetensors).")
     var out: String
 
-    @Option(help: "Host threads for re-executing steps after the nearest snapshot.")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Host threads (results are identical for any count; default: the host's cores).")
+    var threads: Int = ThreadDefault.all
 
     func run() throws {
         let state = try StateExport.export(try TraceReader(directory: trace), step: step, to: out, threads: threads)

@@ -37,8 +37,8 @@ struct OptimizerStudyCommand: ParsableCommand {
         --scale, --dataset, --steps, --replicas) or reused from there.
 
         Examples:
-          tpufi optimizer-study --golden golden/resnet18-small --baseline adam --test-optimizers sgd rmsprop adagrad --num-experiments 2 --steps-after-injection 20 --threads 2
-          tpufi optimizer-study --baseline adam --test-optimizers sgd --num-experiments 1 --steps-after-injection 20 --scale tiny --dataset synthetic
+          tpufi optimizer-study --golden golden/resnet18-small --baseline adam --test-optimizers sgd rmsprop adagrad --experiments 2 --steps-after-injection 20
+          tpufi optimizer-study --baseline adam --test-optimizers sgd --experiments 1 --steps-after-injection 20 --scale tiny --dataset synthetic
         """)
 
     @Option(help: "The golden run's optimizer: adam, sgd, rmsprop or adagrad.")
@@ -48,7 +48,11 @@ struct OptimizerStudyCommand: ParsableCommand {
     var testOptimizers: [String] = ["sgd", "rmsprop", "adagrad"]
 
     @Option(help: "Experiments (faults) in the study.")
-    var numExperiments: Int
+    var experiments: Int?
+
+    /// The old spelling of --experiments.
+    @Option(name: .customLong("num-experiments"), help: .hidden)
+    var numExperiments: Int?
 
     @Option(help: "Steps each optimizer trains after the injected step.")
     var stepsAfterInjection: Int
@@ -62,8 +66,8 @@ struct OptimizerStudyCommand: ParsableCommand {
     @Option(help: "Study seed.")
     var seed: UInt64 = 0
 
-    @Option(help: "Host threads (results are identical for any count).")
-    var threads: Int = 1
+    @Option(help: "Host threads (results are identical for any count; default: the host's cores).")
+    var threads: Int = ThreadDefault.all
 
     @Flag(help: "Evaluate the test set after every faulty and reference run (a full pass each: costly on small and paper).")
     var testAccuracy = false
@@ -71,20 +75,20 @@ struct OptimizerStudyCommand: ParsableCommand {
     @Flag(help: "Continue the interrupted study in --out (same parameters): finished experiments are not redone.")
     var resume = false
 
-    @Option(help: "Golden run to record without --golden: workload.")
-    var workload: String = "resnet18"
+    @Option(help: "Golden run to record without --golden: workload (default: resnet18).")
+    var workload: String?
 
-    @Option(help: "Golden run to record without --golden: scale (tiny, small, paper).")
-    var scale: String = "tiny"
+    @Option(help: "Golden run to record without --golden: scale (tiny, small, paper; default: tiny).")
+    var scale: String?
 
-    @Option(help: "Golden run to record without --golden: data set (as `tpufi record`).")
-    var dataset: String = "synthetic"
+    @Option(help: "Golden run to record without --golden: data set (as `tpufi record`; default: synthetic).")
+    var dataset: String?
 
     @Option(help: "Golden run to record without --golden: steps (default: steps after injection + 20).")
     var steps: Int?
 
-    @Option(help: "Golden run to record without --golden: replicas.")
-    var replicas: Int = 8
+    @Option(help: "Golden run to record without --golden: replicas (default: 8).")
+    var replicas: Int?
 
     @Option(help: "Study directory (default: traces/optimizer-study-<seed>).")
     var out: String?
@@ -93,6 +97,17 @@ struct OptimizerStudyCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        guard experiments == nil || numExperiments == nil else {
+            throw ValidationError("--num-experiments is the old spelling of --experiments: give one of them")
+        }
+        guard let experiments = experiments ?? numExperiments else { throw ValidationError("Missing expected argument '--experiments <experiments>'") }
+        // The recording options describe a golden run to record: with --golden they would be
+        // ignored, so they are refused.
+        let recording = [("--workload", workload != nil), ("--scale", scale != nil), ("--dataset", dataset != nil),
+                         ("--steps", steps != nil), ("--replicas", replicas != nil)].filter(\.1).map(\.0)
+        if golden != nil, !recording.isEmpty {
+            throw ValidationError("\(recording.joined(separator: ", ")) describe\(recording.count == 1 ? "s" : "") a golden run to record; with --golden the run is the trace's: drop \(recording.count == 1 ? "it" : "them")")
+        }
         let directory = out ?? "traces/optimizer-study-\(seed)"
         let tests = try CampaignRun.list(testOptimizers).map { try OptimizerStudyParameters.optimizer($0) }
         let range = try injectionSteps.map { s in
@@ -100,15 +115,16 @@ struct OptimizerStudyCommand: ParsableCommand {
             return r
         }
         let parameters = OptimizerStudyParameters(baseline: try OptimizerStudyParameters.optimizer(baseline), testOptimizers: tests,
-                                                  experiments: numExperiments, stepsAfterInjection: stepsAfterInjection, seed: seed,
+                                                  experiments: experiments, stepsAfterInjection: stepsAfterInjection, seed: seed,
                                                   steps: range, testAccuracy: testAccuracy)
         try parameters.validate()
         let source: StudyGolden
         if let golden {
             source = .trace(golden)
         } else {
-            let config = try TrainingOptions.config(workload: workload, scale: scale, optimizer: parameters.baseline, replicas: replicas)
-            let loaded = try TrainingRun.load(config: config, dataset: dataset, threads: threads)
+            let config = try TrainingOptions.config(workload: workload ?? "resnet18", scale: scale ?? "tiny", optimizer: parameters.baseline,
+                                                    replicas: replicas ?? 8)
+            let loaded = try TrainingRun.load(config: config, dataset: dataset ?? "synthetic", threads: threads)
             if let note = loaded.note, !json { print(note) }
             let (defaultSteps, overflow) = stepsAfterInjection.addingReportingOverflow(20)
             guard steps != nil || !overflow else {

@@ -47,8 +47,8 @@ struct Replay: ParsableCommand {
     @Option(help: "Directory for the faulty run's trace (default: traces/replay-<golden>-<spec>).")
     var out: String?
 
-    @Option(help: "Host threads (results are identical for any count).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Host threads (results are identical for any count; default: the host's cores).")
+    var threads: Int = ThreadDefault.all
 
     @Option(help: "What the _16 fault models mean: fidelity (the corruption reaches only 16 outputs of the operation, FIdelity's definition) or released (the reference code's alias of the model without _16).")
     var sixteen: SixteenSemantics = .fidelity

@@ -52,8 +52,12 @@ struct Simulate: ParsableCommand {
     @Option(help: "Timing mode: tpu (overlapped, double-buffered) or scalesim (serialised passes).")
     var timing: String = "tpu"
 
-    @Option(help: "Operations of a workload: fwd (forward only) or train (forward and backward).")
-    var phases: String = "train"
+    @Option(help: "Operations of a workload: forward (forward only, what SCALE-Sim topologies describe) or training (forward and backward; also fwd, train).")
+    var operations: String?
+
+    /// The old spelling of --operations (--phases elsewhere filters forward and backward sites).
+    @Option(name: .customLong("phases"), help: .hidden)
+    var legacyPhases: String?
 
     @Option(help: ArgumentHelp("MXU operand precision: bf16 or fp32 (sets the operand bytes HBM traffic counts).",
                                valueName: "bf16|fp32"))
@@ -97,8 +101,13 @@ struct Simulate: ParsableCommand {
             } catch {
                 throw ValidationError(error.description)
             }
-            guard let p = StepPhases(rawValue: phases) else {
-                throw ValidationError("unknown phases '\(phases)'; expected fwd or train")
+            guard operations == nil || legacyPhases == nil else {
+                throw ValidationError("--phases is the old spelling of --operations: give one of them")
+            }
+            let name = operations ?? legacyPhases ?? "training"
+            let spellings: [String: StepPhases] = ["forward": .forward, "fwd": .forward, "training": .training, "train": .training]
+            guard let p = spellings[name] else {
+                throw ValidationError("unknown --operations '\(name)'; expected forward or training (fwd, train)")
             }
             layers = model.layers(phases: p, bytesPerOperand: operandBytes)
             source = "\(model.workload) (\(model.scaleName), \(p == .training ? "training step" : "forward"), one replica)"

@@ -28,8 +28,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Seed of initialisation, data order and augmentation.")
     var seed: UInt64 = 0
 
-    @Option(help: "Host threads (results are identical for any count).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Host threads (results are identical for any count; default: the host's cores).")
+    var threads: Int = ThreadDefault.all
 
     @Option(help: "Chip preset whose MXU computes: \(ChipConfig.presets.map(\.name).joined(separator: ", ")).")
     var chip: String = "tpu-v2"
@@ -145,3 +145,10 @@ enum AugmentationChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension DropoutKeying: ExpressibleByArgument {}
+
+/// The one default for `--threads` in every subcommand: all of the host's cores (divided
+/// among a campaign's workers). Results never depend on it.
+enum ThreadDefault {
+    static var all: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    static func perWorker(_ workers: Int) -> Int { max(1, all / max(1, workers)) }
+}

@@ -26,7 +26,7 @@ import TestSupport
         let bad: [([String], String)] = [
             (["--test-optimizers", "sgd", "adamw", "--num-experiments", "1"], "unknown optimizer 'adamw'"),
             (["--test-optimizers", "sgd", "adam", "--num-experiments", "1"], "repeats the baseline 'adam'"),
-            (["--test-optimizers", "sgd", "--num-experiments", "0"], "--num-experiments must be positive"),
+            (["--test-optimizers", "sgd", "--experiments", "0"], "--experiments must be positive"),
             (["--test-optimizers", "sgd", "--num-experiments", "1", "--steps-after-injection", "4"], "needs at least 5"),
         ]
         for (i, (args, message)) in bad.enumerated() {

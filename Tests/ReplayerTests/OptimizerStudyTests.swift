@@ -173,7 +173,7 @@ import Sim
         #expect(run(p).contains("repeats the baseline 'adam'"))
         p = Self.parameters
         p.experiments = 0
-        #expect(run(p).contains("--num-experiments must be positive"))
+        #expect(run(p).contains("--experiments must be positive"))
         p = Self.parameters
         p.stepsAfterInjection = 8
         #expect(run(p).contains("has 8 steps; --steps-after-injection 8 after the earliest injection step 0 needs at least 9"))

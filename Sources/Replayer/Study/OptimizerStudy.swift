@@ -62,7 +62,7 @@ public struct OptimizerStudyParameters: Codable, Sendable, Equatable {
 
     /// Checks what needs no golden trace.
     public func validate() throws(OptimizerStudyError) {
-        guard experiments > 0 else { throw .badParameter("--num-experiments must be positive (got \(experiments))") }
+        guard experiments > 0 else { throw .badParameter("--experiments must be positive (got \(experiments))") }
         guard stepsAfterInjection > 0 else { throw .badParameter("--steps-after-injection must be positive (got \(stepsAfterInjection))") }
         guard !testOptimizers.isEmpty else { throw .badParameter("--test-optimizers: give at least one optimizer besides the baseline") }
         if testOptimizers.contains(baseline) {
