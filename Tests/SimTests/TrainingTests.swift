@@ -224,6 +224,21 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
         #expect(summaries.allSatisfy { $0.testAccuracy >= 0 && $0.testAccuracy <= 1 && $0.trainLoss.isFinite })
         #expect(run.train(from: run.initialState(), steps: 11).0 == state)
     }
+
+    /// The test set's batches run side by side with several threads; the sums are in batch
+    /// order, so every thread count gives the same bits.
+    @Test func evaluationIsBitIdenticalForAnyThreadCount() throws {
+        let data = try DatasetSource.parse("synthetic:train=64,test=200,shape=16x16x1").load()
+        let config = try TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2)
+        let one = try TrainingRun(config: config, data: data, threads: 1)
+        let (state, _) = one.train(from: one.initialState(), steps: 3)
+        let reference = one.evaluate(state)
+        #expect(reference.loss.isFinite && reference.accuracy >= 0)
+        for threads in [2, 3, 7] {
+            let r = try TrainingRun(config: config, data: data, threads: threads).evaluate(state)
+            #expect(r.loss.bitPattern == reference.loss.bitPattern && r.accuracy.bitPattern == reference.accuracy.bitPattern, "\(threads) threads")
+        }
+    }
 }
 
 @Suite struct DigestTests {

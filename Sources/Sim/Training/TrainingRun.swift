@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Everything that defines a training run: with the data, it determines every bit of every
 /// step. (How many host threads compute it is not part of it: results do not depend on it.)
 public struct TrainingConfig: Sendable, Equatable, Codable {
@@ -142,12 +144,30 @@ public struct TrainingRun: Sendable {
     /// Loss and accuracy on the whole test split with the moving statistics, in batches of
     /// the per-replica size (at least 64 examples). The mean loss weights batches by their
     /// predictions (images, or target tokens), and the accuracy is over predictions.
+    ///
+    /// With several host threads the batches run side by side on single-threaded MXUs (as a
+    /// step's replicas do); the sums are taken in batch order either way, so the bits do not
+    /// depend on the thread count.
     public func evaluate(_ state: TrainingState) -> (loss: Float, accuracy: Float) {
-        let unit = MatrixUnit(mxu: trainer.mxu)
+        let batches = data.test.testBatches(batchSize: max(model.batchPerReplica, 64))
+        let mxu = trainer.mxu
+        let workers = min(mxu.threads, batches.count)
+        let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, format: mxu.format, threads: 1) : mxu
+        let slots = ResultSlots<(loss: Float, correct: Int, count: Int)>(count: batches.count)
+        let work: @Sendable (Int) -> Void = { [model] worker in
+            let unit = MatrixUnit(mxu: unitMXU)
+            var b = worker
+            while b < batches.count {
+                let batch = batches[batches.startIndex + b]
+                let r = model.evaluate(parameters: state.parameters, modelState: state.modelState, batch: batch, unit: unit)
+                slots.set(b, (r.loss, r.correct, batch.count))
+                b += workers
+            }
+        }
+        if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: work) } else { work(0) }
         var lossSum: Float = 0, correct = 0
-        for batch in data.test.testBatches(batchSize: max(model.batchPerReplica, 64)) {
-            let r = model.evaluate(parameters: state.parameters, modelState: state.modelState, batch: batch, unit: unit)
-            lossSum += r.loss * Float(batch.count)
+        for r in slots.values {
+            lossSum += r.loss * Float(r.count)
             correct += r.correct
         }
         let predictions = Float(data.test.predictionCount)
