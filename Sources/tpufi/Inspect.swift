@@ -40,6 +40,8 @@ struct Inspect: ParsableCommand {
         var trainLoss: [Float]
         var trainAccuracy: [Float]
         var testAccuracy: [Float]
+        /// A faulty trace's recorded injection (absent for a golden trace).
+        var injection: InjectionRecord?
     }
 
     struct KindSizes: Encodable {
@@ -67,12 +69,17 @@ struct Inspect: ParsableCommand {
                               framesChecked: checked, tornBytes: reader.tornBytes,
                               rawStateBytes: sizes.reduce(0) { $0 + $1.raw }, storedBytes: sizes.reduce(0) { $0 + $1.stored }, snapshotKinds: kinds,
                               traceBytes: reader.fileBytes, stateDigests: records.map(\.stateDigest),
-                              trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy))
+                              trainLoss: records.map(\.loss), trainAccuracy: records.map(\.accuracy), testAccuracy: epochs.map(\.testAccuracy),
+                              injection: m.injection)
         if json { return try printJSON(summary) }
         let c = m.config
         print("\(trace): \(c.workload) \(c.scaleName), \(c.replicas) replicas x \(try c.makeModel().batchPerReplica), \(c.optimizer.kind.rawValue), seed \(c.seed), \(c.chip.name) \(c.precision.rawValue)")
         print("data: \(m.dataset) (\(m.trainCount) train, \(m.testCount) test, digest \(m.dataDigest))")
         print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")
+        if let i = m.injection {
+            let what = i.hardware.map { "\($0) into \(i.site)" } ?? "\(i.faultName) into the \(i.role.rawValue) of \(i.site)"
+            print("injection: \(what), replica \(i.replica), global step \(i.globalStep) (golden trace \(i.golden)): \(InjectionFacts(i).text)")
+        }
         if reader.tornBytes > 0 { print("torn tail: \(reader.tornBytes) bytes after the last whole frame (ignored)") }
         if let first = records.first, let last = records.last {
             print(String(format: "train loss %.4f -> %.4f, accuracy %.4f -> %.4f", first.loss, last.loss, first.accuracy, last.accuracy))
