@@ -29,8 +29,11 @@ struct CampaignRun: ParsableCommand {
         reference from the reference study's random-campaign sites: the convolutions' forward \
         operations (the stem included) and their _grad_in operations, never a _grad_wt \
         operation nor the dense layer. With --kinds hardware an experiment \
-        instead draws a PE (MXU, row, column), a register (--registers), a bit, and a cycle of \
-        the site's operation (flip) or a stuck-at value (--hardware-faults).
+        instead draws a register (--registers), a PE (MXU, row, column), a bit, and a cycle of \
+        the site's operation (flip) or a stuck-at value (--hardware-faults); by default \
+        (--hardware-draw used) the PE among those whose register holds data of the operation \
+        and the cycle among those in which it does, with --hardware-draw array over the whole \
+        array and operation. A resumed campaign must use the draw it started with.
 
         DIR gets campaign.json (golden identity, parameters), results.jsonl (one JSON object \
         per experiment, appended and synced as each finishes; its `spec` field replays the \
@@ -69,6 +72,9 @@ struct CampaignRun: ParsableCommand {
 
     @Option(parsing: .upToNextOption, help: "Hardware experiments: fault classes: flip (one bit in one cycle), stuck-at (for the whole operation) (default: both).")
     var hardwareFaults: [String] = []
+
+    @Option(help: "Hardware experiments: draw the PE and a flip's cycle among those the operation uses (used: its schedule puts data of the operation in that register then) or over the whole array and operation (array: most such faults change nothing on an operation smaller than the array; campaigns before this option drew so).")
+    var hardwareDraw: HardwareDraw = .used
 
     @Option(help: "Sites to draw from: all (every MXU operation) or reference (the convolutions' forward and _grad_in operations, as the reference study's random campaigns).")
     var sampling: SiteSampling = .all
@@ -150,6 +156,7 @@ struct CampaignRun: ParsableCommand {
             steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
             registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
             hardwareFaults: classNames.isEmpty ? HardwareFaultClass.allCases : try CampaignParameters.named(classNames, "hardware fault class"),
+            hardwareDraw: hardwareDraw,
             thresholds: classifier.thresholds, earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
         let shard = try self.shard.map { try Shard(argument: $0) } ?? .all
         let line = SharedProgressLine()
@@ -168,6 +175,9 @@ struct CampaignRun: ParsableCommand {
 
 /// `--sampling all|reference`.
 extension SiteSampling: ExpressibleByArgument {}
+
+/// `--hardware-draw used|array`.
+extension HardwareDraw: ExpressibleByArgument {}
 
 /// The campaign's progress line, fed from the worker threads.
 final class SharedProgressLine: @unchecked Sendable {

@@ -88,7 +88,8 @@ struct Inspect: ParsableCommand {
             // A faulty run holds the steps from its injection on, not the golden's first ones.
             let held = records.first.flatMap { a in records.last.map { "global steps \(a.step)...\($0.step) (\(records.count) step(s))" } } ?? "no steps"
             print("faulty run forked from \(i.golden) at global step \(i.globalStep) (epoch \(i.globalStep / m.stepsPerEpoch), step \(i.globalStep % m.stepsPerEpoch))")
-            print("injected: \(Self.describe(i))")
+            let what = i.hardware.map { "\($0) into \(i.site)" } ?? "\(i.faultName) into the \(i.role.rawValue) of \(i.site)"
+            print("injection: \(what), replica \(i.replica), global step \(i.globalStep): \(InjectionFacts(i).text)")
             print("steps: \(held), \(m.complete ? "run complete" : "INCOMPLETE (the replay was interrupted)"), \(m.stepsPerEpoch) per epoch")
         } else {
             print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")
@@ -116,17 +117,6 @@ struct Inspect: ParsableCommand {
         }
         print("format: version \(m.formatVersion)")
         print("integrity: \(checked) frames checked, all checksums and snapshot digests match")
-    }
-
-    /// One line: the fault, where, and how many elements it wrote.
-    static func describe(_ i: TraceManifest.Injection) -> String {
-        let count = i.positions.indices.count
-        switch i.fault {
-        case .software(let model):
-            return "\(model.rawValue) into the \(i.role.rawValue) of \(i.site), replica \(i.replica): \(count) element(s)" + (i.seed.map { ", drawn from seed \($0)" } ?? "")
-        case .hardware(let h):
-            return "hardware fault \(h) in \(i.site), replica \(i.replica): \(count) product element(s) changed"
-        }
     }
 
     /// `1...4, 7, 9...12` for sorted steps.

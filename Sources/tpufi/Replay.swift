@@ -85,10 +85,11 @@ struct Replay: ParsableCommand {
         let i = result.injection
         print("\(result.outcome)")
         let when = "replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep))"
+        let facts = InjectionFacts(i).text
         if let h = i.hardware {
-            print("injected \(h) into \(i.site), \(when): \(i.values.count) product element(s) changed")
+            print("injected \(h) into \(i.site), \(when): \(facts)")
         } else {
-            print("injected \(i.faultModel) into the \(i.role) of \(i.site), \(when): \(i.values.count) element(s)")
+            print("injected \(i.faultModel) into the \(i.role) of \(i.site), \(when): \(facts)")
         }
         if let d = result.firstDivergence {
             print("first divergence: \(d.site) on replica \(d.replica) at global step \(d.globalStep)")

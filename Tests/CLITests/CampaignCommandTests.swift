@@ -56,6 +56,14 @@ import TestSupport
         #expect(sampled.status != 0 && sampled.err.contains("sampling: reference vs all"), "\(sampled.err)")
         let unknown = try tpufi(common + ["--sampling", "some", "--out", root + "/unknown"])
         #expect(unknown.status != 0 && unknown.err.contains("--sampling") && unknown.err.contains("reference"), "\(unknown.err)")
+        // --hardware-draw: part of the campaign (resuming with the other is refused), checked.
+        let hardware = ["campaign", "--golden", golden, "--experiments", "1", "--seed", "3", "--steps-after-injection", "0", "--kinds", "hardware"]
+        let drawn = try tpufi(hardware + ["--out", root + "/hw"])
+        #expect(drawn.status == 0, "\(drawn.err)")
+        let array = try tpufi(hardware + ["--hardware-draw", "array", "--resume", "--out", root + "/hw"])
+        #expect(array.status != 0 && array.err.contains("hardware-draw: array vs used"), "\(array.err)")
+        let sideways = try tpufi(hardware + ["--hardware-draw", "sideways", "--out", root + "/sideways"])
+        #expect(sideways.status != 0 && sideways.err.contains("--hardware-draw") && sideways.err.contains("used") && sideways.err.contains("array"), "\(sideways.err)")
         let help = try tpufi(["campaign", "run", "--help"])
         #expect(help.status == 0 && help.out.contains("--sampling <sampling>") && help.out.contains("reference"), "\(help.out)")
         let short = try tpufi(["campaign", "--golden", golden, "--experiments", "1", "--steps-after-injection", "8", "--out", root + "/short"])

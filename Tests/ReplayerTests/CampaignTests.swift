@@ -153,6 +153,111 @@ import Sim
                                                   golden: GoldenIdentity(reader)) }.contains("--registers"))
     }
 
+    /// By default (`--hardware-draw used`) a hardware experiment strikes a PE whose register
+    /// holds data of its operation, in a cycle in which it does: every drawn fault is checked
+    /// against the operation's schedule. `array` draws over the whole chip and operation as
+    /// campaigns did before, value for value, so on the tiny operations most of its faults
+    /// strike PEs the operation never uses.
+    @Test func hardwareCampaignsDrawUsedPEsByDefaultAndTheWholeArrayOnRequest() throws {
+        let identity = try GoldenIdentity(TraceReader(directory: Self.golden))
+        let model = try identity.config.makeModel()
+        let chip = identity.config.chip
+        var schedules: [String: Schedule] = [:]
+        func schedule(_ site: String) throws -> Schedule {
+            if let s = schedules[site] { return s }
+            let s = try Schedule(shape: try #require(model.operation(named: site)?.gemm), config: chip)
+            schedules[site] = s
+            return s
+        }
+        let used = try CampaignPlan(parameters: CampaignParameters(experiments: 1, seed: 5, kinds: [.hardware]), golden: identity)
+        #expect(used.parameters.hardwareDrawing == .used)
+        let drawn = (0..<400).map(used.experiment)
+        for e in drawn {
+            let f = try #require(e.spec.hardware)
+            let s = try schedule(e.spec.site)
+            // The PE lies in a tile of a pass on its MXU (the partial sum also in the rows a
+            // tile leaves empty: the sum passes through them).
+            let tiles = s.passes.filter { $0.mxu == f.mxu && f.column < $0.columnRange.count && (f.register == .partialSum || f.row < $0.rowRange.count) }
+            #expect(!tiles.isEmpty, "\(f) in \(e.spec.site)")
+            // A flip's cycle falls inside one of those passes, from its load to the PE's last MAC.
+            if case .transient(let cycle) = f.kind {
+                #expect(tiles.contains { cycle >= $0.loadStart && cycle <= $0.streamStart + $0.streamCount - 1 + f.row + f.column }, "\(f) in \(e.spec.site)")
+            }
+            #expect(s.uses(f), "\(f) in \(e.spec.site)")
+        }
+        #expect(drawn == (0..<400).map(used.experiment))
+        #expect(Set(drawn.compactMap { $0.spec.hardware.map { [$0.row, $0.column] } }).count > 10)
+        #expect(Set(drawn.compactMap { $0.spec.hardware?.register }) == Set(HardwareFault.Register.allCases))
+
+        let array = try CampaignPlan(parameters: CampaignParameters(experiments: 1, seed: 5, kinds: [.hardware], hardwareDraw: .array), golden: identity)
+        #expect(array.parameters.hardwareDraw == nil && array.parameters.hardwareDrawing == .array)
+        let wide = (0..<400).map(array.experiment)
+        let unused = try wide.filter { !(try schedule($0.spec.site)).uses(try #require($0.spec.hardware)) }
+        #expect(unused.count > 200, "\(unused.count) of 400 array draws strike an unused PE or cycle")
+        // `array` is the draw of campaigns written before the option, value for value.
+        for (i, e) in wide.enumerated() {
+            var rng = CounterRNG(seed: 5, purpose: .faultSampling, i, 0, 0x4341_4D50)
+            _ = rng.nextInt(below: 1)
+            let step = array.steps.first + rng.nextInt(below: array.steps.last - array.steps.first + 1)
+            let site = array.hardwareSites[rng.nextInt(below: array.hardwareSites.count)]
+            let replica = array.replicas[rng.nextInt(below: array.replicas.count)]
+            let register = HardwareFault.Register.allCases[rng.nextInt(below: 3)]
+            let flip = HardwareFaultClass.allCases[rng.nextInt(below: 2)] == .flip
+            let (mxu, row, column) = (rng.nextInt(below: chip.mxuCount), rng.nextInt(below: chip.rows), rng.nextInt(below: chip.columns))
+            let bit = rng.nextInt(below: HardwareFault.width(of: register, precision: identity.config.precision))
+            let kind: HardwareFault.Kind = flip ? .transient(cycle: rng.nextInt(below: try schedule(site.name).cycles)) : .stuckAt(value: rng.nextInt(below: 2))
+            #expect(e.spec == InjectionSpec(workload: identity.config.workload, site: site.name, faultModel: nil, replica: replica, globalStep: step,
+                                            hardware: HardwareFault(mxu: mxu, row: row, column: column, register: register, bit: bit, kind: kind)))
+        }
+    }
+
+    /// The hardware draw is part of the campaign: resuming with the other one is refused
+    /// naming it, and a `campaign.json` written before the option (no `hardwareDraw`) reads as
+    /// `array`, the draw it was made with. Results record what each fault found and changed.
+    @Test func resumingWithAnotherHardwareDrawIsRefusedAndOldCampaignsReadAsArray() throws {
+        let p = CampaignParameters(experiments: 2, seed: 5, stepsAfterInjection: 0, kinds: [.hardware])
+        let dir = Self.scratch("hw-draw")
+        let r = try CampaignRunner.run(golden: Self.golden, parameters: p, out: dir, resume: false)
+        #expect(r.results.count == 2)
+        #expect(r.results.allSatisfy { $0.peInUse == true && $0.activated != nil && $0.bitFormat != nil && $0.goldenValues == nil && $0.bits == nil })
+        var q = p
+        q.hardwareDraw = nil
+        let before = try Data(contentsOf: URL(fileURLWithPath: ResultsLog.path(dir)))
+        let refused = Self.error { _ = try CampaignRunner.run(golden: Self.golden, parameters: q, out: dir, resume: true) }
+        #expect(refused.contains("holds another campaign") && refused.contains("hardware-draw: array vs used"), "\(refused)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: ResultsLog.path(dir))) == before)
+
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: CampaignManifest.path(dir)))) as? [String: Any])
+        var parameters = try #require(json["parameters"] as? [String: Any])
+        #expect(parameters["hardwareDraw"] as? String == "used")
+        parameters["hardwareDraw"] = nil
+        json["parameters"] = parameters
+        let old = try CampaignJSON.decoder.decode(CampaignManifest.self, from: try JSONSerialization.data(withJSONObject: json))
+        #expect(old.parameters.hardwareDrawing == .array && old.parameters == CampaignParameters(experiments: 2, seed: 5, stepsAfterInjection: 0, kinds: [.hardware], hardwareDraw: .array))
+        // Software campaigns store no draw: their identity is what it was.
+        #expect(!String(decoding: try CampaignJSON.encode(Self.parameters), as: UTF8.self).contains("hardwareDraw"))
+    }
+
+    /// Result lines written before the injection facts existed still read (the fields absent);
+    /// new software results give the golden value of every position and how many changed.
+    @Test func softwareResultsRecordGoldenValuesAndOldLinesStillRead() throws {
+        for result in Self.serial.results {
+            let positions = result.spec.positions?.count ?? 0
+            #expect(result.goldenValues?.count == positions && positions > 0)
+            #expect((0...positions).contains(result.activated ?? -1) && result.peInUse == nil)
+            if let model = result.spec.faultModel, model.flipsBit {
+                #expect(result.bits?.count == positions && result.bitFormat == .float32)
+            } else {
+                #expect(result.bits == nil && result.bitFormat == nil)
+            }
+        }
+        let line = try #require(Self.serial.results.first?.canonicalLine)
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        for key in ["goldenValues", "bits", "bitFormat", "activated", "peInUse"] { object[key] = nil }
+        let old = try CampaignJSON.decoder.decode(ExperimentResult.self, from: try JSONSerialization.data(withJSONObject: object))
+        #expect(old.goldenValues == nil && old.activated == nil && old.bits == nil && old.index == Self.serial.results.first?.index)
+    }
+
     /// Workers asking for the same golden test accuracy at once share one evaluation.
     @Test func concurrentGoldenEvaluationsOfOneStepRunOnce() throws {
         let golden = try GoldenReference(restorer: TraceRestorer(reader: TraceReader(directory: Self.golden)))

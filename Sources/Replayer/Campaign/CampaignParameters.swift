@@ -74,9 +74,9 @@ public enum SiteSampling: String, Codable, Sendable, CaseIterable {
     }
 }
 
-/// What an experiment injects. Only software faults (the 18 fault models) are drawn today;
-/// hardware faults (a processing element's register, `docs/faults.md#hardware-faults`) will be a
-/// second case with its own draw in ``CampaignPlan/experiment(_:)``.
+/// What an experiment injects: a software fault (the 18 fault models) or a hardware fault (a
+/// processing element's register, `docs/faults.md#hardware-faults`), each with its own draw in
+/// ``CampaignPlan/experiment(_:)``.
 public enum ExperimentKind: String, Codable, Sendable, CaseIterable {
     /// One of the 18 software fault models, seeded.
     case software
@@ -89,6 +89,19 @@ public enum ExperimentKind: String, Codable, Sendable, CaseIterable {
 public enum HardwareFaultClass: String, Codable, Sendable, CaseIterable {
     case flip
     case stuckAt = "stuck-at"
+}
+
+/// Where a hardware experiment's PE, and a flip's cycle, are drawn from
+/// (`tpufi campaign --hardware-draw used|array`).
+public enum HardwareDraw: String, Codable, Sendable, CaseIterable {
+    /// Among the PEs whose register holds data of the operation under its schedule, then, for
+    /// a flip, among the cycles in which it does (``Schedule/usedPEs(_:)``,
+    /// ``Schedule/usedCycles(_:mxu:row:column:)``): every fault drawn can change something.
+    case used
+    /// Uniformly over every MXU, row and column of the chip and every cycle of the operation,
+    /// as campaigns drew before `used` existed: on an operation smaller than the array most
+    /// draws strike a PE that holds nothing of it and change nothing.
+    case array
 }
 
 /// A global-step range, both ends included (`A-B` on the command line).
@@ -180,6 +193,10 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     /// written before hardware faults: all of them).
     public var registers: [HardwareFault.Register]?
     public var hardwareFaults: [HardwareFaultClass]?
+    /// Hardware experiments: where PEs and cycles are drawn from. Stored only for a hardware
+    /// campaign that draws among the used ones; nil means ``HardwareDraw/array``, what
+    /// campaigns written before the option did, so their identity and draws are unchanged.
+    public var hardwareDraw: HardwareDraw?
     public var thresholds: ClassifierThresholds
     /// Stop an experiment at masked-exact or a non-finite loss (false only to measure what
     /// early stopping saves: outcomes are the same, `stepsRun` and time are not).
@@ -191,8 +208,9 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
                 phases: [Phase] = Phase.allCases, sampling: SiteSampling = .all, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
                 kinds: [ExperimentKind] = [.software], registers: [HardwareFault.Register] = HardwareFault.Register.allCases,
-                hardwareFaults: [HardwareFaultClass] = HardwareFaultClass.allCases,
+                hardwareFaults: [HardwareFaultClass] = HardwareFaultClass.allCases, hardwareDraw: HardwareDraw = .used,
                 thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true, mitigation: Mitigation? = nil) {
+        self.hardwareDraw = kinds.contains(.hardware) && hardwareDraw == .used ? .used : nil
         self.earlyStop = earlyStop
         self.mitigation = mitigation
         // Only hardware campaigns name registers, so software campaigns keep their identity.
@@ -213,6 +231,10 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
 
     /// The site sampling in effect (``sampling``, or ``SiteSampling/all`` when none is stored).
     public var siteSampling: SiteSampling { sampling ?? .all }
+
+    /// The hardware draw in effect (``hardwareDraw``, or ``HardwareDraw/array`` when none is
+    /// stored).
+    public var hardwareDrawing: HardwareDraw { hardwareDraw ?? .array }
 
     /// Fault model names, each checked (`--fault-models RD,ZERO`).
     public static func faultModels(_ names: [String]) throws(CampaignError) -> [FaultModel] {
@@ -336,6 +358,9 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
         check("replicas", p.replicas.map { $0.map(String.init) } ?? ["all"], q.replicas.map { $0.map(String.init) } ?? ["all"])
         check("steps", p.steps?.description ?? "all", q.steps?.description ?? "all")
         check("kinds", p.kinds.map(\.rawValue), q.kinds.map(\.rawValue))
+        check("registers", p.registers.map { $0.map(\.rawValue) } ?? ["none"], q.registers.map { $0.map(\.rawValue) } ?? ["none"])
+        check("hardware-faults", p.hardwareFaults.map { $0.map(\.rawValue) } ?? ["none"], q.hardwareFaults.map { $0.map(\.rawValue) } ?? ["none"])
+        check("hardware-draw", p.hardwareDrawing.rawValue, q.hardwareDrawing.rawValue)
         check("thresholds", "\(p.thresholds)", "\(q.thresholds)")
         check("early-stop", p.earlyStop, q.earlyStop)
         check("mitigation", p.mitigation?.description ?? "none", q.mitigation?.description ?? "none")

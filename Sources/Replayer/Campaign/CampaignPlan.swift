@@ -16,7 +16,10 @@ public struct Experiment: Sendable, Equatable {
 ///
 /// Experiment `i` is a pure function of the campaign seed, `i` and the (normalised)
 /// parameters: its own random stream, keyed by `(seed, i)`, picks the kind, global step,
-/// site, fault model, replica and the experiment's seed, in that order. Nothing depends on
+/// site, fault model, replica and the experiment's seed, in that order (a hardware
+/// experiment: step, site, replica, register, fault class, PE, bit, then the flip's cycle or
+/// the stuck-at value; the PE and cycle among those the operation uses under
+/// ``HardwareDraw/used``, over the whole array and operation under ``HardwareDraw/array``). Nothing depends on
 /// the number of experiments, the shard or the workers, so shards, resumed campaigns and
 /// parallel runs draw exactly what one serial run draws.
 public struct CampaignPlan: Sendable {
@@ -34,6 +37,36 @@ public struct CampaignPlan: Sendable {
     let chip: ChipConfig
     let precision: OperandPrecision
     let schedules: [String: Schedule]
+    /// Under ``HardwareDraw/used``: per site and register, the PEs that hold data of the
+    /// operation.
+    let usedPEs: [String: [HardwareFault.Register: UsedPEs]]
+
+    /// The used PEs of one operation and register, to draw one uniformly.
+    struct UsedPEs: Sendable {
+        var rows: [UsedPERow]
+        /// `rows`' PE counts summed up to and including each row.
+        var cumulative: [Int]
+
+        init(_ rows: [UsedPERow]) {
+            self.rows = rows
+            var total = 0
+            cumulative = rows.map { total += $0.columns; return total }
+        }
+
+        var count: Int { cumulative.last ?? 0 }
+
+        /// The `i`-th used PE, counting row by row (`i` below ``count``).
+        func pe(_ i: Int) -> (mxu: Int, row: Int, column: Int) {
+            // The first row whose running count passes i (binary search).
+            var (lo, hi) = (0, cumulative.count - 1)
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if cumulative[mid] > i { hi = mid } else { lo = mid + 1 }
+            }
+            let row = rows[lo]
+            return (row.mxu, row.row, i - (cumulative[lo] - row.columns))
+        }
+    }
 
     public init(parameters p: CampaignParameters, golden: GoldenIdentity) throws(CampaignError) {
         guard p.experiments > 0 else { throw .badParameter("--experiments must be positive (got \(p.experiments))") }
@@ -117,6 +150,18 @@ public struct CampaignPlan: Sendable {
             }
         }
         self.schedules = schedules
+        var used: [String: [HardwareFault.Register: UsedPEs]] = [:]
+        if p.kinds.contains(.hardware) && p.hardwareDrawing == .used {
+            for (name, schedule) in schedules {
+                for register in p.registers ?? HardwareFault.Register.allCases {
+                    let pes = UsedPEs(schedule.usedPEs(register))
+                    // Every pass of an operation fills at least PE(0, 0) of its MXU.
+                    guard pes.count > 0 else { throw .badParameter("\(name): its schedule uses no PE's \(register.rawValue) register") }
+                    used[name, default: [:]][register] = pes
+                }
+            }
+        }
+        usedPEs = used
         parameters = p
     }
 
@@ -142,13 +187,36 @@ public struct CampaignPlan: Sendable {
             let classes = parameters.hardwareFaults ?? HardwareFaultClass.allCases
             let register = registers[rng.nextInt(below: registers.count)]
             let faultClass = classes[rng.nextInt(below: classes.count)]
-            let mxu = rng.nextInt(below: chip.mxuCount)
-            let row = rng.nextInt(below: chip.rows), column = rng.nextInt(below: chip.columns)
-            let bit = rng.nextInt(below: HardwareFault.width(of: register, precision: precision))
-            // Every candidate site has a schedule (built in init for hardware campaigns).
-            let cycles = schedules[site.name]?.cycles ?? 1
-            let kind: HardwareFault.Kind = faultClass == .flip ? .transient(cycle: rng.nextInt(below: cycles)) : .stuckAt(value: rng.nextInt(below: 2))
-            let fault = HardwareFault(mxu: mxu, row: row, column: column, register: register, bit: bit, kind: kind)
+            // Every candidate site has a schedule (built in init for hardware campaigns), and
+            // under `used` its used PEs per register.
+            let schedule = schedules[site.name]
+            let fault: HardwareFault
+            if parameters.hardwareDrawing == .used, let schedule, let pes = usedPEs[site.name]?[register] {
+                let pe = pes.pe(rng.nextInt(below: pes.count))
+                let bit = rng.nextInt(below: HardwareFault.width(of: register, precision: precision))
+                let kind: HardwareFault.Kind
+                if faultClass == .flip {
+                    let cycles = schedule.usedCycles(register, mxu: pe.mxu, row: pe.row, column: pe.column)
+                    var i = rng.nextInt(below: max(1, cycles.reduce(0) { $0 + $1.count }))
+                    var cycle = cycles.first?.lowerBound ?? 0
+                    for range in cycles {
+                        if i < range.count { cycle = range.lowerBound + i; break }
+                        i -= range.count
+                    }
+                    kind = .transient(cycle: cycle)
+                } else {
+                    kind = .stuckAt(value: rng.nextInt(below: 2))
+                }
+                fault = HardwareFault(mxu: pe.mxu, row: pe.row, column: pe.column, register: register, bit: bit, kind: kind)
+            } else {
+                // `array`: the draw campaigns made before `used` existed, value for value.
+                let mxu = rng.nextInt(below: chip.mxuCount)
+                let row = rng.nextInt(below: chip.rows), column = rng.nextInt(below: chip.columns)
+                let bit = rng.nextInt(below: HardwareFault.width(of: register, precision: precision))
+                let cycles = schedule?.cycles ?? 1
+                let kind: HardwareFault.Kind = faultClass == .flip ? .transient(cycle: rng.nextInt(below: cycles)) : .stuckAt(value: rng.nextInt(below: 2))
+                fault = HardwareFault(mxu: mxu, row: row, column: column, register: register, bit: bit, kind: kind)
+            }
             return Experiment(index: index, kind: .hardware,
                               spec: InjectionSpec(workload: workload, site: site.name, faultModel: nil, replica: replica, globalStep: step,
                                                   hardware: fault))

@@ -26,6 +26,14 @@ import Sim
 ///   experiment's seed): written to a `.json` file it replays the experiment alone with
 ///   `tpufi replay --golden TRACE --spec FILE.json --steps-after-injection K` (K from
 ///   `campaign.json`).
+/// - `goldenValues`: a software fault's operand values at `spec.positions` before the fault
+///   (fp32, one per position); `bits` and `bitFormat`: a bit-flip model's flipped bit per
+///   position and the format it indexes (`float32`), for a hardware fault the format of the
+///   struck register (its bit is `spec.hardware.bit`); `activated`: elements the fault
+///   changed (a software fault: positions whose value as the operation consumes it changed,
+///   after rounding to the operand format for an MXU input or weight; a hardware fault:
+///   product elements changed); `peInUse`: a hardware fault's PE register held data of the
+///   operation (in the flip's cycle). All absent in results written before they existed.
 /// - `firstDivergence`: `{globalStep, site, replica}` of the first MXU output that differed
 ///   from golden, absent when none did.
 /// - `stoppedEarly`: `masked-exact` or `non-finite` when the run stopped before its planned
@@ -79,6 +87,16 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
     public var epoch: Int
     public var step: Int
     public var spec: InjectionSpec
+    /// A software fault's operand values at the spec's positions before the fault.
+    public var goldenValues: [Float]?
+    /// A bit-flip model's flipped bit per position, in ``bitFormat``'s encoding.
+    public var bits: [Int]?
+    /// The number format the flipped bit indexes (a hardware fault: its register's).
+    public var bitFormat: OperandPrecision?
+    /// Elements the fault changed (``InjectionRecord/activated``).
+    public var activated: Int?
+    /// A hardware fault: whether its PE register held data of the operation.
+    public var peInUse: Bool?
     public var firstDivergence: ReplayResult.Divergence?
     public var stoppedEarly: String?
     public var stepsRun: Int
@@ -145,6 +163,13 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         // A software fault's draw is recorded verbatim; a hardware fault is its own record.
         if resolved.hardware == nil { (resolved.positions, resolved.values) = (i.positions, i.values) }
         spec = resolved
+        // A hardware fault's golden values belong to the product elements it changed, which
+        // its result does not list.
+        goldenValues = resolved.hardware == nil ? i.goldenValues : nil
+        bits = i.bits
+        bitFormat = i.bitFormat
+        activated = i.activated
+        peInUse = i.peInUse
         firstDivergence = r.firstDivergence
         stoppedEarly = r.stoppedEarly
         stepsRun = r.stepsRun

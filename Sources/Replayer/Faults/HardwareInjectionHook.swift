@@ -14,7 +14,7 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
     public let chip: ChipConfig
     public let mode: TimingMode
     private let lock = NSLock()
-    private var changed: [(site: SiteID, elements: [FaultyElement])] = []
+    private var changed: [(site: SiteID, elements: [FaultyElement], peInUse: Bool)] = []
     private var unmapped: [String] = []
 
     public init(site: SiteID?, replica: Int, fault: HardwareFault, chip: ChipConfig, mode: TimingMode = .overlapped) {
@@ -26,8 +26,9 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
     }
 
     /// The product elements the fault changed (row-major), per operation in execution order,
-    /// once the operations have run.
-    public var applied: [(site: SiteID, elements: [FaultyElement])] {
+    /// once the operations have run, and whether the struck PE's register held data of that
+    /// operation (``Schedule/uses(_:)``; for a flip, in its cycle).
+    public var applied: [(site: SiteID, elements: [FaultyElement], peInUse: Bool)] {
         lock.lock()
         defer { lock.unlock() }
         return changed
@@ -90,7 +91,7 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
             golden: { m, n in c[m * shape.n + n] })
         for e in elements { c[e.row * shape.n + e.column] = e.faulty }
         lock.lock()
-        changed.append((site, elements))
+        changed.append((site, elements, schedule.uses(fault)))
         lock.unlock()
     }
 }

@@ -50,6 +50,8 @@ public final class InjectionHook: OperandHook, @unchecked Sendable {
     private var rng: CounterRNG
     private let lock = NSLock()
     private var corruption: Corruption?
+    /// The operand's values at the corruption's offsets before it was first applied.
+    private var goldenAtOffsets: [Float]?
     /// For a `_16` model under ``SixteenSemantics/fidelity``: the stream that picks the 16
     /// outputs the corruption reaches.
     private var reachRNG: CounterRNG?
@@ -133,6 +135,14 @@ public final class InjectionHook: OperandHook, @unchecked Sendable {
         return corruption
     }
 
+    /// The operand's values at the corrupted elements (``applied``'s offsets, in order) as the
+    /// hook first saw them, before it wrote the fault's values; nil until it has applied.
+    public var goldenValues: [Float]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return goldenAtOffsets
+    }
+
     public func wants(_ site: SiteID, replica: Int) -> Bool {
         site == target.site && replica == target.replica
     }
@@ -142,7 +152,10 @@ public final class InjectionHook: OperandHook, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if corruption == nil, let model { corruption = FaultResolution.resolve(model, golden: values, rng: &rng) }
-        corruption?.apply(to: &values)
+        guard let corruption else { return }
+        // Offsets were checked against the operand's shape (verbatim) or drawn inside it.
+        if goldenAtOffsets == nil { goldenAtOffsets = corruption.offsets.map { values[$0] } }
+        corruption.apply(to: &values)
     }
 
     /// Checks a verbatim corruption against the operand's shape before anything runs, and

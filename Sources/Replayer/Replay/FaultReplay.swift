@@ -28,6 +28,17 @@ public struct ReplayResult: Sendable, Codable, Equatable {
         public var positions: [[Int]]
         public var values: [Float]
         public var hardware: HardwareFault?
+        /// The values at ``positions`` before the fault (``InjectionRecord/goldenValues``).
+        public var goldenValues: [Float]?
+        /// A bit-flip model's flipped bit per position, in ``bitFormat``'s encoding
+        /// (``InjectionRecord/bits``).
+        public var bits: [Int]?
+        public var bitFormat: OperandPrecision?
+        /// Elements the fault changed (``InjectionRecord/activated``).
+        public var activated: Int?
+        /// A hardware fault: whether the struck PE held data of the operation
+        /// (``InjectionRecord/peInUse``).
+        public var peInUse: Bool?
 
         /// The record as a result reports it (with the step within its epoch).
         public init(_ r: InjectionRecord, stepsPerEpoch: Int) {
@@ -41,6 +52,11 @@ public struct ReplayResult: Sendable, Codable, Equatable {
             positions = r.positions.indices
             values = r.values
             hardware = r.hardware
+            goldenValues = r.goldenValues
+            bits = r.bits
+            bitFormat = r.bitFormat
+            activated = r.activated
+            peInUse = r.peInUse
         }
     }
 
@@ -320,10 +336,11 @@ public enum FaultReplay {
         manifest.completedSteps = 0
         if let every = options.snapshotEvery { manifest.snapshotEvery = max(1, every) }
         func injection() -> InjectionRecord {
-            let (positions, values) = armed.applied()
+            let a = armed.applied()
             return InjectionRecord(golden: reader.directory, site: site.name, role: role, replica: target.replica, globalStep: globalStep,
-                                   fault: armed.fault, seed: spec.seed, positions: positions, values: values,
-                                   limitedReach: armed.limitedReach ? true : nil)
+                                   fault: armed.fault, seed: spec.seed, positions: a.positions, values: a.values,
+                                   limitedReach: armed.limitedReach ? true : nil, goldenValues: a.goldenValues, bits: a.bits,
+                                   bitFormat: a.bitFormat, activated: a.activated, peInUse: a.peInUse)
         }
         manifest.injection = injection()
         manifest.mitigation = options.mitigation.map { MitigationRecord(settings: $0) }
@@ -337,7 +354,9 @@ public enum FaultReplay {
         let final = try TraceRecorder.loop(run: restorer.run, writer: writer, from: start, to: end,
                                            hook: { $0 == globalStep ? hook : nil },
                                            stop: { record, _ in
-            if record.step == globalStep, !armed.verbatim { try writer.setInjection(injection()) }
+            // What the fault found and changed is known once the step has run (the golden
+            // values; a seeded fault's draw).
+            if record.step == globalStep { try writer.setInjection(injection()) }
             if record.step == globalStep, let g = goldenRecords[globalStep] {
                 try proveFork(record, g, injectedSite: site, replica: target.replica, sites: model.sites, specName: specName, golden: reader.directory)
             }
@@ -397,16 +416,26 @@ public enum FaultReplay {
             mitigation: options.mitigation.map { MitigationOutcome(settings: $0, events: events, injectedStep: globalStep) })
     }
 
+    /// What a fault applied: positions and values, and (once it has struck) what it found
+    /// there and changed, as ``InjectionRecord`` records them.
+    struct Applied {
+        var positions: InjectionRecord.Positions
+        var values: [Float]
+        var goldenValues: [Float]?
+        var bits: [Int]?
+        var bitFormat: OperandPrecision?
+        var activated: Int?
+        var peInUse: Bool?
+    }
+
     /// A fault ready to strike: its hook and what it has applied so far.
     struct ArmedFault {
         var hook: any OperandHook
         var fault: InjectionRecord.Fault
-        /// Whether the spec listed what to write (nothing to record after the step).
-        var verbatim: Bool
         /// Whether a `_16` corruption reaches only 16 outputs (``SixteenSemantics/fidelity``).
         var limitedReach: Bool
-        /// Positions and values applied: in the operand (software) or in the product (hardware).
-        var applied: () -> (positions: InjectionRecord.Positions, values: [Float])
+        /// What was applied so far: in the operand (software) or in the product (hardware).
+        var applied: () -> Applied
         /// Operations the fault should have struck but could not (hardware faults whose
         /// schedule failed): the replay is then an error.
         var failures: () -> [String] = { [] }
@@ -441,14 +470,26 @@ public enum FaultReplay {
             // Positions: [row, column] of the product; for a whole-step fault
             // [operation index (execution order), row, column].
             let index = Dictionary(uniqueKeysWithValues: operations.enumerated().map { ($1.site, $0) })
-            return ArmedFault(hook: hook, fault: .hardware(fault), verbatim: false, limitedReach: false, applied: {
+            // The partial-sum register holds fp32 whatever the operand format.
+            let bitFormat: OperandPrecision = fault.register == .partialSum ? .float32 : config.precision
+            return ArmedFault(hook: hook, fault: .hardware(fault), limitedReach: false, applied: {
                 let applied = hook.applied
                 let values = applied.flatMap { $0.elements.map(\.faulty) }
-                guard wholeStep else { return (.product(applied.flatMap { $0.elements.map { [$0.row, $0.column] } }), values) }
+                let struck = !applied.isEmpty
                 // The hook strikes only operations the model runs, all of which are in its table.
-                return (.stepProduct(applied.flatMap { op in op.elements.map { [index[op.site] ?? -1, $0.row, $0.column] } }), values)
+                let positions: InjectionRecord.Positions = wholeStep
+                    ? .stepProduct(applied.flatMap { op in op.elements.map { [index[op.site] ?? -1, $0.row, $0.column] } })
+                    : .product(applied.flatMap { $0.elements.map { [$0.row, $0.column] } })
+                return Applied(positions: positions, values: values,
+                               goldenValues: struck ? applied.flatMap { $0.elements.map(\.golden) } : nil,
+                               bitFormat: bitFormat, activated: struck ? values.count : nil,
+                               peInUse: struck ? applied.contains { $0.peInUse } : nil)
             }, failures: { hook.failures })
         }
+        // An MXU operation consumes its input and weight rounded to the operand format; an
+        // output, or an operand of a vector-unit operation, as it is.
+        let onMXU = model.operation(named: target.site.name)?.isOnMXU ?? false
+        let consumed: (any NumberFormat)? = target.role != .output && onMXU ? config.precision.format : nil
         guard let model = spec.faultModel else { throw ReplayError.specMismatch("\(specName): no fault model and no hardware fault") }
         let limited = model.reachesSixteen && sixteen == .fidelity
         let hook: InjectionHook
@@ -463,8 +504,14 @@ public enum FaultReplay {
         } else {
             hook = InjectionHook(target: target, model: model, seed: spec.seed ?? 0, sixteen: sixteen)
         }
-        return ArmedFault(hook: hook, fault: .software(model), verbatim: spec.positions != nil, limitedReach: limited) {
-            (.operand(hook.applied?.positions(in: shape) ?? []), hook.applied?.values ?? [])
+        return ArmedFault(hook: hook, fault: .software(model), limitedReach: limited) {
+            let values = hook.applied?.values ?? []
+            let golden = hook.goldenValues
+            // A bit-flip model flips a bit of the fp32 value (before any operand rounding).
+            let bits = model.flipsBit ? golden.flatMap { InjectionRecord.flippedBits(golden: $0, values: values) } : nil
+            return Applied(positions: .operand(hook.applied?.positions(in: shape) ?? []), values: values, goldenValues: golden,
+                           bits: bits, bitFormat: bits == nil ? nil : .float32,
+                           activated: golden.map { InjectionRecord.changedCount(golden: $0, values: values, consumedAs: consumed) })
         }
     }
 

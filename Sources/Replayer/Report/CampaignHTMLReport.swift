@@ -98,7 +98,8 @@ public struct CampaignHTMLReport: Sendable {
             ("experiment kinds", p.kinds.map(\.rawValue).joined(separator: ", ")),
             ("fault models", p.kinds.contains(.software) ? list(p.faultModels.map(\.rawValue), all: FaultModel.allCases.count) : "none (hardware faults only)"),
             ("hardware faults", p.kinds.contains(.hardware)
-                ? "registers \((p.registers ?? HardwareFault.Register.allCases).map(\.rawValue).joined(separator: ", ")) · \((p.hardwareFaults ?? HardwareFaultClass.allCases).map(\.rawValue).joined(separator: ", "))"
+                ? "registers \((p.registers ?? HardwareFault.Register.allCases).map(\.rawValue).joined(separator: ", ")) · \((p.hardwareFaults ?? HardwareFaultClass.allCases).map(\.rawValue).joined(separator: ", ")) · "
+                    + (p.hardwareDrawing == .used ? "PEs and cycles the operation uses" : "PEs and cycles over the whole array")
                 : "none"),
             ("site sampling", p.siteSampling == .all ? "all (every MXU operation)" : "reference (forward and _grad_in operations of the convolutions)"),
             ("phases", p.phases.map(\.rawValue).joined(separator: ", ")),

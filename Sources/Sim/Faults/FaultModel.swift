@@ -27,6 +27,15 @@ public enum FaultModel: String, Sendable, Codable, CaseIterable {
     /// The `_16` models: the corrupted operand reaches only 16 outputs (see
     /// ``SixteenSemantics``).
     public var reachesSixteen: Bool { rawValue.hasSuffix("_16") }
+
+    /// The bit-flip models (`INPUT`, `INPUT_16`, `WT`, `WT_16`, `RBFLIP`): each writes its
+    /// element with one bit of the fp32 encoding inverted (``InjectionRecord/bitFormat``).
+    public var flipsBit: Bool {
+        switch self {
+        case .INPUT, .INPUT_16, .WT, .WT_16, .RBFLIP: return true
+        default: return false
+        }
+    }
 }
 
 /// What the `_16` fault models mean (`docs/faults.md#sixteen-output-variants`).

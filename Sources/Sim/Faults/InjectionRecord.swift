@@ -5,7 +5,10 @@
 /// In JSON (a faulty trace's `manifest.json`, key `injection`) its fields keep the names of
 /// trace format 2: `site`, `role`, `replica`, `globalStep`, `faultModel` (`hardware` for a
 /// hardware fault, which then has `hardware`), `seed`, `positions`, `values`, `limitedReach`,
-/// and `golden`. Decoding checks them against each other and names the field that does not fit.
+/// and `golden`. What the fault found and changed is recorded in optional fields that records
+/// written before them lack (read as nil): `goldenValues`, `bits`, `bitFormat`, `activated`
+/// and `peInUse`. Decoding checks the fields against each other and names the one that does
+/// not fit.
 public struct InjectionRecord: Sendable, Equatable, Codable {
     /// The fault.
     public enum Fault: Sendable, Equatable {
@@ -47,12 +50,44 @@ public struct InjectionRecord: Sendable, Equatable, Codable {
     public var values: [Float]
     /// True when a `_16` model's corruption reached only 16 outputs (FIdelity's semantics).
     public var limitedReach: Bool?
+    /// The values at ``positions`` before the fault, one per position: a software fault's
+    /// operand elements as the hook saw them (fp32, before the MXU rounds its operands), a
+    /// hardware fault's fault-free product elements. Nil in records written before it existed.
+    public var goldenValues: [Float]?
+    /// A bit-flip model's flipped bit at each position (``FaultModel/flipsBit``): the one bit
+    /// in which the value written differs from the golden one, an index into ``bitFormat``'s
+    /// encoding (0 the least significant). Nil for other faults, and when some value differs
+    /// from its golden value in more or fewer than one bit (a verbatim spec may write any
+    /// value). A hardware fault's bit is its ``HardwareFault/bit``.
+    public var bits: [Int]?
+    /// The number format whose encoding the flipped bit indexes: `float32` for the bit-flip
+    /// models (they flip a bit of the fp32 value before the MXU rounds it); for a hardware
+    /// fault, its register's (the operand format for `weight` and `input`, `float32` for
+    /// `partial-sum`).
+    public var bitFormat: OperandPrecision?
+    /// How many elements the fault changed. A software fault: the positions whose value, as the
+    /// operation consumes it, differs in its bit pattern from the golden one (an MXU input or
+    /// weight is compared after rounding to the operand format, so a flip that bfloat16
+    /// rounding discards does not count, nor does zero written over zero). A hardware fault:
+    /// the product elements it changed (every recorded position).
+    public var activated: Int?
+    /// A hardware fault: whether the struck PE's register holds data of the operation under
+    /// its schedule (``Schedule/uses(_:)``; for a flip, in the struck cycle): false means the
+    /// fault could change nothing. For a fault stuck for the whole step: of any operation.
+    public var peInUse: Bool?
 
     /// The site of a hardware fault stuck for the whole step.
     public static let wholeStepSite = "all"
 
     public init(golden: String, site: String, role: OperandRole, replica: Int, globalStep: Int, fault: Fault,
-                seed: UInt64? = nil, positions: Positions, values: [Float], limitedReach: Bool? = nil) {
+                seed: UInt64? = nil, positions: Positions, values: [Float], limitedReach: Bool? = nil,
+                goldenValues: [Float]? = nil, bits: [Int]? = nil, bitFormat: OperandPrecision? = nil,
+                activated: Int? = nil, peInUse: Bool? = nil) {
+        self.goldenValues = goldenValues
+        self.bits = bits
+        self.bitFormat = bitFormat
+        self.activated = activated
+        self.peInUse = peInUse
         self.golden = golden
         self.site = site
         self.role = role
@@ -85,6 +120,7 @@ public struct InjectionRecord: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case golden, site, role, replica, globalStep, faultModel, seed, positions, values, hardware, limitedReach
+        case goldenValues, bits, bitFormat, activated, peInUse
     }
 
     public init(from decoder: Decoder) throws {
@@ -130,6 +166,28 @@ public struct InjectionRecord: Sendable, Equatable, Codable {
         }
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
         limitedReach = try c.decodeIfPresent(Bool.self, forKey: .limitedReach)
+        goldenValues = try c.decodeIfPresent([Float].self, forKey: .goldenValues)
+        if let g = goldenValues, g.count != indices.count {
+            throw invalid(.goldenValues, "\(g.count) golden values for \(indices.count) positions")
+        }
+        bits = try c.decodeIfPresent([Int].self, forKey: .bits)
+        if let b = bits {
+            guard b.count == indices.count else { throw invalid(.bits, "\(b.count) bits for \(indices.count) positions") }
+            guard b.allSatisfy({ (0..<32).contains($0) }) else { throw invalid(.bits, "a bit outside 0...31") }
+        }
+        if let name = try c.decodeIfPresent(String.self, forKey: .bitFormat) {
+            guard let format = OperandPrecision(rawValue: name) else {
+                throw invalid(.bitFormat, "unknown number format '\(name)'; expected \(OperandPrecision.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            bitFormat = format
+        } else {
+            bitFormat = nil
+        }
+        activated = try c.decodeIfPresent(Int.self, forKey: .activated)
+        if let a = activated, !(0...indices.count).contains(a) {
+            throw invalid(.activated, "\(a) elements changed of \(indices.count) positions")
+        }
+        peInUse = try c.decodeIfPresent(Bool.self, forKey: .peInUse)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -145,5 +203,37 @@ public struct InjectionRecord: Sendable, Equatable, Codable {
         try c.encode(values, forKey: .values)
         try c.encodeIfPresent(hardware, forKey: .hardware)
         try c.encodeIfPresent(limitedReach, forKey: .limitedReach)
+        try c.encodeIfPresent(goldenValues, forKey: .goldenValues)
+        try c.encodeIfPresent(bits, forKey: .bits)
+        try c.encodeIfPresent(bitFormat?.rawValue, forKey: .bitFormat)
+        try c.encodeIfPresent(activated, forKey: .activated)
+        try c.encodeIfPresent(peInUse, forKey: .peInUse)
+    }
+}
+
+extension InjectionRecord {
+    /// The bit each value differs from its golden value in, in the fp32 encoding (0 the least
+    /// significant), one per position; nil when some value differs in more or fewer than one
+    /// bit (then no single flipped bit describes it).
+    public static func flippedBits(golden: [Float], values: [Float]) -> [Int]? {
+        guard golden.count == values.count else { return nil }
+        var bits: [Int] = []
+        bits.reserveCapacity(values.count)
+        for (g, v) in zip(golden, values) {
+            let difference = g.bitPattern ^ v.bitPattern
+            guard difference.nonzeroBitCount == 1 else { return nil }
+            bits.append(difference.trailingZeroBitCount)
+        }
+        return bits
+    }
+
+    /// How many of `values` differ in their bit pattern from the `golden` value at the same
+    /// position, both taken as the operation consumes them: rounded by `format` when given (an
+    /// MXU operand), as they are otherwise (an output, or an operand of a vector-unit operation).
+    public static func changedCount(golden: [Float], values: [Float], consumedAs format: (any NumberFormat)?) -> Int {
+        zip(golden, values).reduce(0) { count, pair in
+            let (g, v) = format.map { ($0.round(pair.0), $0.round(pair.1)) } ?? pair
+            return count + (g.bitPattern != v.bitPattern ? 1 : 0)
+        }
     }
 }
