@@ -86,7 +86,7 @@ struct Inspect: ParsableCommand {
         print("data: \(m.dataset) (\(m.trainCount) train, \(m.testCount) test, digest \(m.dataDigest))")
         if let i = m.injection {
             // A faulty run holds the steps from its injection on, not the golden's first ones.
-            let held = records.first.flatMap { a in records.last.map { "global steps \(a.step)...\($0.step) (\(records.count) step(s))" } } ?? "no steps"
+            let held = records.first.flatMap { a in records.last.map { "global steps \(a.step)-\($0.step) (\(records.count) step(s))" } } ?? "no steps"
             print("faulty run forked from \(i.golden) at global step \(i.globalStep) (epoch \(i.globalStep / m.stepsPerEpoch), step \(i.globalStep % m.stepsPerEpoch))")
             let what = i.hardware.map { "\($0) into \(i.site)" } ?? "\(i.faultName) into the \(i.role.rawValue) of \(i.site)"
             print("injection: \(what), replica \(i.replica), global step \(i.globalStep): \(InjectionFacts(i).text)")
@@ -113,22 +113,9 @@ struct Inspect: ParsableCommand {
             print("  \(names[k.kind] ?? k.kind): \(k.snapshots), raw \(k.rawStateBytes) bytes, stored \(k.storedBytes) bytes (\(ratio))")
         }
         if m.injection != nil {
-            print("snapshot steps: \(Self.ranges(reader.snapshotSteps))")
+            print("snapshot steps: \(TraceReader.ranges(reader.snapshotSteps))")
         }
         print("format: version \(m.formatVersion)")
         print("integrity: \(checked) frames checked, all checksums and snapshot digests match")
-    }
-
-    /// `1...4, 7, 9...12` for sorted steps.
-    static func ranges(_ steps: [Int]) -> String {
-        guard !steps.isEmpty else { return "none" }
-        var parts: [String] = []
-        var start = steps[0], previous = steps[0]
-        for s in steps.dropFirst() + [Int.min] {
-            if s == previous + 1 { previous = s; continue }
-            parts.append(start == previous ? "\(start)" : "\(start)...\(previous)")
-            (start, previous) = (s, s)
-        }
-        return parts.joined(separator: ", ")
     }
 }

@@ -276,9 +276,11 @@ public enum Bisect {
 
         /// Executes the step `state` is before, handing every MXU output to `capture`, and
         /// checks the step's output digests and resulting state against the trace's record.
-        func execute(from state: TrainingState, capture: @escaping OutputCapture) throws -> TrainingState {
+        /// `wrap` may put a hook of its own around the step's (the recorded fault's, if any).
+        func execute(from state: TrainingState, capture: OutputCapture? = nil,
+                     wrap: ((any OperandHook)?) -> (any OperandHook)? = { $0 }) throws -> TrainingState {
             let run = restorer.run, step = state.step
-            let g = run.trainer.gradients(state, batches: run.batches(step: step), hook: hook(step), recordDigests: true, capture: capture)
+            let g = run.trainer.gradients(state, batches: run.batches(step: step), hook: wrap(hook(step)), recordDigests: true, capture: capture)
             let next = run.trainer.apply(g, to: state)
             guard let record = records[step] else {
                 throw BisectError.notReproduced(directory: reader.directory, step: step, reason: "the trace has no record of it")
