@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Recorder
 import Replayer
 import Sim
 
@@ -107,6 +108,8 @@ struct OptimizerStudyCommand: ParsableCommand {
         if let golden {
             source = .trace(golden)
         } else {
+            // The data set is read, the study (and its golden run) written.
+            try OutputGuard.check(directory, against: try DatasetSource.parse(dataset).inputPaths)
             let config = try TrainingOptions.config(workload: workload, scale: scale, optimizer: parameters.baseline, replicas: replicas)
             let loaded = try TrainingRun.load(config: config, dataset: dataset, threads: threads)
             if let note = loaded.note, !json { print(note) }

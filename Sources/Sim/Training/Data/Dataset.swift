@@ -216,6 +216,16 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The files and directories loading this source reads (none for synthetic data): a
+    /// command's inputs, which its outputs may not overwrite.
+    public var inputPaths: [String] {
+        switch self {
+        case .fashionMNIST(let dir), .cifar10(let dir), .fortunes(let dir, _, _): return [dir]
+        case .synthetic: return []
+        case .adapted(let base, _): return base.inputPaths
+        }
+    }
+
     /// Parses a CLI spelling (see the type's documentation).
     public static func parse(_ spec: String) throws(DatasetError) -> DatasetSource {
         let (head, argument): (Substring, Substring?) = {
