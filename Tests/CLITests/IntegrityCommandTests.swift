@@ -156,6 +156,18 @@ func resultIndices(_ directory: String) throws -> [Int] {
         }
     }
 
+    /// Data set files too (a CIFAR-10 batch here): loading one that is not a regular file
+    /// fails naming it instead of blocking.
+    @Test func aDataFileThatIsNotARegularFileIsNamed() throws {
+        for (kind, words) in Self.kinds {
+            let dir = Scratch.path("nonregular-cifar-\(kind)")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Self.replace(dir + "/data_batch_1.bin", with: kind)
+            let r = try tpufi(["train", "--workload", "resnet18", "--scale", "paper", "--dataset", "cifar10:\(dir)", "--steps", "1"], timeout: 120)
+            #expect(r.status == 1 && !r.signaled && r.err.contains("\(dir)/data_batch_1.bin: not a regular file (\(words))"), "\(r.err)")
+        }
+    }
+
     @Test func campaignFilesAndSpecsThatAreNotRegularFilesAreNamed() throws {
         let source = Scratch.path("nonregular-campaign-source")
         let c = try tpufi(["campaign", "--golden", IntegrityGolden.dir, "--experiments", "1", "--steps-after-injection", "0", "--out", source])

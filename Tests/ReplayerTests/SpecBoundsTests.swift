@@ -37,7 +37,7 @@ import Sim
         #expect(mkfifo(fifo, 0o644) == 0)
         #expect(throws: SpecError.unreadable(file: fifo, reason: "not a regular file (a FIFO)")) { try InjectionSpec.load(path: fifo) }
         let big = dir + "/big.csv"
-        FileManager.default.createFile(atPath: big, contents: nil)
+        _ = FileManager.default.createFile(atPath: big, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: big))
         try handle.truncate(atOffset: UInt64(InputFile.specLimit + 1))   // sparse: costs no disk
         try handle.close()

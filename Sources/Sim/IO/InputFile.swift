@@ -13,6 +13,8 @@ public enum InputFile {
     public static let manifestLimit = 64 << 20
     /// A campaign's `results.jsonl` (a few kilobytes per experiment).
     public static let resultsLimit = 4 << 30
+    /// Data set files and exported states (CIFAR-10's batches are 30 MB each).
+    public static let dataLimit = 4 << 30
 
     /// The file's bytes, or a reason in words why not.
     public static func read(_ path: String, limit: Int) -> Result<Data, InputFileError> {

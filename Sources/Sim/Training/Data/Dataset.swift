@@ -458,8 +458,9 @@ enum CIFAR10 {
     static func readBatch(path: String, images: inout [Float], labels: inout [Int32]) throws(DatasetError) {
         guard FileManager.default.fileExists(atPath: path) else { throw .missingFile(path: path, hint: hint) }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(file: path, reason: "cannot read: \(error.localizedDescription)")
+        switch InputFile.read(path, limit: InputFile.dataLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .unreadable(file: path, reason: e.reason)
         }
         guard data.count > 0, data.count % recordSize == 0 else {
             throw .malformed(file: path, reason: "size \(data.count) bytes is not a positive multiple of the \(recordSize)-byte CIFAR-10 record (\(data.count / recordSize) whole records, \(data.count % recordSize) bytes over)")
