@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Recorder
 import Replayer
 import Sim
 
@@ -122,9 +123,12 @@ struct OptimizerStudyCommand: ParsableCommand {
         if let golden {
             source = .trace(golden)
         } else {
+            // The data set is read, the study (and its golden run) written.
+            let dataset = self.dataset ?? "synthetic"
+            try OutputGuard.check(directory, against: try DatasetSource.parse(dataset).inputPaths)
             let config = try TrainingOptions.config(workload: workload ?? "resnet18", scale: scale ?? "tiny", optimizer: parameters.baseline,
                                                     replicas: replicas ?? 8)
-            let loaded = try TrainingRun.load(config: config, dataset: dataset ?? "synthetic", threads: threads)
+            let loaded = try TrainingRun.load(config: config, dataset: dataset, threads: threads)
             if let note = loaded.note, !json { print(note) }
             let (defaultSteps, overflow) = stepsAfterInjection.addingReportingOverflow(20)
             guard steps != nil || !overflow else {

@@ -53,10 +53,13 @@ struct Record: ParsableCommand {
         let reader: TraceReader
         if resume {
             let existing = try TraceReader(directory: directory)
+            try OutputGuard.check(directory, against: try DatasetSource.parse(existing.manifest.dataset).inputPaths)
             emit("resuming \(directory) after step \(existing.completedSteps) of \(existing.manifest.plannedSteps)")
             progress = ProgressLine(total: existing.manifest.plannedSteps)
             reader = try TraceRecorder.resume(directory: directory, threads: training.threads, report: report)
         } else {
+            // The data set is read, the trace written: neither may hold the other.
+            try OutputGuard.check(directory, against: try DatasetSource.parse(try training.datasetSpelling()).inputPaths)
             let loaded = try training.makeRun()
             let run = loaded.run
             if let note = loaded.note { emit(note) }

@@ -62,10 +62,12 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         let clock = ContinuousClock(), start = clock.now
-        let reader = try TraceReader(directory: golden)
-        let parsed = try InjectionSpec.load(path: spec)
         let name = { (p: String) in URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent }
         let directory = out ?? "traces/replay-\(name(golden))-\(name(spec))"
+        // The golden trace and the spec are read, the faulty trace written.
+        try OutputGuard.check(directory, against: [golden, spec])
+        let reader = try TraceReader(directory: golden)
+        let parsed = try InjectionSpec.load(path: spec)
         let progress = ProgressLine(total: max(1, reader.completedSteps))
         var toInjectedStep: Duration?
         let result = try FaultReplay.run(golden: reader, spec: parsed, specName: spec, stepsAfterInjection: stepsAfterInjection, out: directory,

@@ -17,24 +17,16 @@ import TestSupport
         #expect(g.status == 0, "\(g.err)")
         let goldenFrames = FileManager.default.contents(atPath: golden + "/frames.tpf") ?? Data()
 
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let exe = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent("tpufi") }
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) }!
-        let process = Process()
-        process.executableURL = exe
-        process.arguments = ["record"] + Self.args + ["--out", killed]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let child = try startTpufi(["record"] + Self.args + ["--out", killed])
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
+        while Date() < deadline && child.isRunning {
             let size = (try? FileManager.default.attributesOfItem(atPath: killed + "/frames.tpf")[.size] as? Int) ?? 0
             if size > goldenFrames.count / 3 { break }
             usleep(2_000)
         }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal, "the recording finished before it could be killed")
+        kill(child.pid, SIGKILL)
+        let ended = try child.wait()
+        #expect(ended.signaled, "the recording finished before it could be killed")
 
         let inspect = try tpufi(["inspect", killed])
         #expect(inspect.status == 0 && inspect.out.contains("INCOMPLETE"), "\(inspect.out)\(inspect.err)")

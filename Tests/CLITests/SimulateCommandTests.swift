@@ -2,28 +2,6 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Runs the built `tpufi` and returns its exit status, stdout and stderr, and whether a signal
-/// ended it (a trap: `status` is then the signal's number).
-func tpufi(_ arguments: [String], in directory: String? = nil) throws -> (status: Int32, out: String, err: String, signaled: Bool) {
-    let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let candidates = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent("tpufi") }
-    guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw CocoaError(.fileNoSuchFile)
-    }
-    let process = Process()
-    process.executableURL = exe
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self),
-            process.terminationReason == .uncaughtSignal)
-}
-
 func temporaryFile(_ name: String, _ contents: String) throws -> String {
     let dir = URL(fileURLWithPath: Scratch.root + "/cli-files")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -58,6 +58,28 @@ import Sim
         #expect(try Self.error("sites") { $0["sites"] = ["conv1"] }.contains("field 'sites': 1 sites that are not those of resnet18 tiny (62)"))
     }
 
+    /// A field of the wrong type, out of its type's range or missing is named, with the file,
+    /// not reported as "not valid JSON" (Foundation's decoder gives no path for a number that
+    /// does not fit).
+    @Test func wrongTypedAndOutOfRangeFieldsAreNamedWithTheFile() throws {
+        let file = { (name: String) in Self.golden.replacingOccurrences(of: "validation-golden", with: "validation-\(name)") + "/manifest.json: not a valid manifest: " }
+        #expect(try Self.error("seed") { Self.config(&$0) { $0["seed"] = -5 } } == file("seed") + "field 'config.seed': -5 is outside 0...18446744073709551615")
+        #expect(try Self.error("huge") { Self.config(&$0) { $0["replicas"] = 1e20 } }
+                .hasPrefix(file("huge") + "field 'config.replicas': 1"))
+        #expect(try Self.error("huge") { Self.config(&$0) { $0["replicas"] = 1e20 } }.contains("is outside -9223372036854775808...9223372036854775807"))
+        #expect(try Self.error("fraction") { $0["plannedSteps"] = 2.5 } == file("fraction") + "field 'plannedSteps': 2.5 is not an integer")
+        #expect(try Self.error("string") { $0["plannedSteps"] = "two" }.hasPrefix(file("string") + "field 'plannedSteps': "))
+        #expect(try Self.error("missing") { $0["timing"] = nil } == file("missing") + "field 'timing': missing")
+        #expect(try Self.error("nested") { json in
+            var timing = json["timing"] as? [String: Any] ?? [:]
+            var layers = timing["layers"] as? [[String: Any]] ?? []
+            layers[3]["m"] = 1e300
+            timing["layers"] = layers
+            json["timing"] = timing
+        }.hasPrefix(file("nested") + "field 'timing.layers[3].m': 1"))
+        #expect(try Self.error("null") { $0["stepsPerEpoch"] = NSNull() }.hasPrefix(file("null") + "field 'stepsPerEpoch': null"))
+    }
+
     /// A FIFO in place of a trace file is refused at once instead of blocking the open.
     @Test func onlyRegularFilesAreOpenedAsTraces() throws {
         for file in ["frames.tpf", "manifest.json"] {
@@ -66,7 +88,7 @@ import Sim
             try FileManager.default.copyItem(atPath: Self.golden, toPath: dir)
             try FileManager.default.removeItem(atPath: dir + "/" + file)
             #expect(mkfifo(dir + "/" + file, 0o644) == 0)
-            #expect(throws: TraceError.io(file: dir + "/" + file, reason: "not a regular file")) { try TraceReader(directory: dir) }
+            #expect(throws: TraceError.io(file: dir + "/" + file, reason: "not a regular file (a FIFO)")) { try TraceReader(directory: dir) }
         }
     }
 }

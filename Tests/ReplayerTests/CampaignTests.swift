@@ -400,6 +400,23 @@ import Sim
         #expect(again.ranNow == 0 && again.results.count == 6)
     }
 
+    /// A campaign.json or result line whose number does not fit names the field and the file.
+    @Test func outOfRangeCampaignFieldsAreNamed() throws {
+        let dir = Self.scratch("fields")
+        try FileManager.default.copyItem(atPath: Self.serial.directory, toPath: dir)
+        let path = CampaignManifest.path(dir)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try text.replacingOccurrences(of: #""experiments" : 6"#, with: #""experiments" : 1e30"#).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(Self.error { _ = try CampaignManifest.load(directory: dir) }
+                == "\(path): not a campaign manifest: field 'parameters.experiments': 1e30 is outside -9223372036854775808...9223372036854775807")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let results = ResultsLog.path(dir)
+        let lines = try String(contentsOfFile: results, encoding: .utf8).split(separator: "\n").map(String.init)
+        let bad = lines[1].replacingOccurrences(of: #""stepsRun":"#, with: #""stepsRun":-1e30,"was":"#)
+        try (([lines[0], bad] + lines.dropFirst(2)).joined(separator: "\n") + "\n").write(toFile: results, atomically: true, encoding: .utf8)
+        #expect(Self.error { _ = try ResultsLog.read(directory: dir) }.hasPrefix("\(results):2: not a result line: field 'stepsRun': -1e30 is outside"))
+    }
+
     @Test func shardsPartitionTheIndices() throws {
         let shards = try (0..<3).map { try Shard(index: $0, count: 3) }
         #expect(shards.flatMap { $0.indices(of: 10) }.sorted() == Array(0..<10))

@@ -104,7 +104,7 @@ import Sim
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RD", "replica": 0, "seed": 1}"#).contains("globalStep or both epoch and step"))
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RD", "replica": 0, "globalStep": 3}"#).contains("positions and values, or a seed"))
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RDX", "replica": 0, "globalStep": 3, "seed": 1}"#).contains(".json"))
-        #expect(error(#"{"site": "conv1"}"#).contains("missing field 'replica'"))
+        #expect(error(#"{"site": "conv1"}"#).contains("replay-bad-spec.json: field 'replica': missing"))
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "faultModel": "RBFLIP", "replica": 0, "globalStep": 3, "seed": 1, "bit": 30}"#)
             .contains("unknown field 'bit' (expected workload, site, faultModel, hardware,"))
         #expect(error(#"{"workload": "resnet18", "site": "conv1", "replica": 0, "globalStep": 3, "hardware": {"row": 0, "column": 0, "register": "weight", "bit": 3, "stuckat": 1}}"#)

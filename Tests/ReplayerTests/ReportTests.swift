@@ -177,7 +177,7 @@ import Sim
         try Data(#"{"kind": "campaign", "optimizers": [], "experiments": []}"#.utf8).write(to: URL(fileURLWithPath: StudyFile.path(other)))
         #expect(Self.error { _ = try Report.html(directory: other) }.contains("study.json: kind 'campaign', expected 'optimizer-study'"))
         try Data(#"{"kind": "optimizer-study", "optimizers": ["adam"], "experiments": [{"index": 0}]}"#.utf8).write(to: URL(fileURLWithPath: StudyFile.path(other)))
-        #expect(Self.error { _ = try Report.html(directory: other) }.contains("missing field 'runs' at .experiments[0]"))
+        #expect(Self.error { _ = try Report.html(directory: other) }.contains("study.json: not an optimizer study: field 'experiments[0].runs': missing"))
     }
 
     @Test func studyReportShowsEveryOptimizerAndStatus() throws {

@@ -29,10 +29,11 @@ public enum StateExport {
         return "state/" + name
     }
 
-    /// Restores the state after `step` updates of the trace and writes it to `path`; the
-    /// trace's own files are refused as `path` before any work.
+    /// Restores the state after `step` updates of the trace and writes it to `path`; a path
+    /// that is one of the trace's files or lies in (or contains) its directory is refused
+    /// before any work.
     public static func export(_ reader: TraceReader, step: Int, to path: String, threads: Int) throws -> TrainingState {
-        try OutputGuard.check(path, against: OutputGuard.files(in: reader.directory))
+        try OutputGuard.check(path, against: OutputGuard.files(in: reader.directory) + [reader.directory])
         let state = try TraceRestorer(reader: reader, threads: threads).state(at: step)
         try write(state, manifest: reader.manifest, to: path)
         return state

@@ -168,7 +168,7 @@ final class FrameFile: @unchecked Sendable {
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw .io(file: path, reason: "not a regular file")
+            throw .io(file: path, reason: "not a regular file (\(InputFile.kind(st.st_mode)))")
         }
         self.path = path
         self.fd = fd

@@ -145,10 +145,13 @@ public enum JSONCoding {
 public func temporaryPath(_ path: String) -> String { path + ".tmp" }
 
 /// Writes `bytes` to `path` so that readers see either the old file or the new one: through
-/// a temporary file, synced, then renamed over `path`.
+/// a temporary file, synced, then renamed over `path` (a symbolic link at `path` is replaced,
+/// never written through). Whatever is at the temporary path (a file a killed writer left,
+/// or a symbolic link) is removed first, and the temporary file is created anew.
 public func writeAtomically(_ bytes: [UInt8], to path: String) throws(TraceError) {
     let tmp = temporaryPath(path)
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard unlink(tmp) == 0 || errno == ENOENT else { throw .io(file: tmp, reason: "cannot remove: \(String(cString: strerror(errno)))") }
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw .io(file: tmp, reason: "cannot create: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     try AppendFile.write(bytes, to: fd, path: tmp)

@@ -18,17 +18,22 @@ public struct TraceReader: Sendable {
     public init(directory: String) throws(TraceError) {
         self.directory = directory
         let manifestPath = TraceWriter.manifestPath(directory)
+        // Only a regular file of bounded size is read (a FIFO or a device in its place would
+        // block or never end); a wrong or out-of-range field is named.
         var st = stat()
-        if stat(manifestPath, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
-            throw .io(file: manifestPath, reason: "not a regular file")
+        guard lstat(manifestPath, &st) == 0 else {
+            var isDirectory: ObjCBool = false
+            throw .io(file: manifestPath, reason: FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory)
+                      ? (isDirectory.boolValue ? "missing: not a trace directory" : "\(directory) is not a directory") : "no such trace directory")
         }
-        guard let data = FileManager.default.contents(atPath: manifestPath) else {
-            throw .io(file: manifestPath, reason: FileManager.default.fileExists(atPath: directory) ? "missing: not a trace directory" : "no such trace directory")
+        let data: Data
+        switch InputFile.read(manifestPath, limit: InputFile.manifestLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .io(file: manifestPath, reason: e.reason)
         }
-        do {
-            manifest = try JSONCoding.decode(TraceManifest.self, from: [UInt8](data))
-        } catch {
-            throw .malformed(file: manifestPath, reason: "not a valid manifest: \(error)")
+        switch JSONInput.decode(TraceManifest.self, from: data, decoder: JSONCoding.decoder) {
+        case .success(let m): manifest = m
+        case .failure(let e): throw .malformed(file: manifestPath, reason: "not a valid manifest: \(e)")
         }
         guard TraceManifest.readableFormatVersions.contains(manifest.formatVersion) else {
             throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads versions \(TraceManifest.readableFormatVersions.lowerBound)-\(TraceManifest.readableFormatVersions.upperBound)")

@@ -1,4 +1,6 @@
 import Foundation
+import Recorder
+import Sim
 
 /// Combines the directories of a campaign's shards (or partial runs) into one.
 public enum CampaignMerge {
@@ -20,9 +22,14 @@ public enum CampaignMerge {
     public static func merge(_ directories: [String], out: String) throws(CampaignError) -> Report {
         guard !directories.isEmpty else { throw .badParameter("merge: give the campaign directories to merge") }
         let fm = FileManager.default
-        if fm.fileExists(atPath: out), !((try? fm.contentsOfDirectory(atPath: out)) ?? []).isEmpty {
-            throw .output(directory: out, reason: "already exists and is not empty (choose another --out)")
+        if let reason = OutputGuard.conflict(out, with: directories) { throw .output(directory: out, reason: reason) }
+        func refuseNonEmpty() throws(CampaignError) {
+            // (A lock file alone is what a merge killed before it wrote anything leaves.)
+            if fm.fileExists(atPath: out), OutputGuard.files(in: out).contains(where: { !$0.hasSuffix("/" + DirectoryLock.fileName) }) {
+                throw .output(directory: out, reason: "already exists and is not empty (choose another --out)")
+            }
         }
+        try refuseNonEmpty()
         let first = try CampaignManifest.load(directory: directories[0])
         var merged: [ExperimentResult] = []
         var from: [Int: String] = [:]
@@ -53,6 +60,12 @@ public enum CampaignMerge {
         do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
             throw .io(file: out, reason: "cannot create: \(error.localizedDescription)")
         }
+        // Held while writing, as a campaign holds its directory: a campaign or merge started
+        // there meanwhile is refused.
+        let lock: DirectoryLock
+        do { lock = try DirectoryLock(directory: out) } catch { throw .output(directory: out, reason: error.reason) }
+        defer { withExtendedLifetime(lock) {} }
+        try refuseNonEmpty()  // another process that also found it empty got here first
         let manifestBytes: [UInt8]
         do { manifestBytes = try CampaignJSON.encode(manifest, pretty: true) } catch { throw .io(file: CampaignManifest.path(out), reason: "\(error)") }
         try writeFileAtomically(manifestBytes + [UInt8(ascii: "\n")], to: CampaignManifest.path(out))

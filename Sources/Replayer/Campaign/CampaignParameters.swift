@@ -332,12 +332,20 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
     /// Reads `campaign.json` of a campaign directory.
     public static func load(directory: String) throws(CampaignError) -> CampaignManifest {
         let path = Self.path(directory)
-        guard let data = FileManager.default.contents(atPath: path) else {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
             throw .badFile(file: path, line: nil, reason: FileManager.default.fileExists(atPath: directory) ? "missing: not a campaign directory" : "no such campaign directory")
         }
+        // Only a regular file of bounded size; a wrong or out-of-range field is named.
+        let data: Data
+        switch InputFile.read(path, limit: InputFile.logLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .badFile(file: path, line: nil, reason: e.reason)
+        }
         let m: CampaignManifest
-        do { m = try CampaignJSON.decoder.decode(CampaignManifest.self, from: data) } catch {
-            throw .badFile(file: path, line: nil, reason: "not a campaign manifest: \(error)")
+        switch JSONInput.decode(CampaignManifest.self, from: data, decoder: CampaignJSON.decoder) {
+        case .success(let decoded): m = decoded
+        case .failure(let e): throw .badFile(file: path, line: nil, reason: "not a campaign manifest: \(e)")
         }
         guard m.format == currentFormat else { throw .badFile(file: path, line: nil, reason: "campaign format \(m.format); this tpufi reads \(currentFormat)") }
         return m

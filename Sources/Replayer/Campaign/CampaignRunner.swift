@@ -68,6 +68,9 @@ public enum CampaignRunner {
         guard options.workers > 0, options.threads > 0 else {
             throw CampaignError.badParameter("--workers and --threads must be positive (got \(options.workers) and \(options.threads))")
         }
+        // The golden trace is read, the directory written: neither may hold the other.
+        if let reason = OutputGuard.conflict(out, with: [goldenPath]) { throw CampaignError.output(directory: out, reason: reason) }
+        try CampaignSummary.checkOutputs(directory: out)
         let reader = try TraceReader(directory: goldenPath)
         let identity = try GoldenIdentity(reader)
         let plan = try CampaignPlan(parameters: parameters, golden: identity)

@@ -210,8 +210,13 @@ public enum ResultsLog {
     /// given), and no index may repeat.
     public static func read(directory: String, campaign: String? = nil) throws(CampaignError) -> (results: [ExperimentResult], validLength: Int, tornBytes: Int) {
         let path = Self.path(directory)
-        guard FileManager.default.fileExists(atPath: path) else { return ([], 0, 0) }
-        guard let data = FileManager.default.contents(atPath: path) else { throw .io(file: path, reason: "cannot be read") }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return ([], 0, 0) }  // no experiment finished yet
+        let data: Data
+        switch InputFile.read(path, limit: InputFile.resultsLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .io(file: path, reason: e.reason)
+        }
         let bytes = [UInt8](data)
         let validLength = (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
         var results: [ExperimentResult] = []
@@ -220,8 +225,9 @@ public enum ResultsLog {
         for (n, line) in bytes[..<validLength].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast().enumerated() {
             let lineNumber = n + 1
             let r: ExperimentResult
-            do { r = try decoder.decode(ExperimentResult.self, from: Data(line)) } catch {
-                throw .badFile(file: path, line: lineNumber, reason: "not a result line: \(error)")
+            switch JSONInput.decode(ExperimentResult.self, from: Data(line), decoder: decoder) {
+            case .success(let decoded): r = decoded
+            case .failure(let e): throw .badFile(file: path, line: lineNumber, reason: "not a result line: \(e)")
             }
             if let campaign, r.campaign != campaign {
                 throw .badFile(file: path, line: lineNumber, reason: "experiment \(r.index) belongs to campaign \(r.campaign), this directory's campaign.json is campaign \(campaign)")

@@ -1,4 +1,5 @@
 import Sim
+import Recorder
 import Foundation
 
 /// The Wilson score interval of a binomial proportion (Wilson 1927): unlike the normal
@@ -146,10 +147,20 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
 
     /// Writes `summary.json` and `summary.csv` into a campaign directory.
     public func write(to directory: String) throws(CampaignError) {
+        try Self.checkOutputs(directory: directory)
         let json: [UInt8]
         do { json = try CampaignJSON.encode(self, pretty: true) } catch { throw .io(file: Self.jsonPath(directory), reason: "cannot encode: \(error)") }
         try writeFileAtomically(json + [UInt8(ascii: "\n")], to: Self.jsonPath(directory))
         try writeFileAtomically(Array(csv.utf8), to: Self.csvPath(directory))
+    }
+
+    /// Refuses summary files that are (through symbolic links) the campaign files they are
+    /// computed from: writing them would replace an input.
+    public static func checkOutputs(directory: String) throws(CampaignError) {
+        let inputs = [CampaignManifest.path(directory), ResultsLog.path(directory)]
+        for output in [jsonPath(directory), csvPath(directory)] {
+            if let reason = OutputGuard.conflict(output, with: inputs) { throw .io(file: output, reason: reason) }
+        }
     }
 
     /// Summarises the campaign in `directory` and writes its summary files.

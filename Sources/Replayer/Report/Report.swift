@@ -1,5 +1,6 @@
 import Foundation
 import Recorder
+import Sim
 
 /// Errors of `tpufi report`; each names the directory or file (and line) at fault.
 public enum ReportError: Error, CustomStringConvertible, Equatable {
@@ -66,11 +67,14 @@ public enum Report {
     public static func write(directory: String, to out: String? = nil) throws(ReportError) -> (kind: Kind, path: String) {
         let (kind, html) = try html(directory: directory)
         let path = out ?? defaultPath(directory)
-        do {
-            try OutputGuard.check(path, against: OutputGuard.files(in: directory).filter { $0 != defaultPath(directory) })
-        } catch {
-            throw .io(file: path, reason: "is an input of the report (a file of \(directory)); write it elsewhere")
+        // The files it reads are the report's inputs, and the directory's other files are
+        // kept too (its own report.html and lock file aside); the directory itself is where
+        // the report goes by default.
+        let read = kind == .campaign ? [CampaignManifest.path(directory), ResultsLog.path(directory)] : [StudyFile.path(directory)]
+        let others = OutputGuard.files(in: directory).filter {
+            !read.contains($0) && $0 != defaultPath(directory) && $0 != directory + "/" + DirectoryLock.fileName
         }
+        if let reason = OutputGuard.conflict(path, with: read + others) { throw .io(file: path, reason: reason) }
         do { try writeFileAtomically(Array(html.utf8), to: path) } catch { throw ReportError(error, directory: directory) }
         return (kind, path)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Sim
 import Recorder
 
 /// `study.json` of an optimizer-study directory (`tpufi optimizer-study`,
@@ -64,8 +65,9 @@ public struct StudyFile: Codable, Sendable, Equatable {
     /// Decodes `study.json` bytes; `file` names it in errors.
     public static func decode(_ data: Data, file: String) throws(ReportError) -> StudyFile {
         let study: StudyFile
-        do { study = try JSONCoding.decoder.decode(StudyFile.self, from: data) } catch {
-            throw .badFile(file: file, line: nil, reason: "not an optimizer study: \(Self.describe(error))")
+        switch JSONInput.decode(StudyFile.self, from: data, decoder: JSONCoding.decoder) {
+        case .success(let decoded): study = decoded
+        case .failure(let e): throw .badFile(file: file, line: nil, reason: "not an optimizer study: \(e)")
         }
         if let kind = study.kind, kind != "optimizer-study" {
             throw .badFile(file: file, line: nil, reason: "kind '\(kind)', expected 'optimizer-study'")
@@ -76,8 +78,10 @@ public struct StudyFile: Codable, Sendable, Equatable {
     /// Reads `study.json` of `directory`.
     public static func load(directory: String) throws(ReportError) -> StudyFile {
         let file = path(directory)
-        guard let data = FileManager.default.contents(atPath: file) else { throw .io(file: file, reason: "cannot be read") }
-        return try decode(data, file: file)
+        switch InputFile.read(file, limit: InputFile.logLimit) {
+        case .success(let data): return try decode(data, file: file)
+        case .failure(let e): throw .io(file: file, reason: e.reason)
+        }
     }
 
     /// The summary rows: the study's own, else counted from the runs (in `optimizers` order).
@@ -90,19 +94,6 @@ public struct StudyFile: Codable, Sendable, Equatable {
                               degraded: runs.filter { $0.status == "Degraded" }.count, diverged: runs.filter { $0.divergenceStep != nil }.count,
                               meanAccuracyChange: mean(runs.compactMap(\.accuracyChange).filter(\.isFinite)),
                               meanDegradationRate: mean(runs.compactMap(\.degradationRate).filter(\.isFinite)))
-        }
-    }
-
-    /// A decoding error with the JSON path it happened at.
-    static func describe(_ error: any Error) -> String {
-        func path(_ c: DecodingError.Context) -> String {
-            c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-        }
-        switch error as? DecodingError {
-        case .keyNotFound(let key, let c)?: return "missing field '\(key.stringValue)' at \(path(c).isEmpty ? "top level" : path(c))"
-        case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?: return "\(c.debugDescription) at \(path(c))"
-        case .dataCorrupted(let c)?: return "\(c.debugDescription)\(path(c).isEmpty ? "" : " at \(path(c))")"
-        default: return "\(error)"
         }
     }
 }

@@ -113,20 +113,11 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         }
         try checkFields(data, file: path)
         let spec: InjectionSpec
-        do {
-            // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
-            // write them so).
-            spec = try JSONCoding.decoder.decode(InjectionSpec.self, from: data)
-        } catch DecodingError.dataCorrupted(let c) where !c.codingPath.isEmpty {
-            throw SpecError.malformed(file: path, line: nil, reason: "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)")
-        } catch DecodingError.dataCorrupted(let c) {
-            throw SpecError.malformed(file: path, line: nil, reason: "not valid JSON: \(c.debugDescription) \(c.underlyingError.map { "\($0)" } ?? "")")
-        } catch DecodingError.keyNotFound(let key, _) {
-            throw SpecError.malformed(file: path, line: nil, reason: "missing field '\(key.stringValue)'")
-        } catch DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c) {
-            throw SpecError.malformed(file: path, line: nil, reason: "field '\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)")
-        } catch {
-            throw SpecError.malformed(file: path, line: nil, reason: "\(error)")
+        // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
+        // write them so). A field of the wrong type or out of range is named.
+        switch JSONInput.decode(InjectionSpec.self, from: data, decoder: JSONCoding.decoder) {
+        case .success(let s): spec = s
+        case .failure(let e): throw SpecError.malformed(file: path, line: nil, reason: e.description)
         }
         try spec.validate(file: path)
         return spec
@@ -138,17 +129,43 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
     static let hardwareFields = ["mxu", "row", "column", "register", "bit", "cycle", "stuckAt"]
 
     /// Refuses unknown fields (a document that is not a JSON object is left to the decoder,
-    /// which says why).
+    /// which says why). Only the keys are decoded: no tree of the whole document is built,
+    /// so a spec of millions of positions costs what decoding it once does.
     static func checkFields(_ data: Data, file: String) throws(SpecError) {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return }
+        struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        struct Names: Decodable {
+            var top: [String]
+            var hardware: [String]?
+            init(from decoder: any Decoder) throws {
+                let c = try decoder.container(keyedBy: AnyKey.self)
+                top = c.allKeys.map(\.stringValue)
+                let key = AnyKey(stringValue: "hardware")
+                if c.contains(key) {
+                    do { hardware = try c.nestedContainer(keyedBy: AnyKey.self, forKey: key).allKeys.map(\.stringValue) } catch {
+                        hardware = nil  // not an object: decoding the spec names the field
+                    }
+                } else {
+                    hardware = nil
+                }
+            }
+        }
+        let names: Names
+        do { names = try JSONDecoder().decode(Names.self, from: data) } catch {
+            return  // not a JSON object: decoding the spec says why, naming the field
+        }
         func check(_ keys: [String], allowed: [String], prefix: String) throws(SpecError) {
             if let unknown = keys.sorted().first(where: { !allowed.contains($0) }) {
                 throw .malformed(file: file, line: nil, reason: "unknown field '\(prefix)\(unknown)' (expected \(allowed.map { prefix + $0 }.joined(separator: ", ")))")
             }
         }
-        try check(Array(object.keys), allowed: fields, prefix: "")
-        if let hardware = object["hardware"] as? [String: Any] {
-            try check(Array(hardware.keys), allowed: hardwareFields, prefix: "hardware.")
+        try check(names.top, allowed: fields, prefix: "")
+        if let hardware = names.hardware {
+            try check(hardware, allowed: hardwareFields, prefix: "hardware.")
         }
     }
 
@@ -173,6 +190,11 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         switch (positions, values, seed) {
         case (.some(let p), .some(let v), _):
             guard p.count == v.count, !p.isEmpty else { throw .malformed(file: file, line: nil, reason: "\(v.count) values for \(p.count) positions") }
+            // At most the model's count (fewer where the operand is smaller than its group);
+            // a GLB run's length is bounded by its operand, checked against the workload.
+            if let model = faultModel, let most = model.elementCount, p.count > most {
+                throw .malformed(file: file, line: nil, reason: "\(model.rawValue) corrupts at most \(most) element(s), the spec lists \(p.count) positions")
+            }
         case (nil, nil, .some): break
         default: throw .malformed(file: file, line: nil, reason: "give either positions and values, or a seed to draw them from")
         }

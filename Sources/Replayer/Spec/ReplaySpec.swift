@@ -64,22 +64,20 @@ public enum ReplaySpecCSV {
 
     public static func parse(_ text: String, file: String) throws(SpecError) -> ReplaySpec {
         var rows: [String: (cells: [String], line: Int)] = [:]
-        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty { continue }
-            var cells = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        for (number, cellsOfLine) in TextRows.rows(text, separator: UInt8(ascii: ",")) {
+            var cells = cellsOfLine
             while cells.last?.isEmpty == true { cells.removeLast() }
             guard let key = cells.first, !key.isEmpty else {
-                throw .malformed(file: file, line: i + 1, reason: "a row without a key (expected one of \(keys.joined(separator: ", ")))")
+                throw .malformed(file: file, line: number, reason: "a row without a key (expected one of \(keys.joined(separator: ", ")))")
             }
             cells.removeFirst()
             guard keys.contains(key) else {
-                throw .malformed(file: file, line: i + 1, reason: "unknown key '\(key)' (expected one of \(keys.joined(separator: ", ")))")
+                throw .malformed(file: file, line: number, reason: "unknown key '\(key)' (expected one of \(keys.joined(separator: ", ")))")
             }
             if let earlier = rows[key] {
-                throw .malformed(file: file, line: i + 1, reason: "'\(key)' appears twice (first on line \(earlier.line))")
+                throw .malformed(file: file, line: number, reason: "'\(key)' appears twice (first on line \(earlier.line))")
             }
-            rows[key] = (cells, i + 1)
+            rows[key] = (cells, number)
         }
         func row(_ key: String) throws(SpecError) -> (cells: [String], line: Int) {
             guard let r = rows[key] else { throw .malformed(file: file, line: nil, reason: "missing row '\(key)'") }
@@ -114,13 +112,24 @@ public enum ReplaySpecCSV {
                 : "forward injection into the backward site '\(layer)'; use stage bkwd_inject")
         }
 
+        // Counts first, from the cells alone: a row of millions of positions for a model that
+        // corrupts one element is refused before any of them is parsed.
         let pos = try row("inj_pos")
+        let positionCells = try braced(pos.cells, line: pos.line, file: file)
+        if let expected = faultModel.elementCount, expected != positionCells.count {
+            throw .malformed(file: file, line: pos.line, reason: "\(faultModel.rawValue) corrupts \(expected) element(s), the spec lists \(positionCells.count)")
+        }
+        let vals = try row("inj_values")
+        let valueCells = try braced(vals.cells, line: vals.line, file: file).flatMap {
+            $0.utf8.contains(UInt8(ascii: ",")) ? $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } : [$0]
+        }
+        guard valueCells.count == positionCells.count else {
+            throw .malformed(file: file, line: vals.line, reason: "\(valueCells.count) values for \(positionCells.count) positions (line \(pos.line))")
+        }
         var positions: [[Int]] = []
-        for cell in try braced(pos.cells, line: pos.line, file: file) {
-            let parts = cell.split(separator: cell.contains(",") ? "," : "/", omittingEmptySubsequences: false)
-                .map { $0.trimmingCharacters(in: .whitespaces) }
-            let index = parts.compactMap { Int($0) }
-            guard index.count == parts.count, index.allSatisfy({ $0 >= 0 }) else {
+        positions.reserveCapacity(positionCells.count)
+        for cell in positionCells {
+            guard let index = position(cell) else {
                 throw .malformed(file: file, line: pos.line, reason: "position '\(cell)' is not non-negative integers joined by '/' (or in braces, by ',')")
             }
             if let first = positions.first, first.count != index.count {
@@ -128,22 +137,13 @@ public enum ReplaySpecCSV {
             }
             positions.append(index)
         }
-        let vals = try row("inj_values")
         var values: [Float] = []
-        let valueCells = try braced(vals.cells, line: vals.line, file: file).flatMap {
-            $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        }
+        values.reserveCapacity(valueCells.count)
         for cell in valueCells {
             guard let v = Float(cell) else {
                 throw .malformed(file: file, line: vals.line, reason: "value '\(cell)' is not a number")
             }
             values.append(v)
-        }
-        guard values.count == positions.count else {
-            throw .malformed(file: file, line: vals.line, reason: "\(values.count) values for \(positions.count) positions (line \(pos.line))")
-        }
-        if let expected = faultModel.elementCount, expected != positions.count {
-            throw .malformed(file: file, line: pos.line, reason: "\(faultModel.rawValue) corrupts \(expected) element(s), the spec lists \(positions.count)")
         }
         let (lrText, lrLine) = try single("learning_rate")
         guard let learningRate = Double(lrText), learningRate > 0, learningRate.isFinite else {
@@ -157,6 +157,47 @@ public enum ReplaySpecCSV {
                           targetEpoch: try nonNegative("target_epoch"), targetStep: try nonNegative("target_step"),
                           positions: positions, values: values, valueTexts: valueCells,
                           learningRate: learningRate, seed: seed)
+    }
+
+    /// One position cell, `5/20/32` (or, from braces, `5,20,32`), as its indices: each a
+    /// non-negative integer (surrounding blanks allowed); nil if it is not that.
+    static func position(_ cell: String) -> [Int]? {
+        let separator = cell.utf8.contains(UInt8(ascii: ",")) ? UInt8(ascii: ",") : UInt8(ascii: "/")
+        // ASCII, the common case, parsed byte by byte; anything else through the general path.
+        if cell.utf8.allSatisfy({ $0 < 0x80 }) {
+            var out: [Int] = []
+            var value = 0, digits = 0, trailing = false
+            for b in cell.utf8 {
+                switch b {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    guard !trailing else { return nil }
+                    let (times, o1) = value.multipliedReportingOverflow(by: 10)
+                    let (sum, o2) = times.addingReportingOverflow(Int(b - UInt8(ascii: "0")))
+                    guard !o1, !o2 else { return nil }
+                    (value, digits) = (sum, digits + 1)
+                case UInt8(ascii: " "), UInt8(ascii: "\t"):
+                    trailing = digits > 0
+                case separator:
+                    guard digits > 0 else { return nil }
+                    out.append(value)
+                    (value, digits, trailing) = (0, 0, false)
+                default:
+                    return slowPosition(cell, separator: separator)  // a sign, say: Int's own rules
+                }
+            }
+            guard digits > 0 else { return nil }
+            out.append(value)
+            return out
+        }
+        return slowPosition(cell, separator: separator)
+    }
+
+    private static func slowPosition(_ cell: String, separator: UInt8) -> [Int]? {
+        let parts = cell.split(separator: Character(Unicode.Scalar(separator)), omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        let index = parts.compactMap { Int($0) }
+        guard index.count == parts.count, index.allSatisfy({ $0 >= 0 }) else { return nil }
+        return index
     }
 
     /// A row's cells with the brace syntax undone: `{5,20,32},{5,20,33}` (split at every comma

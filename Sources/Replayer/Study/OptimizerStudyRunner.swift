@@ -68,18 +68,11 @@ public enum OptimizerStudy {
         try parameters.validate()
         guard threads > 0 else { throw OptimizerStudyError.badParameter("--threads must be positive (got \(threads))") }
         let fm = FileManager.default
-        var previous: Manifest?
-        if resume {
-            guard let data = fm.contents(atPath: manifestPath(out)) else {
-                throw OptimizerStudyError.output(directory: out, reason: "holds no optimizer study to resume (no study-manifest.json)")
-            }
-            do { previous = try decoder.decode(Manifest.self, from: data) } catch {
-                throw OptimizerStudyError.badFile(file: manifestPath(out), reason: "not a study manifest: \(error)")
-            }
-        } else if fm.fileExists(atPath: out), ((try? fm.contentsOfDirectory(atPath: out)) ?? []).contains(where: { $0 != DirectoryLock.fileName }) {
-            throw OptimizerStudyError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the study in it, or another --out)")
+        if case .trace(let path) = golden, let reason = OutputGuard.conflict(out, with: [path]) {
+            throw OptimizerStudyError.output(directory: out, reason: reason)
         }
-        // One process at a time in a study directory (a second is refused): taken before the
+        // One process at a time in a study directory (a second is refused, told the holder's
+        // pid): taken before a resumed study's files are read, and for a new one before the
         // first write into it, after every check of the input.
         var lock: DirectoryLock?
         defer { withExtendedLifetime(lock) {} }
@@ -89,8 +82,34 @@ public enum OptimizerStudy {
                 throw OptimizerStudyError.output(directory: out, reason: "cannot create: \(error.localizedDescription)")
             }
             do { lock = try DirectoryLock(directory: out) } catch { throw OptimizerStudyError.output(directory: out, reason: error.reason) }
+            // Another process that also found a new study's directory empty got here first.
+            if !resume { try refuseNonEmpty() }
         }
-        if resume { try lockOut() }
+        // (A lock file alone is what a run killed before it wrote anything leaves.)
+        func refuseNonEmpty() throws {
+            if fm.fileExists(atPath: out), OutputGuard.files(in: out).contains(where: { !$0.hasSuffix("/" + DirectoryLock.fileName) }) {
+                throw OptimizerStudyError.output(directory: out, reason: "already exists and is not empty (use --resume to continue the study in it, or another --out)")
+            }
+        }
+        var previous: Manifest?
+        if resume {
+            if fm.fileExists(atPath: out) { try lockOut() }
+            var st = stat()
+            guard lstat(manifestPath(out), &st) == 0 else {
+                throw OptimizerStudyError.output(directory: out, reason: "holds no optimizer study to resume (no study-manifest.json)")
+            }
+            let data: Data
+            switch InputFile.read(manifestPath(out), limit: InputFile.logLimit) {
+            case .success(let d): data = d
+            case .failure(let e): throw OptimizerStudyError.badFile(file: manifestPath(out), reason: e.reason)
+            }
+            switch JSONInput.decode(Manifest.self, from: data, decoder: decoder) {
+            case .success(let m): previous = m
+            case .failure(let e): throw OptimizerStudyError.badFile(file: manifestPath(out), reason: "not a study manifest: \(e)")
+            }
+        } else {
+            try refuseNonEmpty()
+        }
 
         // The golden trace: given, reused from DIR/golden, or recorded there.
         let goldenPath: String
@@ -151,10 +170,17 @@ public enum OptimizerStudy {
             }
             for i in 0..<parameters.experiments {
                 let path = experimentPath(out, i)
-                guard let data = fm.contents(atPath: path) else { continue }
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }  // not done yet
+                let data: Data
+                switch InputFile.read(path, limit: InputFile.logLimit) {
+                case .success(let d): data = d
+                case .failure(let e): throw OptimizerStudyError.badFile(file: path, reason: e.reason)
+                }
                 let e: StudyExperiment
-                do { e = try decoder.decode(StudyExperiment.self, from: data) } catch {
-                    throw OptimizerStudyError.badFile(file: path, reason: "not an experiment result: \(error)")
+                switch JSONInput.decode(StudyExperiment.self, from: data, decoder: decoder) {
+                case .success(let decoded): e = decoded
+                case .failure(let error): throw OptimizerStudyError.badFile(file: path, reason: "not an experiment result: \(error)")
                 }
                 guard e.index == i, e.spec == plan.spec(i), e.runs.map(\.optimizer) == parameters.optimizers else {
                     throw OptimizerStudyError.badFile(file: path, reason: "is not experiment \(i) of this study")

@@ -65,10 +65,10 @@ public enum Safetensors {
     }
 
     public static func read(path: String) throws(SafetensorsError) -> (tensors: [String: Entry], metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .unreadable(file: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
+        switch InputFile.read(path, limit: InputFile.dataLimit) {
+        case .success(let data): return try decode([UInt8](data), file: path)
+        case .failure(let e): throw .unreadable(file: path, reason: e.reason)
         }
-        return try decode([UInt8](data), file: path)
     }
 
     public static func decode(_ bytes: [UInt8], file: String) throws(SafetensorsError) -> (tensors: [String: Entry], metadata: [String: String]) {

@@ -18,6 +18,13 @@ public enum TopologyError: Error, CustomStringConvertible, Equatable {
 /// (`Layer Name, M, N, K,`), told apart by their header. Trailing commas are allowed, as
 /// SCALE-Sim writes them.
 public enum SCALESimTopology {
+    /// The largest GEMM dimension (M, N or K, given or implied by a convolution) a topology
+    /// may ask for, and the most multiply-accumulates of one layer: far beyond any real
+    /// layer, and small enough that a layer is costed in moments instead of minutes of tile
+    /// passes.
+    public static let maximumDimension = 1 << 24
+    public static let maximumMACs = 1 << 40
+
     /// The layers of the topology file at `path`, HBM traffic counted with
     /// `bytesPerOperand`-byte operands (default: bfloat16's 2) and fp32 results.
     public static func load(path: String, bytesPerOperand: Int = BFloat16Format().bytesPerElement) throws(TopologyError) -> [LayerWork] {
@@ -56,8 +63,9 @@ public enum SCALESimTopology {
                 guard v > 0 else {
                     throw .malformed(file: file, line: line.number, reason: "\(header.cells[i + 1]) must be positive, got \(v)")
                 }
-                // Sizes beyond any real layer would only overflow the arithmetic on them.
-                let limit = isGEMM ? GEMMShape.maximumDimension : 1 << 20
+                // Sizes beyond any real layer would only overflow the arithmetic on them, or
+                // take minutes to cost.
+                let limit = isGEMM ? Self.maximumDimension : 1 << 20
                 guard v <= limit else {
                     throw .malformed(file: file, line: line.number, reason: "\(header.cells[i + 1]) is \(v); at most \(limit)")
                 }
@@ -65,6 +73,7 @@ public enum SCALESimTopology {
             }
             if isGEMM {
                 let gemm = GEMMShape(m: values[0], k: values[2], n: values[1])
+                try checkBounds(gemm, fields: ("M", "K", "N"), name: name, file: file, line: line.number)
                 do { try gemm.validate() } catch {
                     throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
                 }
@@ -74,6 +83,14 @@ public enum SCALESimTopology {
                                               channels: values[4], filters: values[5], stride: values[6])
                 do {
                     try conv.validate()
+                } catch {
+                    throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
+                }
+                // The lowered GEMM's dimensions, before anything multiplies them.
+                try checkBounds(conv, name: name, header: header.cells, file: file, line: line.number)
+                try checkBounds(conv.gemm, fields: ("M (output pixels)", "K (filter height x width x channels)", "N (Num Filter)"),
+                                name: name, file: file, line: line.number)
+                do {
                     try conv.gemm.validate()
                 } catch {
                     throw .malformed(file: file, line: line.number, reason: "layer \(name): \(error)")
@@ -83,6 +100,35 @@ public enum SCALESimTopology {
         }
         guard !layers.isEmpty else { throw .malformed(file: file, line: header.number, reason: "no layers after the header") }
         return layers
+    }
+}
+
+extension SCALESimTopology {
+    /// Refuses a layer whose GEMM has a dimension above ``maximumDimension`` or more than
+    /// ``maximumMACs`` multiply-accumulates, naming the field.
+    static func checkBounds(_ gemm: GEMMShape, fields: (m: String, k: String, n: String), name: String, file: String, line: Int) throws(TopologyError) {
+        for (field, value) in [(fields.m, gemm.m), (fields.k, gemm.k), (fields.n, gemm.n)] where value > maximumDimension {
+            throw .malformed(file: file, line: line, reason: "layer \(name): \(field) is \(value); at most \(maximumDimension) (2^24)")
+        }
+        let (mk, o1) = gemm.m.multipliedReportingOverflow(by: gemm.k)
+        let (mkn, o2) = mk.multipliedReportingOverflow(by: gemm.n)
+        guard !o1, !o2, mkn <= maximumMACs else {
+            throw .malformed(file: file, line: line, reason: "layer \(name): M x K x N = \(gemm.m) x \(gemm.k) x \(gemm.n) is more than \(maximumMACs) (2^40) multiply-accumulates")
+        }
+    }
+
+    /// The same for a convolution, before its GEMM is formed: the output pixels (M) and the
+    /// reduction (K) its fields imply, naming those fields.
+    static func checkBounds(_ conv: ConvShape, name: String, header: [String], file: String, line: Int) throws(TopologyError) {
+        let (pixels, o1) = conv.outH.multipliedReportingOverflow(by: conv.outW)
+        guard !o1, pixels <= maximumDimension else {
+            throw .malformed(file: file, line: line, reason: "layer \(name): \(header[1]), \(header[2]) and \(header[7]) give \(conv.outH) x \(conv.outW) output pixels (the GEMM's M); at most \(maximumDimension) (2^24)")
+        }
+        let (window, o2) = conv.filterH.multipliedReportingOverflow(by: conv.filterW)
+        let (reduction, o3) = window.multipliedReportingOverflow(by: conv.inChannels)
+        guard !o2, !o3, reduction <= maximumDimension else {
+            throw .malformed(file: file, line: line, reason: "layer \(name): \(header[3]) x \(header[4]) x \(header[5]) is \(o2 || o3 ? "more than \(Int.max)" : "\(reduction)") (the GEMM's K); at most \(maximumDimension) (2^24)")
+        }
     }
 }
 

@@ -216,6 +216,16 @@ public enum DatasetSource: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The files and directories loading this source reads (none for synthetic data): a
+    /// command's inputs, which its outputs may not overwrite.
+    public var inputPaths: [String] {
+        switch self {
+        case .fashionMNIST(let dir), .cifar10(let dir), .fortunes(let dir, _, _): return [dir]
+        case .synthetic: return []
+        case .adapted(let base, _): return base.inputPaths
+        }
+    }
+
     /// Parses a CLI spelling (see the type's documentation).
     public static func parse(_ spec: String) throws(DatasetError) -> DatasetSource {
         let (head, argument): (Substring, Substring?) = {
@@ -448,8 +458,9 @@ enum CIFAR10 {
     static func readBatch(path: String, images: inout [Float], labels: inout [Int32]) throws(DatasetError) {
         guard FileManager.default.fileExists(atPath: path) else { throw .missingFile(path: path, hint: hint) }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(file: path, reason: "cannot read: \(error.localizedDescription)")
+        switch InputFile.read(path, limit: InputFile.dataLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .unreadable(file: path, reason: e.reason)
         }
         guard data.count > 0, data.count % recordSize == 0 else {
             throw .malformed(file: path, reason: "size \(data.count) bytes is not a positive multiple of the \(recordSize)-byte CIFAR-10 record (\(data.count / recordSize) whole records, \(data.count % recordSize) bytes over)")

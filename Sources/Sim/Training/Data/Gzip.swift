@@ -31,12 +31,10 @@ public enum Gzip {
     /// Reads and decompresses the gzip file at `path`; concatenated gzip members (as `cat
     /// a.gz b.gz` makes) decompress to the concatenation of their contents, as with `gunzip`.
     public static func decompress(path: String, limit: Int) throws(GzipError) -> [UInt8] {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(file: path, reason: FileManager.default.fileExists(atPath: path)
-                              ? "cannot read: \(error.localizedDescription)" : "no such file")
+        switch InputFile.read(path, limit: InputFile.dataLimit) {
+        case .success(let data): return try decompress([UInt8](data), file: path, limit: limit)
+        case .failure(let e): throw .unreadable(file: path, reason: e.reason)
         }
-        return try decompress([UInt8](data), file: path, limit: limit)
     }
 
     /// Decompresses the gzip data `input`; `file` names it in errors.

@@ -57,9 +57,9 @@ public struct IDXArray: Sendable, Equatable {
         if path.hasSuffix(".gz") {
             do { bytes = try Gzip.decompress(path: path, limit: limit) } catch { throw .gzip(error) }
         } else {
-            do { bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-                throw .unreadable(file: path, reason: FileManager.default.fileExists(atPath: path)
-                                  ? "cannot read: \(error.localizedDescription)" : "no such file")
+            switch InputFile.read(path, limit: InputFile.dataLimit) {
+            case .success(let data): bytes = [UInt8](data)
+            case .failure(let e): throw .unreadable(file: path, reason: e.reason)
             }
         }
         return try parse(bytes, file: path)

@@ -125,10 +125,10 @@ public enum FortunesText {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
             let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-                throw .unreadable(file: path, reason: "cannot read: \(error.localizedDescription)")
+            switch InputFile.read(path, limit: sizeLimit) {
+            case .success(let d): data = d
+            case .failure(let e): throw .unreadable(file: path, reason: e.reason)
             }
-            guard data.count <= sizeLimit else { throw .malformed(file: path, reason: "\(data.count) bytes; expected at most \(sizeLimit)") }
             for fortune in fortunes(in: [UInt8](data)) {
                 if !out.isEmpty { out.append(separator) }
                 out.append(contentsOf: fortune)
