@@ -64,7 +64,15 @@ public final class TraceWriter {
         let keep = reader.frames.last { $0.header.kind == .step && $0.header.step == lastStep - 1 }?.end
             ?? reader.frames.last { $0.header.kind == .snapshot && $0.header.step == 0 }?.end ?? 0
         guard let restoreFrom = reader.snapshotSteps.last(where: { $0 <= lastStep }) else {
-            throw TraceError.malformed(file: reader.framesPath, reason: "no snapshot to resume from")
+            guard lastStep == 0 else {
+                throw TraceError.malformed(file: reader.framesPath, reason: "no snapshot to resume from")
+            }
+            // Killed before the initial snapshot landed: nothing was recorded, so the run
+            // starts over from its initial state (a function of the manifest's configuration).
+            let writer = try TraceWriter(continuing: reader, truncateTo: 0)
+            let initial = restorer.run.initialState()
+            try writer.appendSnapshot(initial)
+            return (writer, initial)
         }
         var state = try reader.snapshot(at: restoreFrom)
         // Steps after the last snapshot are re-executed, checked against their records.
