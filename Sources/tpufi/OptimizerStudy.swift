@@ -25,9 +25,15 @@ struct OptimizerStudyCommand: ParsableCommand {
         Per optimizer and experiment (train accuracy of each step's global batch): final \
         accuracy, change since the injection (against the golden accuracy of the injected \
         step), degradation rate (least-squares slope of accuracy per step over the last 100 \
-        steps, or all steps run when fewer), status Recovered (change > +0.01), Degraded \
-        (< -0.01), Stable, or Diverged (the loss went non-finite: the run stops there, \
-        divergenceStep says where). --test-accuracy adds the test accuracy at the end.
+        steps, or all steps run when fewer), and two statuses. effectStatus, the primary one, \
+        judges the fault effect: faulty minus its own reference accuracy per step (the same \
+        batches), the mean of the last min(10, steps) steps (smoothedFaultEffect), against \
+        0.01 plus the reference's own step-to-step noise at 95 % one-sided confidence \
+        (effectMargin): Degraded below -margin, Improved above +margin, else Unaffected. \
+        status, as the reference study defines it, compares the final accuracy with the \
+        golden accuracy of the injected step: Recovered (change > +0.01), Degraded \
+        (< -0.01), Stable. Both are Diverged when the loss went non-finite (the run stops \
+        there, divergenceStep says where). --test-accuracy adds the test accuracy at the end.
 
         DIR (default traces/optimizer-study-<seed>) gets experiments/<i>.json as each \
         experiment finishes (--resume continues without redoing them), then study.json, \
@@ -152,9 +158,12 @@ struct OptimizerStudyCommand: ParsableCommand {
         let experimentSeconds = report.costs.reduce(0) { $0 + $1.seconds }
         print("ran \(report.ranNow) experiment(s): \(steps) simulated steps, \(String(format: "%.1f", seconds)) s in all"
               + (report.ranNow > 0 ? String(format: " (per experiment %.1f s, %d steps)", experimentSeconds / Double(report.ranNow), steps / report.ranNow) : ""))
-        var rows = [["optimizer", "recovered", "stable", "degraded", "diverged", "mean change", "mean rate/step", "mean fault effect"]]
+        print("effect status (faulty vs its own reference, smoothed, against 0.01 + the reference's noise) | status as the reference study defines it (final vs golden at the injection)")
+        var rows = [["optimizer", "diverged", "degraded", "unaffected", "improved", "mean smoothed effect", "|", "recovered", "stable", "degraded",
+                     "mean change", "mean rate/step", "mean fault effect"]]
         for s in report.result.summary {
-            rows.append([s.optimizer.rawValue, "\(s.recovered)", "\(s.stable)", "\(s.degraded)", "\(s.diverged)",
+            rows.append([s.optimizer.rawValue, "\(s.diverged)", "\(s.effectDegraded)", "\(s.unaffected)", "\(s.improved)",
+                         String(format: "%+.4f", s.meanSmoothedFaultEffect), "|", "\(s.recovered)", "\(s.stable)", "\(s.degraded)",
                          String(format: "%+.4f", s.meanAccuracyChange), String(format: "%+.6f", s.meanDegradationRate),
                          String(format: "%+.4f", s.meanFaultEffect)])
         }

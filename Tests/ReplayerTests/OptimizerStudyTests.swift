@@ -79,6 +79,80 @@ import Sim
         #expect(s.diverged == 1 && s.recovered + s.stable + s.degraded == 0 && s.meanAccuracyChange.isNaN)
     }
 
+    /// A fault-free reference with batch noise: a slow rise plus a fixed zig-zag of a few
+    /// points (21 steps: the injected one and 20 after it).
+    static let steps = Array(100...120)
+    static let noise: [Float] = [0.03, -0.02, 0.01, -0.04, 0.02, 0.0, -0.01, 0.04, -0.03, 0.02, -0.02, 0.01, 0.03, -0.01, -0.03, 0.02, 0.0, -0.02, 0.04, -0.01, 0.01]
+    static let reference: [Float] = zip(0..<21, noise).map { i, n in 0.6 + 0.002 * Float(i) + n }
+    static let flat = [Float](repeating: 1, count: 21)
+
+    /// The standard deviation of consecutive differences, as the test computes it.
+    static func stepSD(_ xs: [Float]) -> Double {
+        let d = zip(xs.dropFirst(), xs).map { Double($0) - Double($1) }
+        let mean = d.reduce(0, +) / Double(d.count)
+        return (d.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(d.count - 1)).squareRoot()
+    }
+
+    @Test func effectStatusJudgesFaultyMinusItsReferenceAgainstTheReferencesNoise() throws {
+        let z = NormalQuantile.z(0.95)
+        let sd = Self.stepSD(Self.reference)
+        // Faulty = reference + a little noise of its own: Unaffected, although the reference-
+        // defined status calls it Recovered or Degraded (the batch noise at the last step).
+        let jitter: [Float] = (0..<21).map { [0.004, -0.003, 0.002, -0.005, 0.001][$0 % 5] }
+        let same = OptimizerRun(optimizer: .adam, steps: Self.steps, accuracy: zip(Self.reference, jitter).map(+), loss: Self.flat,
+                                referenceAccuracy: Self.reference, referenceLoss: Self.flat, accuracyAtInjection: 0.6)
+        #expect(same.effectStatus == .Unaffected)
+        #expect(same.status != .Stable && same.referenceStatus == same.status, "the reference-defined rule calls a fault-free run \(same.referenceStatus)")
+        // The reference's noise is estimated from its own curve, and sets the margin.
+        let noise = try #require(same.referenceNoise)
+        #expect(abs(Double(noise) - sd) < 1e-6 && sd > 0.02)
+        #expect(abs(Double(same.effectMargin) - (0.01 + z * sd / 10.0.squareRoot())) < 1e-6)
+        let lastTen = zip(Self.reference, jitter).map(+).suffix(10).enumerated().map { Double($1) - Double(Self.reference[11 + $0]) }
+        #expect(abs(Double(same.smoothedFaultEffect) - lastTen.reduce(0, +) / 10) < 1e-6)
+
+        // Ten points lower: Degraded; ten higher: Improved; a non-finite loss: Diverged.
+        let lower = OptimizerRun(optimizer: .adam, steps: Self.steps, accuracy: Self.reference.map { $0 - 0.1 }, loss: Self.flat,
+                                 referenceAccuracy: Self.reference, referenceLoss: Self.flat, accuracyAtInjection: 0.6)
+        #expect(lower.effectStatus == .Degraded && abs(lower.smoothedFaultEffect + 0.1) < 1e-6)
+        let higher = FaultEffect(steps: Self.steps, accuracy: Self.reference.map { $0 + 0.1 }, loss: Self.flat, referenceAccuracy: Self.reference, referenceLoss: Self.flat)
+        #expect(higher.status == .Improved)
+        var loss = Self.flat
+        loss[5] = .nan
+        #expect(FaultEffect(steps: Self.steps, accuracy: Self.reference, loss: loss, referenceAccuracy: Self.reference, referenceLoss: Self.flat).status == .Diverged)
+
+        // The same 3-point drop: within a noisy reference's margin, beyond a quiet one's.
+        let drop = FaultEffect(steps: Self.steps, accuracy: Self.reference.map { $0 - 0.03 }, loss: Self.flat, referenceAccuracy: Self.reference, referenceLoss: Self.flat)
+        #expect(drop.status == .Unaffected && drop.margin > 0.03)
+        let quiet: [Float] = (0..<21).map { 0.6 + 0.002 * Float($0) + ($0 % 2 == 0 ? 0.002 : -0.002) }
+        let quietDrop = FaultEffect(steps: Self.steps, accuracy: quiet.map { $0 - 0.03 }, loss: Self.flat, referenceAccuracy: quiet, referenceLoss: Self.flat)
+        #expect(quietDrop.status == .Degraded && quietDrop.margin < 0.02)
+
+        // Smoothed over the last 10 steps only: an early dip that recovered is Unaffected.
+        let dip = FaultEffect(steps: Self.steps, accuracy: (0..<21).map { Self.reference[$0] - ($0 < 11 ? 0.3 : 0) }, loss: Self.flat,
+                              referenceAccuracy: Self.reference, referenceLoss: Self.flat)
+        #expect(dip.status == .Unaffected && dip.averaged == 10)
+        let curve = FaultEffect.smoothedCurve(FaultEffect.differences(accuracy: lower.accuracy, loss: Self.flat, referenceAccuracy: Self.reference, referenceLoss: Self.flat))
+        #expect(curve.count == 21 && abs((curve.last ?? 0) - lower.smoothedFaultEffect) < 1e-7)
+        // Two steps: the noise is unknown and the threshold alone decides.
+        let short = FaultEffect(steps: [5, 6], accuracy: [0.5, 0.49], loss: [1, 1], referenceAccuracy: [0.5, 0.5], referenceLoss: [1, 1])
+        #expect(short.referenceNoise == nil && short.margin == FaultEffect.threshold && short.status == .Unaffected)
+
+        // Counted per optimizer next to the reference-defined statuses.
+        let summary = OptimizerSummary(optimizer: .adam, runs: [same, lower])
+        #expect(summary.unaffected == 1 && summary.effectDegraded == 1 && summary.improved == 0 && summary.diverged == 0)
+        #expect(OptimizerStudy.summaryCSV([summary]).hasPrefix("optimizer,experiments,recovered,stable,degraded,diverged,mean_accuracy_change,mean_degradation_rate,mean_fault_effect,effect_degraded,unaffected,improved,mean_smoothed_fault_effect\n"))
+    }
+
+    @Test func runsWrittenBeforeTheEffectFieldsGetThemComputedWhenRead() throws {
+        let run = OptimizerRun(optimizer: .sgd, steps: Self.steps, accuracy: Self.reference.map { $0 - 0.1 }, loss: Self.flat,
+                               referenceAccuracy: Self.reference, referenceLoss: Self.flat, accuracyAtInjection: 0.6)
+        var object = try #require(try JSONSerialization.jsonObject(with: OptimizerStudy.encoder.encode(run)) as? [String: Any])
+        #expect(object["effectStatus"] as? String == "Degraded" && object["smoothedFaultEffect"] != nil && object["effectMargin"] != nil)
+        for key in ["effectStatus", "smoothedFaultEffect", "effectMargin", "referenceNoise"] { object[key] = nil }
+        let old = try OptimizerStudy.decoder.decode(OptimizerRun.self, from: JSONSerialization.data(withJSONObject: object))
+        #expect(old == run)
+    }
+
     // MARK: Studies
 
     @Test func sameSeedGivesByteIdenticalStudyWhateverTheThreads() throws {
@@ -130,6 +204,7 @@ import Sim
             for r in e.runs {
                 #expect(r.accuracy == r.referenceAccuracy && r.loss == r.referenceLoss, "\(r.optimizer)")
                 #expect(r.faultEffect == 0 && r.status == r.referenceStatus)
+                #expect(r.effectStatus == .Unaffected && r.smoothedFaultEffect == 0)
                 #expect(r.identicalFromStep == (shortcut ? 4 : nil))
             }
             // Computed in full: 3 to restore step 3 (snapshot 0), 1 injected, 1 golden, adam 2, (sgd, rmsprop) x

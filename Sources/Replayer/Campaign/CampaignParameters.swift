@@ -279,21 +279,50 @@ public struct GoldenIdentity: Codable, Sendable, Equatable {
     /// Injection sites in execution order.
     public var sites: [String]
 
+    // What the golden run achieved, for reports: informational like ``directory`` (not part
+    // of the identity, so campaigns written before these fields existed keep their id and
+    // resume), absent in those campaigns.
+    /// The data set as the golden run named it (``TraceManifest/dataset``).
+    public var dataset: String?
+    /// Examples in the test set (the binomial error of a test accuracy).
+    public var testCount: Int?
+    /// Mean batch train accuracy over the golden's last ``finalTrainWindow`` steps (all of
+    /// them when fewer).
+    public var finalTrainAccuracy: Float?
+    /// Test accuracy of the golden's last evaluation (its last epoch summary), and the step
+    /// count after which it was measured.
+    public var finalTestAccuracy: Float?
+    public var finalTestStep: Int?
+
+    /// Steps averaged into ``finalTrainAccuracy`` (the classifier's default final window).
+    public static let finalTrainWindow = 10
+
     public init(_ reader: TraceReader) throws {
         let m = reader.manifest
+        let records = try reader.stepRecords()
         directory = reader.directory
         config = m.config
         dataDigest = m.dataDigest
         stepsPerEpoch = m.stepsPerEpoch
         completedSteps = reader.completedSteps
-        finalStateDigest = try reader.stepRecords().last?.stateDigest ?? ""
+        finalStateDigest = records.last?.stateDigest ?? ""
         sites = m.sites
+        dataset = m.dataset
+        testCount = m.testCount
+        let last = records.suffix(Self.finalTrainWindow).map(\.accuracy)
+        // Summed in double, in step order: deterministic.
+        finalTrainAccuracy = last.isEmpty ? nil : Float(last.reduce(0.0) { $0 + Double($1) } / Double(last.count))
+        if let e = try reader.epochSummaries().last {
+            finalTestAccuracy = e.testAccuracy
+            finalTestStep = e.epoch * m.stepsPerEpoch + e.steps
+        }
     }
 
-    /// The identity without where it was read.
+    /// The identity without where it was read and what the run achieved.
     var located: GoldenIdentity {
         var g = self
         g.directory = ""
+        (g.dataset, g.testCount, g.finalTrainAccuracy, g.finalTestAccuracy, g.finalTestStep) = (nil, nil, nil, nil, nil)
         return g
     }
 }

@@ -150,7 +150,8 @@ public enum CampaignRunner {
                     } catch {
                         throw CampaignError.experiment(index: index, reason: "\(error) (spec: \(String(decoding: (try? CampaignJSON.encode(experiment.spec)) ?? [], as: UTF8.self)))")
                     }
-                    var result = ExperimentResult(campaign: manifest.id, experiment: experiment, replay: replay, seconds: Date().timeIntervalSince(start))
+                    var result = ExperimentResult(campaign: manifest.id, experiment: experiment, replay: replay, seconds: Date().timeIntervalSince(start),
+                                                  goldenBefore: ExperimentResult.Curve.context(before: replay.injection.globalStep, records: goldenReference.records))
                     if let mitigation = parameters.mitigation {
                         // The same experiment with mitigation, into a trace of its own.
                         var options = replayOptions

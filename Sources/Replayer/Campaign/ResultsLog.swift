@@ -44,26 +44,67 @@ import Sim
 /// - `curve`: the per-step trajectories the classifier compared, from the injected step to
 ///   the last step run: `{steps, loss, accuracy, goldenLoss, goldenAccuracy}`, parallel
 ///   arrays (`steps` global; train loss and batch train accuracy of the faulty run, and of
-///   the golden run at the same steps, NaN where the golden trace has no record). Absent in
-///   results written before it existed; `tpufi report` plots it.
+///   the golden run at the same steps, NaN where the golden trace has no record), and
+///   `goldenBefore`: `{steps, loss, accuracy}` of the golden run for up to
+///   ``Curve/contextSteps`` steps before the injection (context for plots; not compared).
+///   Absent in results written before they existed; `tpufi report` plots them.
 /// - `seconds`: wall time of the experiment (the only field that differs between runs).
 public struct ExperimentResult: Codable, Sendable, Equatable {
-    /// Per-step loss and accuracy of the faulty run and of golden over the same steps.
+    /// Per-step loss and accuracy of the faulty run and of golden over the same steps, and
+    /// the golden's steps just before the injection.
     public struct Curve: Codable, Sendable, Equatable {
         public var steps: [Int]
         public var loss: [Float]
         public var accuracy: [Float]
         public var goldenLoss: [Float]
         public var goldenAccuracy: [Float]
+        /// The golden run over up to ``contextSteps`` steps before the injected one (the
+        /// faulty run is the golden run there); nil in results written before it existed.
+        public var goldenBefore: Context?
 
-        /// Aligned on the faulty run's steps.
-        public init(faulty: [StepPoint], golden: [StepPoint]) {
+        /// Steps of golden context kept before the injection.
+        public static let contextSteps = 10
+
+        /// Parallel arrays of one run's steps: global step, train loss, batch train accuracy.
+        public struct Context: Codable, Sendable, Equatable {
+            public var steps: [Int]
+            public var loss: [Float]
+            public var accuracy: [Float]
+
+            public init(_ points: [StepPoint]) {
+                steps = points.map(\.step)
+                loss = points.map(\.loss)
+                accuracy = points.map(\.accuracy)
+            }
+
+            /// The point count, the shortest array's.
+            public var count: Int { [steps.count, loss.count, accuracy.count].min() ?? 0 }
+
+            /// The points, in step order as stored.
+            public var points: [StepPoint] {
+                (0..<count).map { StepPoint(step: steps[$0], loss: loss[$0], accuracy: accuracy[$0]) }
+            }
+        }
+
+        /// Aligned on the faulty run's steps; `before`: golden points before the injection
+        /// (the last ``contextSteps`` of them are kept, in step order).
+        public init(faulty: [StepPoint], golden: [StepPoint], before: [StepPoint] = []) {
             let byStep = Dictionary(golden.map { ($0.step, $0) }, uniquingKeysWith: { a, _ in a })
             steps = faulty.map(\.step)
             loss = faulty.map(\.loss)
             accuracy = faulty.map(\.accuracy)
             goldenLoss = faulty.map { byStep[$0.step]?.loss ?? .nan }
             goldenAccuracy = faulty.map { byStep[$0.step]?.accuracy ?? .nan }
+            let first = faulty.first?.step ?? Int.max
+            let context = before.filter { $0.step < first }.sorted { $0.step < $1.step }.suffix(Self.contextSteps)
+            goldenBefore = context.isEmpty ? nil : Context(Array(context))
+        }
+
+        /// The golden points of `records` in the ``contextSteps`` steps before `step`.
+        public static func context(before step: Int, records: [Int: StepRecord]) -> [StepPoint] {
+            (max(0, step - contextSteps)..<max(0, step)).compactMap { s in
+                records[s].map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
+            }
         }
 
         /// The point count, the shortest array's (a hand-edited line may disagree).
@@ -139,7 +180,9 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         public var maskedExact: Bool { stoppedEarly == "masked-exact" }
     }
 
-    public init(campaign: String, experiment: Experiment, replay r: ReplayResult, seconds: Double) {
+    /// The result line of `experiment` from its replay; `goldenBefore`: the golden's points
+    /// before the injected step (kept as the curve's context, see ``Curve/context(before:records:)``).
+    public init(campaign: String, experiment: Experiment, replay r: ReplayResult, seconds: Double, goldenBefore: [StepPoint] = []) {
         let i = r.injection
         let site = SiteID(parsing: i.site)
         func finite(_ x: Float) -> Float? { x.isFinite ? x : nil }
@@ -177,9 +220,15 @@ public struct ExperimentResult: Codable, Sendable, Equatable {
         faultyTrainAccuracy = finite(r.faulty.trainAccuracy)
         goldenTestAccuracy = finite(r.golden.testAccuracy)
         faultyTestAccuracy = finite(r.faulty.testAccuracy)
-        curve = Curve(faulty: r.faultyPoints, golden: r.goldenPoints)
+        curve = Curve(faulty: r.faultyPoints, golden: r.goldenPoints, before: goldenBefore)
         self.seconds = seconds
     }
+
+    /// Whether the fault changed nothing: no element activated (``activated`` 0), or a
+    /// hardware fault in a PE the operation does not use (``peInUse`` false). Such an
+    /// experiment is trivially Masked. False when the result does not say (written before
+    /// these fields existed).
+    public var changedNothing: Bool { activated == 0 || peInUse == false }
 
     /// `HW_<register>_<FLIP|STUCK>`: the summary's "fault model" of a hardware fault.
     static func label(_ fault: HardwareFault) -> String {

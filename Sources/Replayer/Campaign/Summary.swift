@@ -60,6 +60,12 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
     /// within noise of chance): they are Masked for want of anything to degrade from, so a
     /// degrade share of this campaign says nothing about them.
     public var goldenNotLearned: Int
+    /// Experiments whose fault changed nothing (``ExperimentResult/changedNothing``: no
+    /// element activated, or a hardware fault in a PE the operation does not use): trivially
+    /// Masked, counted so that a Masked share can be read without them.
+    public var notActivated: Int
+    /// Of ``notActivated``, the hardware faults in a PE the operation does not use.
+    public var peNotInUse: Int
     public var groups: [Group]
     /// Detection and recovery over the experiments run with mitigation (nil: none were).
     public var mitigation: MitigationCoverage?
@@ -80,6 +86,8 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         meanStepsRun = sorted.isEmpty ? 0 : Double(sorted.map(\.stepsRun).reduce(0, +)) / Double(sorted.count)
         stoppedEarly = Dictionary(sorted.compactMap(\.stoppedEarly).map { ($0, 1) }, uniquingKeysWith: +)
         goldenNotLearned = sorted.filter { $0.goldenLearned == false }.count
+        notActivated = sorted.filter(\.changedNothing).count
+        peNotInUse = sorted.filter { $0.peInUse == false }.count
 
         func group(_ dimension: String, _ key: String, _ members: [ExperimentResult]) -> Group {
             let n = members.count
@@ -134,6 +142,9 @@ public struct CampaignSummary: Codable, Sendable, Equatable {
         for g in groups where g.dimension != "overall" {
             let counts = g.outcomes.filter { $0.count > 0 }.map { "\($0.outcome) \($0.count)" }.joined(separator: ", ")
             out.append("  \(g.dimension) \(g.key) (\(g.total)): \(counts)")
+        }
+        if notActivated > 0 {
+            out.append("  not activated: \(notActivated) experiment(s) whose fault changed nothing (no element changed\(peNotInUse > 0 ? "; \(peNotInUse) of them in a PE the operation does not use" : "")): trivially Masked")
         }
         if goldenNotLearned > 0 {
             out.append("  warning: in \(goldenNotLearned) experiment(s) the golden had not learned over the compared steps (train accuracy within noise of chance): no degrade class could be assigned to them")

@@ -136,55 +136,97 @@ struct IntervalBar {
     var fraction: Double
     var low: Double
     var high: Double
+    /// The text right of the bar; nil: `k/n · p% [lo, hi]%`.
+    var numbers: String?
 }
 
-/// Horizontal bars of shares (0-100 %) with Wilson-interval whiskers, each labelled with
-/// `k/n · p% [lo, hi]%`.
+/// Horizontal bars of shares with Wilson-interval whiskers, each labelled with
+/// `k/n · p% [lo, hi]%`. The axis runs from 0 to ``axisMax``: zoomed (see
+/// ``zoomedAxis(_:)``) so that a class of 1 % is a visible bar; a bar that runs past it ends
+/// at the edge in a break mark (two white slashes), a whisker without its end tick, the
+/// numbers unchanged.
 struct IntervalBars {
     var title: String
     var bars: [IntervalBar]
     var width = 600.0
+    /// The share at the right end of the axis (1: the whole range, no break).
+    var axisMax = 1.0
+    /// Room right of the plot for the numbers.
+    var numbersWidth = 176.0
+    /// The line under the title; nil: what the bars and whiskers are, and the zoom.
+    var subtitle: String?
+    var axisTitle = "share of experiments (%)"
+    /// Bars with a non-zero count are at least this wide (pixels), however small the share.
+    static let minimumBar = 2.0
+
+    /// The axis end that shows the shares `highs` (Wilson upper ends of the classes to be
+    /// read, usually the non-Masked ones): the smallest of 1, 2, 5, 10, 20, 30, 50 % above
+    /// the largest, or 100 % when that is past 50 %.
+    static func zoomedAxis(_ highs: [Double]) -> Double {
+        let top = highs.filter(\.isFinite).max() ?? 1
+        return [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5].first { $0 >= top * 1.02 } ?? 1
+    }
 
     func render() -> String {
-        let rowHeight = 24.0, labelWidth = 150.0, numbersWidth = 176.0, top = 44.0
+        let rowHeight = 24.0, labelWidth = 150.0, top = 44.0
         let height = top + Double(bars.count) * rowHeight + 40
+        let axis = axisMax > 0 && axisMax.isFinite ? min(1, axisMax) : 1
         var svg = SVG(width: width, height: height, label: title)
         let frame = PlotFrame(left: labelWidth, top: top, width: width - labelWidth - numbersWidth, height: Double(bars.count) * rowHeight,
-                              x: (0, 1), y: (0, 1))
+                              x: (0, axis), y: (0, 1))
         svg.text(8, 18, title, size: 13, weight: "600")
-        svg.text(8, 34, "bars: share of experiments; whiskers: 95% Wilson interval", size: 10.5, fill: "#666")
-        for t in stride(from: 0.0, through: 1.0, by: 0.25) {
+        svg.text(8, 34, subtitle ?? (axis < 1 ? "bars: share; whiskers: 95% Wilson interval; axis zoomed to 0-\(Markup.tick(100 * axis, step: 1))% (a bar past it ends in //)"
+                                 : "bars: share of experiments; whiskers: 95% Wilson interval"), size: 10.5, fill: "#666")
+        let ticks = LinearScale.nice(0, axis, count: 4)
+        for t in ticks.ticks where t <= axis * (1 + 1e-9) {
             let px = frame.x(t)
             svg.line(px, frame.top, px, frame.bottom, stroke: "#e3e3e3")
-            svg.text(px, frame.bottom + 15, Markup.percent(t).replacingOccurrences(of: ".0%", with: "%"), anchor: .middle, size: 11, fill: "#444")
+            svg.text(px, frame.bottom + 15, Markup.tick(100 * t, step: 100 * ticks.step) + "%", anchor: .middle, size: 11, fill: "#444")
         }
-        svg.text(frame.left + frame.width / 2, frame.bottom + 32, "share of experiments (%)", anchor: .middle, size: 11.5, fill: "#333")
+        svg.text(frame.left + frame.width / 2, frame.bottom + 32, axisTitle, anchor: .middle, size: 11.5, fill: "#333")
+        func x(_ share: Double) -> Double { frame.x(min(max(share, 0), axis)) }
         for (i, b) in bars.enumerated() {
             let y = frame.top + Double(i) * rowHeight
-            let numbers = Markup.share(count: b.count, total: b.total, fraction: b.fraction, low: b.low, high: b.high)
+            let numbers = b.numbers ?? Markup.share(count: b.count, total: b.total, fraction: b.fraction, low: b.low, high: b.high)
             let hover = "\(b.label): \(numbers)"
             svg.text(labelWidth - 8, y + rowHeight / 2 + 4, b.label, anchor: .end, size: 11.5, fill: b.count == 0 ? "#999" : "#222", title: hover)
-            svg.rect(frame.left, y + 4, frame.x(b.fraction) - frame.left, rowHeight - 8, fill: b.color, title: hover)
-            let (xl, xh, cy) = (frame.x(b.low), frame.x(b.high), y + rowHeight / 2)
-            svg.line(xl, cy, xh, cy, stroke: "#222", width: 1.3, title: hover)
-            svg.line(xl, cy - 5, xl, cy + 5, stroke: "#222", width: 1.3)
-            svg.line(xh, cy - 5, xh, cy + 5, stroke: "#222", width: 1.3)
+            let barEnd = b.count > 0 ? max(x(b.fraction), frame.left + Self.minimumBar) : frame.left
+            svg.rect(frame.left, y + 4, barEnd - frame.left, rowHeight - 8, fill: b.color, title: hover)
+            if b.fraction > axis {
+                // The break: two white slashes near the end of a bar that runs past the axis.
+                for dx in [-16.0, -10.0] {
+                    svg.line(frame.right + dx - 3, y + rowHeight - 3, frame.right + dx + 3, y + 3, stroke: "#FFFFFF", width: 2.2)
+                }
+            }
+            let (xl, xh, cy) = (x(b.low), x(b.high), y + rowHeight / 2)
+            if b.low <= axis && b.high > b.low {
+                svg.line(xl, cy, xh, cy, stroke: "#222", width: 1.3, title: hover)
+                svg.line(xl, cy - 5, xl, cy + 5, stroke: "#222", width: 1.3)
+                if b.high <= axis { svg.line(xh, cy - 5, xh, cy + 5, stroke: "#222", width: 1.3) }
+            }
             svg.text(frame.right + 8, cy + 4, numbers, size: 11, fill: b.count == 0 ? "#999" : "#222", title: hover)
         }
         svg.line(frame.left, frame.top, frame.left, frame.bottom, stroke: "#666")
+        if axis < 1 { svg.line(frame.right, frame.top, frame.right, frame.bottom, stroke: "#999", dash: "4 3") }
         return svg.rendered
     }
 }
 
-/// A grid of cells: rows and columns labelled, each cell a share (its colour) with a text,
-/// a hover text and an optional corner swatch; nil cells drawn visibly empty (hatched).
+/// A grid of cells: rows and columns labelled, each cell coloured by a share with a text, a
+/// hover text and an optional corner swatch; nil cells drawn visibly empty. A cell marked
+/// ``Cell/smallSample`` is hatched: its share rests on too few experiments to be read as a
+/// rate.
 struct HeatMap {
     struct Cell {
+        /// The share that sets the colour (the report gives the Wilson interval's lower end,
+        /// so that a cell is only as dark as its sample supports).
         var share: Double
         var text: String
         var hover: String
         /// A small square in the corner (the dominant non-Masked outcome's colour).
         var swatch: String?
+        /// Hatched: fewer experiments than the legend's threshold.
+        var smallSample = false
     }
 
     var title: String
@@ -194,16 +236,35 @@ struct HeatMap {
     /// `cells[row][column]`.
     var cells: [[Cell?]]
     var legendTitle: String
+    /// Legend lines under the colour scale's title (what the colour is).
+    var legendNote: [String] = []
+    /// Legend text of a hatched cell (nil: no hatched cells explained).
+    var smallSampleNote: [String]?
+
+    /// The hatch of a small-sample cell: grey diagonals (tests look for the colour).
+    static let hatchColor = "#8C8C8C"
+
+    private static func hatch(_ svg: inout SVG, _ x: Double, _ y: Double, _ w: Double, _ h: Double) {
+        var d = 4.0
+        while d < w + h {
+            // The line x' + y' = d (relative to the cell's corner), clipped to the cell.
+            let x1 = x + max(0, d - h), y1 = y + min(h, d)
+            let x2 = x + min(w, d), y2 = y + max(0, d - w)
+            svg.line(x1, y1, x2, y2, stroke: hatchColor, width: 0.8)
+            d += 6
+        }
+    }
 
     func render() -> String {
-        // Narrower cells when there are many columns (18 fault models and hardware labels), so the map fits a page.
-        let cellWidth = min(50, max(30, 980 / Double(max(1, columns.count)))), cellHeight = 22.0
+        // Narrower cells when there are many columns (18 fault models and hardware labels), so
+        // the map with its legend fits a page of 1300 px.
         let labelWidth = 8 + Double(rows.map(\.count).max() ?? 4) * 6.6
+        let legendWidth = 200.0
+        let cellWidth = min(50, max(30, (1300 - labelWidth - 24 - legendWidth) / Double(max(1, columns.count)))), cellHeight = 22.0
         let columnLabelHeight = 12 + Double(columns.map(\.count).max() ?? 4) * 6.2 * 0.72
         let top = 44 + columnLabelHeight
-        let legendWidth = 190.0
         let width = labelWidth + Double(columns.count) * cellWidth + 24 + legendWidth
-        let height = max(top + Double(rows.count) * cellHeight + 20, top + 150)
+        let height = max(top + Double(rows.count) * cellHeight + 20, top + 250)
         var svg = SVG(width: width, height: height, label: title)
         svg.text(8, 18, title, size: 13, weight: "600")
         svg.text(8, 34, subtitle, size: 10.5, fill: "#666")
@@ -223,21 +284,39 @@ struct HeatMap {
                     continue
                 }
                 svg.rect(x + 1, y + 1, cellWidth - 2, cellHeight - 2, fill: Palette.heat(cell.share), stroke: "#E0E0E0", title: cell.hover)
+                if cell.smallSample { Self.hatch(&svg, x + 1, y + 1, cellWidth - 2, cellHeight - 2) }
                 if let s = cell.swatch { svg.rect(x + 3, y + 3, 6, 6, fill: s, stroke: "#FFFFFF", title: cell.hover) }
+                let light = Palette.heatNeedsLightText(cell.share)
+                if cell.smallSample {
+                    // Text on a white plate: readable over the hatch.
+                    let w = Double(cell.text.count) * 6 + 4
+                    svg.rect(x + cellWidth / 2 + 3 - w / 2, y + cellHeight / 2 - 6, w, 13, fill: light ? "#333333" : "#FFFFFF", opacity: 0.85, title: cell.hover)
+                }
                 svg.text(x + cellWidth / 2 + 3, y + cellHeight / 2 + 4, cell.text, anchor: .middle, size: 10.5,
-                         fill: Palette.heatNeedsLightText(cell.share) ? "#FFFFFF" : "#222", title: cell.hover)
+                         fill: light ? "#FFFFFF" : "#222", title: cell.hover)
             }
         }
-        // Legend: the colour scale in five steps and the empty cell.
+        // Legend: the colour scale in five steps, the hatched and the empty cell.
         let lx = labelWidth + Double(columns.count) * cellWidth + 24
         svg.text(lx, top + 10, legendTitle, size: 11, weight: "600", fill: "#333")
+        var ly = top + 10
+        for line in legendNote {
+            ly += 14
+            svg.text(lx, ly, line, size: 10.5, fill: "#555")
+        }
         for k in 0...4 {
             let share = Double(k) / 4
-            let y = top + 20 + Double(k) * 18
+            let y = ly + 10 + Double(k) * 18
             svg.rect(lx, y, 26, 16, fill: Palette.heat(share), stroke: "#E0E0E0")
             svg.text(lx + 32, y + 12, Markup.percent(share).replacingOccurrences(of: ".0%", with: "%"), size: 11, fill: "#333")
         }
-        let ey = top + 20 + 5 * 18 + 6
+        var ey = ly + 10 + 5 * 18 + 6
+        if let note = smallSampleNote {
+            svg.rect(lx, ey, 26, 16, fill: Palette.heat(0), stroke: "#E0E0E0")
+            Self.hatch(&svg, lx, ey, 26, 16)
+            for (k, line) in note.enumerated() { svg.text(lx + 32, ey + 12 + Double(k) * 14, line, size: 11, fill: "#333") }
+            ey += 8 + Double(max(1, note.count)) * 14
+        }
         svg.rect(lx, ey, 26, 16, fill: "#F4F4F4")
         svg.line(lx + 3, ey + 13, lx + 23, ey + 3, stroke: "#DDDDDD")
         svg.text(lx + 32, ey + 12, "no experiments", size: 11, fill: "#333")

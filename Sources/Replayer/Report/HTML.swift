@@ -51,6 +51,7 @@ struct HTMLPage {
     h3 { font-size: 14px; margin: 14px 0 2px 0; }
     p { margin: 4px 0 8px 0; }
     p.note { color: #555; font-size: 13px; }
+    p.warning { font-size: 14px; padding: 8px 12px; background: #FFF4E0; border-left: 4px solid #E69F00; }
     p.empty { font-size: 16px; padding: 16px; background: #f6f6f6; border: 1px dashed #bbb; }
     dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; font-size: 13px; margin: 8px 0; }
     dl.facts dt { color: #666; }

@@ -24,10 +24,16 @@ enum Palette {
     /// Optimizer-study statuses; `Diverged` for a run whose loss went non-finite.
     static let statuses = ["Recovered", "Stable", "Degraded", "Diverged"]
 
+    /// The fault-effect statuses (the study's primary ones), in legend order.
+    static let effectStatuses = ["Improved", "Unaffected", "Degraded", "Diverged"]
+
+    /// A status's colour, both rules alike: better than the comparison green (Recovered,
+    /// Improved), within it sky blue (Stable, Unaffected), worse orange, diverged
+    /// vermillion, anything else (`unknown`) grey.
     static func status(_ name: String) -> String {
         switch name {
-        case "Recovered": return "#009E73"
-        case "Stable": return "#56B4E9"
+        case "Recovered", "Improved": return "#009E73"
+        case "Stable", "Unaffected": return "#56B4E9"
         case "Degraded": return "#E69F00"
         case "Diverged": return "#D55E00"
         default: return "#7F7F7F"

@@ -45,9 +45,65 @@ public struct StudyFile: Codable, Sendable, Equatable {
         public var loss: [Double]?
         public var referenceAccuracy: [Double]?
         public var referenceLoss: [Double]?
+        /// The reference's own status under the reference-defined rule, and where its loss
+        /// went non-finite (absent in older studies: computed from its curve).
+        public var referenceStatus: String?
+        public var referenceDivergenceStep: Int?
+        /// The fault-effect status and its numbers (absent in older studies: computed from
+        /// the curves, see ``effect``).
+        public var effectStatus: String?
+        public var smoothedFaultEffect: Double?
+        public var effectMargin: Double?
+        public var referenceNoise: Double?
 
-        /// The status the report colours by: `Diverged` when the loss went non-finite.
+        /// The reference-defined status: `Diverged` when the loss went non-finite.
         public var displayStatus: String { divergenceStep == nil ? status : "Diverged" }
+
+        /// The curves as floats, when the file has all of them.
+        private var curves: (steps: [Int], accuracy: [Float], loss: [Float], referenceAccuracy: [Float], referenceLoss: [Float])? {
+            guard let steps, let accuracy, let loss, let referenceAccuracy, let referenceLoss else { return nil }
+            // study.json holds float32 values: the conversion back is exact.
+            return (steps, accuracy.map { Float($0) }, loss.map { Float($0) }, referenceAccuracy.map { Float($0) }, referenceLoss.map { Float($0) })
+        }
+
+        /// The fault effect: as recorded, else computed from the curves (``FaultEffect``, the
+        /// rule the study applies), else unknown (status `unknown`, numbers nil).
+        public var effect: Effect {
+            if let effectStatus {
+                return Effect(status: effectStatus, smoothed: smoothedFaultEffect, margin: effectMargin, referenceNoise: referenceNoise, computed: false)
+            }
+            guard let c = curves else { return Effect(status: "unknown", smoothed: nil, margin: nil, referenceNoise: nil, computed: false) }
+            let e = FaultEffect(steps: c.steps, accuracy: c.accuracy, loss: c.loss, referenceAccuracy: c.referenceAccuracy, referenceLoss: c.referenceLoss)
+            return Effect(status: e.status.rawValue, smoothed: Double(e.smoothed), margin: Double(e.margin), referenceNoise: e.referenceNoise.map(Double.init), computed: true)
+        }
+
+        /// The smoothed fault effect at every step (``FaultEffect/smoothedCurve(_:window:)``);
+        /// nil without the curves.
+        public var smoothedEffectCurve: [Double]? {
+            guard let c = curves else { return nil }
+            let d = FaultEffect.differences(accuracy: c.accuracy, loss: c.loss, referenceAccuracy: c.referenceAccuracy, referenceLoss: c.referenceLoss)
+            return FaultEffect.smoothedCurve(d).map(Double.init)
+        }
+
+        /// The fault-free reference's own status under the reference-defined rule: recorded,
+        /// else computed from its curve, else `unknown`.
+        public var displayReferenceStatus: String {
+            if referenceDivergenceStep != nil { return "Diverged" }
+            if let referenceStatus { return referenceStatus }
+            guard let c = curves, let a = accuracyAtInjection else { return "unknown" }
+            return RecoveryStatus.of(accuracy: c.referenceAccuracy, loss: c.referenceLoss, accuracyAtInjection: Float(a)).rawValue
+        }
+    }
+
+    /// A run's fault effect as the report shows it.
+    public struct Effect: Sendable, Equatable {
+        /// `Diverged`, `Degraded`, `Unaffected`, `Improved`, or `unknown`.
+        public var status: String
+        public var smoothed: Double?
+        public var margin: Double?
+        public var referenceNoise: Double?
+        /// Computed here from the curves (the study predates the field).
+        public var computed: Bool
     }
 
     public struct SummaryRow: Codable, Sendable, Equatable {
@@ -58,6 +114,11 @@ public struct StudyFile: Codable, Sendable, Equatable {
         public var diverged: Int
         public var meanAccuracyChange: Double?
         public var meanDegradationRate: Double?
+        /// Effect-status counts (absent in older studies: counted from the runs).
+        public var effectDegraded: Int?
+        public var unaffected: Int?
+        public var improved: Int?
+        public var meanSmoothedFaultEffect: Double?
     }
 
     public static func path(_ directory: String) -> String { directory + "/study.json" }
@@ -94,6 +155,22 @@ public struct StudyFile: Codable, Sendable, Equatable {
                               degraded: runs.filter { $0.status == "Degraded" }.count, diverged: runs.filter { $0.divergenceStep != nil }.count,
                               meanAccuracyChange: mean(runs.compactMap(\.accuracyChange).filter(\.isFinite)),
                               meanDegradationRate: mean(runs.compactMap(\.degradationRate).filter(\.isFinite)))
+        }
+    }
+
+    /// Per optimizer (in ``summaryRows`` order): counts of the effect statuses, as the study
+    /// recorded them, else counted from the runs' effects (``Run/effect``), with `unknown`
+    /// for runs whose effect cannot be known.
+    public var effectCounts: [(optimizer: String, counts: [(status: String, count: Int)])] {
+        summaryRows.map { row -> (optimizer: String, counts: [(status: String, count: Int)]) in
+            let runs = experiments.flatMap(\.runs).filter { $0.optimizer == row.optimizer }
+            if let d = row.effectDegraded, let u = row.unaffected, let i = row.improved {
+                return (row.optimizer, [("Improved", i), ("Unaffected", u), ("Degraded", d), ("Diverged", row.diverged)])
+            }
+            let statuses = runs.map(\.effect.status)
+            let known: [(status: String, count: Int)] = ["Improved", "Unaffected", "Degraded", "Diverged"].map { s in (s, statuses.filter { $0 == s }.count) }
+            let unknown = statuses.filter { !["Improved", "Unaffected", "Degraded", "Diverged"].contains($0) }.count
+            return (row.optimizer, known + (unknown > 0 ? [("unknown", unknown)] : []))
         }
     }
 }

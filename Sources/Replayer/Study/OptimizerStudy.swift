@@ -120,6 +120,106 @@ public enum RecoveryStatus: String, Codable, Sendable, CaseIterable {
         if change < -threshold || change.isNaN { return .Degraded }
         return .Stable
     }
+
+    /// The status of a curve that starts at the injected step: Diverged at its first
+    /// non-finite loss, else by the change of its last accuracy from `accuracyAtInjection`
+    /// (what ``OptimizerRun`` records as ``OptimizerRun/status`` and
+    /// ``OptimizerRun/referenceStatus``).
+    public static func of(accuracy: [Float], loss: [Float], accuracyAtInjection: Float, threshold: Float = 0.01) -> RecoveryStatus {
+        if loss.contains(where: { !$0.isFinite }) { return .Diverged }
+        let n = min(accuracy.count, loss.count)
+        return classify(change: (n > 0 ? accuracy[n - 1] : .nan) - accuracyAtInjection, threshold: threshold)
+    }
+}
+
+/// How a run after a fault ended relative to its own fault-free reference (the same
+/// optimizer from the uncorrupted state over the same batches): the study's primary status
+/// (docs/outcomes.md#optimizer-study-statuses). The four partition the runs.
+public enum EffectStatus: String, Codable, Sendable, CaseIterable {
+    /// The faulty run's loss became non-finite.
+    case Diverged
+    /// The smoothed fault effect is below `-margin`.
+    case Degraded
+    /// Within `±margin`.
+    case Unaffected
+    /// Above `+margin`.
+    case Improved
+}
+
+/// The fault's effect on one optimizer's run: per step, the faulty run's train accuracy minus
+/// its reference's (paired: the same batches), smoothed over the last steps and judged
+/// against the reference's own step-to-step noise plus a fixed threshold
+/// (docs/outcomes.md#optimizer-study-statuses).
+public struct FaultEffect: Sendable, Equatable {
+    /// The accuracy difference that counts regardless of noise (one point, as the
+    /// reference-defined statuses).
+    public static let threshold: Float = 0.01
+    /// Steps at the end averaged into ``smoothed`` (all paired steps when fewer).
+    public static let window = 10
+    /// One-sided confidence with which the effect must clear the threshold given the
+    /// reference's noise (``ClassifierThresholds/defaultConfidence``).
+    public static let confidence: Float = ClassifierThresholds.defaultConfidence
+
+    public var status: EffectStatus
+    /// Mean of faulty minus reference accuracy over the last `min(window, n)` paired steps;
+    /// NaN when no step is paired.
+    public var smoothed: Float
+    /// `threshold + z * sd / sqrt(k)`, `k` the steps averaged, `sd` ``referenceNoise``;
+    /// the threshold alone when the noise is unknown.
+    public var margin: Float
+    /// Standard deviation of the reference's consecutive train-accuracy differences
+    /// (``GoldenNoise`` of the reference's curve); nil with fewer than two such differences.
+    public var referenceNoise: Float?
+    /// Paired steps averaged into ``smoothed``.
+    public var averaged: Int
+
+    /// From a run's curves, parallel to `steps` (NaN where a run no longer trains). A step
+    /// is paired when both runs have a finite loss and accuracy there.
+    public init(steps: [Int], accuracy: [Float], loss: [Float], referenceAccuracy: [Float], referenceLoss: [Float],
+                confidence: Float = FaultEffect.confidence) {
+        let differences = Self.differences(accuracy: accuracy, loss: loss, referenceAccuracy: referenceAccuracy, referenceLoss: referenceLoss)
+        let paired = differences.filter(\.isFinite).suffix(Self.window)
+        averaged = paired.count
+        // Summed in double, in step order: deterministic.
+        smoothed = paired.isEmpty ? .nan : Float(paired.reduce(0.0) { $0 + Double($1) } / Double(paired.count))
+        let n = min(steps.count, referenceAccuracy.count, referenceLoss.count)
+        let points = (0..<n).map { StepPoint(step: steps[$0], loss: referenceLoss[$0], accuracy: referenceAccuracy[$0]) }
+        let noise = GoldenNoise(golden: points, upTo: steps.prefix(n).last ?? 0)
+        referenceNoise = noise.map { Float($0.stepSD) }
+        let z = confidence == 0 ? 0 : NormalQuantile.z(Double(confidence))
+        margin = Self.threshold + (noise.map { Float(z * $0.stepSD / Double(max(1, paired.count)).squareRoot()) } ?? 0)
+        if loss.contains(where: { !$0.isFinite }) {
+            status = .Diverged
+        } else if smoothed.isNaN || smoothed < -margin {
+            status = .Degraded
+        } else if smoothed > margin {
+            status = .Improved
+        } else {
+            status = .Unaffected
+        }
+    }
+
+    /// Per step: faulty minus reference train accuracy, NaN where either run has no finite
+    /// loss and accuracy.
+    public static func differences(accuracy: [Float], loss: [Float], referenceAccuracy: [Float], referenceLoss: [Float]) -> [Float] {
+        let n = min(accuracy.count, loss.count, referenceAccuracy.count, referenceLoss.count)
+        return (0..<n).map { i in
+            [accuracy[i], loss[i], referenceAccuracy[i], referenceLoss[i]].allSatisfy(\.isFinite) ? accuracy[i] - referenceAccuracy[i] : .nan
+        }
+    }
+
+    /// The smoothed effect at every step: the mean of the last `min(window, k)` finite
+    /// differences up to it (NaN at a step whose own difference is not finite), so its last
+    /// value is ``smoothed``.
+    public static func smoothedCurve(_ differences: [Float], window: Int = FaultEffect.window) -> [Float] {
+        var recent: [Float] = []
+        return differences.map { d in
+            guard d.isFinite else { return .nan }
+            recent.append(d)
+            let last = recent.suffix(max(1, window))
+            return Float(last.reduce(0.0) { $0 + Double($1) } / Double(last.count))
+        }
+    }
 }
 
 /// Least squares on curves.
@@ -192,11 +292,57 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
     /// Test accuracy after the last step run (only when the study evaluates it).
     public var finalTestAccuracy: Float?
     public var referenceFinalTestAccuracy: Float?
+    /// The primary status: the fault's effect against the reference's own noise
+    /// (``FaultEffect``), where ``status`` compares with the golden accuracy at the injection.
+    public var effectStatus: EffectStatus
+    /// ``FaultEffect/smoothed``: faulty minus reference accuracy, mean of the last steps.
+    public var smoothedFaultEffect: Float
+    /// ``FaultEffect/margin``: what ``smoothedFaultEffect`` must exceed (either way).
+    public var effectMargin: Float
+    /// ``FaultEffect/referenceNoise``: the reference's step-to-step accuracy noise.
+    public var referenceNoise: Float?
 
     enum CodingKeys: String, CodingKey {
         case optimizer, finalAccuracy, accuracyAtInjection, accuracyChange, degradationRate, status, divergenceStep, steps, accuracy, loss,
              referenceAccuracy, referenceLoss, referenceFinalAccuracy, referenceAccuracyChange, referenceStatus, referenceDivergenceStep,
-             faultEffect, identicalFromStep, finalStateDigest, finalTestAccuracy, referenceFinalTestAccuracy
+             faultEffect, identicalFromStep, finalStateDigest, finalTestAccuracy, referenceFinalTestAccuracy,
+             effectStatus, smoothedFaultEffect, effectMargin, referenceNoise
+    }
+
+    /// Decodes a run; one written before the effect fields existed gets them computed from
+    /// its curves (``FaultEffect``), so an older study resumes.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        optimizer = try c.decode(OptimizerKind.self, forKey: .optimizer)
+        finalAccuracy = try c.decode(Float.self, forKey: .finalAccuracy)
+        accuracyAtInjection = try c.decode(Float.self, forKey: .accuracyAtInjection)
+        accuracyChange = try c.decode(Float.self, forKey: .accuracyChange)
+        degradationRate = try c.decode(Float.self, forKey: .degradationRate)
+        status = try c.decode(RecoveryStatus.self, forKey: .status)
+        divergenceStep = try c.decodeIfPresent(Int.self, forKey: .divergenceStep)
+        steps = try c.decode([Int].self, forKey: .steps)
+        accuracy = try c.decode([Float].self, forKey: .accuracy)
+        loss = try c.decode([Float].self, forKey: .loss)
+        referenceAccuracy = try c.decode([Float].self, forKey: .referenceAccuracy)
+        referenceLoss = try c.decode([Float].self, forKey: .referenceLoss)
+        referenceFinalAccuracy = try c.decode(Float.self, forKey: .referenceFinalAccuracy)
+        referenceAccuracyChange = try c.decode(Float.self, forKey: .referenceAccuracyChange)
+        referenceStatus = try c.decode(RecoveryStatus.self, forKey: .referenceStatus)
+        referenceDivergenceStep = try c.decodeIfPresent(Int.self, forKey: .referenceDivergenceStep)
+        faultEffect = try c.decode(Float.self, forKey: .faultEffect)
+        identicalFromStep = try c.decodeIfPresent(Int.self, forKey: .identicalFromStep)
+        finalStateDigest = try c.decode(String.self, forKey: .finalStateDigest)
+        finalTestAccuracy = try c.decodeIfPresent(Float.self, forKey: .finalTestAccuracy)
+        referenceFinalTestAccuracy = try c.decodeIfPresent(Float.self, forKey: .referenceFinalTestAccuracy)
+        if let status = try c.decodeIfPresent(EffectStatus.self, forKey: .effectStatus) {
+            effectStatus = status
+            smoothedFaultEffect = try c.decode(Float.self, forKey: .smoothedFaultEffect)
+            effectMargin = try c.decode(Float.self, forKey: .effectMargin)
+            referenceNoise = try c.decodeIfPresent(Float.self, forKey: .referenceNoise)
+        } else {
+            let e = FaultEffect(steps: steps, accuracy: accuracy, loss: loss, referenceAccuracy: referenceAccuracy, referenceLoss: referenceLoss)
+            (effectStatus, smoothedFaultEffect, effectMargin, referenceNoise) = (e.status, e.smoothed, e.margin, e.referenceNoise)
+        }
     }
 
     // Written by hand so that absent optionals appear as `null` (the agreed schema has
@@ -224,6 +370,10 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
         try c.encode(finalStateDigest, forKey: .finalStateDigest)
         try c.encode(finalTestAccuracy, forKey: .finalTestAccuracy)
         try c.encode(referenceFinalTestAccuracy, forKey: .referenceFinalTestAccuracy)
+        try c.encode(effectStatus, forKey: .effectStatus)
+        try c.encode(smoothedFaultEffect, forKey: .smoothedFaultEffect)
+        try c.encode(effectMargin, forKey: .effectMargin)
+        try c.encode(referenceNoise, forKey: .referenceNoise)
     }
 
     /// The run's figures from its curves (the faulty and the reference arrays parallel to
@@ -261,6 +411,8 @@ public struct OptimizerRun: Codable, Sendable, Equatable {
         self.finalStateDigest = finalStateDigest
         self.finalTestAccuracy = finalTestAccuracy
         self.referenceFinalTestAccuracy = referenceFinalTestAccuracy
+        let e = FaultEffect(steps: steps, accuracy: accuracy, loss: loss, referenceAccuracy: referenceAccuracy, referenceLoss: referenceLoss)
+        (effectStatus, smoothedFaultEffect, effectMargin, referenceNoise) = (e.status, e.smoothed, e.margin, e.referenceNoise)
     }
 }
 
@@ -294,6 +446,13 @@ public struct OptimizerSummary: Codable, Sendable, Equatable {
     // Added beyond the agreed schema.
     public var meanFaultEffect: Float
     public var experiments: Int
+    /// Counts of the effect statuses (``OptimizerRun/effectStatus``; their `Diverged` is
+    /// ``diverged``).
+    public var effectDegraded: Int
+    public var unaffected: Int
+    public var improved: Int
+    /// Mean ``OptimizerRun/smoothedFaultEffect`` over the runs that did not diverge.
+    public var meanSmoothedFaultEffect: Float
 
     public init(optimizer: OptimizerKind, runs: [OptimizerRun]) {
         self.optimizer = optimizer
@@ -302,12 +461,16 @@ public struct OptimizerSummary: Codable, Sendable, Equatable {
         stable = count(.Stable)
         degraded = count(.Degraded)
         diverged = count(.Diverged)
+        effectDegraded = runs.filter { $0.effectStatus == .Degraded }.count
+        unaffected = runs.filter { $0.effectStatus == .Unaffected }.count
+        improved = runs.filter { $0.effectStatus == .Improved }.count
         let kept = runs.filter { $0.status != .Diverged }
         // Sums in double, in experiment order: deterministic.
         func mean(_ xs: [Float]) -> Float { xs.isEmpty ? .nan : Float(xs.reduce(0.0) { $0 + Double($1) } / Double(xs.count)) }
         meanAccuracyChange = mean(kept.map(\.accuracyChange))
         meanDegradationRate = mean(kept.map(\.degradationRate))
         meanFaultEffect = mean(kept.map(\.faultEffect))
+        meanSmoothedFaultEffect = mean(kept.map(\.smoothedFaultEffect).filter(\.isFinite))
         experiments = runs.count
     }
 }

@@ -253,11 +253,15 @@ public enum OptimizerStudy {
         return s
     }
 
-    /// `summary.csv`: one row per optimizer.
+    /// `summary.csv`: one row per optimizer: the reference-defined status counts, the means,
+    /// then the effect status counts (`diverged` is common to both) and the mean smoothed
+    /// fault effect.
     public static func summaryCSV(_ summary: [OptimizerSummary]) -> String {
-        var s = "optimizer,experiments,recovered,stable,degraded,diverged,mean_accuracy_change,mean_degradation_rate,mean_fault_effect\n"
+        var s = "optimizer,experiments,recovered,stable,degraded,diverged,mean_accuracy_change,mean_degradation_rate,mean_fault_effect,"
+            + "effect_degraded,unaffected,improved,mean_smoothed_fault_effect\n"
         for o in summary {
-            s += "\(o.optimizer.rawValue),\(o.experiments),\(o.recovered),\(o.stable),\(o.degraded),\(o.diverged),\(number(o.meanAccuracyChange)),\(number(o.meanDegradationRate)),\(number(o.meanFaultEffect))\n"
+            s += "\(o.optimizer.rawValue),\(o.experiments),\(o.recovered),\(o.stable),\(o.degraded),\(o.diverged),\(number(o.meanAccuracyChange)),\(number(o.meanDegradationRate)),\(number(o.meanFaultEffect)),"
+                + "\(o.effectDegraded),\(o.unaffected),\(o.improved),\(number(o.meanSmoothedFaultEffect))\n"
         }
         return s
     }
