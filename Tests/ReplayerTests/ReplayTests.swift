@@ -184,7 +184,9 @@ import Sim
         // More confidence asks for more: the same 12 points over two steps pass at 95 % and
         // not at 99.99 %.
         #expect(Self.classify(Self.below(0.12, steps: 2)).outcome == .slowDegrade)
-        #expect(Self.classify(Self.below(0.12, steps: 2), .init(confidence: 0.9999)).outcome == .masked)
+        let strict = Self.classify(Self.below(0.12, steps: 2), .init(confidence: 0.9999))
+        #expect(strict.outcome == .masked && strict.evidence.contains { $0.contains("(99.99 % one-sided)") }, "\(strict.evidence)")
+        #expect(Self.classify(Self.below(0.12, steps: 2)).evidence.contains { $0.contains("(95 % one-sided)") })
     }
 
     @Test func aGoldenThatNeverLearnedGetsNoDegradeClass() {

@@ -161,7 +161,8 @@ public enum Classifier {
         // The margin a mean over the window (or one step) must clear beyond the band.
         let windowMargin = z * sd / n.squareRoot()
         let stepMargin = z * sd
-        let confidence = "\(Int((Double(t.confidence) * 100).rounded())) %"
+        let percent = (Double(t.confidence) * 10_000).rounded() / 100  // 95, 99.99
+        let confidence = percent == percent.rounded() ? "\(Int(percent)) %" : "\(percent) %"
         let noiseEvidence: String
         if z == 0 {
             noiseEvidence = "noise not accounted for (--confidence 0): differences compared with the band \(t.accuracyBand) alone"
