@@ -228,6 +228,8 @@ import Sim
         #expect(refusal(0.3).contains("--confidence must be 0 (the band alone) or in 0.5...0.9999, got 0.3"))
         #expect(refusal(.nan).contains("--confidence"))
         #expect(refusal(0.99) == "ok" && refusal(0) == "ok")
+        // Unvalidated values do not trap: clamped for the quantile.
+        #expect(ClassifierThresholds(confidence: 0.3).z == 0 + NormalQuantile.z(0.5) && ClassifierThresholds(confidence: .nan).z == 0)
     }
 }
 

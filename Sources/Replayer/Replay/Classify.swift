@@ -61,8 +61,12 @@ public struct ClassifierThresholds: Sendable, Equatable, Codable {
         }
     }
 
-    /// The normal quantile of ``confidence`` (one-sided); 0 when confidence is 0.
-    public var z: Double { confidence == 0 ? 0 : NormalQuantile.z(Double(confidence)) }
+    /// The normal quantile of ``confidence`` (one-sided); 0 when confidence is 0. A value
+    /// ``validate()`` would refuse is clamped into 0.5...0.9999 here (never a trap).
+    public var z: Double {
+        guard confidence != 0, !confidence.isNaN else { return 0 }
+        return NormalQuantile.z(min(max(Double(confidence), 0.5), Double(Self.maximumConfidence)))
+    }
 }
 
 /// One step's metrics as the classifier sees them (from a trace or a reference log).
