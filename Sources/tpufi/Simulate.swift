@@ -125,15 +125,25 @@ struct Simulate: ParsableCommand {
             }
             chipConfig.dataflow = d
         }
+        // Detectors are checked before anything is printed: one that cannot see this
+        // workload's run (moving-variance without batch norm) is refused as replay and
+        // campaign refuse it, not costed.
+        var detectors: Mitigation?
+        if let mitigation, let workloadModel {
+            do {
+                let settings = try Mitigation(parsing: mitigation, response: .detect)
+                let definition = try Workloads.named(workloadModel.workload)
+                try settings.validate(optimizer: definition.optimizer(definition.defaultOptimizer), model: workloadModel)
+                detectors = settings
+            } catch { throw ValidationError("--mitigation: \(error)") }
+        }
         let report = SimulationReport(source: source, cost: try TimingModel(config: chipConfig, mode: mode).cost(of: layers))
         if json {
             try printJSON(report)
         } else {
             print(SimulationTable(report: report, examples: examples, forwardMACsPerExample: forwardMACs, exampleNoun: exampleNoun).text)
         }
-        if let mitigation, let workloadModel, !json {
-            let settings: Mitigation
-            do { settings = try Mitigation(parsing: mitigation, response: .detect) } catch { throw ValidationError("--mitigation: \(error)") }
+        if let settings = detectors, let workloadModel, !json {
             let cycles = settings.cycles(model: workloadModel, chip: chipConfig)
             print(String(format: "detectors %@: %d cycles per step (vector unit and checksum rows on the MXU), %.4f%% of the step's %d", settings.detectors.map(\.description).joined(separator: ","),
                          cycles, 100 * Double(cycles) / Double(max(1, report.totalBoundCycles)), report.totalBoundCycles))

@@ -56,6 +56,11 @@ func temporaryFile(_ name: String, _ contents: String) throws -> String {
         #expect(d.status != 0 && d.err.contains("unknown dataflow 'zigzag'"))
         let z = try tpufi(["simulate", "--workload", "resnet18", "--rows", "0"])
         #expect(z.status != 0 && z.err.contains("rows must be 1...16384, got 0"))
+        // A detector that cannot see the workload is refused before anything is printed.
+        let blind = try tpufi(["simulate", "--workload", "transformer", "--scale", "tiny", "--mitigation", "moving-variance"])
+        #expect(blind.status != 0 && blind.out.isEmpty && blind.err.contains("has no batch-norm moving variances"), "\(blind.out)\(blind.err)")
+        let seen = try tpufi(["simulate", "--workload", "transformer", "--scale", "tiny", "--mitigation", "adam-m,abft"])
+        #expect(seen.status == 0 && seen.out.contains("detectors adam-m@first=20.0,abft:"), "\(seen.err)")
         let huge = try tpufi(["simulate", "--workload", "resnet18", "--mxus", "1000000000"])
         #expect(huge.status != 0 && huge.err.contains("mxuCount must be 1...1024, got 1000000000"), "\(huge.err)")
         let both = try tpufi(["simulate", "--workload", "resnet18", "--topology", good])
