@@ -4,31 +4,28 @@ import Sim
 /// What an injection found and changed, in words, for the "injected ..." line of `replay`
 /// and the "injection:" line of `inspect`: the flipped bit, golden -> new values, how many
 /// elements changed, or that a hardware fault's PE holds nothing of the operation.
-struct InjectionFacts {
-    var hardware: HardwareFault?
-    var site: String
-    var values: [Float]
-    var goldenValues: [Float]?
-    var bits: [Int]?
-    var bitFormat: OperandPrecision?
-    var activated: Int?
-    var peInUse: Bool?
+protocol InjectionFacts {
+    var hardware: HardwareFault? { get }
+    var site: String { get }
+    var values: [Float] { get }
+    var goldenValues: [Float]? { get }
+    var bits: [Int]? { get }
+    var bitFormat: OperandPrecision? { get }
+    var activated: Int? { get }
+    var peInUse: Bool? { get }
+}
 
-    init(_ i: ReplayResult.Injection) {
-        (hardware, site, values, goldenValues, bits, bitFormat, activated, peInUse)
-            = (i.hardware, i.site, i.values, i.goldenValues, i.bits, i.bitFormat, i.activated, i.peInUse)
-    }
+/// Both carry the facts under the same names: the record a trace keeps, and the result of a
+/// replay.
+extension InjectionRecord: InjectionFacts {}
+extension ReplayResult.Injection: InjectionFacts {}
 
-    init(_ r: InjectionRecord) {
-        (hardware, site, values, goldenValues, bits, bitFormat, activated, peInUse)
-            = (r.hardware, r.site, r.values, r.goldenValues, r.bits, r.bitFormat, r.activated, r.peInUse)
-    }
-
+extension InjectionFacts {
     /// `golden G -> V` for one element.
     static func change(_ golden: Float, _ value: Float) -> String { "golden \(golden) -> \(value)" }
 
     /// The text after the colon.
-    var text: String {
+    var factsText: String {
         if let h = hardware {
             if peInUse == false {
                 let scope = site == InjectionRecord.wholeStepSite ? "any operation of the step" : "this operation"

@@ -89,7 +89,7 @@ struct Inspect: ParsableCommand {
             let held = records.first.flatMap { a in records.last.map { "global steps \(a.step)-\($0.step) (\(records.count) step(s))" } } ?? "no steps"
             print("faulty run forked from \(i.golden) at global step \(i.globalStep) (epoch \(i.globalStep / m.stepsPerEpoch), step \(i.globalStep % m.stepsPerEpoch))")
             let what = i.hardware.map { "\($0) into \(i.site)" } ?? "\(i.faultName) into the \(i.role.rawValue) of \(i.site)"
-            print("injection: \(what), replica \(i.replica), global step \(i.globalStep): \(InjectionFacts(i).text)")
+            print("injection: \(what), replica \(i.replica), global step \(i.globalStep): \(i.factsText)")
             print("steps: \(held), \(m.complete ? "run complete" : "INCOMPLETE (the replay was interrupted)"), \(m.stepsPerEpoch) per epoch")
         } else {
             print("steps: \(reader.completedSteps) of \(m.plannedSteps) (\(m.complete ? "complete" : "INCOMPLETE: resume with tpufi record --resume --out \(trace)")), \(m.stepsPerEpoch) per epoch")

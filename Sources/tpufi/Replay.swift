@@ -87,7 +87,7 @@ struct Replay: ParsableCommand {
         let i = result.injection
         print("\(result.outcome)")
         let when = "replica \(i.replica), epoch \(i.epoch) step \(i.step) (global step \(i.globalStep))"
-        let facts = InjectionFacts(i).text
+        let facts = i.factsText
         if let h = i.hardware {
             print("injected \(h) into \(i.site), \(when): \(facts)")
         } else {

@@ -391,15 +391,15 @@ public enum FaultReplay {
         } else {
             goldenTest = try golden.testAccuracy(at: final.step)
         }
-        let goldenPoints = goldenRecords.values.filter { $0.step >= globalStep && $0.step < final.step }.sorted { $0.step < $1.step }
+        // The golden up to the faulty run's end: the steps before the injection give the
+        // classifier its noise (step-to-step variability), those from it are compared.
+        let goldenHistory = goldenRecords.values.filter { $0.step < final.step }.sorted { $0.step < $1.step }
             .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
+        let goldenPoints = goldenHistory.filter { $0.step >= globalStep }
         let faultyPoints = faultyRecords.map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         // Steps whose update mitigation skipped changed nothing: their metrics (those of the
         // faulty forward pass) are not the training's, so the classifier does not see them.
         let skipped = Set(events.filter { $0.action == .skipped }.map(\.step))
-        // The golden's earlier steps give the classifier its noise (step-to-step variability).
-        let goldenHistory = goldenRecords.values.filter { $0.step < final.step }.sorted { $0.step < $1.step }
-            .map { StepPoint(step: $0.step, loss: $0.loss, accuracy: $0.accuracy) }
         var classification = Classifier.classify(golden: goldenHistory, faulty: faultyPoints.filter { !skipped.contains($0.step) },
                                                  goldenTest: goldenTest, faultyTest: faultyTest, testCount: m.testCount,
                                                  classes: model.classes, exact: stopped == "masked-exact", thresholds: options.thresholds)
