@@ -42,6 +42,10 @@ struct CampaignRun: ParsableCommand {
         Experiments stop early when the state is bit-identical to golden again or the loss is \
         non-finite; no per-experiment trace is kept unless --keep-traces.
 
+        --specs FILE runs listed experiments instead (one JSON spec per line): controls, \
+        a reference study's spec files, or the misses of another campaign \
+        (`jq -c .spec DIR/results.jsonl`).
+
         --shard i/n runs the experiments with index % n == i (merge the shards with `tpufi \
         merge`); --resume continues an interrupted campaign in DIR.
 
@@ -52,8 +56,11 @@ struct CampaignRun: ParsableCommand {
     @Option(help: "Golden trace directory.")
     var golden: String
 
-    @Option(help: "Experiments in the whole campaign (all shards).")
-    var experiments: Int
+    @Option(help: "Experiments in the whole campaign (all shards); with --specs, the specs' count if given.")
+    var experiments: Int?
+
+    @Option(help: ArgumentHelp("Run the experiments listed in FILE instead of drawing them: one native JSON spec per line (as `tpufi replay --spec` reads, and as each campaign result's `spec` field holds); experiment i is line i + 1. The draw's options (--seed, --fault-models, --kinds, filters) do not apply.", valueName: "file"))
+    var specs: String?
 
     @Option(help: "Campaign seed.")
     var seed: UInt64 = 0
@@ -73,11 +80,11 @@ struct CampaignRun: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Hardware experiments: fault classes: flip (one bit in one cycle), stuck-at (for the whole operation) (default: both).")
     var hardwareFaults: [String] = []
 
-    @Option(help: "Hardware experiments: draw the PE and a flip's cycle among those the operation uses (used: its schedule puts data of the operation in that register then) or over the whole array and operation (array: most such faults change nothing on an operation smaller than the array; campaigns before this option drew so).")
-    var hardwareDraw: HardwareDraw = .used
+    @Option(help: "Hardware experiments: draw the PE and a flip's cycle among those the operation uses (used: its schedule puts data of the operation in that register then) or over the whole array and operation (array: most such faults change nothing on an operation smaller than the array; campaigns before this option drew so) (default: used).")
+    var hardwareDraw: HardwareDraw?
 
-    @Option(help: "Sites to draw from: all (every MXU operation) or reference (the convolutions' forward and _grad_in operations, as the reference study's random campaigns).")
-    var sampling: SiteSampling = .all
+    @Option(help: "Sites to draw from: all (every MXU operation) or reference (the convolutions' forward and _grad_in operations, as the reference study's random campaigns) (default: all).")
+    var sampling: SiteSampling?
 
     @Option(parsing: .upToNextOption, help: "Phases to draw sites from: forward, backward (or fwd, bwd; default: both).")
     var phases: [String] = []
@@ -148,20 +155,40 @@ struct CampaignRun: ParsableCommand {
         let kindNames = Self.list(kinds).flatMap { $0 == "both" ? ["software", "hardware"] : [$0] }
         let registerNames = Self.list(registers), classNames = Self.list(hardwareFaults)
         let threads = self.threads ?? ThreadDefault.perWorker(workers)
-        let parameters = CampaignParameters(
+        let parameters: CampaignParameters
+        if let specs {
+            // What would steer a draw means nothing for listed experiments: refused, not ignored.
+            let drawOptions: [(String, Bool)] = [
+                ("--seed", seed != 0), ("--fault-models", !models.isEmpty), ("--kinds", !kindNames.isEmpty),
+                ("--registers", !registerNames.isEmpty), ("--hardware-faults", !classNames.isEmpty),
+                ("--hardware-draw", hardwareDraw != nil), ("--sampling", sampling != nil), ("--phases", !phaseNames.isEmpty),
+                ("--layers", !layerNames.isEmpty), ("--target-replicas", !replicaList.isEmpty), ("--injection-steps", stepRange != nil)]
+            if let given = drawOptions.first(where: \.1) {
+                throw ValidationError("\(given.0) steers the draw; with --specs the experiments are listed, not drawn: leave it out")
+            }
+            let list = try InjectionSpec.loadList(path: specs)
+            if let experiments, experiments != list.count {
+                throw ValidationError("--experiments \(experiments) but \(specs) lists \(list.count) spec(s)")
+            }
+            parameters = CampaignParameters(specs: list, stepsAfterInjection: stepsAfterInjection, thresholds: classifier.thresholds,
+                                            earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
+        } else {
+        guard let experiments else { throw ValidationError("give --experiments N (or --specs FILE to run listed experiments)") }
+        parameters = CampaignParameters(
             experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
             faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),
-            phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames), sampling: sampling,
+            phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames), sampling: sampling ?? .all,
             layers: layerNames.isEmpty ? nil : layerNames, replicas: replicaList.isEmpty ? nil : replicaList,
             steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
             registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
             hardwareFaults: classNames.isEmpty ? HardwareFaultClass.allCases : try CampaignParameters.named(classNames, "hardware fault class"),
-            hardwareDraw: hardwareDraw,
+            hardwareDraw: hardwareDraw ?? .used,
             thresholds: classifier.thresholds, earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
+        }
         let shard = try self.shard.map { try Shard(argument: $0) } ?? .all
         let line = SharedProgressLine()
         let report = try CampaignRunner.run(golden: golden, parameters: parameters, shard: shard, out: out, resume: resume,
-                                            options: .init(workers: workers, threads: threads, keepTraces: keepTraces)) { p in
+                                            options: .init(workers: workers, threads: threads, keepTraces: keepTraces, specsFile: specs)) { p in
             line.update(p)
         }
         line.clear()

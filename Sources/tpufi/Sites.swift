@@ -10,8 +10,10 @@ struct Sites: ParsableCommand {
         Every MXU operation of one replica's training step, in execution order: its name (the \
         `site` of a spec), phase, the shapes of its input, weight and output operands (what a \
         spec's positions index), the GEMM the MXU runs (M x K x N), and on the chip's arrays \
-        the rows and columns it occupies, its tile passes and cycles (a hardware fault in a PE \
-        outside those rows and columns cannot reach it).
+        the rows and columns its operands occupy, its tile passes and cycles (a hardware fault \
+        in a PE outside those columns cannot reach the operation, nor one outside those rows \
+        in a weight or input register; a partial-sum register below them can, since the \
+        weight- and input-stationary dataflows pass the sums down every row of the array).
 
         --check validates spec files (reference replay CSV or native JSON) against the \
         workload and scale: the workload, the site, the replica, every position against the \

@@ -127,6 +127,44 @@ import Sim
         }
     }
 
+    /// `--specs`: experiments listed instead of drawn run as the drawn ones did (here the
+    /// serial campaign's own result specs, in reverse order), mixed kinds included; the list
+    /// is part of the campaign's identity; a spec that cannot run is named by file and line
+    /// before anything is written.
+    @Test func listedExperimentsRunAsTheirDrawnOriginals() throws {
+        let hardware = try CampaignRunner.run(golden: Self.golden, parameters: CampaignParameters(experiments: 1, seed: 5, stepsAfterInjection: 2, kinds: [.hardware]),
+                                              out: Self.scratch("listed-hw"), resume: false)
+        let originals = Array(Self.serial.results.reversed()) + hardware.results
+        let file = Self.scratch("listed.jsonl")
+        let text = try originals.map { String(decoding: try CampaignJSON.encode($0.spec), as: UTF8.self) }.joined(separator: "\n") + "\n"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+        let specs = try InjectionSpec.loadList(path: file)
+        #expect(specs == originals.map(\.spec))
+        let p = CampaignParameters(specs: specs, stepsAfterInjection: 2)
+        #expect(p.kinds == [.software, .hardware] && p.experiments == originals.count)
+        let listed = try CampaignRunner.run(golden: Self.golden, parameters: p, out: Self.scratch("listed"), resume: false,
+                                            options: .init(workers: 2, specsFile: file))
+        for (result, original) in zip(listed.results, originals) {
+            #expect(result.spec == original.spec && result.kind == original.kind)
+            #expect(result.outcome == original.outcome && result.stepsRun == original.stepsRun && result.stoppedEarly == original.stoppedEarly)
+            #expect(result.firstDivergence == original.firstDivergence && result.activated == original.activated)
+        }
+        // Another list is another campaign: resuming with it is refused, naming the specs.
+        let other = CampaignParameters(specs: Array(specs.dropLast()), stepsAfterInjection: 2)
+        let mismatch = Self.error { _ = try CampaignRunner.run(golden: Self.golden, parameters: other, out: listed.directory, resume: true) }
+        #expect(mismatch.contains("specs: \(specs.count - 1) listed vs \(specs.count) listed"), "\(mismatch)")
+        // A step with no room for the steps after it, and a blank line, are named by line.
+        var late = specs[0]
+        late.globalStep = 15
+        let tooLate = Self.error { _ = try CampaignRunner.run(golden: Self.golden, parameters: CampaignParameters(specs: [specs[1], late], stepsAfterInjection: 2),
+                                                             out: Self.scratch("listed-late"), resume: false, options: .init(specsFile: "late.jsonl")) }
+        #expect(tooLate.contains("late.jsonl:2 (experiment 1): global step 15 cannot be injected with --steps-after-injection 2"), "\(tooLate)")
+        #expect(!FileManager.default.fileExists(atPath: Self.root + "/listed-late"))
+        try Data((text + "\n" + text).utf8).write(to: URL(fileURLWithPath: file))
+        let blank = Self.error { _ = try InjectionSpec.loadList(path: file) }
+        #expect(blank == "\(file):\(originals.count + 1): blank line: give one JSON spec per line (experiment i is line i + 1)")
+    }
+
     /// Hardware-fault campaigns: PEs, registers, bits and cycles drawn per experiment, labelled
     /// by register and class in the summary, parallel equal to serial, each result's spec
     /// replaying alone to the same outcome.

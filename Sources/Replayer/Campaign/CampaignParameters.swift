@@ -204,12 +204,17 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
     /// Run every experiment a second time with these detectors and response, side by side
     /// (nil: without mitigation only).
     public var mitigation: Mitigation?
+    /// The experiments, listed instead of drawn (`--specs FILE`): experiment `i` is `specs[i]`,
+    /// and the draw's parameters (seed, fault models, kinds, filters) play no part. nil: drawn
+    /// (campaigns before the option keep their identity).
+    public var specs: [InjectionSpec]?
 
     public init(experiments: Int, seed: UInt64 = 0, stepsAfterInjection: Int? = nil, faultModels: [FaultModel] = FaultModel.allCases,
                 phases: [Phase] = Phase.allCases, sampling: SiteSampling = .all, layers: [String]? = nil, replicas: [Int]? = nil, steps: StepRange? = nil,
                 kinds: [ExperimentKind] = [.software], registers: [HardwareFault.Register] = HardwareFault.Register.allCases,
                 hardwareFaults: [HardwareFaultClass] = HardwareFaultClass.allCases, hardwareDraw: HardwareDraw = .used,
                 thresholds: ClassifierThresholds = .init(), earlyStop: Bool = true, mitigation: Mitigation? = nil) {
+        self.specs = nil
         self.hardwareDraw = kinds.contains(.hardware) && hardwareDraw == .used ? .used : nil
         self.earlyStop = earlyStop
         self.mitigation = mitigation
@@ -227,6 +232,19 @@ public struct CampaignParameters: Codable, Sendable, Equatable {
         self.steps = steps
         self.kinds = ExperimentKind.allCases.filter(kinds.contains)
         self.thresholds = thresholds
+    }
+
+    /// A campaign of listed experiments (`--specs`): `specs[i]` is experiment `i`. Its fault
+    /// models and kinds are those the specs use (for the summary's tables); nothing is drawn.
+    public init(specs: [InjectionSpec], stepsAfterInjection: Int? = nil, thresholds: ClassifierThresholds = .init(),
+                earlyStop: Bool = true, mitigation: Mitigation? = nil) {
+        let hardware = specs.compactMap(\.hardware)
+        self.init(experiments: specs.count, stepsAfterInjection: stepsAfterInjection,
+                  faultModels: specs.compactMap(\.faultModel),
+                  kinds: ExperimentKind.allCases.filter { $0 == .hardware ? !hardware.isEmpty : hardware.count < specs.count },
+                  registers: hardware.map(\.register), hardwareFaults: hardware.map { if case .stuckAt = $0.kind { .stuckAt } else { .flip } },
+                  hardwareDraw: .array, thresholds: thresholds, earlyStop: earlyStop, mitigation: mitigation)
+        self.specs = specs
     }
 
     /// The site sampling in effect (``sampling``, or ``SiteSampling/all`` when none is stored).
@@ -401,6 +419,10 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
         check("thresholds", "\(p.thresholds)", "\(q.thresholds)")
         check("early-stop", p.earlyStop, q.earlyStop)
         check("mitigation", p.mitigation?.description ?? "none", q.mitigation?.description ?? "none")
+        if p.specs != q.specs {
+            let first = zip(p.specs ?? [], q.specs ?? []).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            out.append("specs: \(p.specs.map { "\($0.count) listed" } ?? "drawn") vs \(q.specs.map { "\($0.count) listed" } ?? "drawn")\(first.map { ", first different: experiment \($0)" } ?? "")")
+        }
         if golden.located != other.golden.located {
             out.append("golden trace: \(golden.directory) (state digest \(golden.finalStateDigest)) vs \(other.golden.directory) (state digest \(other.golden.finalStateDigest))")
         }

@@ -40,6 +40,8 @@ public struct CampaignPlan: Sendable {
     /// Under ``HardwareDraw/used``: per site and register, the PEs that hold data of the
     /// operation.
     let usedPEs: [String: [HardwareFault.Register: UsedPEs]]
+    /// The listed experiments (``CampaignParameters/specs``), checked; nil when drawn.
+    let listed: [InjectionSpec]?
 
     /// The used PEs of one operation and register, to draw one uniformly.
     struct UsedPEs: Sendable {
@@ -68,10 +70,11 @@ public struct CampaignPlan: Sendable {
         }
     }
 
-    public init(parameters p: CampaignParameters, golden: GoldenIdentity) throws(CampaignError) {
+    public init(parameters p: CampaignParameters, golden: GoldenIdentity, specsFile: String? = nil) throws(CampaignError) {
         guard p.experiments > 0 else { throw .badParameter("--experiments must be positive (got \(p.experiments))") }
         guard !p.kinds.isEmpty else { throw .badParameter("no experiment kind to draw") }
-        guard !p.faultModels.isEmpty else { throw .badParameter("--fault-models: no fault model given") }
+        // A listed campaign's fault models are its specs' (none when all are hardware faults).
+        guard p.specs != nil || !p.faultModels.isEmpty else { throw .badParameter("--fault-models: no fault model given") }
         guard !p.phases.isEmpty else { throw .badParameter("--phases: no phase given") }
         if let k = p.stepsAfterInjection, k < 0 { throw .badParameter("--steps-after-injection must be non-negative (got \(k))") }
         workload = golden.config.workload
@@ -81,6 +84,22 @@ public struct CampaignPlan: Sendable {
         } catch {
             throw .badParameter("the golden trace's model: \(error)")
         }
+        if let specs = p.specs {
+            guard specs.count == p.experiments else { throw .badParameter("\(p.experiments) experiments but \(specs.count) specs listed") }
+            try Self.check(specs, file: specsFile ?? "--specs", stepsAfterInjection: p.stepsAfterInjection, golden: golden, model: model)
+            listed = specs
+            sites = model.sites
+            hardwareSites = []
+            faultModels = p.faultModels
+            replicas = Array(0..<golden.config.replicas)
+            steps = StepRange(first: 0, last: golden.completedSteps - 1)
+            chip = golden.config.chip
+            precision = golden.config.precision
+            (schedules, usedPEs) = ([:], [:])
+            parameters = p
+            return
+        }
+        listed = nil
         // The sampling picks the sites, then --layers and --phases narrow them: a layer or
         // site name is checked against every site of the model, so one the sampling leaves
         // out is a contradiction, not an unknown name.
@@ -165,8 +184,40 @@ public struct CampaignPlan: Sendable {
         parameters = p
     }
 
-    /// Experiment `index`, drawn from its own stream.
+    /// Checks listed experiments against the golden run: each is a spec `tpufi replay` would
+    /// run (workload, site, replica, positions, PE), and its step leaves room for
+    /// `stepsAfterInjection` inside the golden trace. Errors name the experiment and its line.
+    static func check(_ specs: [InjectionSpec], file: String, stepsAfterInjection: Int?, golden: GoldenIdentity, model: any Model) throws(CampaignError) {
+        guard !specs.isEmpty else { throw .badParameter("\(file): no spec listed") }
+        let after = stepsAfterInjection ?? 0
+        let lastStart = golden.completedSteps - 1 - after
+        for (i, spec) in specs.enumerated() {
+            let name = "\(file):\(i + 1) (experiment \(i))"
+            do {
+                _ = try FaultReplay.check(spec, specName: name, config: golden.config, model: model)
+            } catch {
+                throw .badParameter("\(error)")
+            }
+            // Either globalStep or epoch and step (non-negative), as validated when read.
+            let (steps, o1) = (spec.epoch ?? 0).multipliedReportingOverflow(by: golden.stepsPerEpoch)
+            let (global, o2) = steps.addingReportingOverflow(spec.step ?? 0)
+            let step = spec.globalStep ?? (o1 || o2 ? Int.max : global)
+            if let s = spec.step, s >= golden.stepsPerEpoch {
+                throw .badParameter("\(name): step \(s) is past the end of an epoch (\(golden.stepsPerEpoch) steps)")
+            }
+            guard step <= lastStart else {
+                let room = stepsAfterInjection.map { " with --steps-after-injection \($0)" } ?? ""
+                throw .goldenTooShort("\(name): global step \(step == .max ? "past Int.max" : String(step)) cannot be injected\(room): the golden trace \(golden.directory) has steps 0...\(golden.completedSteps - 1), the last injectable is \(lastStart)")
+            }
+        }
+    }
+
+    /// Experiment `index`: listed, or drawn from its own stream.
     public func experiment(_ index: Int) -> Experiment {
+        if let listed {
+            let spec = listed[index]
+            return Experiment(index: index, kind: spec.hardware == nil ? .software : .hardware, spec: spec)
+        }
         // `c` keeps this stream apart from the injection hook's (seed, step, replica, 0).
         var rng = CounterRNG(seed: parameters.seed, purpose: .faultSampling, index, 0, 0x4341_4D50)
         let kind = parameters.kinds[rng.nextInt(below: parameters.kinds.count)]

@@ -22,11 +22,14 @@ public struct CampaignOptions: Sendable {
     /// Keep each experiment's faulty trace under `traces/<index>` (sparse: the fork state,
     /// the last state, every step record).
     public var keepTraces: Bool
+    /// Where listed experiments (``CampaignParameters/specs``) were read, to name it in errors.
+    public var specsFile: String?
 
-    public init(workers: Int = 1, threads: Int = 1, keepTraces: Bool = false) {
+    public init(workers: Int = 1, threads: Int = 1, keepTraces: Bool = false, specsFile: String? = nil) {
         self.workers = workers
         self.threads = threads
         self.keepTraces = keepTraces
+        self.specsFile = specsFile
     }
 }
 
@@ -73,7 +76,7 @@ public enum CampaignRunner {
         try CampaignSummary.checkOutputs(directory: out)
         let reader = try TraceReader(directory: goldenPath)
         let identity = try GoldenIdentity(reader)
-        let plan = try CampaignPlan(parameters: parameters, golden: identity)
+        let plan = try CampaignPlan(parameters: parameters, golden: identity, specsFile: options.specsFile)
         if let mitigation = parameters.mitigation {
             do {
                 try mitigation.validate(optimizer: reader.manifest.config.optimizer, model: try reader.manifest.config.makeModel())

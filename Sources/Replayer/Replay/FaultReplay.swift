@@ -272,7 +272,15 @@ public enum FaultReplay {
         if let w = spec.workload, w != config.workload {
             throw ReplayError.specMismatch("\(specName): the spec is for workload '\(w)', not '\(config.workload)'")
         }
-        let model = try config.makeModel()
+        return try check(spec, specName: specName, config: config, model: try config.makeModel())
+    }
+
+    /// ``check(_:specName:config:)`` with the model of `config` already built (a campaign
+    /// checks its listed specs against one).
+    static func check(_ spec: InjectionSpec, specName: String, config: TrainingConfig, model: any Model) throws -> String {
+        if let w = spec.workload, w != config.workload {
+            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(w)', not '\(config.workload)'")
+        }
         let (site, role, shape) = try resolve(spec, specName: specName, config: config, model: model)
         let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: spec.globalStep ?? 0)
         _ = try arm(spec, specName: specName, target: target, shape: shape, config: config, model: model, sixteen: .fidelity)

@@ -111,15 +111,44 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         case .success(let d): data = d
         case .failure(let e): throw SpecError.unreadable(file: path, reason: e.reason)
         }
-        try checkFields(data, file: path)
+        return try decode(data, file: path, line: nil)
+    }
+
+    /// Reads a list of native specs, one JSON object per line (JSON Lines), as `tpufi
+    /// campaign --specs` runs them; an error names the line. Blank lines are refused, so that
+    /// experiment `i` is line `i + 1`.
+    public static func loadList(path: String) throws(SpecError) -> [InjectionSpec] {
+        let data: Data
+        switch InputFile.read(path, limit: InputFile.logLimit) {
+        case .success(let d): data = d
+        case .failure(let e): throw .unreadable(file: path, reason: e.reason)
+        }
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        if lines.last?.isEmpty == true { lines.removeLast() }  // the final newline
+        guard !lines.isEmpty else { throw .malformed(file: path, line: nil, reason: "no spec: give one JSON spec per line") }
+        var specs: [InjectionSpec] = []
+        specs.reserveCapacity(lines.count)
+        for (i, line) in lines.enumerated() {
+            guard line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else {
+                throw .malformed(file: path, line: i + 1, reason: "blank line: give one JSON spec per line (experiment i is line i + 1)")
+            }
+            specs.append(try decode(Data(line), file: path, line: i + 1))
+        }
+        return specs
+    }
+
+    /// One spec from its JSON text: unknown fields refused, then decoded, then validated;
+    /// errors name `file` (and `line`).
+    static func decode(_ data: Data, file: String, line: Int?) throws(SpecError) -> InjectionSpec {
+        try checkFields(data, file: file, line: line)
         let spec: InjectionSpec
         // Non-finite values as strings: a bit flip may write inf or NaN (campaign results
         // write them so). A field of the wrong type or out of range is named.
         switch JSONInput.decode(InjectionSpec.self, from: data, decoder: JSONCoding.decoder) {
         case .success(let s): spec = s
-        case .failure(let e): throw SpecError.malformed(file: path, line: nil, reason: e.description)
+        case .failure(let e): throw SpecError.malformed(file: file, line: line, reason: e.description)
         }
-        try spec.validate(file: path)
+        try spec.validate(file: file, line: line)
         return spec
     }
 
@@ -131,7 +160,7 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
     /// Refuses unknown fields (a document that is not a JSON object is left to the decoder,
     /// which says why). Only the keys are decoded: no tree of the whole document is built,
     /// so a spec of millions of positions costs what decoding it once does.
-    static func checkFields(_ data: Data, file: String) throws(SpecError) {
+    static func checkFields(_ data: Data, file: String, line: Int? = nil) throws(SpecError) {
         struct AnyKey: CodingKey {
             var stringValue: String
             var intValue: Int? { nil }
@@ -160,7 +189,7 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
         }
         func check(_ keys: [String], allowed: [String], prefix: String) throws(SpecError) {
             if let unknown = keys.sorted().first(where: { !allowed.contains($0) }) {
-                throw .malformed(file: file, line: nil, reason: "unknown field '\(prefix)\(unknown)' (expected \(allowed.map { prefix + $0 }.joined(separator: ", ")))")
+                throw .malformed(file: file, line: line, reason: "unknown field '\(prefix)\(unknown)' (expected \(allowed.map { prefix + $0 }.joined(separator: ", ")))")
             }
         }
         try check(names.top, allowed: fields, prefix: "")
@@ -170,33 +199,33 @@ public struct InjectionSpec: Codable, Sendable, Equatable {
     }
 
     /// Checks that the spec says when and what, once each.
-    public func validate(file: String) throws(SpecError) {
+    public func validate(file: String, line: Int? = nil) throws(SpecError) {
         switch (globalStep, epoch, step) {
         case (.some(let g), nil, nil) where g >= 0: break
         case (nil, .some(let e), .some(let s)) where e >= 0 && s >= 0: break
-        default: throw .malformed(file: file, line: nil, reason: "give either globalStep or both epoch and step (non-negative)")
+        default: throw .malformed(file: file, line: line, reason: "give either globalStep or both epoch and step (non-negative)")
         }
-        guard replica >= 0 else { throw .malformed(file: file, line: nil, reason: "replica must be non-negative") }
+        guard replica >= 0 else { throw .malformed(file: file, line: line, reason: "replica must be non-negative") }
         switch (faultModel, hardware) {
         case (.some, nil): break
         case (nil, .some):
             guard positions == nil, values == nil else {
-                throw .malformed(file: file, line: nil, reason: "a hardware fault says where it strikes; it takes no positions or values")
+                throw .malformed(file: file, line: line, reason: "a hardware fault says where it strikes; it takes no positions or values")
             }
             return
-        case (.some, .some): throw .malformed(file: file, line: nil, reason: "give either faultModel (a software fault) or hardware, not both")
-        case (nil, nil): throw .malformed(file: file, line: nil, reason: "missing field 'faultModel' (or 'hardware' for a hardware fault)")
+        case (.some, .some): throw .malformed(file: file, line: line, reason: "give either faultModel (a software fault) or hardware, not both")
+        case (nil, nil): throw .malformed(file: file, line: line, reason: "missing field 'faultModel' (or 'hardware' for a hardware fault)")
         }
         switch (positions, values, seed) {
         case (.some(let p), .some(let v), _):
-            guard p.count == v.count, !p.isEmpty else { throw .malformed(file: file, line: nil, reason: "\(v.count) values for \(p.count) positions") }
+            guard p.count == v.count, !p.isEmpty else { throw .malformed(file: file, line: line, reason: "\(v.count) values for \(p.count) positions") }
             // At most the model's count (fewer where the operand is smaller than its group);
             // a GLB run's length is bounded by its operand, checked against the workload.
             if let model = faultModel, let most = model.elementCount, p.count > most {
-                throw .malformed(file: file, line: nil, reason: "\(model.rawValue) corrupts at most \(most) element(s), the spec lists \(p.count) positions")
+                throw .malformed(file: file, line: line, reason: "\(model.rawValue) corrupts at most \(most) element(s), the spec lists \(p.count) positions")
             }
         case (nil, nil, .some): break
-        default: throw .malformed(file: file, line: nil, reason: "give either positions and values, or a seed to draw them from")
+        default: throw .malformed(file: file, line: line, reason: "give either positions and values, or a seed to draw them from")
         }
     }
 }
