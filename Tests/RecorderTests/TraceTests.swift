@@ -135,6 +135,44 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         }
     }
 
+    /// One writer per trace directory: while one holds it (here a lock taken as a running
+    /// `record --resume` or replay would), a resume or a new trace there is refused before
+    /// anything is read or written, naming the holder's pid; afterwards both proceed.
+    @Test func aTraceDirectoryBeingWrittenIsRefusedToASecondWriter() throws {
+        let full = try Self.record("locked-full")
+        let dir = scratch("locked")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var manifest = full.manifest
+        (manifest.complete, manifest.completedSteps) = (false, 0)
+        try Data(try JSONCoding.encode(manifest)).write(to: URL(fileURLWithPath: TraceWriter.manifestPath(dir)))
+        let golden = fileBytes(full.framesPath)
+        let cut = Array(golden[..<(golden.count / 2)])
+        try Data(cut).write(to: URL(fileURLWithPath: TraceWriter.framesPath(dir)))
+        let empty = scratch("locked-empty")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        do {
+            let held = try TraceWriter.lock(dir), heldEmpty = try TraceWriter.lock(empty)
+            let busy = "in use by another tpufi process (pid \(getpid()))"
+            #expect(throws: TraceError.io(file: dir, reason: busy + "; wait for it to finish, or use another directory")) {
+                try TraceRecorder.resume(directory: dir)
+            }
+            #expect(throws: TraceError.io(file: empty, reason: busy + "; wait for it to finish, or use another directory")) {
+                try TraceWriter(creating: empty, manifest: manifest)
+            }
+            #expect(fileBytes(TraceWriter.framesPath(dir)) == cut)
+            withExtendedLifetime((held, heldEmpty)) {}
+        }
+        let resumed = try TraceRecorder.resume(directory: dir)
+        #expect(resumed.manifest.complete && fileBytes(resumed.framesPath) == golden)
+        // The lock file a finished writer leaves behind does not make a directory non-empty.
+        _ = try TraceWriter(creating: empty, manifest: manifest)
+        // Resuming a directory that holds no trace creates nothing in it.
+        let none = scratch("locked-none")
+        try FileManager.default.createDirectory(atPath: none, withIntermediateDirectories: true)
+        #expect(throws: TraceError.self) { try TraceRecorder.resume(directory: none) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: none).isEmpty)
+    }
+
     /// A complete trace whose frame file was cut after some whole frames is refused, naming
     /// the file and both step counts (it used to read as complete and intact).
     @Test func aCompleteTraceCutShortIsRefused() throws {

@@ -60,12 +60,16 @@ public enum TraceRecorder {
 
     /// Continues the interrupted trace in `directory` to its planned step count.
     public static func resume(directory: String, threads: Int = 1, report: (TrainingEvent) -> Void = { _ in }) throws -> TraceReader {
+        // Nothing is created where no trace is: the reader throws, naming what is missing.
+        if !FileManager.default.fileExists(atPath: TraceWriter.manifestPath(directory)) { _ = try TraceReader(directory: directory) }
+        // Locked before reading: a second `--resume` of the same trace is refused, not run twice.
+        let lock = try TraceWriter.lock(directory)
         let reader = try TraceReader(directory: directory)
         guard !reader.manifest.complete else {
             throw TraceError.mismatch("\(directory): the trace is complete (\(reader.manifest.completedSteps) steps); nothing to resume")
         }
         let restorer = try TraceRestorer(reader: reader, threads: threads)
-        let (writer, state) = try TraceWriter.resume(reader, restorer: restorer)
+        let (writer, state) = try TraceWriter.resume(reader, restorer: restorer, lock: lock)
         try loop(run: restorer.run, writer: writer, from: state, to: reader.manifest.plannedSteps, report: report)
         return try TraceReader(directory: directory)
     }

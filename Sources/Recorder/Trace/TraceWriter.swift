@@ -18,6 +18,10 @@ public final class TraceWriter {
     /// The latest snapshot written: its step and flat digest, for update deltas.
     private var previous: (step: Int, digest: Digest)?
     private var snapshotsWritten: Int
+    /// Held for the writer's lifetime: a second writer of the same directory (two `record
+    /// --resume` at once, two replays into one `--out`) is refused instead of interleaving
+    /// frames.
+    private let lock: DirectoryLock
 
     /// Whether this trace stores update deltas (format 2 on); a trace of format 1 continues
     /// in its own encoding when resumed.
@@ -29,24 +33,30 @@ public final class TraceWriter {
     /// Starts a new trace in `directory`, which must not exist or be empty.
     public init(creating directory: String, manifest: TraceManifest) throws(TraceError) {
         let fm = FileManager.default
-        if fm.fileExists(atPath: directory) {
+        let unfinishedManifest = temporaryPath(Self.manifestPath(directory))
+        // Refused before anything is created in a directory that holds something else.
+        func checkEmpty() throws(TraceError) -> Bool {
             let contents = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
             // A writer killed while writing its first manifest leaves only the manifest's
-            // temporary file: nothing was recorded, so the directory counts as empty.
-            let unfinishedManifest = temporaryPath(Self.manifestPath(directory))
-            guard contents.allSatisfy({ directory + "/" + $0 == unfinishedManifest }) else {
+            // temporary file (and the lock file): nothing was recorded, so the directory
+            // counts as empty.
+            guard contents.allSatisfy({ $0 == DirectoryLock.fileName || directory + "/" + $0 == unfinishedManifest }) else {
                 throw .io(file: directory, reason: "already exists and is not empty: choose another --out")
             }
-            if !contents.isEmpty {
-                do { try fm.removeItem(atPath: unfinishedManifest) } catch {
-                    throw .io(file: unfinishedManifest, reason: "cannot remove an unfinished manifest: \(error.localizedDescription)")
-                }
-            }
+            return contents.contains { directory + "/" + $0 == unfinishedManifest }
         }
+        if fm.fileExists(atPath: directory) { _ = try checkEmpty() }
         do {
             try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw .io(file: directory, reason: "cannot create: \(error.localizedDescription)")
+        }
+        lock = try Self.lock(directory)
+        // Again under the lock: another writer that also found it empty may have got here first.
+        if try checkEmpty() {
+            do { try fm.removeItem(atPath: unfinishedManifest) } catch {
+                throw .io(file: unfinishedManifest, reason: "cannot remove an unfinished manifest: \(error.localizedDescription)")
+            }
         }
         self.directory = directory
         self.manifest = manifest
@@ -56,9 +66,15 @@ public final class TraceWriter {
         snapshotsWritten = 0
     }
 
-    /// Continues the trace `reader` read: drops its torn tail and anything after the last
+    /// The lock of a trace directory a writer holds, or the error naming its holder.
+    public static func lock(_ directory: String) throws(TraceError) -> DirectoryLock {
+        do { return try DirectoryLock(directory: directory) } catch { throw .io(file: error.file, reason: error.reason) }
+    }
+
+    /// Continues the trace `reader` read, under `lock` (taken before it was read, so that
+    /// no other writer changed it since): drops its torn tail and anything after the last
     /// complete step, and returns the writer with the state to continue from.
-    public static func resume(_ reader: TraceReader, restorer: TraceRestorer) throws -> (TraceWriter, TrainingState) {
+    public static func resume(_ reader: TraceReader, restorer: TraceRestorer, lock: DirectoryLock) throws -> (TraceWriter, TrainingState) {
         let lastStep = reader.completedSteps
         // Keep frames up to and including the last complete step's record.
         let keep = reader.frames.last { $0.header.kind == .step && $0.header.step == lastStep - 1 }?.end
@@ -69,7 +85,7 @@ public final class TraceWriter {
             }
             // Killed before the initial snapshot landed: nothing was recorded, so the run
             // starts over from its initial state (a function of the manifest's configuration).
-            let writer = try TraceWriter(continuing: reader, truncateTo: 0)
+            let writer = try TraceWriter(continuing: reader, truncateTo: 0, lock: lock)
             let initial = restorer.run.initialState()
             try writer.appendSnapshot(initial)
             return (writer, initial)
@@ -77,10 +93,11 @@ public final class TraceWriter {
         var state = try reader.snapshot(at: restoreFrom)
         // Steps after the last snapshot are re-executed, checked against their records.
         state = try restorer.replay(from: state, to: lastStep)
-        return (try TraceWriter(continuing: reader, truncateTo: keep), state)
+        return (try TraceWriter(continuing: reader, truncateTo: keep, lock: lock), state)
     }
 
-    private init(continuing reader: TraceReader, truncateTo length: Int) throws(TraceError) {
+    private init(continuing reader: TraceReader, truncateTo length: Int, lock: DirectoryLock) throws(TraceError) {
+        self.lock = lock
         directory = reader.directory
         manifest = reader.manifest
         manifest.complete = false
