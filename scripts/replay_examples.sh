@@ -6,9 +6,11 @@
 #   scripts/replay_examples.sh [WORKLOAD...]      (default: every traces/*-small directory)
 # TPUFI_WORKLOADS="effnet nfnet" selects workloads too; TPUFI_GOLDEN overrides the golden
 # directory when exactly one workload is selected.
-# Specs in traces/<workload>-small/mitigation/ replay with the detectors of MITIGATION (below)
-# and --steps-after-injection 1; a file named `<detector>__<what>` must be detected by that
+# Specs in traces/<workload>-small/mitigation/ replay with the detectors listed in that
+# directory's `detectors` file (default adam-m,moving-variance,non-finite,abft) and
+# --steps-after-injection 1; a file named `<detector>__<what>` must be detected by that
 # detector and end bit-identical to golden, one named `missed__<what>` must go undetected.
+# EXAMPLES=outcomes or EXAMPLES=mitigation checks only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then
@@ -36,7 +38,7 @@ for workload in "${workloads[@]}"; do
   fi
   TPUFI="$(swift build -c release --show-bin-path)/tpufi"
   for spec in "$examples"/*.csv "$examples"/*.json; do
-    [ -f "$spec" ] || continue
+    [ -f "$spec" ] && [ "${EXAMPLES:-all}" != mitigation ] || continue
     name=$(basename "${spec%.*}")
     expected=$(echo "${name%%__*}" | sed -E 's/(^|_)([a-z])/\U\2/g; s/Infs/INFs/; s/Nans/NaNs/')
     out="traces/replay-$workload-small-$name"
@@ -50,8 +52,9 @@ for workload in "${workloads[@]}"; do
     if [ "$got" = "$expected" ]; then echo "ok   $workload $name: $got"; else echo "FAIL $workload $name: expected $expected, got $got"; status=1; fi
   done
   MITIGATION=adam-m,moving-variance,non-finite,abft
+  [ -f "$examples/mitigation/detectors" ] && MITIGATION=$(tr -d ' \n' <"$examples/mitigation/detectors")
   for spec in "$examples"/mitigation/*.json; do
-    [ -f "$spec" ] || continue
+    [ -f "$spec" ] && [ "${EXAMPLES:-all}" != outcomes ] || continue
     name=$(basename "${spec%.*}")
     detector=${name%%__*}
     out="traces/replay-$workload-small-mitigation-$name"
