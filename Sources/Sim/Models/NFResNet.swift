@@ -325,11 +325,11 @@ public struct NFResNet: Model {
         var x = conv(0, images)
         for block in blocks {
             tape.blockInputs.append(x)
-            let h = ScalarGain.forward(act(x), gain: block.beta)
+            // beta * act(x) and alpha * skip * main + shortcut, each in one pass.
+            let h = NFBlockPasses.entry(x, gain: activationGain, beta: block.beta)
             let shortcut = block.shortcut.map { conv($0, h) } ?? x
             let main = conv(block.conv2, act(conv(block.conv1, act(conv(block.conv0, h)))))
-            let residual = ScalarGain.forward(ScalarGain.forward(main, gain: q[block.skipGain][0]), gain: Self.alpha)
-            x = elementwise(residual, shortcut, +)
+            x = NFBlockPasses.exit(main: main, skip: q[block.skipGain][0], alpha: Self.alpha, shortcut: shortcut)
         }
         tape.final = x
         tape.pixels = x.count / (batch * features)
@@ -368,16 +368,17 @@ public struct NFResNet: Model {
             return dInput
         }
         for (b, block) in blocks.enumerated().reversed() {
-            let dmain = ScalarGain.backward(dy: dx, gain: Self.alpha)
-            let (dconv2, dskip) = ScalarGain.backward(dy: dmain, x: tape.convOutputs[block.conv2], gain: p[block.skipGain][0], order: reduction)
+            let (dconv2, dskip) = NFBlockPasses.exitBackward(dy: dx, main: tape.convOutputs[block.conv2], skip: p[block.skipGain][0],
+                                                             alpha: Self.alpha, order: reduction)
             grads[block.skipGain] = [dskip]
             let dshortcut = block.shortcut.map { conv($0, dx) }
             let dconv1 = act(conv(block.conv2, dconv2), tape.convOutputs[block.conv1])
             let dconv0 = act(conv(block.conv1, dconv1), tape.convOutputs[block.conv0])
             var dh = conv(block.conv0, dconv0)
             if let dshortcut { dh = elementwise(dh, dshortcut, +) }
-            let dpre = act(ScalarGain.backward(dy: dh, gain: block.beta), tape.blockInputs[b])
-            dx = block.shortcut == nil ? elementwise(dpre, dx, +) : dpre
+            // The identity shortcut's gradient (dx) joins in the same pass.
+            dx = NFBlockPasses.entryBackward(dy: dh, x: tape.blockInputs[b], gain: activationGain, beta: block.beta,
+                                             adding: block.shortcut == nil ? dx : nil)
         }
         _ = conv(0, dx, needInput: false)
         return ReplicaResult(loss: loss, correct: correct, gradients: grads, statistics: [])

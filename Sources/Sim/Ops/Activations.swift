@@ -52,6 +52,54 @@ public enum ScalarGain {
     }
 }
 
+/// NF-ResNet's block entry and exit as single passes: each computes, element by element, the
+/// same chain of rounded fp32 operations as the unfused ops it names (so the same values), in
+/// one pass over memory and without the intermediate arrays.
+public enum NFBlockPasses {
+    /// Block entry, `h = beta * act(x)`: `ScalarGain.forward(ScaledReLU.forward(x, gain:), gain: beta)`.
+    public static func entry(_ x: [Float], gain: Float, beta: Float) -> [Float] {
+        elementwise(x, x) { v, _ in ((v < 0 ? 0 : v) * gain) * beta }
+    }
+
+    /// Backward of ``entry(_:gain:beta:)`` for `dy` (`x` the forward input), plus `adding`
+    /// (the identity shortcut's gradient) when given: `ScaledReLU.backward(ScalarGain.backward(dy,
+    /// beta), x, gain) + adding`.
+    public static func entryBackward(dy: [Float], x: [Float], gain: Float, beta: Float, adding: [Float]?) -> [Float] {
+        guard let adding else { return elementwise(dy, x) { g, v in v > 0 ? gain * (g * beta) : 0 } }
+        precondition(dy.count == x.count && adding.count == x.count, "block entry backward: operands differ in length")
+        return [Float](unsafeUninitializedCapacity: x.count) { out, written in
+            dy.withUnsafeBufferPointer { pdy in
+                x.withUnsafeBufferPointer { px in
+                    adding.withUnsafeBufferPointer { pa in
+                        for i in 0..<px.count { out[i] = (px[i] > 0 ? gain * (pdy[i] * beta) : 0) + pa[i] }
+                    }
+                }
+            }
+            written = x.count
+        }
+    }
+
+    /// Block exit, `alpha * skip * main + shortcut`: `ScalarGain.forward(ScalarGain.forward(main,
+    /// gain: skip), gain: alpha) + shortcut`.
+    public static func exit(main: [Float], skip: Float, alpha: Float, shortcut: [Float]) -> [Float] {
+        elementwise(main, shortcut) { m, s in ((m * skip) * alpha) + s }
+    }
+
+    /// Backward of ``exit(main:skip:alpha:shortcut:)`` to `main` and the trainable `skip`
+    /// (`main` the forward input; the shortcut's gradient is `dy` itself):
+    /// `ScalarGain.backward(dy: ScalarGain.backward(dy, alpha), x: main, gain: skip, order:)`,
+    /// the `skip` gradient summed in `order`.
+    public static func exitBackward(dy: [Float], main: [Float], skip: Float, alpha: Float, order: ReductionOrder) -> (dmain: [Float], dskip: Float) {
+        precondition(dy.count == main.count, "block exit backward: dy and main differ in length")
+        let dskip = dy.withUnsafeBufferPointer { pdy in
+            main.withUnsafeBufferPointer { pm in
+                Reduce.columnSums(rows: pdy.count, columns: 1, order: order) { r, _ in (pdy[r] * alpha) * pm[r] }.first ?? 0
+            }
+        }
+        return (elementwise(dy, dy) { g, _ in (g * alpha) * skip }, dskip)
+    }
+}
+
 /// `out[i] = f(a[i], b[i])` over two arrays of equal length, without per-element bounds or
 /// uniqueness checks (the vector unit's elementwise passes).
 @inline(__always)
