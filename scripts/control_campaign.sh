@@ -136,9 +136,13 @@ def unused_pe():
     # rows, the weight and input registers hold none, but partial sums still pass down every
     # row under the weight- and input-stationary dataflows.
     rows, cols = array["arrayRows"], array["arrayColumns"]
-    register = rng.choice(["weight", "input", "partial-sum"])
-    candidates = [s for s in sites.values() if s["unit"] == "mxu"
-                  and (s["columns"] < cols or (register != "partial-sum" and s["rows"] < rows))]
+    def outside(register):
+        return [s for s in sites.values() if s["unit"] == "mxu"
+                and (s["columns"] < cols or (register != "partial-sum" and s["rows"] < rows))]
+    registers = [r for r in ["weight", "input", "partial-sum"] if outside(r)]
+    if not registers: raise SystemExit("every operation fills the whole array: no PE outside it to strike")
+    register = rng.choice(registers)
+    candidates = outside(register)
     step, _, replica, _ = rng.choice(ops)
     s = rng.choice(candidates)
     if s["columns"] < cols and (register == "partial-sum" or s["rows"] == rows or rng.random() < 0.5):
