@@ -149,6 +149,9 @@ import Sim
             #expect(result.outcome == original.outcome && result.stepsRun == original.stepsRun && result.stoppedEarly == original.stoppedEarly)
             #expect(result.firstDivergence == original.firstDivergence && result.activated == original.activated)
         }
+        // The report says the experiments were listed, not drawn from a seed.
+        let html = try Report.html(directory: listed.directory).html
+        #expect(html.contains("none: the experiments are listed (--specs), not drawn") && !html.contains("seed 0"))
         // Another list is another campaign: resuming with it is refused, naming the specs.
         let other = CampaignParameters(specs: Array(specs.dropLast()), stepsAfterInjection: 2)
         let mismatch = Self.error { _ = try CampaignRunner.run(golden: Self.golden, parameters: other, out: listed.directory, resume: true) }

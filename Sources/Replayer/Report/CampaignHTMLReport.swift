@@ -81,7 +81,7 @@ public struct CampaignHTMLReport: Sendable {
         let g = manifest.golden, p = manifest.parameters
         var page = HTMLPage(title: "tpufi campaign \(manifest.id)")
         page.heading("Fault-injection campaign \(manifest.id)", level: 1)
-        page.paragraph("\(g.config.workload) (\(g.config.scaleName)) · golden \(goldenAccuracyBrief) · \(summary.completed) of \(summary.experiments) experiments · seed \(p.seed) · \(p.stepsAfterInjection.map { "\($0) steps after injection" } ?? "to the end of the golden run")", cls: "note")
+        page.paragraph("\(g.config.workload) (\(g.config.scaleName)) · golden \(goldenAccuracyBrief) · \(summary.completed) of \(summary.experiments) experiments · \(p.specs == nil ? "seed \(p.seed)" : "listed") · \(p.stepsAfterInjection.map { "\($0) steps after injection" } ?? "to the end of the golden run")", cls: "note")
         if summary.goldenNotLearned > 0 {
             page.paragraph("Warning: in \(summary.goldenNotLearned) of \(summary.completed) experiments the golden run had not learned over the compared steps (train accuracy within noise of chance): they are Masked for want of anything to degrade from, so this campaign's degrade shares say nothing about them (docs/outcomes.md, Noise).", cls: "warning")
         }
@@ -139,10 +139,12 @@ public struct CampaignHTMLReport: Sendable {
             ("golden trace", "\(g.directory) · \(g.completedSteps) steps (\(g.stepsPerEpoch) per epoch) · data \(g.dataDigest) · final state \(g.finalStateDigest)"),
             ("experiments", "\(summary.completed) of \(summary.experiments) planned" + (summary.missingCount == 0 ? "" : " · \(summary.missingCount) missing here")
                 + (summary.goldenNotLearned == 0 ? "" : " · in \(summary.goldenNotLearned) the golden had not learned (no degrade class possible)")),
+        ]
+        // A listed campaign (`--specs`) drew nothing: its specs say what each experiment is.
+        let models = ("fault models", p.kinds.contains(.software) ? list(p.faultModels.map(\.rawValue), all: FaultModel.allCases.count) : "none (hardware faults only)")
+        let drawn: [(String, String)] = p.specs != nil ? [("seed", "none: the experiments are listed (--specs), not drawn"), models] : [
             ("seed", "\(p.seed)"),
-            ("steps after injection", p.stepsAfterInjection.map { "\($0)" } ?? "to the end of the golden run"),
-            ("experiment kinds", p.kinds.map(\.rawValue).joined(separator: ", ")),
-            ("fault models", p.kinds.contains(.software) ? list(p.faultModels.map(\.rawValue), all: FaultModel.allCases.count) : "none (hardware faults only)"),
+            models,
             ("hardware faults", p.kinds.contains(.hardware)
                 ? "registers \((p.registers ?? HardwareFault.Register.allCases).map(\.rawValue).joined(separator: ", ")) · \((p.hardwareFaults ?? HardwareFaultClass.allCases).map(\.rawValue).joined(separator: ", ")) · "
                     + (p.hardwareDrawing == .used ? "PEs and cycles the operation uses" : "PEs and cycles over the whole array")
@@ -152,6 +154,10 @@ public struct CampaignHTMLReport: Sendable {
             ("layers", list(p.layers)),
             ("replicas", list(p.replicas?.map(String.init))),
             ("steps", p.steps?.description ?? "all"),
+        ]
+        out += drawn + [
+            ("steps after injection", p.stepsAfterInjection.map { "\($0)" } ?? "to the end of the golden run"),
+            ("experiment kinds", p.kinds.map(\.rawValue).joined(separator: ", ") + (p.specs != nil ? " (as the specs list them)" : "")),
             ("classifier", "accuracy band \(Markup.number(Double(p.thresholds.accuracyBand))), chance band \(Markup.number(Double(p.thresholds.chanceBand))), final window \(p.thresholds.finalWindow) steps, " + (p.thresholds.confidence == 0 ? "confidence 0: noise not accounted for (the band alone)" : "confidence \(Markup.number(Double(p.thresholds.confidence))) (one-sided, z = \(String(format: "%.3f", p.thresholds.z))) against the golden's noise")),
             ("early stop", p.earlyStop ? "yes (masked-exact, non-finite loss)" : "no"),
         ]
