@@ -269,6 +269,7 @@ public enum FaultReplay {
     /// chip. Returns a one-line description of what the spec strikes. The step is checked only
     /// against a golden run (``run(golden:spec:specName:options:out:report:)``).
     public static func check(_ spec: InjectionSpec, specName: String, config: TrainingConfig) throws -> String {
+        // The workload first: another workload's model need not be built to refuse the spec.
         if let w = spec.workload, w != config.workload {
             throw ReplayError.specMismatch("\(specName): the spec is for workload '\(w)', not '\(config.workload)'")
         }
