@@ -173,17 +173,17 @@ struct CampaignRun: ParsableCommand {
             parameters = CampaignParameters(specs: list, stepsAfterInjection: stepsAfterInjection, thresholds: classifier.thresholds,
                                             earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
         } else {
-        guard let experiments else { throw ValidationError("give --experiments N (or --specs FILE to run listed experiments)") }
-        parameters = CampaignParameters(
-            experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
-            faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),
-            phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames), sampling: sampling ?? .all,
-            layers: layerNames.isEmpty ? nil : layerNames, replicas: replicaList.isEmpty ? nil : replicaList,
-            steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
-            registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
-            hardwareFaults: classNames.isEmpty ? HardwareFaultClass.allCases : try CampaignParameters.named(classNames, "hardware fault class"),
-            hardwareDraw: hardwareDraw ?? .used,
-            thresholds: classifier.thresholds, earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
+            guard let experiments else { throw ValidationError("give --experiments N (or --specs FILE to run listed experiments)") }
+            parameters = CampaignParameters(
+                experiments: experiments, seed: seed, stepsAfterInjection: stepsAfterInjection,
+                faultModels: models.isEmpty ? FaultModel.allCases : try CampaignParameters.faultModels(models),
+                phases: phaseNames.isEmpty ? Phase.allCases : try CampaignParameters.phases(phaseNames), sampling: sampling ?? .all,
+                layers: layerNames.isEmpty ? nil : layerNames, replicas: replicaList.isEmpty ? nil : replicaList,
+                steps: stepRange, kinds: kindNames.isEmpty ? [.software] : try CampaignParameters.named(kindNames, "experiment kind"),
+                registers: registerNames.isEmpty ? HardwareFault.Register.allCases : try CampaignParameters.named(registerNames, "register"),
+                hardwareFaults: classNames.isEmpty ? HardwareFaultClass.allCases : try CampaignParameters.named(classNames, "hardware fault class"),
+                hardwareDraw: hardwareDraw ?? .used,
+                thresholds: classifier.thresholds, earlyStop: !noEarlyStop, mitigation: try mitigation.settings())
         }
         let shard = try self.shard.map { try Shard(argument: $0) } ?? .all
         let line = SharedProgressLine()
