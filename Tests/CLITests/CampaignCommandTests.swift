@@ -70,5 +70,27 @@ import TestSupport
         #expect(short.status != 0 && short.err.contains("needs at least 9"))
         #expect(!FileManager.default.fileExists(atPath: root + "/typo") && !FileManager.default.fileExists(atPath: root + "/short")
                 && !FileManager.default.fileExists(atPath: root + "/unknown"))
+
+        // --specs: the merged campaign's experiments listed again run as a campaign; what
+        // would steer a draw is refused by name, as is a count that disagrees or neither given.
+        let specs = root + "/specs.jsonl"
+        let listedSpecs = try lines.map { line -> String in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return String(decoding: try JSONSerialization.data(withJSONObject: try #require(object["spec"])), as: UTF8.self)
+        }
+        try Data((listedSpecs.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: specs))
+        let listed = try tpufi(["campaign", "--golden", golden, "--specs", specs, "--steps-after-injection", "1", "--out", root + "/listed"])
+        #expect(listed.status == 0 && listed.out.contains("ran 4 experiment(s)"), "\(listed.err)")
+        let relisted = try String(contentsOfFile: root + "/listed/results.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["outcome"] as? String }
+        let merged = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["outcome"] as? String }
+        #expect(relisted.sorted { ($0 ?? "") < ($1 ?? "") } == merged.sorted { ($0 ?? "") < ($1 ?? "") })
+        let seeded = try tpufi(["campaign", "--golden", golden, "--specs", specs, "--seed", "3", "--out", root + "/seeded"])
+        #expect(seeded.status != 0 && seeded.err.contains("--seed steers the draw"), "\(seeded.err)")
+        let counted = try tpufi(["campaign", "--golden", golden, "--specs", specs, "--experiments", "5", "--out", root + "/counted"])
+        #expect(counted.status != 0 && counted.err.contains("--experiments 5 but \(specs) lists 4 spec(s)"), "\(counted.err)")
+        let neither = try tpufi(["campaign", "--golden", golden, "--out", root + "/neither"])
+        #expect(neither.status != 0 && neither.err.contains("give --experiments N (or --specs FILE"), "\(neither.err)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/seeded") && !FileManager.default.fileExists(atPath: root + "/counted"))
     }
 }
