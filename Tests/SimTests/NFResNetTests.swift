@@ -229,6 +229,24 @@ extension NFResNetStructureTests {
         #expect(G.worstError(x, analytic: dxs) { G.dot(ScalarGain.forward($0, gain: s), r) } < 1e-3)
         #expect(G.worstError([s], analytic: [ds]) { G.dot(ScalarGain.forward(x, gain: $0[0]), r) } < 1e-3)
     }
+
+    /// The fused block passes the model runs give, bit for bit, the chains of unfused ops they
+    /// stand for (whose gradients the test above checks), NaN and signed zeros included.
+    @Test func fusedBlockPassesEqualTheUnfusedOpsBitForBit() {
+        var x = G.values(64, seed: 26, scale: 3), dy = G.values(64, seed: 27), other = G.values(64, seed: 28)
+        (x[0], x[1], dy[2], other[3]) = (.nan, -0.0, .infinity, -0.0)
+        let (gain, beta, skip, alpha, order): (Float, Float, Float, Float, ReductionOrder) = (ScaledReLU.nfGain, 0.9806, -0.37, 0.2, .pairwise)
+        func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
+        #expect(bits(NFBlockPasses.entry(x, gain: gain, beta: beta)) == bits(ScalarGain.forward(ScaledReLU.forward(x, gain: gain), gain: beta)))
+        let dEntry = ScaledReLU.backward(dy: ScalarGain.backward(dy: dy, gain: beta), x: x, gain: gain)
+        #expect(bits(NFBlockPasses.entryBackward(dy: dy, x: x, gain: gain, beta: beta, adding: nil)) == bits(dEntry))
+        #expect(bits(NFBlockPasses.entryBackward(dy: dy, x: x, gain: gain, beta: beta, adding: other)) == bits(zip(dEntry, other).map { $0 + $1 }))
+        #expect(bits(NFBlockPasses.exit(main: x, skip: skip, alpha: alpha, shortcut: other))
+                == bits(zip(ScalarGain.forward(ScalarGain.forward(x, gain: skip), gain: alpha), other).map { $0 + $1 }))
+        let fused = NFBlockPasses.exitBackward(dy: dy, main: other, skip: skip, alpha: alpha, order: order)
+        let unfused = ScalarGain.backward(dy: ScalarGain.backward(dy: dy, gain: alpha), x: other, gain: skip, order: order)
+        #expect(bits(fused.dmain) == bits(unfused.dx) && fused.dskip.bitPattern == unfused.dgain.bitPattern)
+    }
 }
 
 /// One tiny-scale training step of `nfnet` (2 replicas x 4 images, Adam at 0.01) in

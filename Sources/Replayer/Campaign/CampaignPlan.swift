@@ -193,21 +193,16 @@ public struct CampaignPlan: Sendable {
         let lastStart = golden.completedSteps - 1 - after
         for (i, spec) in specs.enumerated() {
             let name = "\(file):\(i + 1) (experiment \(i))"
+            let step: Int
             do {
                 _ = try FaultReplay.check(spec, specName: name, config: golden.config, model: model)
+                step = try FaultReplay.globalStep(of: spec, specName: name, stepsPerEpoch: golden.stepsPerEpoch, completedSteps: golden.completedSteps)
             } catch {
                 throw .badParameter("\(error)")
             }
-            // Either globalStep or epoch and step (non-negative), as validated when read.
-            let (steps, o1) = (spec.epoch ?? 0).multipliedReportingOverflow(by: golden.stepsPerEpoch)
-            let (global, o2) = steps.addingReportingOverflow(spec.step ?? 0)
-            let step = spec.globalStep ?? (o1 || o2 ? Int.max : global)
-            if let s = spec.step, s >= golden.stepsPerEpoch {
-                throw .badParameter("\(name): step \(s) is past the end of an epoch (\(golden.stepsPerEpoch) steps)")
-            }
             guard step <= lastStart else {
                 let room = stepsAfterInjection.map { " with --steps-after-injection \($0)" } ?? ""
-                throw .goldenTooShort("\(name): global step \(step == .max ? "past Int.max" : String(step)) cannot be injected\(room): the golden trace \(golden.directory) has steps 0...\(golden.completedSteps - 1), the last injectable is \(lastStart)")
+                throw .goldenTooShort("\(name): global step \(step) cannot be injected\(room): the golden trace \(golden.directory) has steps 0...\(golden.completedSteps - 1), the last injectable is \(lastStart)")
             }
         }
     }

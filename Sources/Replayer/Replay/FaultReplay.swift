@@ -269,11 +269,7 @@ public enum FaultReplay {
     /// chip. Returns a one-line description of what the spec strikes. The step is checked only
     /// against a golden run (``run(golden:spec:specName:options:out:report:)``).
     public static func check(_ spec: InjectionSpec, specName: String, config: TrainingConfig) throws -> String {
-        // The workload first: another workload's model need not be built to refuse the spec.
-        if let w = spec.workload, w != config.workload {
-            throw ReplayError.specMismatch("\(specName): the spec is for workload '\(w)', not '\(config.workload)'")
-        }
-        return try check(spec, specName: specName, config: config, model: try config.makeModel())
+        try check(spec, specName: specName, config: config, model: try config.makeModel())
     }
 
     /// ``check(_:specName:config:)`` with the model of `config` already built (a campaign
@@ -289,6 +285,29 @@ public enum FaultReplay {
         let positions = spec.positions.map { "\($0.count) position(s) inside \(shape.map(String.init).joined(separator: "x"))" }
             ?? (spec.hardware == nil ? "positions drawn from seed \(spec.seed ?? 0)" : "mapped through the schedule")
         return "\(specName): \(what) of \(spec.site) on replica \(spec.replica) (\(config.title)): \(positions)"
+    }
+
+    /// The global step `spec` targets (`globalStep`, or `epoch` and `step`), checked to lie
+    /// inside a golden run of `completedSteps` steps.
+    static func globalStep(of spec: InjectionSpec, specName: String, stepsPerEpoch: Int, completedSteps: Int) throws(ReplayError) -> Int {
+        if let s = spec.step, s >= stepsPerEpoch {
+            throw .specMismatch("\(specName): target_step \(s) is past the end of an epoch (\(stepsPerEpoch) steps)")
+        }
+        let globalStep: Int
+        if let g = spec.globalStep {
+            globalStep = g
+        } else {
+            let (steps, overflow) = (spec.epoch ?? 0).multipliedReportingOverflow(by: stepsPerEpoch)
+            let (sum, overflow2) = steps.addingReportingOverflow(spec.step ?? 0)
+            guard !overflow, !overflow2 else {
+                throw .specMismatch("\(specName): epoch \(spec.epoch ?? 0) is past the end of the golden trace (steps 0...\(completedSteps - 1), \(stepsPerEpoch) per epoch)")
+            }
+            globalStep = sum
+        }
+        guard globalStep < completedSteps else {
+            throw .specMismatch("\(specName): epoch \(globalStep / stepsPerEpoch) step \(globalStep % stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(completedSteps - 1)")
+        }
+        return globalStep
     }
 
     static func checkWorkload(_ spec: InjectionSpec, _ reader: TraceReader, specName: String) throws {
@@ -313,23 +332,7 @@ public enum FaultReplay {
         let model = restorer.run.model
         let (site, role, shape) = try resolve(spec, specName: specName, config: m.config, model: model)
         try options.mitigation?.validate(optimizer: m.config.optimizer, model: model)
-        if let s = spec.step, s >= m.stepsPerEpoch {
-            throw ReplayError.specMismatch("\(specName): target_step \(s) is past the end of an epoch (\(m.stepsPerEpoch) steps)")
-        }
-        let globalStep: Int
-        if let g = spec.globalStep {
-            globalStep = g
-        } else {
-            let (steps, overflow) = (spec.epoch ?? 0).multipliedReportingOverflow(by: m.stepsPerEpoch)
-            let (sum, overflow2) = steps.addingReportingOverflow(spec.step ?? 0)
-            guard !overflow, !overflow2 else {
-                throw ReplayError.specMismatch("\(specName): epoch \(spec.epoch ?? 0) is past the end of the golden trace (steps 0...\(reader.completedSteps - 1), \(m.stepsPerEpoch) per epoch)")
-            }
-            globalStep = sum
-        }
-        guard globalStep < reader.completedSteps else {
-            throw ReplayError.specMismatch("\(specName): epoch \(globalStep / m.stepsPerEpoch) step \(globalStep % m.stepsPerEpoch) is global step \(globalStep); the golden trace has steps 0...\(reader.completedSteps - 1)")
-        }
+        let globalStep = try Self.globalStep(of: spec, specName: specName, stepsPerEpoch: m.stepsPerEpoch, completedSteps: reader.completedSteps)
         let target = InjectionTarget(site: site, role: role, replica: spec.replica, globalStep: globalStep)
         let armed = try arm(spec, specName: specName, target: target, shape: shape, config: m.config, model: model, sixteen: options.sixteen)
         let hook = armed.hook
