@@ -74,10 +74,14 @@ struct Sites: ParsableCommand {
             + listing.sites.map { s in
                 s.unit == .vector
                     ? [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output), s.gemm.description, "vector unit", "", "", ""]
-                    : [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output), s.gemm.description,
+                    : [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output),
+                       s.products == 1 ? s.gemm.description : "\(s.products) x \(GEMMShape(m: s.gemm.m / s.products, k: s.gemm.k, n: s.gemm.n))",
                        String(s.rows), String(s.columns), String(s.passes), String(s.cycles)]
             }
         alignedTable(rows).forEach { print($0) }
+        if listing.sites.contains(where: { $0.products > 1 }) {
+            print("P x MxKxN: P products of that shape in turn (one per batch item and head), rows stacked in that order; a flip's cycle counts from the first, and strikes the one running then")
+        }
         if listing.sites.contains(where: { $0.unit == .vector }) {
             print("vector unit: runs on the vector unit in fp32 (M x K x N counts its multiply-adds); software fault models reach it, PE faults do not")
         }

@@ -7,24 +7,28 @@ import Sim
 
 /// Runs the hardware hook on a real training operation and checks its output against the
 /// register-level array fed the same operands (as the MXU saw them, transposes resolved).
+/// Runs the hardware hook on every product it wants and checks each against the
+/// register-level array run with the fault as that product sees it (``OperationSchedule``:
+/// a flip in another product's cycles leaves it untouched).
 final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
     let inner: HardwareInjectionHook
-    var checked: [(site: String, changed: Int, mismatches: Int)] = []
+    var checked: [(site: String, product: Int, changed: Int, mismatches: Int)] = []
 
     init(_ inner: HardwareInjectionHook) { self.inner = inner }
 
     func wants(_ site: SiteID, replica: Int) -> Bool { inner.wants(site, replica: replica) }
 
-    func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+    func corruptProduct(_ site: SiteID, product: Int, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                         shape: GEMMShape, mxu: MXU, replica: Int) {
         let A = (0..<shape.m * shape.k).map { a.base[($0 / shape.k) * a.rowStride + ($0 % shape.k) * a.columnStride] }
         let B = (0..<shape.k * shape.n).map { b.base[($0 / shape.n) * b.rowStride + ($0 % shape.n) * b.columnStride] }
-        inner.corruptProduct(site, a: a, b: b, c: c, shape: shape, mxu: mxu, replica: replica)
+        inner.corruptProduct(site, product: product, a: a, b: b, c: c, shape: shape, mxu: mxu, replica: replica)
         let fast = Array(UnsafeBufferPointer(start: c, count: shape.m * shape.n))
         let schedule = try! Schedule(shape: shape, config: inner.chip, mode: inner.mode)
-        let reference = try! ReferenceArray(schedule: schedule, format: mxu.format).run(a: A, b: B, fault: inner.fault).output
+        let local = OperationSchedule.fault(inner.fault, inProduct: product, productCycles: schedule.cycles)
+        let reference = try! ReferenceArray(schedule: schedule, format: mxu.format).run(a: A, b: B, fault: local).output
         let mismatches = zip(fast, reference).filter { $0.bitPattern != $1.bitPattern && !($0.isNaN && $1.isNaN) }.count
-        checked.append((site.name, inner.applied.last?.elements.count ?? 0, mismatches))
+        checked.append((site.name, product, inner.applied.last?.elements.count ?? 0, mismatches))
     }
 }
 
@@ -49,10 +53,59 @@ final class CheckedHardwareHook: OperandHook, @unchecked Sendable {
         for fault in faults {
             let hook = CheckedHardwareHook(HardwareInjectionHook(site: site, replica: 0, fault: fault, chip: .tiny))
             _ = run.step(run.initialState(), hook: hook)
-            #expect(hook.checked.count == 1 && hook.checked.first?.site == name)
+            #expect(hook.checked.count == 1 && hook.checked.first?.site == name && hook.checked.first?.product == 0)
             #expect(hook.checked.first?.mismatches == 0, "\(fault) in \(name)")
             #expect((hook.checked.first?.changed ?? 0) > 0, "\(fault) in \(name) changed nothing")
         }
+    }
+
+    /// Attention's `_scores` and `_context` are one product per sequence and head in turn: a
+    /// flip strikes only the product running in its cycle, at that product's own cycle, and
+    /// its elements are recorded at the stacked rows; a stuck-at bit strikes every product.
+    /// Each product equals the register-level array run with the fault as it sees it.
+    @Test(arguments: ["encoder_stack_attention_0_scores", "decoder_stack_enc_dec_attention_0_context_grad_wt"])
+    func aFlipInAnAttentionProductStrikesOnlyTheProductRunningInItsCycle(site name: String) throws {
+        let model = try Workloads.model("transformer", scale: "tiny")
+        let operation = try #require(model.operation(named: name))
+        let schedule = try OperationSchedule(shape: operation.gemm, products: operation.products, config: .tiny)
+        #expect(operation.products == 4 && schedule.cycles == 4 * schedule.product.cycles)
+        let site = SiteID(parsing: name)
+        let state = TrainingState(model: model, optimizer: OptimizerConfig(kind: .adam), seed: 7)
+        let trainer = Trainer(model: model, optimizer: OptimizerConfig(kind: .adam), schedule: LearningRateSchedule(initial: 1e-3, final: 1e-3, decaySteps: 1),
+                              mxu: MXU(config: .tiny, precision: .bfloat16))
+        guard case .tokens(let ls, let lt, let v) = model.input else { Issue.record("not a token model"); return }
+        var rng = CounterRNG(seed: 1, purpose: .synthetic, 0)
+        let n = model.batchPerReplica
+        let sources = (0..<(n * ls)).map { _ in Int32(1 + rng.nextInt(below: v - 1)) }
+        let targets = (0..<(n * lt)).map { _ in Int32(1 + rng.nextInt(below: v - 1)) }
+        let batches = [Batch(images: [], labels: targets, indices: [], origin: BatchOrigin(seed: 0, epoch: 0, step: 0, replica: 0),
+                             tokens: TokenBatch(sources: sources, sourceLength: ls, targetLength: lt))]
+        let struck = 2, rows = operation.gemm.m / operation.products
+        // Bit 30 of a partial sum in its first used cycle of product 2: 0 becomes 2, anything
+        // else changes by 2^128 or more.
+        let used = schedule.product.usedCycles(.partialSum, mxu: 0, row: 1, column: 1)
+        let first = try #require(used.first?.lowerBound)
+        let flip = HardwareFault(row: 1, column: 1, register: .partialSum, bit: 30, kind: .transient(cycle: struck * schedule.product.cycles + first))
+        #expect(schedule.usedCycles(.partialSum, mxu: 0, row: 1, column: 1).contains { $0.contains(struck * schedule.product.cycles + first) })
+        for fault in [flip, HardwareFault(row: 1, column: 1, register: .partialSum, bit: 30, kind: .stuckAt(value: 1))] {
+            let inner = HardwareInjectionHook(site: site, replica: 0, fault: fault, chip: .tiny)
+            let hook = CheckedHardwareHook(inner)
+            _ = trainer.gradients(state, batches: batches, hook: hook)
+            #expect(hook.checked.map(\.product) == [0, 1, 2, 3] && hook.checked.allSatisfy { $0.site == name && $0.mismatches == 0 }, "\(fault)")
+            let applied = inner.applied
+            #expect(applied.count == 4)
+            if case .transient = fault.kind {
+                #expect(applied.map { !$0.elements.isEmpty } == [false, false, true, false], "\(fault)")
+                #expect(applied.map(\.peInUse) == [false, false, true, false])
+                #expect(schedule.uses(fault) && applied[struck].elements.allSatisfy { (struck * rows ..< (struck + 1) * rows).contains($0.row) })
+            } else {
+                #expect(applied.allSatisfy { !$0.elements.isEmpty && $0.peInUse }, "\(fault)")
+                for (p, op) in applied.enumerated() { #expect(op.elements.allSatisfy { (p * rows ..< (p + 1) * rows).contains($0.row) }) }
+            }
+        }
+        // A flip past the last product's cycles is refused by name.
+        let late = HardwareFault(row: 1, column: 1, register: .partialSum, bit: 30, kind: .transient(cycle: schedule.cycles))
+        #expect(throws: HardwareError.self) { try HardwareInjectionHook.validate(late, site: site, shape: operation.gemm, products: operation.products, chip: .tiny, precision: .bfloat16) }
     }
 
     static func scratch(_ name: String) -> String {

@@ -71,4 +71,34 @@ import Testing
         #expect(!schedule.uses(HardwareFault(mxu: 1, row: 3, column: 0, register: .weight, bit: 3, kind: .stuckAt(value: 1))))
         #expect(schedule.uses(HardwareFault(mxu: 1, row: 3, column: 0, register: .partialSum, bit: 3, kind: .stuckAt(value: 1))))
     }
+
+    /// An operation of several products in turn: its cycles are the products' end to end, a
+    /// flip is in use exactly when the product running in its cycle uses it at its own cycle,
+    /// and the used cycles are each product's at its offset.
+    @Test(arguments: Dataflow.allCases)
+    func productsInTurnShareOutTheOperationsCycles(dataflow: Dataflow) throws {
+        let chip = ChipConfig(name: "t", rows: 4, columns: 4, mxuCount: 2, dataflow: dataflow)
+        let op = try OperationSchedule(shape: GEMMShape(m: 9, k: 6, n: 5), products: 3, config: chip)
+        let one = try Schedule(shape: GEMMShape(m: 3, k: 6, n: 5), config: chip)
+        #expect(op.product == one && op.cycles == 3 * one.cycles && op.passCount == 3 * one.passes.count && op.describe == "3 x 3x6x5")
+        #expect(throws: HardwareError.self) { try OperationSchedule(shape: GEMMShape(m: 10, k: 6, n: 5), products: 3, config: chip) }
+        for register in HardwareFault.Register.allCases {
+            #expect(op.usedPEs(register) == one.usedPEs(register))
+            for row in 0..<4 { for column in 0..<4 {
+                let cycles = op.usedCycles(register, mxu: 1, row: row, column: column)
+                for cycle in 0..<op.cycles {
+                    let fault = HardwareFault(mxu: 1, row: row, column: column, register: register, bit: 3, kind: .transient(cycle: cycle))
+                    let local = HardwareFault(mxu: 1, row: row, column: column, register: register, bit: 3, kind: .transient(cycle: cycle % one.cycles))
+                    #expect(op.uses(fault) == one.uses(local))
+                    #expect(cycles.contains { $0.contains(cycle) } == one.uses(local))
+                    #expect((0..<3).map { op.fault(fault, inProduct: $0) } == (0..<3).map { $0 == cycle / one.cycles ? local : nil })
+                }
+            } }
+        }
+        let past = HardwareFault(mxu: 0, row: 0, column: 0, register: .input, bit: 3, kind: .transient(cycle: op.cycles))
+        #expect(!op.uses(past))
+        #expect(throws: HardwareError.self) { try op.validate(past, format: BFloat16Format()) }
+        let stuck = HardwareFault(mxu: 0, row: 0, column: 0, register: .input, bit: 3, kind: .stuckAt(value: 1))
+        #expect((0..<3).allSatisfy { op.fault(stuck, inProduct: $0) == stuck } && op.uses(stuck) == one.uses(stuck))
+    }
 }

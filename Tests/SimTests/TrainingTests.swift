@@ -48,7 +48,7 @@ final class RecordingHook: OperandHook, @unchecked Sendable {
 final class ProductShapeHook: OperandHook, @unchecked Sendable {
     var shapes: [(String, GEMMShape)] = []
     func wants(_ site: SiteID, replica: Int) -> Bool { replica == 0 }
-    func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+    func corruptProduct(_ site: SiteID, product: Int, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                         shape: GEMMShape, mxu: MXU, replica: Int) {
         shapes.append((site.name, shape))
     }

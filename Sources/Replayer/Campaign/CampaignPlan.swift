@@ -36,7 +36,7 @@ public struct CampaignPlan: Sendable {
     /// The chip, operand precision and each site's operation (for hardware faults).
     let chip: ChipConfig
     let precision: OperandPrecision
-    let schedules: [String: Schedule]
+    let schedules: [String: OperationSchedule]
     /// Under ``HardwareDraw/used``: per site and register, the PEs that hold data of the
     /// operation.
     let usedPEs: [String: [HardwareFault.Register: UsedPEs]]
@@ -153,7 +153,7 @@ public struct CampaignPlan: Sendable {
         steps = p.steps ?? StepRange(first: 0, last: lastStart)
         chip = golden.config.chip
         precision = golden.config.precision
-        var schedules: [String: Schedule] = [:]
+        var schedules: [String: OperationSchedule] = [:]
         if p.kinds.contains(.hardware) {
             guard !(p.registers ?? []).isEmpty else { throw .badParameter("--registers: no register given") }
             guard !(p.hardwareFaults ?? []).isEmpty else { throw .badParameter("--hardware-faults: no fault class given") }
@@ -162,7 +162,7 @@ public struct CampaignPlan: Sendable {
             }
             for layer in model.layers(phases: .training) where hardwareSites.contains(where: { $0.name == layer.name }) {
                 do {
-                    schedules[layer.name] = try Schedule(shape: layer.gemm, config: chip)
+                    schedules[layer.name] = try OperationSchedule(shape: layer.gemm, products: layer.products, config: chip)
                 } catch {
                     throw .badParameter("\(layer.name): \(error)")
                 }

@@ -42,26 +42,27 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
         return unmapped
     }
 
-    /// Checks the fault against the operation it strikes (`shape`, from the timing topology)
-    /// before anything runs; the message names the operation.
-    public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, chip: ChipConfig,
+    /// Checks the fault against the operation it strikes (`shape` stacking `products`
+    /// products, from the operation table) before anything runs; the message names the
+    /// operation.
+    public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, products: Int = 1, chip: ChipConfig,
                                 precision: OperandPrecision, mode: TimingMode = .overlapped) throws(HardwareError) {
-        try validate(fault, site: site, shape: shape, chip: chip, format: precision.format, mode: mode)
+        try validate(fault, site: site, shape: shape, products: products, chip: chip, format: precision.format, mode: mode)
     }
 
-    /// ``validate(_:site:shape:chip:precision:mode:)`` with operands of any number format (the
-    /// operand registers are `format.bits` wide).
-    public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, chip: ChipConfig,
+    /// ``validate(_:site:shape:products:chip:precision:mode:)`` with operands of any number
+    /// format (the operand registers are `format.bits` wide).
+    public static func validate(_ fault: HardwareFault, site: SiteID, shape: GEMMShape, products: Int = 1, chip: ChipConfig,
                                 format: any NumberFormat, mode: TimingMode = .overlapped) throws(HardwareError) {
-        let schedule = try Schedule(shape: shape, config: chip, mode: mode)
+        let schedule = try OperationSchedule(shape: shape, products: products, config: chip, mode: mode)
         do {
-            try fault.validate(schedule: schedule, format: format)
+            try schedule.validate(fault, format: format)
         } catch {
             let reason: String
             switch error {
             case .invalidFault(let m), .invalidConfig(let m), .invalidShape(let m): reason = m
             }
-            throw .invalidFault("\(site.name) (\(shape) on \(chip.rows)x\(chip.columns) \(chip.dataflow.rawValue), \(chip.mxuCount) MXU): \(reason)")
+            throw .invalidFault("\(site.name) (\(schedule.describe) on \(chip.rows)x\(chip.columns) \(chip.dataflow.rawValue), \(chip.mxuCount) MXU): \(reason)")
         }
     }
 
@@ -69,7 +70,11 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
         (self.site == nil || site == self.site) && replica == self.replica
     }
 
-    public func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+    /// Maps the fault onto product `product` of the operation (its rows are rows
+    /// `product * shape.m ..<` of the stacked product, which the recorded elements use): a
+    /// flip at the operation's cycle C strikes the product running then, at its own cycle
+    /// (``OperationSchedule``); a stuck-at bit strikes every product.
+    public func corruptProduct(_ site: SiteID, product: Int, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                                shape: GEMMShape, mxu: MXU, replica: Int) {
         guard wants(site, replica: replica) else { return }
         let schedule: Schedule
@@ -78,6 +83,13 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
         } catch {
             lock.lock()
             unmapped.append("\(site.name) (\(shape)): \(error)")
+            lock.unlock()
+            return
+        }
+        guard let fault = OperationSchedule.fault(fault, inProduct: product, productCycles: schedule.cycles) else {
+            // A flip in another product's cycles: this one runs untouched.
+            lock.lock()
+            changed.append((site, [], false))
             lock.unlock()
             return
         }
@@ -90,8 +102,10 @@ public final class HardwareInjectionHook: OperandHook, @unchecked Sendable {
             b: { k, n in held(b.base[k * b.rowStride + n * b.columnStride]) },
             golden: { m, n in c[m * shape.n + n] })
         for e in elements { c[e.row * shape.n + e.column] = e.faulty }
+        let offset = product * shape.m
+        let stacked = elements.map { FaultyElement(row: $0.row + offset, column: $0.column, golden: $0.golden, faulty: $0.faulty) }
         lock.lock()
-        changed.append((site, elements, schedule.uses(fault)))
+        changed.append((site, stacked, schedule.uses(fault)))
         lock.unlock()
     }
 }

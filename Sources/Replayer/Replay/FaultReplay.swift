@@ -470,7 +470,8 @@ public enum FaultReplay {
             // on the MXU (a stuck PE does not touch the vector unit's operations).
             for operation in operations where operation.isOnMXU && (wholeStep || operation.name == name) {
                 do {
-                    try HardwareInjectionHook.validate(fault, site: operation.site, shape: operation.gemm, chip: config.chip, precision: config.precision)
+                    try HardwareInjectionHook.validate(fault, site: operation.site, shape: operation.gemm, products: operation.products,
+                                                       chip: config.chip, precision: config.precision)
                 } catch {
                     throw ReplayError.specMismatch("\(specName): \(error)")
                 }

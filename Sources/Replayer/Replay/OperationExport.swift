@@ -112,8 +112,10 @@ final class OperandKeeper: @unchecked Sendable {
             if site == keeper.site && replica == keeper.replica { keeper.keep(role, shape, values) }
         }
 
-        func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>, shape: GEMMShape, mxu: MXU, replica: Int) {
-            if let inner, inner.wants(site, replica: replica) { inner.corruptProduct(site, a: a, b: b, c: c, shape: shape, mxu: mxu, replica: replica) }
+        func corruptProduct(_ site: SiteID, product: Int, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>, shape: GEMMShape, mxu: MXU, replica: Int) {
+            if let inner, inner.wants(site, replica: replica) {
+                inner.corruptProduct(site, product: product, a: a, b: b, c: c, shape: shape, mxu: mxu, replica: replica)
+            }
         }
 
         func adjustProduct(_ site: SiteID, product: inout [Float], rows: Int, columns: Int, golden: () -> [Float], replica: Int) {

@@ -70,12 +70,16 @@ public struct LayerWork: Sendable, Equatable, Codable {
     /// Where the operation runs: on the vector unit (``ExecutionUnit/vector``) `gemm` only
     /// counts its multiply-accumulates and `vector` holds all of its work.
     public var unit: ExecutionUnit
+    /// Products of equal rows that `gemm` stacks, run one after another (``OperationSchedule``).
+    public var products: Int
 
     /// `hbmBytes` nil: the GEMM's operands, `bytesPerOperand` bytes each (default: bfloat16's
     /// 2), and its fp32 result (``HBMTraffic/init(gemm:)``).
     public init(name: String, gemm: GEMMShape, hbmBytes: Int? = nil,
-                bytesPerOperand: Int = BFloat16Format().bytesPerElement, vector: VectorWork = .none, unit: ExecutionUnit = .mxu) {
+                bytesPerOperand: Int = BFloat16Format().bytesPerElement, vector: VectorWork = .none, unit: ExecutionUnit = .mxu,
+                products: Int = 1) {
         self.name = name
+        self.products = products
         self.gemm = gemm
         self.hbmBytes = hbmBytes ?? HBMTraffic(gemm: gemm).bytes(bytesPerOperand: bytesPerOperand)
         self.vector = vector
@@ -150,15 +154,15 @@ public struct TimingModel: Sendable {
                              vectorCycles: vectorCycles, hbmBytes: layer.hbmBytes, memoryCycles: memoryCycles,
                              boundCycles: max(vectorCycles, memoryCycles), memoryBound: memoryCycles > vectorCycles)
         }
-        let overlapped = try Schedule(shape: layer.gemm, config: config, mode: .overlapped)
-        let scaleSim = try Schedule(shape: layer.gemm, config: config, mode: .scaleSim)
+        let overlapped = try OperationSchedule(shape: layer.gemm, products: layer.products, config: config, mode: .overlapped)
+        let scaleSim = try OperationSchedule(shape: layer.gemm, products: layer.products, config: config, mode: .scaleSim)
         let selected = mode == .overlapped ? overlapped : scaleSim
         let computeBound = selected.cycles + vectorCycles
         return LayerCost(
             name: layer.name, gemm: layer.gemm,
             computeCycles: selected.cycles,
             overlappedCycles: overlapped.cycles, scaleSimCycles: scaleSim.cycles,
-            weightLoadCycles: selected.loadCycles, passes: selected.passes.count,
+            weightLoadCycles: selected.loadCycles, passes: selected.passCount,
             utilization: selected.utilization, mappingEfficiency: selected.mappingEfficiency,
             vectorCycles: vectorCycles, hbmBytes: layer.hbmBytes, memoryCycles: memoryCycles,
             boundCycles: max(computeBound, memoryCycles), memoryBound: memoryCycles > computeBound)

@@ -205,8 +205,8 @@ public struct Detector: Sendable, Equatable, Codable, CustomStringConvertible {
             return VectorWork(elements: n, opsPerElement: 1)
         case .productChecksum:
             // The checksums ride on the MXU (``mxuMACs(model:)``); the vector unit compares
-            // one sum per output column.
-            let columns = model.operations.filter(\.isOnMXU).map(\.gemm.n).reduce(0, +)
+            // one sum per output column of each product.
+            let columns = model.operations.filter(\.isOnMXU).map { $0.products * $0.gemm.n }.reduce(0, +)
             return VectorWork(elements: columns, opsPerElement: 2)
         }
     }
@@ -214,12 +214,12 @@ public struct Detector: Sendable, Equatable, Codable, CustomStringConvertible {
     /// Extra MXU multiply-accumulates the check costs per step and replica: for the product
     /// checksums of each GEMM M x K x N, the checksum row of A (1^T A, M x K), its product with
     /// B ((1^T A) B, K x N) and the column sums of C (1^T C, M x N), all computed as extra
-    /// rows streamed through the array. (The simulator's verdict also uses a magnitude sum
+    /// rows streamed through the array; for an operation of several products, per product. (The simulator's verdict also uses a magnitude sum
     /// for a rigorous rounding bound; hardware would use a calibrated threshold instead, so
     /// that sum is not counted.)
     public func mxuMACs(model: any Model) -> Int {
         guard kind == .productChecksum else { return 0 }
-        return model.operations.filter(\.isOnMXU).map(\.gemm).reduce(0) { $0 + $1.m * $1.k + $1.k * $1.n + $1.m * $1.n }
+        return model.operations.filter(\.isOnMXU).reduce(0) { $0 + $1.gemm.m * $1.gemm.k + $1.products * $1.gemm.k * $1.gemm.n + $1.gemm.m * $1.gemm.n }
     }
 }
 

@@ -161,11 +161,17 @@ public struct MXUOperation: Sendable, Equatable {
     /// an operation on the vector unit, the operation itself too).
     public var vector: VectorWork
     public var unit: ExecutionUnit
+    /// Independent products of equal rows that `gemm` stacks (`gemm.m / products` rows each),
+    /// run one after another: 1 for most operations, one per batch item and head for
+    /// attention's (``OperationSchedule``).
+    public var products: Int
 
     public init(site: SiteID, gemm: GEMMShape, inputShape: [Int], weightShape: [Int], outputShape: [Int],
-                hbmTraffic: HBMTraffic? = nil, vector: VectorWork = .none, unit: ExecutionUnit = .mxu) {
+                hbmTraffic: HBMTraffic? = nil, vector: VectorWork = .none, unit: ExecutionUnit = .mxu, products: Int = 1) {
+        precondition(products >= 1 && gemm.m % products == 0, "\(site.name): \(gemm) does not stack \(products) products")
         self.site = site
         self.gemm = gemm
+        self.products = products
         self.inputShape = inputShape
         self.weightShape = weightShape
         self.outputShape = outputShape
@@ -201,7 +207,7 @@ public struct MXUOperation: Sendable, Equatable {
         // The vector unit reads and writes fp32.
         let bytes = unit == .mxu ? bytesPerOperand : 4
         return LayerWork(name: site.name, gemm: gemm, hbmBytes: (hbmTraffic ?? HBMTraffic(gemm: gemm)).bytes(bytesPerOperand: bytes),
-                         vector: vector, unit: unit)
+                         vector: vector, unit: unit, products: products)
     }
 }
 

@@ -18,8 +18,13 @@ public struct SiteListing: Sendable, Codable, Equatable {
         /// `0..<columns`): a PE outside them never computes for this operation.
         public var rows: Int
         public var columns: Int
+        /// Tile passes and cycles of the whole operation (all its products).
         public var passes: Int
         public var cycles: Int
+        /// Products of `gemm.m / products` rows each that `gemm` stacks, run one after
+        /// another (attention's, one per batch item and head); product `p` runs in cycles
+        /// `p * cycles / products ..<` and fills rows `p * gemm.m / products ..<`.
+        public var products: Int
     }
 
     public var workload: String
@@ -45,15 +50,14 @@ public struct SiteListing: Sendable, Codable, Equatable {
             guard op.isOnMXU else {
                 sites.append(Site(name: op.name, phase: op.site.kind == .forward ? "forward" : "backward", input: op.inputShape,
                                   weight: op.weightShape, output: op.outputShape, gemm: op.gemm, unit: op.unit, rows: 0, columns: 0,
-                                  passes: 0, cycles: 0))
+                                  passes: 0, cycles: 0, products: op.products))
                 continue
             }
-            let schedule = try Schedule(shape: op.gemm, config: chip, mode: mode)
+            let schedule = try OperationSchedule(shape: op.gemm, products: op.products, config: chip, mode: mode)
             sites.append(Site(name: op.name, phase: op.site.kind == .forward ? "forward" : "backward",
                               input: op.inputShape, weight: op.weightShape, output: op.outputShape, gemm: op.gemm, unit: op.unit,
-                              rows: schedule.passes.map(\.rowRange.count).max() ?? 0,
-                              columns: schedule.passes.map(\.columnRange.count).max() ?? 0,
-                              passes: schedule.passes.count, cycles: schedule.cycles))
+                              rows: schedule.tileRows, columns: schedule.tileColumns,
+                              passes: schedule.passCount, cycles: schedule.cycles, products: op.products))
         }
         self.sites = sites
     }

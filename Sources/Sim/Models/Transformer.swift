@@ -214,10 +214,12 @@ public struct Transformer: Model {
         typealias V = VectorOps
         let b = c.batchPerReplica, h = c.hidden
         var forward: [MXUOperation] = [], backward: [[MXUOperation]] = []
-        func op(_ name: String, _ kind: OperationKind, _ gemm: GEMMShape, _ input: [Int], _ weight: [Int], _ output: [Int], _ vector: VectorWork) -> MXUOperation {
+        func op(_ name: String, _ kind: OperationKind, _ gemm: GEMMShape, _ input: [Int], _ weight: [Int], _ output: [Int], _ vector: VectorWork,
+                products: Int = 1) -> MXUOperation {
             let count = { (s: [Int]) in s.reduce(1, *) }
             return MXUOperation(site: SiteID(layer: name, kind: kind), gemm: gemm, inputShape: input, weightShape: weight, outputShape: output,
-                                hbmTraffic: HBMTraffic(operandElements: count(input) + count(weight), resultElements: count(output)), vector: vector)
+                                hbmTraffic: HBMTraffic(operandElements: count(input) + count(weight), resultElements: count(output)), vector: vector,
+                                products: products)
         }
         func projection(_ name: String, length: Int, _ i: Int, _ o: Int, forwardVector: VectorWork = .none, inputVector: VectorWork = .none) {
             let rows = b * length
@@ -237,14 +239,14 @@ public struct Transformer: Model {
             projection(name + "_value", length: keys, h, h)
             // Softmax with its mask and the probabilities' dropout after the scores.
             forward.append(op(name + "_scores", .forward, GEMMShape(m: g * queries, k: d, n: keys), s.queryShape, s.keyShape, s.scoreShape,
-                              VectorWork(elements: scores, opsPerElement: V.softmax + V.single, reductions: 2, reductionOutputs: g * queries)))
+                              VectorWork(elements: scores, opsPerElement: V.softmax + V.single, reductions: 2, reductionOutputs: g * queries), products: g))
             backward.append([op(name + "_scores", .gradIn, GEMMShape(m: g * queries, k: keys, n: d), s.scoreShape, s.keyShape, s.queryShape,
-                                VectorWork(elements: g * queries * d, opsPerElement: V.single)),
-                             op(name + "_scores", .gradWt, GEMMShape(m: g * d, k: queries, n: keys), s.queryShape, s.scoreShape, s.keyShape, .none)])
-            forward.append(op(name + "_context", .forward, GEMMShape(m: g * queries, k: keys, n: d), s.scoreShape, s.keyShape, s.queryShape, .none))
+                                VectorWork(elements: g * queries * d, opsPerElement: V.single), products: g),
+                             op(name + "_scores", .gradWt, GEMMShape(m: g * d, k: queries, n: keys), s.queryShape, s.scoreShape, s.keyShape, .none, products: g)])
+            forward.append(op(name + "_context", .forward, GEMMShape(m: g * queries, k: keys, n: d), s.scoreShape, s.keyShape, s.queryShape, .none, products: g))
             backward.append([op(name + "_context", .gradIn, GEMMShape(m: g * queries, k: d, n: keys), s.queryShape, s.keyShape, s.scoreShape,
-                                VectorWork(elements: scores, opsPerElement: V.softmaxBackward + V.single, reductions: 1, reductionOutputs: g * queries)),
-                             op(name + "_context", .gradWt, GEMMShape(m: g * keys, k: queries, n: d), s.scoreShape, s.queryShape, s.keyShape, .none)])
+                                VectorWork(elements: scores, opsPerElement: V.softmaxBackward + V.single, reductions: 1, reductionOutputs: g * queries), products: g),
+                             op(name + "_context", .gradWt, GEMMShape(m: g * keys, k: queries, n: d), s.scoreShape, s.queryShape, s.keyShape, .none, products: g)])
             // The dropout and the residual add after the output projection.
             projection(name + "_output", length: queries, h, h, forwardVector: vector([(rowsQ * h, 2 * V.single)]),
                        inputVector: vector([(rowsQ * h, 2 * V.single)]))

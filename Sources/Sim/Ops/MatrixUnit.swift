@@ -87,9 +87,11 @@ public struct OperationMXU {
     /// when `transposeA`) and B `[inner, cols]` (or `[cols, inner]`). Transposes are strided
     /// reads, never copies. `aIsRounded`: A's values are already rounded to the operand
     /// precision (saves the MXU its rounding pass; it then reads a row-major A in place).
-    /// This is the GEMM the timing model schedules for the operation.
+    /// This is the GEMM the timing model schedules for the operation; an operation of
+    /// several products in turn (``MXUOperation/products``) calls it once per product,
+    /// `product` counting them from 0.
     public func multiply(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
-                         transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false) -> Product {
+                         transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false, product: Int = 0) -> Product {
         precondition(a.count == rows * inner && b.count == inner * cols, "\(site.name): operand sizes do not match the product")
         let shape = GEMMShape(m: rows, k: inner, n: cols)
         // `multiply` writes every element of C, so it needs no zeroing first.
@@ -102,7 +104,7 @@ public struct OperationMXU {
                 let va = MatrixView(pa, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1, isRounded: aIsRounded)
                 let vb = MatrixView(pb, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1)
                 unit.mxu.multiply(va, vb, into: pc, shape: shape)
-                hook?.corruptProduct(site, a: va, b: vb, c: pc, shape: shape, mxu: unit.mxu, replica: unit.replica)
+                hook?.corruptProduct(site, product: product, a: va, b: vb, c: pc, shape: shape, mxu: unit.mxu, replica: unit.replica)
                 unit.checks?.check(site, a: va, b: vb, c: pc, shape: shape, format: unit.mxu.format)
             } }
             written = rows * cols

@@ -134,9 +134,10 @@ public enum Heads {
 /// - context `C = P V` (site `<layer>_context`; operands P, V, C); `_grad_in` dP = dC V^T
 ///   (operands dC, V, dP); `_grad_wt` dV = P^T dC (operands P, dC, dV).
 ///
-/// The raw product of each is the heads' products stacked (`batch * heads * rows x columns`);
-/// the operation table lists it as that one GEMM (`M = batch * heads * rows`), which counts
-/// every multiply-accumulate but schedules the heads' stationary operands as if they were one.
+/// The raw product of each is the heads' products stacked (`batch * heads * rows x columns`),
+/// in (batch, head) order; the operation table lists it as that GEMM with
+/// `products = batch * heads`, so that each product is scheduled, timed and struck by a
+/// hardware fault on its own (``OperationSchedule``).
 public struct AttentionShape: Sendable, Equatable {
     public var batch: Int
     public var heads: Int
@@ -168,7 +169,7 @@ public enum AttentionProducts {
         let sa = rows * inner, sb = inner * cols
         for g in 0..<groups {
             let p = mxu.multiply(Array(a[g * sa ..< (g + 1) * sa]), rows: rows, inner: inner, Array(b[g * sb ..< (g + 1) * sb]), cols: cols,
-                                 transposeA: transposeA, transposeB: transposeB)
+                                 transposeA: transposeA, transposeB: transposeB, product: g)
             values.append(contentsOf: p.values)
         }
         return Product(values: values, rows: groups * rows, columns: cols)

@@ -53,7 +53,9 @@ public protocol OperandHook: Sendable {
     func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int)
     /// Corrupts the raw product `C[M x N] = A x B` of `site` as the MXU computed it, before
     /// any lowering is undone (col2im, transposes): what a fault inside the MXU changes.
-    func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+    /// `product`: which of the operation's products in turn this is (0 for an operation of
+    /// one; see ``OperationSchedule``), each of `shape`.
+    func corruptProduct(_ site: SiteID, product: Int, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                         shape: GEMMShape, mxu: MXU, replica: Int)
     /// Sees the whole raw product (`rows x columns`, row-major) of an operation whose operands
     /// it corrupted, and may put back elements of `golden()`, the product of the uncorrupted
@@ -64,7 +66,7 @@ public protocol OperandHook: Sendable {
 
 extension OperandHook {
     /// Software faults corrupt operands only.
-    public func corruptProduct(_ site: SiteID, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
+    public func corruptProduct(_ site: SiteID, product: Int, a: MatrixView, b: MatrixView, c: UnsafeMutablePointer<Float>,
                                shape: GEMMShape, mxu: MXU, replica: Int) {}
     /// Hardware faults corrupt products only.
     public func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {}
