@@ -34,8 +34,7 @@ public enum TraceRecorder {
     /// The manifest of a new trace of `run`.
     public static func manifest(run: TrainingRun, dataset: String, steps: Int, policy: Policy) throws -> TraceManifest {
         let c = run.config
-        let layers = run.model.layers(phases: .training, bytesPerOperand: c.precision.format.bytesPerElement)
-        let cost = try TimingModel(config: c.chip).cost(of: layers)
+        let cost = try run.stepCost()
         return TraceManifest(config: c, dataset: dataset, datasetName: run.data.train.name, trainCount: run.data.train.count,
                              testCount: run.data.test.count, dataDigest: dataDigest(run.data).description,
                              stepsPerEpoch: run.stepsPerEpoch, snapshotEvery: policy.snapshotEvery, keyframeEvery: policy.keyframeEvery,

@@ -80,7 +80,9 @@ public enum GoldenScan {
         }
         let seconds = { (d: Duration) in Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
         let detectorCycles = detect.cycles(model: run.model, chip: run.config.chip)
-        let stepCycles = reader.manifest.timing.totalBoundCycles
+        // The step's cycles from the same timing model as the detectors' (the golden's manifest
+        // holds the model of the build that recorded it).
+        let stepCycles = try run.stepCost().totalBoundCycles
         return Result(golden: reader.directory, workload: run.config.title, settings: detect.detectors.map(\.description).joined(separator: ","),
                       firstStep: steps.lowerBound, steps: steps.count, falsePositives: events,
                       detectorCycles: detectorCycles, stepCycles: stepCycles,

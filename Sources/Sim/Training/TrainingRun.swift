@@ -127,6 +127,13 @@ public struct TrainingRun: Sendable {
     /// Examples per step over all replicas.
     public var globalBatch: Int { config.replicas * model.batchPerReplica }
 
+    /// What one replica's training step costs on the run's chip (the timing model, operands
+    /// at the run's precision).
+    public func stepCost() throws(HardwareError) -> StepCost {
+        let layers = model.layers(phases: .training, bytesPerOperand: config.precision.format.bytesPerElement)
+        return try TimingModel(config: config.chip).cost(of: layers)
+    }
+
     public func initialState() -> TrainingState {
         TrainingState(model: model, optimizer: config.optimizer, seed: config.seed)
     }
