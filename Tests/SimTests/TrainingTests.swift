@@ -256,6 +256,26 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
         #expect(Digest.of([1, 2]) != Digest.of([2, 1]))
     }
 
+    /// The digest of chunks is the digest of their concatenation, for chunks that start and
+    /// end anywhere in the 32 lanes (empty ones too), from a fresh digest and a used one.
+    @Test func chunksDigestAsTheirConcatenation() {
+        let x = GradientCheckTests.values(1000, seed: 5)
+        for cuts in [[], [0], [1000], [7, 7, 40, 71, 500], [32, 64, 65, 999], Array(stride(from: 3, to: 1000, by: 29))] {
+            let bounds = [0] + cuts + [1000]
+            let chunks = zip(bounds, bounds.dropFirst()).map { Array(x[$0 ..< $1]) }
+            var whole = Digest(value: 42), parts = Digest(value: 42)
+            whole.add(x)
+            parts.add(concatenationOf: chunks)
+            #expect(parts == whole, "cuts \(cuts)")
+            var fresh = Digest()
+            fresh.add(concatenationOf: chunks)
+            #expect(fresh == Digest.of(x))
+        }
+        var empty = Digest()
+        empty.add(concatenationOf: [])
+        #expect(empty == Digest.of([]))
+    }
+
     /// Pinned: the state after two tiny steps. Equal in debug and release builds and for any
     /// thread count (the same value is printed by `tpufi train --scale tiny --dataset
     /// synthetic:train=64,test=16 --steps 2 --replicas 2 --json`, a release build). A change

@@ -157,6 +157,18 @@ public struct StateLayout: Sendable, Equatable {
         return out
     }
 
+    /// The digest of ``flatten(_:)``'s values (`Digest.of`), read from the state's tensors
+    /// where they lie.
+    public func flatDigest(_ state: TrainingState) throws(StateLayoutError) -> Digest {
+        try check(state)
+        var chunks: [[Float]] = state.parameters
+        for j in slotNames.indices { for s in state.slots { chunks.append(s[j]) } }
+        chunks += state.modelState
+        var d = Digest()
+        d.add(concatenationOf: chunks)
+        return d
+    }
+
     /// The raw little-endian bytes of ``flatten(_:)``.
     public func rawBytes(_ state: TrainingState) throws(StateLayoutError) -> [UInt8] {
         StateLayout.littleEndianBytes(of: try flatten(state))

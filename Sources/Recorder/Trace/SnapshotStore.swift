@@ -56,6 +56,15 @@ struct SnapshotStore: Sendable {
         }
     }
 
+    /// ``flatten(_:file:)``'s digest alone (an update delta needs no flat copy).
+    func flatDigest(_ state: TrainingState, file: String) throws(TraceError) -> Digest {
+        do {
+            return try layout.flatDigest(state)
+        } catch {
+            throw .io(file: file, reason: "cannot lay out the state after step \(state.step): \(error)")
+        }
+    }
+
     /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values.
     func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String) throws(TraceError) -> [UInt8] {
         var out: [UInt8] = []

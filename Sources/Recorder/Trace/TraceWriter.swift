@@ -122,16 +122,20 @@ public final class TraceWriter {
     /// on the snapshots written before, so a resumed trace encodes like an uninterrupted one.
     public func appendSnapshot(_ state: TrainingState, update: Trainer.Gradients? = nil) throws(TraceError) {
         let isKey = snapshotsWritten % manifest.keyframeEvery == 0 || keyframe == nil
-        let flat = try snapshots.flatten(state, file: frames.path)
-        let payload: [UInt8]
+        let payload: [UInt8], digest: Digest
+        var flatValues: [Float]?
         if !isKey, writesUpdates, let update, let previous, previous.step == state.step - 1 {
-            payload = try snapshots.encodeUpdate(update, step: state.step, digest: flat.digest, previous: previous.digest, file: frames.path)
+            digest = try snapshots.flatDigest(state, file: frames.path)
+            payload = try snapshots.encodeUpdate(update, step: state.step, digest: digest, previous: previous.digest, file: frames.path)
         } else {
+            let flat = try snapshots.flatten(state, file: frames.path)
+            digest = flat.digest
             payload = try snapshots.encode(flat.values, step: state.step, against: isKey ? nil : keyframe, file: frames.path)
+            flatValues = flat.values
         }
         try frames.append(kind: .snapshot, step: state.step, payload: payload)
-        if isKey { keyframe = flat.values }
-        previous = (state.step, flat.digest)
+        if isKey { keyframe = flatValues }
+        previous = (state.step, digest)
         snapshotsWritten += 1
     }
 

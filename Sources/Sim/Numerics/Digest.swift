@@ -49,6 +49,57 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
         value = h
     }
 
+    /// What ``add(_:)-(UnsafeBufferPointer<Float>)`` of the concatenation of `chunks` gives,
+    /// without building it (a state's flat layout digested from its tensors where they lie).
+    public mutating func add(concatenationOf chunks: [[Float]]) {
+        let prime: UInt64 = 0x0000_0100_0000_01B3
+        let count = chunks.reduce(0) { $0 + $1.count }
+        let seed = value ^ UInt64(count) &* 0x9E37_79B9_7F4A_7C15
+        // Lane l takes elements l, l + 32, ... of the whole sequence, as in `add(_:)`.
+        var lanes = (0..<32).map { seed ^ UInt64($0) }
+        var position = 0
+        @inline(__always) func step(_ lane: inout SIMD8<UInt64>, _ bits: SIMD8<UInt32>) {
+            lane = (lane ^ SIMD8<UInt64>(truncatingIfNeeded: bits)) &* prime
+            lane ^= lane &>> 29
+        }
+        for chunk in chunks {
+            chunk.withUnsafeBufferPointer { values in
+                let n = values.count
+                var i = 0
+                // Up to the next multiple of 32 in the whole sequence, value by value.
+                while i < n && (position + i) % 32 != 0 {
+                    let l = (position + i) % 32
+                    lanes[l] = (lanes[l] ^ UInt64(values[i].bitPattern)) &* prime
+                    lanes[l] ^= lanes[l] >> 29
+                    i += 1
+                }
+                if let base = values.baseAddress, i + 32 <= n {
+                    func load(_ o: Int) -> SIMD8<UInt64> { SIMD8<UInt64>((0..<8).map { lanes[o + $0] }) }
+                    var l0 = load(0), l1 = load(8), l2 = load(16), l3 = load(24)
+                    let raw = UnsafeRawPointer(base)
+                    while i + 32 <= n {
+                        step(&l0, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self))
+                        step(&l1, raw.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self))
+                        step(&l2, raw.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD8<UInt32>.self))
+                        step(&l3, raw.loadUnaligned(fromByteOffset: 4 * i + 96, as: SIMD8<UInt32>.self))
+                        i += 32
+                    }
+                    lanes = [l0, l1, l2, l3].flatMap { v in (0..<8).map { v[$0] } }
+                }
+                while i < n {
+                    let l = (position + i) % 32
+                    lanes[l] = (lanes[l] ^ UInt64(values[i].bitPattern)) &* prime
+                    lanes[l] ^= lanes[l] >> 29
+                    i += 1
+                }
+                position += n
+            }
+        }
+        var h = value
+        for lane in lanes { h = CounterRNG.mix(h ^ lane) }
+        value = h
+    }
+
     public mutating func add(_ n: Int) {
         value = CounterRNG.mix(value ^ UInt64(bitPattern: Int64(n)) &* 0xBF58_476D_1CE4_E5B9)
     }
