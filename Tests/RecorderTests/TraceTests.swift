@@ -112,34 +112,6 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(fileBytes(TraceWriter.manifestPath(a.directory)) == fileBytes(TraceWriter.manifestPath(b.directory)))
     }
 
-    /// `record` writes on a background thread while the next step trains; the general loop
-    /// (replays) writes in line. Both give the same trace, byte for byte.
-    @Test func backgroundWritesGiveTheSameBytesAsWritingInLine() throws {
-        let background = try Self.record("background")
-        let run = try tinyRun()
-        let dir = scratch("in-line")
-        let writer = try TraceWriter(creating: dir, manifest: try TraceRecorder.manifest(run: run, dataset: "synthetic:train=64,test=16,shape=16x16x1", steps: Self.steps, policy: Self.policy))
-        let initial = run.initialState()
-        try writer.appendSnapshot(initial)
-        try TraceRecorder.loop(run: run, writer: writer, from: initial, to: Self.steps, report: { _ in })
-        #expect(fileBytes(background.framesPath) == fileBytes(TraceWriter.framesPath(dir)))
-        #expect(fileBytes(TraceWriter.manifestPath(background.directory)) == fileBytes(TraceWriter.manifestPath(dir)))
-    }
-
-    /// A write that fails on the background thread ends the run with its own error, at the
-    /// next submission or at the drain, and nothing after it is written.
-    @Test func aFailedBackgroundWriteIsThrownAndStopsLaterWrites() throws {
-        struct Failed: Error {}
-        let pipeline = WritePipeline()
-        let done = Counter()
-        try pipeline.submit { done.add() }
-        try pipeline.submit { throw Failed() }
-        pipeline.wait()
-        #expect(throws: Failed.self) { try pipeline.submit { done.add() } }
-        #expect(throws: Failed.self) { try pipeline.drain() }
-        #expect(done.value == 1)
-    }
-
     /// A crash can leave the frame file cut anywhere: the reader keeps every complete step and
     /// resuming reproduces the uninterrupted trace byte for byte.
     @Test func truncatedTracesResumeToTheSameBytes() throws {
@@ -278,12 +250,4 @@ func fileBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents
         #expect(tensors["slot/v/dense/bias"] != nil && tensors["moving/conv1_bn/variance"] != nil)
         #expect(tensors.count == reader.manifest.parameterNames.count * 3 + 2 * 20)
     }
-}
-
-/// A count bumped from the write thread.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func add() { lock.lock(); n += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }

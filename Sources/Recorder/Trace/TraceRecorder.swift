@@ -53,7 +53,7 @@ public enum TraceRecorder {
         let writer = try TraceWriter(creating: directory, manifest: try manifest(run: run, dataset: dataset, steps: steps, policy: policy))
         let initial = run.initialState()
         try writer.appendSnapshot(initial)
-        try recordingLoop(run: run, writer: writer, from: initial, to: steps, report: report)
+        try loop(run: run, writer: writer, from: initial, to: steps, report: report)
         return try TraceReader(directory: directory)
     }
 
@@ -69,7 +69,7 @@ public enum TraceRecorder {
         }
         let restorer = try TraceRestorer(reader: reader, threads: threads)
         let (writer, state) = try TraceWriter.resume(reader, restorer: restorer, lock: lock)
-        try recordingLoop(run: restorer.run, writer: writer, from: state, to: reader.manifest.plannedSteps, report: report)
+        try loop(run: restorer.run, writer: writer, from: state, to: reader.manifest.plannedSteps, report: report)
         return try TraceReader(directory: directory)
     }
 
@@ -89,10 +89,20 @@ public enum TraceRecorder {
                             mitigated: (MitigationEvent) throws -> Void = { _ in },
                             report: (TrainingEvent) -> Void) throws -> TrainingState {
         let perEpoch = run.stepsPerEpoch
+        // Metrics of the epoch's earlier steps, when resuming mid-epoch.
+        var earlier: [StepMetrics] = []
+        if state.step % perEpoch != 0 {
+            let records = try TraceReader(directory: writer.directory).stepRecords()
+            earlier = records.filter { $0.epoch == state.step / perEpoch }
+                .map { StepMetrics(loss: $0.loss, accuracy: $0.accuracy, learningRate: $0.learningRate) }
+        }
         var record: StepRecord?
         let loop = TrainingLoop(run: run, inject: hook, recordDigests: true, evaluation: evaluation, mitigation: mitigation)
-        let final = try loop.run(from: state, to: end, epochMetrics: try earlierMetrics(writer, from: state, perEpoch: perEpoch), stop: { s in
-            let r = stepRecord(s, perEpoch: perEpoch)
+        let final = try loop.run(from: state, to: end, epochMetrics: earlier, stop: { s in
+            let r = StepRecord(step: s.index, epoch: s.index / perEpoch, stepInEpoch: s.index % perEpoch,
+                               loss: s.metrics.loss, accuracy: s.metrics.accuracy, learningRate: s.metrics.learningRate,
+                               stateDigest: s.state.digest.description,
+                               siteDigests: s.gradients.siteDigests.map { $0.map(\.digest.description) })
             record = r
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
             return try stop(r, s.state)
@@ -114,58 +124,6 @@ public enum TraceRecorder {
         }, mitigated: mitigated)
         try writer.finish(steps: final.step)
         return final
-    }
-
-    /// ``loop(run:writer:from:to:hook:stop:evaluation:mitigation:mitigated:report:)`` of a
-    /// plain recording (no fault, no early stop, no mitigation), with the writes on a
-    /// ``WritePipeline``: each step's state digest, snapshot encoding, frames and `fsync` run
-    /// while the next step trains. The trace is the same, byte for byte.
-    @discardableResult
-    static func recordingLoop(run: TrainingRun, writer: TraceWriter, from state: TrainingState, to end: Int,
-                              report: (TrainingEvent) -> Void) throws -> TrainingState {
-        let perEpoch = run.stepsPerEpoch, every = writer.manifest.snapshotEvery
-        let pipeline = WritePipeline()
-        let owned = PipelineOwned(value: writer)
-        let loop = TrainingLoop(run: run, inject: { _ in nil }, recordDigests: true, evaluation: .everyEpoch, mitigation: nil)
-        let final: TrainingState
-        do {
-            final = try loop.run(from: state, to: end, epochMetrics: try earlierMetrics(writer, from: state, perEpoch: perEpoch), stop: { _ in false }, step: { s in
-                if s.state.step % every == 0 || s.last {
-                    let (state, update) = (s.state, s.gradients)
-                    try pipeline.submit { try owned.value.appendSnapshot(state, update: update) }
-                }
-                report(.step(globalStep: s.index, metrics: s.metrics))
-            }, epoch: { summary, _ in
-                try pipeline.submit { try owned.value.appendEpoch(summary) }
-                report(.epoch(summary))
-            }, stepEnd: { s in
-                try pipeline.submit { try owned.value.appendStep(stepRecord(s, perEpoch: perEpoch)) }
-            }, mitigated: { _ in })
-        } catch {
-            // Nothing may write behind the caller's back once the run has failed.
-            pipeline.wait()
-            throw error
-        }
-        try pipeline.drain()
-        try writer.finish(steps: final.step)
-        return final
-    }
-
-    /// The record of a committed step: its metrics, the digest of the state after it and of
-    /// every MXU operation's output per replica.
-    static func stepRecord(_ s: TrainingLoop.Step, perEpoch: Int) -> StepRecord {
-        StepRecord(step: s.index, epoch: s.index / perEpoch, stepInEpoch: s.index % perEpoch,
-                   loss: s.metrics.loss, accuracy: s.metrics.accuracy, learningRate: s.metrics.learningRate,
-                   stateDigest: s.state.digest.description,
-                   siteDigests: s.gradients.siteDigests.map { $0.map(\.digest.description) })
-    }
-
-    /// Metrics of the epoch's steps before `state`, when a run resumes mid-epoch.
-    static func earlierMetrics(_ writer: TraceWriter, from state: TrainingState, perEpoch: Int) throws -> [StepMetrics] {
-        guard state.step % perEpoch != 0 else { return [] }
-        return try TraceReader(directory: writer.directory).stepRecords()
-            .filter { $0.epoch == state.step / perEpoch }
-            .map { StepMetrics(loss: $0.loss, accuracy: $0.accuracy, learningRate: $0.learningRate) }
     }
 }
 

@@ -24,7 +24,7 @@ public struct TrainingLoop {
     }
 
     /// One step as the loop ran it.
-    public struct Step: Sendable {
+    public struct Step {
         /// The global step (0-based) whose update this was.
         public var index: Int
         /// What the replicas computed, reduced (with metrics and, if asked, site digests).
