@@ -17,87 +17,80 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
     }
 
     public mutating func add(_ values: UnsafeBufferPointer<Float>) {
-        let prime: UInt64 = 0x0000_0100_0000_01B3
-        let seed = SIMD8<UInt64>(repeating: value ^ UInt64(values.count) &* 0x9E37_79B9_7F4A_7C15)
-        let index = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
-        var l0 = seed ^ index, l1 = seed ^ (index &+ 8), l2 = seed ^ (index &+ 16), l3 = seed ^ (index &+ 24)
-        @inline(__always) func step(_ lane: inout SIMD8<UInt64>, _ bits: SIMD8<UInt32>) {
-            lane = (lane ^ SIMD8<UInt64>(truncatingIfNeeded: bits)) &* prime
-            lane ^= lane &>> 29
-        }
-        let n = values.count
-        var i = 0
-        if let base = values.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while i + 32 <= n {
-                step(&l0, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self))
-                step(&l1, raw.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self))
-                step(&l2, raw.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD8<UInt32>.self))
-                step(&l3, raw.loadUnaligned(fromByteOffset: 4 * i + 96, as: SIMD8<UInt32>.self))
-                i += 32
-            }
-        }
-        var lanes = [l0, l1, l2, l3].flatMap { v in (0..<8).map { v[$0] } }
-        while i < n {
-            let l = i % 32
-            lanes[l] = (lanes[l] ^ UInt64(values[i].bitPattern)) &* prime
-            lanes[l] ^= lanes[l] >> 29
-            i += 1
-        }
-        var h = value
-        for lane in lanes { h = CounterRNG.mix(h ^ lane) }
-        value = h
+        var lanes = Lanes(seed: value, count: values.count)
+        lanes.feed(values)
+        value = lanes.fold(into: value)
     }
 
     /// What ``add(_:)-(UnsafeBufferPointer<Float>)`` of the concatenation of `chunks` gives,
     /// without building it (a state's flat layout digested from its tensors where they lie).
     public mutating func add(concatenationOf chunks: [[Float]]) {
-        let prime: UInt64 = 0x0000_0100_0000_01B3
-        let count = chunks.reduce(0) { $0 + $1.count }
-        let seed = value ^ UInt64(count) &* 0x9E37_79B9_7F4A_7C15
-        // Lane l takes elements l, l + 32, ... of the whole sequence, as in `add(_:)`.
-        var lanes = (0..<32).map { seed ^ UInt64($0) }
+        var lanes = Lanes(seed: value, count: chunks.reduce(0) { $0 + $1.count })
+        for chunk in chunks { chunk.withUnsafeBufferPointer { lanes.feed($0) } }
+        value = lanes.fold(into: value)
+    }
+
+    /// The 32 lanes of one ``add(_:)-(UnsafeBufferPointer<Float>)``: element `i` of the
+    /// sequence fed (over any number of ``feed(_:)`` calls) steps lane `i mod 32`.
+    private struct Lanes {
+        static let prime: UInt64 = 0x0000_0100_0000_01B3
+        var l0: SIMD8<UInt64>, l1: SIMD8<UInt64>, l2: SIMD8<UInt64>, l3: SIMD8<UInt64>
+        /// Elements fed so far.
         var position = 0
-        @inline(__always) func step(_ lane: inout SIMD8<UInt64>, _ bits: SIMD8<UInt32>) {
+
+        init(seed value: UInt64, count: Int) {
+            let seed = SIMD8<UInt64>(repeating: value ^ UInt64(count) &* 0x9E37_79B9_7F4A_7C15)
+            let index = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+            (l0, l1, l2, l3) = (seed ^ index, seed ^ (index &+ 8), seed ^ (index &+ 16), seed ^ (index &+ 24))
+        }
+
+        @inline(__always) static func step(_ lane: inout SIMD8<UInt64>, _ bits: SIMD8<UInt32>) {
             lane = (lane ^ SIMD8<UInt64>(truncatingIfNeeded: bits)) &* prime
             lane ^= lane &>> 29
         }
-        for chunk in chunks {
-            chunk.withUnsafeBufferPointer { values in
-                let n = values.count
-                var i = 0
-                // Up to the next multiple of 32 in the whole sequence, value by value.
-                while i < n && (position + i) % 32 != 0 {
-                    let l = (position + i) % 32
-                    lanes[l] = (lanes[l] ^ UInt64(values[i].bitPattern)) &* prime
-                    lanes[l] ^= lanes[l] >> 29
-                    i += 1
-                }
-                if let base = values.baseAddress, i + 32 <= n {
-                    func load(_ o: Int) -> SIMD8<UInt64> { SIMD8<UInt64>((0..<8).map { lanes[o + $0] }) }
-                    var l0 = load(0), l1 = load(8), l2 = load(16), l3 = load(24)
-                    let raw = UnsafeRawPointer(base)
-                    while i + 32 <= n {
-                        step(&l0, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self))
-                        step(&l1, raw.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self))
-                        step(&l2, raw.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD8<UInt32>.self))
-                        step(&l3, raw.loadUnaligned(fromByteOffset: 4 * i + 96, as: SIMD8<UInt32>.self))
-                        i += 32
-                    }
-                    lanes = [l0, l1, l2, l3].flatMap { v in (0..<8).map { v[$0] } }
-                }
-                while i < n {
-                    let l = (position + i) % 32
-                    lanes[l] = (lanes[l] ^ UInt64(values[i].bitPattern)) &* prime
-                    lanes[l] ^= lanes[l] >> 29
-                    i += 1
-                }
-                position += n
+
+        /// One element into lane `position mod 32` (the ragged ends of a chunk).
+        mutating func step(_ x: Float) {
+            let (v, e) = (position % 32).quotientAndRemainder(dividingBy: 8)
+            func one(_ lane: inout SIMD8<UInt64>) {
+                lane[e] = (lane[e] ^ UInt64(x.bitPattern)) &* Self.prime
+                lane[e] ^= lane[e] >> 29
             }
+            switch v {
+            case 0: one(&l0)
+            case 1: one(&l1)
+            case 2: one(&l2)
+            default: one(&l3)
+            }
+            position += 1
         }
-        var h = value
-        for lane in lanes { h = CounterRNG.mix(h ^ lane) }
-        value = h
+
+        mutating func feed(_ values: UnsafeBufferPointer<Float>) {
+            let n = values.count
+            var i = 0
+            while i < n && position % 32 != 0 { step(values[i]); i += 1 }
+            if let base = values.baseAddress, i + 32 <= n {
+                let raw = UnsafeRawPointer(base)
+                var (a, b, c, d) = (l0, l1, l2, l3)
+                while i + 32 <= n {
+                    Self.step(&a, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self))
+                    Self.step(&b, raw.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self))
+                    Self.step(&c, raw.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD8<UInt32>.self))
+                    Self.step(&d, raw.loadUnaligned(fromByteOffset: 4 * i + 96, as: SIMD8<UInt32>.self))
+                    i += 32
+                    position += 32
+                }
+                (l0, l1, l2, l3) = (a, b, c, d)
+            }
+            while i < n { step(values[i]); i += 1 }
+        }
+
+        /// The lanes folded in order into `value` through SplitMix64's finaliser.
+        func fold(into value: UInt64) -> UInt64 {
+            var h = value
+            for v in [l0, l1, l2, l3] { for e in 0..<8 { h = CounterRNG.mix(h ^ v[e]) } }
+            return h
+        }
     }
 
     public mutating func add(_ n: Int) {
