@@ -16,6 +16,25 @@ import TestSupport
         #expect(!sites.contains { $0["name"] as? String == "conv1_grad_in" })
     }
 
+    /// Attention's products per sequence and head are shown as what they are, `P x MxKxN`,
+    /// with the cycles of all of them; a flip past their end is refused naming the shape.
+    @Test func attentionProductsAreListedAsProductsInTurn() throws {
+        let r = try tpufi(["sites", "--workload", "transformer", "--scale", "tiny", "--chip", "tiny"])
+        #expect(r.status == 0, "\(r.err)")
+        // tiny: 2 sequences x 2 heads, 8 queries and keys, depth 8.
+        let line = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("encoder_stack_attention_0_scores ") })
+        #expect(line.contains("4 x 8x8x8"), "\(line)")
+        #expect(r.out.contains("P x MxKxN: P products of that shape in turn"))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(try tpufi(["sites", "--workload", "transformer", "--scale", "tiny", "--chip", "tiny", "--json"]).out.utf8)) as? [String: Any])
+        let sites = try #require(json["sites"] as? [[String: Any]])
+        let scores = try #require(sites.first { $0["name"] as? String == "encoder_stack_attention_0_scores" })
+        let cycles = try #require(scores["cycles"] as? Int)
+        #expect(scores["products"] as? Int == 4 && cycles % 4 == 0)
+        let late = try temporaryFile("late.json", #"{"workload": "transformer", "site": "encoder_stack_attention_0_scores", "replica": 0, "globalStep": 1, "hardware": {"mxu": 0, "row": 0, "column": 0, "register": "weight", "bit": 3, "cycle": \#(cycles)}}"#)
+        let bad = try tpufi(["sites", "--workload", "transformer", "--scale", "tiny", "--chip", "tiny", "--check", late])
+        #expect(bad.status == 1 && bad.err.contains("cycle \(cycles) is outside the operation (4 x 8x8x8, \(cycles) cycles"), "\(bad.err)")
+    }
+
     @Test func checksSpecsWithoutAGoldenTrace() throws {
         let good = try temporaryFile("good.json", #"{"workload": "resnet18", "site": "dense_grad_in", "faultModel": "RD", "replica": 1, "globalStep": 3, "positions": [[3, 31]], "values": [1e9]}"#)
         let r = try tpufi(["sites", "--scale", "tiny", "--replicas", "2", "--check", good])
