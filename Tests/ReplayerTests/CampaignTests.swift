@@ -127,6 +127,34 @@ import Sim
         }
     }
 
+    /// A hardware campaign drawing on attention operations (several products in turn) that
+    /// was started under the earlier schedule rules (a manifest without `scheduleRules`) is
+    /// refused on resume, naming the rules; under the current rules it resumes.
+    @Test func aCampaignDrawnUnderOtherScheduleRulesIsNotResumed() throws {
+        let corpus = Self.scratch("fortunes")
+        try FileManager.default.createDirectory(atPath: corpus, withIntermediateDirectories: true)
+        try String(repeating: "A fortune with some words in it, and more.\n%\n", count: 40).write(toFile: corpus + "/fortunes", atomically: true, encoding: .utf8)
+        let dataset = "fortunes:length=8,dir=" + corpus
+        let run = try TrainingRun(config: try TrainingConfig(workload: "transformer", scale: "tiny", replicas: 1), data: try DatasetSource.parse(dataset).load())
+        let golden = try TraceRecorder.record(run: run, dataset: dataset, steps: 3, policy: .init(), to: Self.scratch("transformer-golden"))
+        let p = CampaignParameters(experiments: 2, seed: 3, stepsAfterInjection: 1, layers: ["encoder_stack_attention_0_scores"], kinds: [.hardware],
+                                   hardwareFaults: [.flip])
+        let out = Self.scratch("rules")
+        let first = try CampaignRunner.run(golden: golden.directory, parameters: p, shard: try Shard(index: 0, count: 2), out: out, resume: false)
+        #expect(first.manifest.scheduleRules == CampaignManifest.currentScheduleRules && first.results.count == 1)
+        // As an earlier build wrote it: no scheduleRules.
+        let path = CampaignManifest.path(out)
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        json["scheduleRules"] = nil
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        let refused = Self.error { _ = try CampaignRunner.run(golden: golden.directory, parameters: p, shard: try Shard(index: 0, count: 2), out: out, resume: true) }
+        #expect(refused.contains("schedule rules 1") && refused.contains("new --out"), "\(refused)")
+        json["scheduleRules"] = CampaignManifest.currentScheduleRules
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        let resumed = try CampaignRunner.run(golden: golden.directory, parameters: p, shard: try Shard(index: 0, count: 2), out: out, resume: true)
+        #expect(resumed.resumed == 1)
+    }
+
     /// `--specs`: experiments listed instead of drawn run as the drawn ones did (here the
     /// serial campaign's own result specs, in reverse order), mixed kinds included; the list
     /// is part of the campaign's identity; a spec that cannot run is named by file and line

@@ -357,6 +357,12 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
     public var golden: GoldenIdentity
     public var parameters: CampaignParameters
     public var shard: Shard?
+    /// The schedule rules its hardware faults were drawn under: 2 since an operation of
+    /// several products (the Transformer's attention) schedules them in turn
+    /// (``OperationSchedule``); absent (1) in manifests written before, when they were one
+    /// stacked product. Hardware draws and cycles on such operations differ between the two.
+    public var scheduleRules: Int? = CampaignManifest.currentScheduleRules
+    public static let currentScheduleRules = 2
 
     public init(golden: GoldenIdentity, parameters: CampaignParameters, shard: Shard?) {
         self.golden = golden

@@ -37,6 +37,10 @@ public struct CampaignPlan: Sendable {
     let chip: ChipConfig
     let precision: OperandPrecision
     let schedules: [String: OperationSchedule]
+
+    /// Whether hardware faults are drawn on an operation of several products in turn (whose
+    /// draws depend on ``CampaignManifest/scheduleRules``).
+    var drawsOnProductsInTurn: Bool { schedules.values.contains { $0.products > 1 } }
     /// Under ``HardwareDraw/used``: per site and register, the PEs that hold data of the
     /// operation.
     let usedPEs: [String: [HardwareFault.Register: UsedPEs]]
