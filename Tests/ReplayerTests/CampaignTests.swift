@@ -129,7 +129,7 @@ import Sim
 
     /// A hardware campaign drawing on attention operations (several products in turn) that
     /// was started under the earlier schedule rules (a manifest without `scheduleRules`) is
-    /// refused on resume, naming the rules; under the current rules it resumes.
+    /// refused on resume and in a merge, naming the rules; under the current rules both work.
     @Test func aCampaignDrawnUnderOtherScheduleRulesIsNotResumed() throws {
         let corpus = Self.scratch("fortunes")
         try FileManager.default.createDirectory(atPath: corpus, withIntermediateDirectories: true)
@@ -148,11 +148,18 @@ import Sim
         json["scheduleRules"] = nil
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
         let refused = Self.error { _ = try CampaignRunner.run(golden: golden.directory, parameters: p, shard: try Shard(index: 0, count: 2), out: out, resume: true) }
-        #expect(refused.contains("schedule rules 1") && refused.contains("new --out"), "\(refused)")
+        #expect(refused.contains("schedule rules 2 vs 1") && refused.contains("new --out"), "\(refused)")
+        // Nor merged with a shard of the current rules.
+        let shard1 = Self.scratch("rules-1")
+        let other = try CampaignRunner.run(golden: golden.directory, parameters: p, shard: try Shard(index: 1, count: 2), out: shard1, resume: false)
+        #expect(other.results.count == 1)
+        let unmerged = Self.error { _ = try CampaignMerge.merge([shard1, out], out: Self.scratch("rules-merged")) }
+        #expect(unmerged.contains("schedule rules 2 vs 1") && unmerged.contains("merging would mix"), "\(unmerged)")
         json["scheduleRules"] = CampaignManifest.currentScheduleRules
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
         let resumed = try CampaignRunner.run(golden: golden.directory, parameters: p, shard: try Shard(index: 0, count: 2), out: out, resume: true)
         #expect(resumed.resumed == 1)
+        #expect(try CampaignMerge.merge([shard1, out], out: Self.scratch("rules-merged")).results == 2)
     }
 
     /// `--specs`: experiments listed instead of drawn run as the drawn ones did (here the

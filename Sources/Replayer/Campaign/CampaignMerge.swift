@@ -31,6 +31,12 @@ public enum CampaignMerge {
         }
         try refuseNonEmpty()
         let first = try CampaignManifest.load(directory: directories[0])
+        let productsInTurn: Bool
+        do {
+            productsInTurn = try first.golden.config.makeModel().operations.contains { $0.products > 1 }
+        } catch {
+            throw .badFile(file: CampaignManifest.path(directories[0]), line: nil, reason: "cannot build the golden's model: \(error)")
+        }
         var merged: [ExperimentResult] = []
         var from: [Int: String] = [:]
         for directory in directories {
@@ -38,6 +44,9 @@ public enum CampaignMerge {
             let differences = first.differences(from: m)
             guard differences.isEmpty else {
                 throw .mismatch("\(directory) is not a shard of the campaign in \(directories[0]): " + differences.joined(separator: "; "))
+            }
+            if let conflict = first.scheduleRulesConflict(with: m, drawsOnProductsInTurn: productsInTurn) {
+                throw .mismatch("\(directory) and \(directories[0]) hold \(conflict): merging would mix them")
             }
             let log = try ResultsLog.read(directory: directory, campaign: first.id)
             for r in log.results {

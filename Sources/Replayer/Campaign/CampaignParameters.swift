@@ -364,6 +364,15 @@ public struct CampaignManifest: Codable, Sendable, Equatable {
     public var scheduleRules: Int? = CampaignManifest.currentScheduleRules
     public static let currentScheduleRules = 2
 
+    /// Why this campaign's results and `other`'s would mix hardware faults drawn under two
+    /// schedule rules, or nil: only when it draws hardware faults on operations of several
+    /// products (`drawsOnProductsInTurn`) and the rules differ.
+    func scheduleRulesConflict(with other: CampaignManifest, drawsOnProductsInTurn: Bool) -> String? {
+        let (mine, theirs) = (scheduleRules ?? 1, other.scheduleRules ?? 1)
+        guard drawsOnProductsInTurn, parameters.kinds.contains(.hardware), mine != theirs else { return nil }
+        return "hardware faults drawn under schedule rules \(mine) vs \(theirs) (1: attention's per-head products stacked into one GEMM; 2: scheduled in turn), whose PEs and cycles are drawn and mapped differently"
+    }
+
     public init(golden: GoldenIdentity, parameters: CampaignParameters, shard: Shard?) {
         self.golden = golden
         self.parameters = parameters

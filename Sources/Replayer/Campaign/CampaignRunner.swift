@@ -106,9 +106,8 @@ public enum CampaignRunner {
                 throw CampaignError.mismatch("\(out) holds another campaign; resuming with these parameters would mix them (this run vs the directory's): "
                                              + (differences + shardNote).joined(separator: "; "))
             }
-            let rules = previous.scheduleRules ?? 1
-            if plan.drawsOnProductsInTurn && rules != CampaignManifest.currentScheduleRules {
-                throw CampaignError.mismatch("\(out) was drawn under schedule rules \(rules) (attention's per-head products stacked into one GEMM); this tpufi schedules them in turn (rules \(CampaignManifest.currentScheduleRules)), so its hardware faults' PEs and cycles would be drawn and mapped differently: resuming would mix the two. Run the campaign again into a new --out")
+            if let conflict = manifest.scheduleRulesConflict(with: previous, drawsOnProductsInTurn: plan.drawsOnProductsInTurn) {
+                throw CampaignError.mismatch("\(out): resuming would mix \(conflict) (this run vs the directory's). Run the campaign again into a new --out")
             }
             let log = try ResultsLog.read(directory: out, campaign: manifest.id)
             if let stray = log.results.first(where: { !shard.contains($0.index) || $0.index >= parameters.experiments }) {

@@ -214,9 +214,9 @@ public struct Detector: Sendable, Equatable, Codable, CustomStringConvertible {
     /// Extra MXU multiply-accumulates the check costs per step and replica: for the product
     /// checksums of each GEMM M x K x N, the checksum row of A (1^T A, M x K), its product with
     /// B ((1^T A) B, K x N) and the column sums of C (1^T C, M x N), all computed as extra
-    /// rows streamed through the array; for an operation of several products, per product. (The simulator's verdict also uses a magnitude sum
-    /// for a rigorous rounding bound; hardware would use a calibrated threshold instead, so
-    /// that sum is not counted.)
+    /// rows streamed through the array; for an operation of several products, per product.
+    /// (The simulator's verdict also uses a magnitude sum for a rigorous rounding bound;
+    /// hardware would use a calibrated threshold instead, so that sum is not counted.)
     public func mxuMACs(model: any Model) -> Int {
         guard kind == .productChecksum else { return 0 }
         return model.operations.filter(\.isOnMXU).reduce(0) { $0 + $1.gemm.m * $1.gemm.k + $1.products * $1.gemm.k * $1.gemm.n + $1.gemm.m * $1.gemm.n }
