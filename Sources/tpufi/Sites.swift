@@ -13,7 +13,7 @@ struct Sites: ParsableCommand {
         the rows and columns its operands occupy, its tile passes and cycles (a hardware fault \
         in a PE outside those columns cannot reach the operation, nor one outside those rows \
         in a weight or input register; a partial-sum register below them can, since the \
-        weight- and input-stationary dataflows pass the sums down every row of the array).
+        weight- and input-stationary dataflows pass the sums down every row of the array).         An operation of several equal products run one after another (the transformer's         attention, one product per sequence and head) shows its GEMM as P x MxKxN and the         cycles of all P; a flip's cycle counts from the first product's first cycle.
 
         --check validates spec files (reference replay CSV or native JSON) against the \
         workload and scale: the workload, the site, the replica, every position against the \
