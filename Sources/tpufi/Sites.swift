@@ -75,7 +75,7 @@ struct Sites: ParsableCommand {
                 s.unit == .vector
                     ? [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output), s.gemm.description, "vector unit", "", "", ""]
                     : [s.name, s.phase, shape(s.input), shape(s.weight), shape(s.output),
-                       s.products == 1 ? s.gemm.description : "\(s.products) x \(GEMMShape(m: s.gemm.m / s.products, k: s.gemm.k, n: s.gemm.n))",
+                       OperationSchedule.describe(s.gemm, products: s.products),
                        String(s.rows), String(s.columns), String(s.passes), String(s.cycles)]
             }
         alignedTable(rows).forEach { print($0) }

@@ -148,25 +148,27 @@ public struct StateLayout: Sendable, Equatable {
     /// `state`'s values in layout order (exact bits). Throws if any tensor's size or the
     /// tensor counts differ from the layout.
     public func flatten(_ state: TrainingState) throws(StateLayoutError) -> [Float] {
-        try check(state)
         var out = [Float]()
         out.reserveCapacity(elementCount)
-        for p in state.parameters { out.append(contentsOf: p) }
-        for j in slotNames.indices { for s in state.slots { out.append(contentsOf: s[j]) } }
-        for m in state.modelState { out.append(contentsOf: m) }
+        for t in try tensors(of: state) { out.append(contentsOf: t) }
         return out
     }
 
     /// The digest of ``flatten(_:)``'s values (`Digest.of`), read from the state's tensors
     /// where they lie.
     public func flatDigest(_ state: TrainingState) throws(StateLayoutError) -> Digest {
-        try check(state)
-        var chunks: [[Float]] = state.parameters
-        for j in slotNames.indices { for s in state.slots { chunks.append(s[j]) } }
-        chunks += state.modelState
         var d = Digest()
-        d.add(concatenationOf: chunks)
+        d.add(concatenationOf: try tensors(of: state))
         return d
+    }
+
+    /// `state`'s tensors in layout order: parameters, each optimizer slot of every
+    /// parameter, model state (checked against the layout; the arrays are shared, not copied).
+    private func tensors(of state: TrainingState) throws(StateLayoutError) -> [[Float]] {
+        try check(state)
+        var out: [[Float]] = state.parameters
+        for j in slotNames.indices { for s in state.slots { out.append(s[j]) } }
+        return out + state.modelState
     }
 
     /// The raw little-endian bytes of ``flatten(_:)``.

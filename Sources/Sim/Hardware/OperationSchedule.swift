@@ -108,5 +108,10 @@ public struct OperationSchedule: Sendable, Equatable {
     }
 
     /// The shape as messages name it: `MxKxN`, or `P x mxKxN` for several products.
-    public var describe: String { products == 1 ? product.shape.description : "\(products) x \(product.shape)" }
+    public var describe: String { Self.describe(shape, products: products) }
+
+    /// `stacked` (`products` products of `stacked.m / products` rows) as messages name it.
+    public static func describe(_ stacked: GEMMShape, products: Int) -> String {
+        products == 1 ? stacked.description : "\(products) x \(GEMMShape(m: stacked.m / products, k: stacked.k, n: stacked.n))"
+    }
 }
