@@ -122,21 +122,45 @@ public struct MXU: Sendable {
     /// `C = A x B` on strided views; `c` is row-major M x N with leading dimension N and is
     /// overwritten.
     public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
+        // One running sum is the same as a single fold; folds only matter when K exceeds one.
+        let fold = foldLength.flatMap { $0 < shape.k ? $0 : nil }
+        multiply(a, b, into: c, shape: shape, plan: .uniform(fold: fold, k: shape.k))
+    }
+
+    /// `C = A x B` where A's columns and B's rows are the `kept` terms of a longer product
+    /// whose other terms are all exact zeros (`shape.k == kept.count`): the same bits as that
+    /// product, in a fraction of the work. Each fold of the longer product sums its kept terms
+    /// from +0 and is then added to C, as ``multiply(_:_:into:shape:)`` does; a fold that keeps
+    /// none is left out. That changes nothing: a running sum from +0 is never -0, and adding
+    /// +0 or -0 to a value other than -0 leaves it as it is.
+    ///
+    /// The caller vouches that every term left out is an exact zero: a zero operand value
+    /// times a value that is finite once rounded to ``format`` (0 x inf is NaN).
+    public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, kept: KeptTerms) {
+        precondition(kept.count == shape.k && kept.foldLength == foldLength, "the kept terms are not this product's")
+        if foldLength == nil || kept.foldLengths.count <= 1 {
+            // One running sum, or one fold: the kept terms summed as one product of K terms.
+            multiply(a, b, into: c, shape: shape, plan: .uniform(fold: nil, k: shape.k))
+        } else {
+            multiply(a, b, into: c, shape: shape, plan: .folds(kept.foldLengths))
+        }
+    }
+
+    /// The product with K cut into blocks as `plan` says.
+    private func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, plan: KPlan) {
         let (M, K, N) = (shape.m, shape.k, shape.n)
         guard M > 0, N > 0 else { return }
         guard K > 0 else { c.update(repeating: 0, count: M * N); return }
-        // One running sum is the same as a single fold; folds only matter when K exceeds one.
-        let fold = foldLength.flatMap { $0 < K ? $0 : nil }
         // The kernel whose panels pad N the least; on a tie the earlier one (the wider, which
         // loads fewer values per multiply-add).
         let padded = { (nr: Int) in ceilDiv(N, nr) * nr }
         func choose<K1: MicroKernel, K2: MicroKernel, K3: MicroKernel>(_ k1: K1.Type, _ k2: K2.Type, _ k3: K3.Type) {
             if padded(K1.nr) <= padded(K2.nr) && padded(K1.nr) <= padded(K3.nr) {
-                multiply(K1.self, a, b, c, M: M, K: K, N: N, fold: fold)
+                multiply(K1.self, a, b, c, M: M, K: K, N: N, plan: plan)
             } else if padded(K2.nr) <= padded(K3.nr) {
-                multiply(K2.self, a, b, c, M: M, K: K, N: N, fold: fold)
+                multiply(K2.self, a, b, c, M: M, K: K, N: N, plan: plan)
             } else {
-                multiply(K3.self, a, b, c, M: M, K: K, N: N, fold: fold)
+                multiply(K3.self, a, b, c, M: M, K: K, N: N, plan: plan)
             }
         }
         switch kernels {
@@ -151,16 +175,17 @@ public struct MXU: Sendable {
     /// thread shares. Each thread then takes an equal share of C's rows (whole `mr`-row tiles)
     /// and walks it in blocks of `mc` rows: it rounds a span of A's block into a row-major
     /// buffer (all of K when that fits ``Blocking/aBlockFloats``, so that the rows are read
-    /// as one sequential stream; else `kc` terms), then for every `kc`-term block (whole
-    /// folds) and every B panel runs the kernel down the block's tiles, the B panel staying
-    /// in cache while A's tiles stream past it.
+    /// as one sequential stream; else one block of K), then for every block of K (`plan`)
+    /// and every B panel runs the kernel down the block's tiles, the B panel staying in cache
+    /// while A's tiles stream past it.
     private func multiply<Kern: MicroKernel>(_: Kern.Type, _ a: MatrixView, _ b: MatrixView,
-                                             _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, fold: Int?) {
+                                             _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, plan: KPlan) {
         let mr = Kern.mr, nr = Kern.nr
-        let kc = fold.map { $0 * max(1, Blocking.kc / $0) } ?? Blocking.kc
         let mc = max(mr, Blocking.mc / mr * mr)
-        let kSpan = mc * K <= Blocking.aBlockFloats ? K : kc
-        let lda = kSpan + Blocking.rowPadding
+        // The spans of A's block rounded at once (ranges of blocks of K): all of K, or one block each.
+        let wholeK = mc * K <= Blocking.aBlockFloats, blocks = plan.bounds.count - 1
+        let spans = wholeK ? [0 ..< blocks] : (0 ..< blocks).map { $0 ..< $0 + 1 }
+        let lda = (wholeK ? K : plan.longestBlock) + Blocking.rowPadding
         let panels = ceilDiv(N, nr)
         let bBuffer = PackBuffers.shared.take(panels * nr * K)
         defer { PackBuffers.shared.give(bBuffer) }
@@ -191,9 +216,8 @@ public struct MXU: Sendable {
             var m0 = tiles * worker / workers * mr
             while m0 < end {
                 let rows = m0 ..< min(end, m0 + mc)
-                var span0 = 0
-                while span0 < K {
-                    let spanLen = min(kSpan, K - span0)
+                for span in spans {
+                    let span0 = plan.bounds[span.lowerBound], spanLen = plan.bounds[span.upperBound] - span0
                     // A row-major A that needs no rounding is read where it lies, unless the
                     // block ends in a partial tile (the kernel reads whole tiles).
                     let inPlace = readsAInPlace && rows.count % mr == 0
@@ -204,9 +228,8 @@ public struct MXU: Sendable {
                     } else if !inPlace {
                         packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
                     }
-                    var k0 = span0
-                    while k0 < span0 + spanLen {
-                        let kLen = min(kc, span0 + spanLen - k0)
+                    for block in span {
+                        let k0 = plan.bounds[block], kLen = plan.bounds[block + 1] - k0, fold = plan.folds[block]
                         for p in 0..<panels {
                             let bPanel = UnsafePointer(bOut.pointer + p * nr * K + k0 * nr)
                             let nValid = min(nr, N - p * nr)
@@ -224,10 +247,10 @@ public struct MXU: Sendable {
                                     for i in 0..<mValid { (edge + i * nr).update(from: cTile + i * N, count: nValid) }
                                 }
                                 if panelA {
-                                    Kern.runPanel(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
+                                    Kern.runPanel(kLen: kLen, fold: fold, overwrite: k0 == 0,
                                                   a: aTile, b: bPanel, c: cRun, ldc: ldc)
                                 } else {
-                                    Kern.run(kLen: kLen, fold: fold ?? 0, overwrite: k0 == 0,
+                                    Kern.run(kLen: kLen, fold: fold, overwrite: k0 == 0,
                                              a: aTile, lda: aStride, b: bPanel, c: cRun, ldc: ldc)
                                 }
                                 if !full {
@@ -236,9 +259,7 @@ public struct MXU: Sendable {
                                 ir += mr
                             }
                         }
-                        k0 += kLen
                     }
-                    span0 += spanLen
                 }
                 m0 = rows.upperBound
             }
@@ -258,6 +279,34 @@ public struct MXU: Sendable {
         case .bfloat16: BFloat16.round(src, into: out, count: count)
         case .general: format.round(src, into: out, count: count)
         }
+    }
+
+    /// Whether every one of `values` is finite once rounded to the operand format (bfloat16
+    /// rounds the largest fp32 values up to infinity): then a zero times any of them is an
+    /// exact zero.
+    public func allFiniteOnceRounded(_ values: UnsafeBufferPointer<Float>) -> Bool {
+        guard let base = values.baseAddress else { return true }
+        // The smallest magnitude (fp32 bits without the sign) that is not finite once rounded.
+        let limit: Int32
+        switch rounding {
+        case .identity: limit = 0x7F80_0000
+        case .bfloat16: limit = 0x7F7F_8000
+        case .general: return values.allSatisfy { format.round($0).isFinite }
+        }
+        // Branch-free: a lane's sign bit is set where its magnitude reaches the limit.
+        var over = SIMD16<Int32>(), i = 0
+        while i + 16 <= values.count {
+            let bits = unsafeBitCast(UnsafeRawPointer(base + i).loadUnaligned(as: SIMD16<Float>.self), to: SIMD16<Int32>.self)
+            over |= (limit &- 1) &- (bits & 0x7FFF_FFFF)
+            i += 16
+        }
+        var any: Int32 = 0
+        for lane in 0..<16 { any |= over[lane] }
+        while i < values.count {
+            any |= (limit &- 1) &- (Int32(bitPattern: base[i].bitPattern) & 0x7FFF_FFFF)
+            i += 1
+        }
+        return any >= 0
     }
 
     /// One value rounded to the operand format.
@@ -407,6 +456,30 @@ enum Blocking {
     /// Padding of each packed row of A (one cache line), so that the rows a kernel reads do
     /// not all fall into the same cache sets when K is a power of two.
     static let rowPadding = 16
+}
+
+/// How ``MXU`` cuts K into blocks for its kernels: block `i` is terms
+/// `bounds[i] ..< bounds[i + 1]`, summed in folds of `folds[i]` terms (0: one running sum
+/// continuing from C).
+struct KPlan {
+    let bounds: [Int]
+    let folds: [Int]
+
+    /// Blocks of ``Blocking/kc`` terms rounded to whole folds of `fold` (nil: one running sum).
+    static func uniform(fold: Int?, k: Int) -> KPlan {
+        let kc = fold.map { $0 * max(1, Blocking.kc / $0) } ?? Blocking.kc
+        let bounds = Array(stride(from: 0, to: k, by: kc)) + [k]
+        return KPlan(bounds: bounds, folds: Array(repeating: fold ?? 0, count: bounds.count - 1))
+    }
+
+    /// One block per fold, of the given lengths.
+    static func folds(_ lengths: [Int]) -> KPlan {
+        var bounds = [0]
+        for length in lengths { bounds.append(bounds[bounds.count - 1] + length) }
+        return KPlan(bounds: bounds, folds: lengths)
+    }
+
+    var longestBlock: Int { zip(bounds.dropFirst(), bounds).map { $0 - $1 }.max() ?? 0 }
 }
 
 /// Packing buffers kept from one product to the next. Allocated afresh for every product,

@@ -43,22 +43,13 @@ public enum Conv2D {
         precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
         let c = s.gradientInputConvolution, g = c.gemm
         // dL/dy[n, i, j, :] -> operand[n, oh + i * strideH, ow + j * strideW, :].
-        let operand = gradientInputOperand(dy, s)
-        // w[fh, fw, ci, co] -> rotated[Fh-1-fh, Fw-1-fw, co, ci].
-        var rotated = [Float](repeating: 0, count: w.count)
-        for fh in 0..<s.filterH {
-            for fw in 0..<s.filterW {
-                for ci in 0..<s.inChannels {
-                    for co in 0..<s.outChannels {
-                        rotated[(((s.filterH - 1 - fh) * s.filterW + s.filterW - 1 - fw) * s.outChannels + co) * s.inChannels + ci] =
-                            w[((fh * s.filterW + fw) * s.inChannels + ci) * s.outChannels + co]
-                    }
-                }
-            }
-        }
+        let operand = gradientInputOperand(dy, s), rotated = rotatedKernel(w, s)
         return unit.operation(SiteID(layer: layer, kind: .gradIn), input: operand, inputShape: c.inputShape,
                               weight: rotated, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
-            mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+            if let values = gradientInputProductOmittingZeros(x: x, w: w, shape: s, mxu: mxu) {
+                return Product(values: values, rows: g.m, columns: g.n)
+            }
+            return mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
         }
     }
 
@@ -72,7 +63,11 @@ public enum Conv2D {
         let input = gradientWeightInput(x, s), kernel = gradientWeightKernel(dy, s)
         let dw = unit.operation(SiteID(layer: layer, kind: .gradWt), input: input, inputShape: c.inputShape,
                                 weight: kernel, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
-            mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+            let rounded = mxu.operand(x)
+            if let values = gradientWeightProductOmittingZeros(x: rounded, dy: dy, shape: s, mxu: mxu, xIsRounded: true) {
+                return Product(values: values, rows: g.m, columns: g.n)
+            }
+            return mxu.multiply(im2col(rounded, c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
         }
         // [Cin, Fh, Fw, Cout] -> [Fh, Fw, Cin, Cout].
         var out = [Float](repeating: 0, count: dw.count)
@@ -83,6 +78,23 @@ public enum Conv2D {
             }
         }
         return out
+    }
+
+    /// The `_grad_in` weight of the reference layout: `w[fh, fw, ci, co]` at
+    /// `[Fh-1-fh, Fw-1-fw, co, ci]`.
+    static func rotatedKernel(_ w: [Float], _ s: ConvShape) -> [Float] {
+        var rotated = [Float](repeating: 0, count: w.count)
+        for fh in 0..<s.filterH {
+            for fw in 0..<s.filterW {
+                for ci in 0..<s.inChannels {
+                    for co in 0..<s.outChannels {
+                        rotated[(((s.filterH - 1 - fh) * s.filterW + s.filterW - 1 - fw) * s.outChannels + co) * s.inChannels + ci] =
+                            w[((fh * s.filterW + fw) * s.inChannels + ci) * s.outChannels + co]
+                    }
+                }
+            }
+        }
+        return rotated
     }
 
     /// dL/dy (`[N, Ho, Wo, Cout]`) dilated by the stride into a zeroed tensor of `count`

@@ -113,6 +113,44 @@ public struct OperationMXU {
     }
 }
 
+extension OperationMXU {
+    /// Whether this operation's product may leave out terms that are exact zeros
+    /// (``multiply(_:rows:inner:_:cols:kept:aIsRounded:)``): only when nothing corrupts or
+    /// watches the array's work term by term, no injection hook (which may also have
+    /// changed a zero of the operands) and no checksum check.
+    public var mayOmitZeroTerms: Bool { hook == nil && unit.checks == nil }
+
+    /// The MXU's fold length (nil: one running sum), for ``KeptTerms``.
+    public var foldLength: Int? { unit.mxu.foldLength }
+
+    /// Whether every value is finite once rounded to the operand format (see
+    /// ``MXU/allFiniteOnceRounded(_:)``).
+    public func allFiniteOnceRounded(_ values: [Float]) -> Bool {
+        values.withUnsafeBufferPointer { unit.mxu.allFiniteOnceRounded($0) }
+    }
+
+    /// `[rows x kept.count] x [kept.count x cols]`, both row-major: the `kept` terms of a
+    /// longer product whose others are exact zeros, with that product's bits
+    /// (``MXU/multiply(_:_:into:shape:kept:)``, whose precondition the caller vouches for).
+    /// Only where ``mayOmitZeroTerms``.
+    public func multiply(_ a: [Float], rows: Int, _ b: [Float], cols: Int, kept: KeptTerms, aIsRounded: Bool = false) -> [Float] {
+        precondition(mayOmitZeroTerms, "\(site.name): terms may not be left out of a product a hook or check sees")
+        let inner = kept.count
+        precondition(a.count == rows * inner && b.count == inner * cols, "\(site.name): operand sizes do not match the product")
+        return [Float](unsafeUninitializedCapacity: rows * cols) { out, written in
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+                guard let pa = pa.baseAddress, let pb = pb.baseAddress, let pc = out.baseAddress else {
+                    out.initialize(repeating: 0)  // no terms kept: every sum is +0
+                    return
+                }
+                unit.mxu.multiply(MatrixView(pa, rowStride: inner, isRounded: aIsRounded), MatrixView(pb, rowStride: cols),
+                                  into: pc, shape: GEMMShape(m: rows, k: inner, n: cols), kept: kept)
+            } }
+            written = rows * cols
+        }
+    }
+}
+
 /// Receives every MXU operation's output of one replica (its values, as the next operation
 /// sees them, and their shape), in execution order, on that replica's thread. Bisect uses it
 /// to compare two runs element by element; it only reads, so the numerics do not change.
