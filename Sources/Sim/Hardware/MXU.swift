@@ -182,9 +182,8 @@ public struct MXU: Sendable {
                                              _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, plan: KPlan) {
         let mr = Kern.mr, nr = Kern.nr
         let mc = max(mr, Blocking.mc / mr * mr)
-        // The spans of A's block rounded at once (ranges of blocks of K): all of K, or one block each.
-        let wholeK = mc * K <= Blocking.aBlockFloats, blocks = plan.bounds.count - 1
-        let spans = wholeK ? [0 ..< blocks] : (0 ..< blocks).map { $0 ..< $0 + 1 }
+        // A's block is rounded a span of K at a time: all of K, or one block of K each.
+        let wholeK = mc * K <= Blocking.aBlockFloats, blocks = plan.blocks
         let lda = (wholeK ? K : plan.longestBlock) + Blocking.rowPadding
         let panels = ceilDiv(N, nr)
         let bBuffer = PackBuffers.shared.take(panels * nr * K)
@@ -216,8 +215,11 @@ public struct MXU: Sendable {
             var m0 = tiles * worker / workers * mr
             while m0 < end {
                 let rows = m0 ..< min(end, m0 + mc)
-                for span in spans {
-                    let span0 = plan.bounds[span.lowerBound], spanLen = plan.bounds[span.upperBound] - span0
+                var firstBlock = 0
+                while firstBlock < blocks {
+                    let span = firstBlock ..< (wholeK ? blocks : firstBlock + 1)
+                    firstBlock = span.upperBound
+                    let span0 = plan.start(span.lowerBound), spanLen = plan.start(span.upperBound) - span0
                     // A row-major A that needs no rounding is read where it lies, unless the
                     // block ends in a partial tile (the kernel reads whole tiles).
                     let inPlace = readsAInPlace && rows.count % mr == 0
@@ -229,7 +231,7 @@ public struct MXU: Sendable {
                         packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
                     }
                     for block in span {
-                        let k0 = plan.bounds[block], kLen = plan.bounds[block + 1] - k0, fold = plan.folds[block]
+                        let k0 = plan.start(block), kLen = plan.start(block + 1) - k0, fold = plan.fold(block)
                         for p in 0..<panels {
                             let bPanel = UnsafePointer(bOut.pointer + p * nr * K + k0 * nr)
                             let nValid = min(nr, N - p * nr)
@@ -459,27 +461,33 @@ enum Blocking {
 }
 
 /// How ``MXU`` cuts K into blocks for its kernels: block `i` is terms
-/// `bounds[i] ..< bounds[i + 1]`, summed in folds of `folds[i]` terms (0: one running sum
-/// continuing from C).
+/// `start(i) ..< start(i + 1)`, summed in folds of `fold(i)` terms (0: one running sum
+/// continuing from C). Allocates nothing for the uniform plan (small products are many).
 struct KPlan {
-    let bounds: [Int]
-    let folds: [Int]
+    let k: Int
+    /// Uniform plan: terms per block and the fold of every block.
+    private let block: Int, uniformFold: Int
+    /// Per-fold plan: where each block starts (and K last).
+    private let starts: [Int]
+    let blocks: Int
+    let longestBlock: Int
 
     /// Blocks of ``Blocking/kc`` terms rounded to whole folds of `fold` (nil: one running sum).
     static func uniform(fold: Int?, k: Int) -> KPlan {
         let kc = fold.map { $0 * max(1, Blocking.kc / $0) } ?? Blocking.kc
-        let bounds = Array(stride(from: 0, to: k, by: kc)) + [k]
-        return KPlan(bounds: bounds, folds: Array(repeating: fold ?? 0, count: bounds.count - 1))
+        return KPlan(k: k, block: kc, uniformFold: fold ?? 0, starts: [], blocks: ceilDiv(k, kc), longestBlock: min(k, kc))
     }
 
     /// One block per fold, of the given lengths.
     static func folds(_ lengths: [Int]) -> KPlan {
-        var bounds = [0]
-        for length in lengths { bounds.append(bounds[bounds.count - 1] + length) }
-        return KPlan(bounds: bounds, folds: lengths)
+        var starts = [0]
+        for length in lengths { starts.append(starts[starts.count - 1] + length) }
+        return KPlan(k: starts[starts.count - 1], block: 0, uniformFold: 0, starts: starts, blocks: lengths.count,
+                     longestBlock: lengths.max() ?? 0)
     }
 
-    var longestBlock: Int { zip(bounds.dropFirst(), bounds).map { $0 - $1 }.max() ?? 0 }
+    @inline(__always) func start(_ i: Int) -> Int { block > 0 ? min(k, i * block) : starts[i] }
+    @inline(__always) func fold(_ i: Int) -> Int { block > 0 ? uniformFold : starts[i + 1] - starts[i] }
 }
 
 /// Packing buffers kept from one product to the next. Allocated afresh for every product,

@@ -69,32 +69,42 @@ public enum Conv2D {
             }
             return mxu.multiply(im2col(rounded, c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
         }
-        // [Cin, Fh, Fw, Cout] -> [Fh, Fw, Cin, Cout].
-        var out = [Float](repeating: 0, count: dw.count)
-        let taps = s.filterH * s.filterW
-        for ci in 0..<s.inChannels {
-            for t in 0..<taps {
-                for co in 0..<s.outChannels { out[(t * s.inChannels + ci) * s.outChannels + co] = dw[(ci * taps + t) * s.outChannels + co] }
+        // [Cin, Fh, Fw, Cout] -> [Fh, Fw, Cin, Cout]: runs of Cout values.
+        let taps = s.filterH * s.filterW, (cin, cout) = (s.inChannels, s.outChannels)
+        return [Float](unsafeUninitializedCapacity: dw.count) { out, written in
+            dw.withUnsafeBufferPointer { p in
+                guard let src = p.baseAddress, let dst = out.baseAddress else { return }
+                for ci in 0..<cin {
+                    for t in 0..<taps { (dst + (t * cin + ci) * cout).initialize(from: src + (ci * taps + t) * cout, count: cout) }
+                }
             }
+            written = dw.count
         }
-        return out
     }
 
     /// The `_grad_in` weight of the reference layout: `w[fh, fw, ci, co]` at
     /// `[Fh-1-fh, Fw-1-fw, co, ci]`.
     static func rotatedKernel(_ w: [Float], _ s: ConvShape) -> [Float] {
-        var rotated = [Float](repeating: 0, count: w.count)
-        for fh in 0..<s.filterH {
-            for fw in 0..<s.filterW {
-                for ci in 0..<s.inChannels {
-                    for co in 0..<s.outChannels {
-                        rotated[(((s.filterH - 1 - fh) * s.filterW + s.filterW - 1 - fw) * s.outChannels + co) * s.inChannels + ci] =
-                            w[((fh * s.filterW + fw) * s.inChannels + ci) * s.outChannels + co]
+        let (cin, cout) = (s.inChannels, s.outChannels), taps = s.filterH * s.filterW
+        precondition(w.count == taps * cin * cout, "kernel of another convolution")
+        return [Float](unsafeUninitializedCapacity: w.count) { out, written in
+            w.withUnsafeBufferPointer { pw in
+                guard let src = pw.baseAddress, let dst = out.baseAddress else { return }
+                // Tap t's [Cin, Cout] block to tap (taps - 1 - t)'s [Cout, Cin] block,
+                // transposed in 16 x 16 tiles that stay in cache.
+                for t in 0..<taps {
+                    let from = src + t * cin * cout, to = dst + (taps - 1 - t) * cout * cin
+                    for ci0 in stride(from: 0, to: cin, by: 16) {
+                        for co0 in stride(from: 0, to: cout, by: 16) {
+                            for ci in ci0 ..< min(cin, ci0 + 16) {
+                                for co in co0 ..< min(cout, co0 + 16) { (to + co * cin + ci).initialize(to: from[ci * cout + co]) }
+                            }
+                        }
                     }
                 }
             }
+            written = w.count
         }
-        return rotated
     }
 
     /// dL/dy (`[N, Ho, Wo, Cout]`) dilated by the stride into a zeroed tensor of `count`
