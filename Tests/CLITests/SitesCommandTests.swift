@@ -35,6 +35,28 @@ import TestSupport
         #expect(bad.status == 1 && bad.err.contains("cycle \(cycles) is outside the operation (4 x 8x8x8, \(cycles) cycles"), "\(bad.err)")
     }
 
+    /// The example specs shipped in traces/<workload>-small (and their mitigation/ folders)
+    /// are valid for their workload: a rule added to the spec checks cannot leave an example
+    /// unreplayable unnoticed (three multi-element `RD` examples once were).
+    @Test func everyShippedExampleSpecChecksAgainstItsWorkload() throws {
+        let traces = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("traces")
+        let fm = FileManager.default
+        let workloads = try fm.contentsOfDirectory(atPath: traces.path).filter { $0.hasSuffix("-small") && !$0.hasPrefix("replay-") }.sorted()
+        #expect(workloads == ["densenet-small", "effnet-small", "nfnet-small", "resnet18-small", "transformer-small"])
+        for directory in workloads {
+            let folders = [traces.appendingPathComponent(directory), traces.appendingPathComponent(directory + "/mitigation")]
+            let specs = try folders.filter { fm.fileExists(atPath: $0.path) }.flatMap { folder in
+                try fm.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".csv") || $0.hasSuffix(".json") }.sorted()
+                    .map { folder.appendingPathComponent($0).path }
+            }
+            #expect(specs.count >= 8, "\(directory): \(specs.count) specs")
+            let workload = String(directory.dropLast("-small".count))
+            let r = try tpufi(["sites", "--workload", workload, "--scale", "small", "--check"] + specs)
+            #expect(r.status == 0, "\(directory): \(r.err)")
+        }
+    }
+
     @Test func checksSpecsWithoutAGoldenTrace() throws {
         let good = try temporaryFile("good.json", #"{"workload": "resnet18", "site": "dense_grad_in", "faultModel": "RD", "replica": 1, "globalStep": 3, "positions": [[3, 31]], "values": [1e9]}"#)
         let r = try tpufi(["sites", "--scale", "tiny", "--replicas", "2", "--check", good])
