@@ -122,6 +122,12 @@ import Testing
         let kept = m.filter { $0 > 0 }.count
         #expect(abs(kept - 8000) < 200)
         #expect(Dropout.backward(dy: [2, 2], mask: [0, 1.25]) == [0, 2.5])
+        // Draw i is the stream's value at its counter + i, eight at a time and the tail one by
+        // one: the scalar definition, from a stream already advanced, over a ragged count.
+        var advanced = rng
+        for _ in 0..<3 { _ = advanced.next() }
+        let scalar = (0..<1003).map { Float(advanced.value(at: advanced.counter &+ UInt64($0)) >> 40) * 0x1p-24 >= 0.2 ? Float(1.25) : 0 }
+        #expect(Dropout.mask(count: 1003, rate: 0.2, rng: advanced) == scalar)
     }
 
     @Test func softmaxLossIsFiniteForLargeLogitsAndNaNForNaN() {

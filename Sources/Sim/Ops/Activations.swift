@@ -132,20 +132,23 @@ public enum Dropout {
         let scale = 1 / (1 - rate)
         // Draw i is the stream's value at `rng.counter + i` (``CounterRNG/value(at:)``), so
         // eight are formed side by side; `(value >> 40) * 2^-24` is exact in fp32, as in
-        // ``CounterRNG/nextUniform()``.
+        // ``CounterRNG/nextUniform()``. Two shortcuts with the same bits (64-bit vector
+        // multiplies are costly without AVX-512): the mix's input advances by 8 * golden a
+        // round instead of being multiplied out, and its last step `z ^= z >> 31` leaves the
+        // top 24 bits as they are, so it is skipped.
         return [Float](unsafeUninitializedCapacity: count) { out, written in
             written = count
             guard let base = out.baseAddress else { return }
             let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
-            let key = SIMD8<UInt64>(repeating: rng.key)
-            let lanes = SIMD8<UInt64>(1, 2, 3, 4, 5, 6, 7, 8)
+            var input = SIMD8<UInt64>(repeating: rng.key) &+ (SIMD8<UInt64>(repeating: rng.counter) &+ SIMD8(1, 2, 3, 4, 5, 6, 7, 8)) &* golden
+            let advance = SIMD8<UInt64>(repeating: 8 &* golden)
             let kept = SIMD8<Float>(repeating: scale), dropped = SIMD8<Float>()
             var i = 0
             while i + 8 <= count {
-                var z = key &+ (SIMD8<UInt64>(repeating: rng.counter &+ UInt64(i)) &+ lanes) &* golden
+                var z = input
+                input &+= advance
                 z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
                 z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
-                z ^= z &>> 31
                 let u = SIMD8<Float>(SIMD8<UInt32>(truncatingIfNeeded: z &>> 40)) * 0x1p-24
                 let draw = dropped.replacing(with: kept, where: u .>= rate)
                 UnsafeMutableRawPointer(base + i).storeBytes(of: draw, as: SIMD8<Float>.self)
