@@ -165,6 +165,44 @@ import TestSupport
         #expect(abs(scores[(g * 3 + i) * 4 + j] - expected) < 1e-5)
     }
 
+    /// The softmax's 16-key passes give the scalar definition's bits: biases added only where
+    /// a mask applies, the maximum by `Swift.max`'s rule, exponentials, a sum in key order,
+    /// division. Keys 37 (two 16-key blocks and a tail) and 7 (tail only); values with -0,
+    /// infinities and a NaN among them; with and without the causal and padding masks.
+    @Test func maskedSoftmaxKeepsTheScalarDefinitionsBits() {
+        func scalar(_ x: [Float], _ s: AttentionShape, _ mask: AttentionMask) -> [Float] {
+            var out = [Float](repeating: 0, count: x.count)
+            for b in 0..<s.batch { for h in 0..<s.heads { for i in 0..<s.queries {
+                let base = ((b * s.heads + h) * s.queries + i) * s.keys
+                var row = [Float](repeating: 0, count: s.keys), maxv = -Float.infinity
+                for j in 0..<s.keys {
+                    var v = x[base + j]
+                    if mask.causal && j > i { v += AttentionMask.bias }
+                    if let p = mask.padding, p[b * s.keys + j] { v += AttentionMask.bias }
+                    row[j] = v
+                    maxv = Swift.max(maxv, v)
+                }
+                for j in 0..<s.keys { row[j] = DeterministicMath.exp(row[j] - maxv) }
+                var sum: Float = 0
+                for j in 0..<s.keys { sum += row[j] }
+                for j in 0..<s.keys { out[base + j] = row[j] / sum }
+            } } }
+            return out
+        }
+        for keys in [37, 7] {
+            let s = AttentionShape(batch: 2, heads: 2, queries: 5, keys: keys, depth: 1)
+            var x = G.values(s.scoreShape.reduce(1, *), seed: UInt64(keys), scale: 30)
+            x[3] = -0.0; x[keys + 1] = .infinity; x[2 * keys + 5] = -.infinity; x[4 * keys + 20 % keys] = .nan
+            x[5 * keys] = -0.0; x[5 * keys + 1] = 0
+            for causal in [false, true] {
+                for padding in [nil, (0..<(2 * keys)).map { $0 % 5 == 3 }] as [[Bool]?] {
+                    let mask = AttentionMask(causal: causal, padding: padding)
+                    #expect(bits(MaskedSoftmax.forward(x, shape: s, mask: mask)) == bits(scalar(x, s, mask)), "keys \(keys) causal \(causal) padding \(padding != nil)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [false, true])
     func maskedSoftmaxMatchesFiniteDifferences(causal: Bool) {
         let s = AttentionShape(batch: 2, heads: 2, queries: 3, keys: 3, depth: 1)

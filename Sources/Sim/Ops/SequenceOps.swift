@@ -256,39 +256,55 @@ public enum MaskedSoftmax {
     public static func forward(_ scores: [Float], shape s: AttentionShape, mask: AttentionMask) -> [Float] {
         precondition(scores.count == s.scoreShape.reduce(1, *), "softmax: shape does not match")
         precondition(mask.padding.map { $0.count == s.batch * s.keys } ?? true, "softmax: padding mask shape does not match")
-        var out = [Float](repeating: 0, count: scores.count)
-        var row = [Float](repeating: 0, count: s.keys)
-        for b in 0..<s.batch { for h in 0..<s.heads { for i in 0..<s.queries {
-            let base = ((b * s.heads + h) * s.queries + i) * s.keys
-            var maxv = -Float.infinity
-            for j in 0..<s.keys {
-                var v = scores[base + j]
-                if mask.causal && j > i { v += AttentionMask.bias }
-                if let p = mask.padding, p[b * s.keys + j] { v += AttentionMask.bias }
-                row[j] = v
-                maxv = Swift.max(maxv, v)
-            }
-            // The exponentials 16 at a time (each lane the scalar exp's bits), then summed in
-            // key order.
-            row.withUnsafeMutableBufferPointer { r in
-                guard let e = r.baseAddress else { return }
-                let shift = SIMD16<Float>(repeating: maxv)
-                var j = 0
-                while j + 16 <= s.keys {
-                    let v = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) - shift
-                    UnsafeMutableRawPointer(e + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
-                    j += 16
-                }
-                while j < s.keys {
-                    e[j] = DeterministicMath.exp(e[j] - maxv)
-                    j += 1
-                }
-            }
-            var sum: Float = 0
-            for j in 0..<s.keys { sum += row[j] }
-            for j in 0..<s.keys { out[base + j] = row[j] / sum }
-        } } }
-        return out
+        let keys = s.keys, bias = AttentionMask.bias
+        let padded = mask.padding ?? [], hasPadding = mask.padding != nil
+        var row = [Float](repeating: 0, count: keys)
+        return [Float](unsafeUninitializedCapacity: scores.count) { out, written in
+            written = scores.count
+            scores.withUnsafeBufferPointer { ps in row.withUnsafeMutableBufferPointer { pr in padded.withUnsafeBufferPointer { pp in
+                guard let src = ps.baseAddress, let dst = out.baseAddress, let e = pr.baseAddress else { return }
+                for b in 0..<s.batch { for h in 0..<s.heads { for i in 0..<s.queries {
+                    let base = ((b * s.heads + h) * s.queries + i) * keys
+                    // The score plus the causal bias, then the padding bias, each added only
+                    // where it applies (so a -0 score stays -0); the maximum by `Swift.max`'s
+                    // rule (a NaN never becomes it).
+                    var maxv = -Float.infinity
+                    for j in 0..<keys {
+                        var v = src[base + j]
+                        if mask.causal && j > i { v += bias }
+                        if hasPadding, let pad = pp.baseAddress, pad[b * keys + j] { v += bias }
+                        e[j] = v
+                        maxv = Swift.max(maxv, v)
+                    }
+                    // The exponentials 16 at a time (each lane the scalar exp's bits), then summed
+                    // in key order, then each divided by the sum.
+                    let shift = SIMD16<Float>(repeating: maxv)
+                    var j = 0
+                    while j + 16 <= keys {
+                        let v = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) - shift
+                        UnsafeMutableRawPointer(e + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
+                        j += 16
+                    }
+                    while j < keys {
+                        e[j] = DeterministicMath.exp(e[j] - maxv)
+                        j += 1
+                    }
+                    var sum: Float = 0
+                    for j in 0..<keys { sum += e[j] }
+                    let total = SIMD16<Float>(repeating: sum)
+                    j = 0
+                    while j + 16 <= keys {
+                        let q = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) / total
+                        UnsafeMutableRawPointer(dst + base + j).storeBytes(of: q, as: SIMD16<Float>.self)
+                        j += 16
+                    }
+                    while j < keys {
+                        dst[base + j] = e[j] / sum
+                        j += 1
+                    }
+                } } }
+            } } }
+        }
     }
 
     /// dL/dscores from dL/dP and the forward output P: `P * (dP - sum_j dP_j P_j)` per row.
