@@ -51,19 +51,17 @@ extension Conv2D {
                 var a = [Float](repeating: 0, count: rows * k)
                 a.withUnsafeMutableBufferPointer { pa in
                     x.withUnsafeBufferPointer { px in
-                        var row = 0
+                        // No taps (a 1x1 filter's odd rows at stride 2): no terms, sums of +0.
+                        guard k > 0, var dst = pa.baseAddress, let src = px.baseAddress else { return }
                         for n in 0..<s.batch {
                             for h in hs {
                                 for wo in ws {
-                                    var dst = pa.baseAddress! + row * k
                                     for fh in tapsH {
                                         for fw in tapsW {
-                                            let from = ((n * c.inH + h + fh) * c.inW + wo + fw) * cout
-                                            dst.update(from: px.baseAddress! + from, count: cout)
+                                            dst.update(from: src + ((n * c.inH + h + fh) * c.inW + wo + fw) * cout, count: cout)
                                             dst += cout
                                         }
                                     }
-                                    row += 1
                                 }
                             }
                         }
@@ -73,11 +71,11 @@ extension Conv2D {
                 // The class's rows back to their pixels.
                 out.withUnsafeMutableBufferPointer { po in
                     product.withUnsafeBufferPointer { pp in
-                        var from = pp.baseAddress!
+                        guard let to = po.baseAddress, var from = pp.baseAddress else { return }
                         for n in 0..<s.batch {
                             for h in hs {
                                 for wo in ws {
-                                    (po.baseAddress! + ((n * s.inH + h) * s.inW + wo) * cin).update(from: from, count: cin)
+                                    (to + ((n * s.inH + h) * s.inW + wo) * cin).update(from: from, count: cin)
                                     from += cin
                                 }
                             }
@@ -111,15 +109,16 @@ extension Conv2D {
         let rows = c.gemm.m, k = kept.count
         // A: row (ci, oh, ow), terms (i, j, n): x[ci, oh + gh + i*sH, ow + gw + j*sW, 0..<N].
         let a = [Float](unsafeUninitializedCapacity: rows * k) { pa, written in
+            written = rows * k
             x.withUnsafeBufferPointer { px in
-                var dst = pa.baseAddress!
+                guard var dst = pa.baseAddress, let src = px.baseAddress else { return }
                 for ci in 0..<s.inChannels {
                     for oh in 0..<s.filterH {
                         for ow in 0..<s.filterW {
                             for i in 0..<s.outH {
                                 for j in 0..<s.outW {
                                     let from = ((ci * c.inH + oh + gh + i * s.strideH) * c.inW + ow + gw + j * s.strideW) * n
-                                    dst.initialize(from: px.baseAddress! + from, count: n)
+                                    dst.initialize(from: src + from, count: n)
                                     dst += n
                                 }
                             }
@@ -127,22 +126,21 @@ extension Conv2D {
                     }
                 }
             }
-            written = rows * k
         }
         // B: term (i, j, n) is dL/dy[n, i, j, :].
         let b = [Float](unsafeUninitializedCapacity: k * cout) { pb, written in
+            written = k * cout
             dy.withUnsafeBufferPointer { pdy in
-                var dst = pb.baseAddress!
+                guard var dst = pb.baseAddress, let src = pdy.baseAddress else { return }
                 for i in 0..<s.outH {
                     for j in 0..<s.outW {
                         for image in 0..<n {
-                            dst.initialize(from: pdy.baseAddress! + ((image * s.outH + i) * s.outW + j) * cout, count: cout)
+                            dst.initialize(from: src + ((image * s.outH + i) * s.outW + j) * cout, count: cout)
                             dst += cout
                         }
                     }
                 }
             }
-            written = k * cout
         }
         return mxu.multiply(a, rows: rows, b, cols: cout, kept: kept, aIsRounded: xIsRounded)
     }
