@@ -115,7 +115,7 @@ public struct OperationMXU {
 
 extension OperationMXU {
     /// Whether this operation's product may leave out terms that are exact zeros
-    /// (``multiply(_:rows:inner:_:cols:kept:aIsRounded:)``): only when nothing corrupts or
+    /// (``multiply(_:rows:_:cols:kept:aIsRounded:)``): only when nothing corrupts or
     /// watches the array's work term by term, no injection hook (which may also have
     /// changed a zero of the operands) and no checksum check.
     public var mayOmitZeroTerms: Bool { hook == nil && unit.checks == nil }
