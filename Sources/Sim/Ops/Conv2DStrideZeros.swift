@@ -27,45 +27,28 @@ extension Conv2D {
         precondition(x.count == c.inputShape.reduce(1, *) && w.count == c.weightShape.reduce(1, *), "operands of another convolution")
         var out = [Float](repeating: 0, count: c.gemm.m * cin)
         // The taps of a class: filter positions whose input position is on dL/dy's grid.
-        func taps(_ p: Int, filter: Int, offset: Int, stride: Int) -> [Int] {
+        func congruentTaps(_ p: Int, filter: Int, offset: Int, stride: Int) -> [Int] {
             (0..<filter).filter { f in ((p + f - offset) % stride + stride) % stride == 0 }
         }
         for ph in 0..<min(s.strideH, s.inH) {
             for pw in 0..<min(s.strideW, s.inW) {
-                let tapsH = taps(ph, filter: s.filterH, offset: eh, stride: s.strideH)
-                let tapsW = taps(pw, filter: s.filterW, offset: ew, stride: s.strideW)
+                let tapsH = congruentTaps(ph, filter: s.filterH, offset: eh, stride: s.strideH)
+                let tapsW = congruentTaps(pw, filter: s.filterW, offset: ew, stride: s.strideW)
                 let hs = Array(stride(from: ph, to: s.inH, by: s.strideH)), ws = Array(stride(from: pw, to: s.inW, by: s.strideW))
                 let rows = s.batch * hs.count * ws.count
+                // B: each kept tap's [Cout, Cin] block of the rotated kernel. A: each row's kept
+                // terms, `Cout` values per tap from the dilated input. (No taps, a 1x1 filter's
+                // odd rows at stride 2: no terms, sums of +0.)
+                let taps = tapsH.flatMap { fh in tapsW.map { fw in (fh, fw) } }
                 var kept = KeptTerms(foldLength: mxu.foldLength)
-                var b: [Float] = []
-                b.reserveCapacity(tapsH.count * tapsW.count * cout * cin)
-                for fh in tapsH {
-                    for fw in tapsW {
-                        let tap = fh * s.filterW + fw
-                        kept.keep(tap * cout ..< (tap + 1) * cout)
-                        b.append(contentsOf: w[tap * cout * cin ..< (tap + 1) * cout * cin])
-                    }
+                for (fh, fw) in taps { kept.keep((fh * s.filterW + fw) * cout ..< (fh * s.filterW + fw + 1) * cout) }
+                let b = gatherRuns(of: w, length: cout * cin, runs: taps.count) { emit in
+                    for (fh, fw) in taps { emit((fh * s.filterW + fw) * cout * cin) }
                 }
-                // A: each row's kept terms, `Cout` values per tap from the dilated input.
-                let k = kept.count
-                var a = [Float](repeating: 0, count: rows * k)
-                a.withUnsafeMutableBufferPointer { pa in
-                    x.withUnsafeBufferPointer { px in
-                        // No taps (a 1x1 filter's odd rows at stride 2): no terms, sums of +0.
-                        guard k > 0, var dst = pa.baseAddress, let src = px.baseAddress else { return }
-                        for n in 0..<s.batch {
-                            for h in hs {
-                                for wo in ws {
-                                    for fh in tapsH {
-                                        for fw in tapsW {
-                                            dst.update(from: src + ((n * c.inH + h + fh) * c.inW + wo + fw) * cout, count: cout)
-                                            dst += cout
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                let a = gatherRuns(of: x, length: cout, runs: rows * taps.count) { emit in
+                    for n in 0..<s.batch { for h in hs { for wo in ws { for (fh, fw) in taps {
+                        emit(((n * c.inH + h + fh) * c.inW + wo + fw) * cout)
+                    } } } }
                 }
                 let product = mxu.multiply(a, rows: rows, b, cols: cin, kept: kept)
                 // The class's rows back to their pixels.
@@ -106,42 +89,37 @@ extension Conv2D {
                 kept.keep(first ..< first + n)
             }
         }
-        let rows = c.gemm.m, k = kept.count
+        let rows = c.gemm.m, pixels = s.outH * s.outW
         // A: row (ci, oh, ow), terms (i, j, n): x[ci, oh + gh + i*sH, ow + gw + j*sW, 0..<N].
-        let a = [Float](unsafeUninitializedCapacity: rows * k) { pa, written in
-            written = rows * k
-            x.withUnsafeBufferPointer { px in
-                guard var dst = pa.baseAddress, let src = px.baseAddress else { return }
-                for ci in 0..<s.inChannels {
-                    for oh in 0..<s.filterH {
-                        for ow in 0..<s.filterW {
-                            for i in 0..<s.outH {
-                                for j in 0..<s.outW {
-                                    let from = ((ci * c.inH + oh + gh + i * s.strideH) * c.inW + ow + gw + j * s.strideW) * n
-                                    dst.initialize(from: src + from, count: n)
-                                    dst += n
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        let a = gatherRuns(of: x, length: n, runs: rows * pixels) { emit in
+            for ci in 0..<s.inChannels { for oh in 0..<s.filterH { for ow in 0..<s.filterW {
+                for i in 0..<s.outH { for j in 0..<s.outW {
+                    emit(((ci * c.inH + oh + gh + i * s.strideH) * c.inW + ow + gw + j * s.strideW) * n)
+                } }
+            } } }
         }
         // B: term (i, j, n) is dL/dy[n, i, j, :].
-        let b = [Float](unsafeUninitializedCapacity: k * cout) { pb, written in
-            written = k * cout
-            dy.withUnsafeBufferPointer { pdy in
-                guard var dst = pb.baseAddress, let src = pdy.baseAddress else { return }
-                for i in 0..<s.outH {
-                    for j in 0..<s.outW {
-                        for image in 0..<n {
-                            dst.initialize(from: src + ((image * s.outH + i) * s.outW + j) * cout, count: cout)
-                            dst += cout
-                        }
-                    }
-                }
-            }
+        let b = gatherRuns(of: dy, length: cout, runs: pixels * n) { emit in
+            for i in 0..<s.outH { for j in 0..<s.outW { for image in 0..<n { emit(((image * s.outH + i) * s.outW + j) * cout) } } }
         }
         return mxu.multiply(a, rows: rows, b, cols: cout, kept: kept, aIsRounded: xIsRounded)
+    }
+
+    /// `runs` runs of `length` values of `source`, one after another, starting at the offsets
+    /// `starts` emits in order: the operands of the products above, gathered.
+    static func gatherRuns(of source: [Float], length: Int, runs: Int, _ starts: (_ emit: (Int) -> Void) -> Void) -> [Float] {
+        [Float](unsafeUninitializedCapacity: runs * length) { out, written in
+            var emitted = 0
+            source.withUnsafeBufferPointer { p in
+                guard let base = out.baseAddress, let src = p.baseAddress else { return }
+                starts { start in
+                    precondition(emitted < runs && start >= 0 && start + length <= p.count, "a run outside its source")
+                    (base + emitted * length).initialize(from: src + start, count: length)
+                    emitted += 1
+                }
+            }
+            precondition(emitted == runs || runs * length == 0, "\(emitted) runs gathered of \(runs)")
+            written = emitted * length
+        }
     }
 }
