@@ -32,6 +32,16 @@ public struct MatrixView: @unchecked Sendable {
 
 }
 
+/// A matrix operand whose rows are assembled as the MXU reads them, e.g. an implicit
+/// im2col lowering that gathers each row from the tensor it lowers instead of storing the
+/// lowered matrix first. The values are already in the MXU's operand format (the caller
+/// rounds the source once). Rows are gathered concurrently by the MXU's workers.
+public protocol GatheredOperand: Sendable {
+    /// Writes terms `k0 ..< k0 + count` of rows `rows` to `dst`, row `rows.lowerBound + i`
+    /// at `dst + i * stride`.
+    func gather(rows: Range<Int>, k0: Int, count: Int, into dst: UnsafeMutablePointer<Float>, stride: Int)
+}
+
 /// The fast functional model of the MXUs: `C = A x B` with TPU numerics, in exactly the
 /// accumulation order of the operation's ``Schedule`` (see there): fold sums of `rows`
 /// terms (ws/is) or one running sum over all of K (os), each term a fused multiply-add.
@@ -146,8 +156,26 @@ public struct MXU: Sendable {
         }
     }
 
+    /// `C = A x B` with A's rows gathered as they are read (`a`, already rounded); `c` is
+    /// row-major M x N and is overwritten. The same bits as the product of the stored matrix:
+    /// only where A's values come from differs.
+    public func multiply(gathered a: some GatheredOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
+        let fold = foldLength.flatMap { $0 < shape.k ? $0 : nil }
+        multiply(.gathered(a), b, into: c, shape: shape, plan: .uniform(fold: fold, k: shape.k))
+    }
+
+    /// Where the kernels' A comes from.
+    private enum AOperand {
+        case view(MatrixView)
+        case gathered(any GatheredOperand)
+    }
+
     /// The product with K cut into blocks as `plan` says.
     private func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, plan: KPlan) {
+        multiply(.view(a), b, into: c, shape: shape, plan: plan)
+    }
+
+    private func multiply(_ a: AOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, plan: KPlan) {
         let (M, K, N) = (shape.m, shape.k, shape.n)
         guard M > 0, N > 0 else { return }
         guard K > 0 else { c.update(repeating: 0, count: M * N); return }
@@ -178,7 +206,7 @@ public struct MXU: Sendable {
     /// as one sequential stream; else one block of K), then for every block of K (`plan`)
     /// and every B panel runs the kernel down the block's tiles, the B panel staying in cache
     /// while A's tiles stream past it.
-    private func multiply<Kern: MicroKernel>(_: Kern.Type, _ a: MatrixView, _ b: MatrixView,
+    private func multiply<Kern: MicroKernel>(_: Kern.Type, _ operand: AOperand, _ b: MatrixView,
                                              _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, plan: KPlan) {
         let mr = Kern.mr, nr = Kern.nr
         let mc = max(mr, Blocking.mc / mr * mr)
@@ -190,9 +218,15 @@ public struct MXU: Sendable {
         defer { PackBuffers.shared.give(bBuffer) }
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         let tiles = ceilDiv(M, mr)
-        let readsAInPlace = a.columnStride == 1 && (rounding == .identity || a.isRounded)
+        // A gathered A is packed like a row-major one, row by row as the operand assembles it.
+        let (a, gathered): (MatrixView?, (any GatheredOperand)?)
+        switch operand {
+        case .view(let view): (a, gathered) = (view, nil)
+        case .gathered(let rows): (a, gathered) = (nil, rows)
+        }
+        let readsAInPlace = a.map { $0.columnStride == 1 && (rounding == .identity || $0.isRounded) } ?? false
         // A transposed A (rows contiguous) packs into k-major micro-panels, no transpose needed.
-        let panelA = a.columnStride != 1 && a.rowStride == 1
+        let panelA = a.map { $0.columnStride != 1 && $0.rowStride == 1 } ?? false
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
@@ -223,12 +257,17 @@ public struct MXU: Sendable {
                     // A row-major A that needs no rounding is read where it lies, unless the
                     // block ends in a partial tile (the kernel reads whole tiles).
                     let inPlace = readsAInPlace && rows.count % mr == 0
-                    let aRows = inPlace ? UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0) : aBlock
-                    let aStride = inPlace ? a.rowStride : lda
-                    if panelA {
-                        packAPanels(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, into: aBlock, column: column)
-                    } else if !inPlace {
-                        packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    var (aRows, aStride) = (aBlock, lda)
+                    if let gathered {
+                        packA(gathered, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    } else if let a {
+                        if inPlace {
+                            (aRows, aStride) = (UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0), a.rowStride)
+                        } else if panelA {
+                            packAPanels(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, into: aBlock, column: column)
+                        } else {
+                            packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                        }
                     }
                     for block in span {
                         let k0 = plan.start(block), kLen = plan.start(block + 1) - k0, fold = plan.fold(block)
@@ -351,6 +390,14 @@ public struct MXU: Sendable {
                 }
             }
         }
+        for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
+    }
+
+    /// Gathers rows `rows` x terms `k0 ..< k0 + kLen` of a gathered A into a row-major block
+    /// with leading dimension `lda`, zero rows padding it to whole `mr` tiles.
+    private func packA(_ a: any GatheredOperand, rows: Range<Int>, mr: Int, k0: Int, kLen: Int, lda: Int,
+                       into dst: UnsafeMutablePointer<Float>) {
+        a.gather(rows: rows, k0: k0, count: kLen, into: dst, stride: lda)
         for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
     }
 

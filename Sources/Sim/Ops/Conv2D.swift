@@ -7,11 +7,10 @@ public enum Conv2D {
     /// y = X w, one MXU operation (site `<layer>`; operands x, w, y). A fault in x strikes
     /// before the lowering, so it reaches every window the element is gathered into.
     public static func forward(x: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
-        let g = s.gemm
-        return unit.operation(SiteID(layer: layer, kind: .forward), input: x, inputShape: s.inputShape,
+        unit.operation(SiteID(layer: layer, kind: .forward), input: x, inputShape: s.inputShape,
                               weight: w, weightShape: s.weightShape, outputShape: s.outputShape) { x, w, mxu in
             // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
-            mxu.multiply(im2col(mxu.operand(x), s), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+            mxu.multiply(lowering: mxu.operand(x), s, w)
         }
     }
 
@@ -49,7 +48,7 @@ public enum Conv2D {
             if let values = gradientInputProductOmittingZeros(x: x, w: w, shape: s, mxu: mxu) {
                 return Product(values: values, rows: g.m, columns: g.n)
             }
-            return mxu.multiply(im2col(mxu.operand(x), c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+            return mxu.multiply(lowering: mxu.operand(x), c, w)
         }
     }
 
@@ -67,7 +66,7 @@ public enum Conv2D {
             if let values = gradientWeightProductOmittingZeros(x: rounded, dy: dy, shape: s, mxu: mxu, xIsRounded: true) {
                 return Product(values: values, rows: g.m, columns: g.n)
             }
-            return mxu.multiply(im2col(rounded, c), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+            return mxu.multiply(lowering: rounded, c, w)
         }
         // [Cin, Fh, Fw, Cout] -> [Fh, Fw, Cin, Cout]: runs of Cout values.
         let taps = s.filterH * s.filterW, (cin, cout) = (s.inChannels, s.outChannels)
@@ -197,35 +196,56 @@ public enum Conv2D {
     /// or one window covering the whole input) returns x itself.
     static func im2col(_ x: [Float], _ s: ConvShape) -> [Float] {
         if s.lowersToItself { return x }
-        let c = s.inChannels, k = s.filterH * s.filterW * c
-        let count = s.batch * s.outH * s.outW * k
+        let g = s.gemm, count = g.m * g.k
         return [Float](unsafeUninitializedCapacity: count) { cols, written in
             x.withUnsafeBufferPointer { px in
-                guard var dst = cols.baseAddress, let src = px.baseAddress else { return }
-                // Row by row in order: each filter row's taps inside the input are one
-                // contiguous run of x; the taps over the padding are zeros.
-                for n in 0..<s.batch {
-                    for oh in 0..<s.outH {
-                        for ow in 0..<s.outW {
-                            let left = ow * s.strideW - s.padLeft
-                            let first = max(0, -left), end = min(s.filterW, s.inW - left)
-                            for fh in 0..<s.filterH {
-                                let ih = oh * s.strideH + fh - s.padTop
-                                if ih < 0 || ih >= s.inH || first >= end {
-                                    dst.initialize(repeating: 0, count: s.filterW * c)
-                                } else {
-                                    dst.initialize(repeating: 0, count: first * c)
-                                    (dst + first * c).initialize(from: src + ((n * s.inH + ih) * s.inW + left + first) * c,
-                                                                 count: (end - first) * c)
-                                    (dst + end * c).initialize(repeating: 0, count: (s.filterW - end) * c)
-                                }
-                                dst += s.filterW * c
-                            }
-                        }
-                    }
-                }
+                guard let dst = cols.baseAddress, let src = px.baseAddress else { return }
+                Im2colRows(x: src, shape: s).gather(rows: 0..<g.m, k0: 0, count: g.k, into: dst, stride: g.k)
             }
             written = count
+        }
+    }
+
+    /// The rows of ``im2col(_:_:)``'s matrix, each gathered from x when asked for: the MXU
+    /// reads them without the lowered matrix (Fh*Fw times x's size) being stored.
+    struct Im2colRows: GatheredOperand, @unchecked Sendable {
+        let x: UnsafePointer<Float>
+        let shape: ConvShape
+
+        func gather(rows: Range<Int>, k0: Int, count: Int, into dst: UnsafeMutablePointer<Float>, stride: Int) {
+            guard !rows.isEmpty, count > 0 else { return }
+            let s = shape, c = s.inChannels, rowLength = s.filterW * c
+            // Row (n, oh, ow) of the lowered matrix, advanced row by row (no division per row).
+            let first = rows.lowerBound
+            var (n, oh, ow) = (first / (s.outW * s.outH), first / s.outW % s.outH, first % s.outW)
+            let fh0 = k0 / rowLength, p0 = k0 % rowLength
+            for i in 0..<rows.count {
+                // Within a filter row, the taps inside the input are values begin ..< end of
+                // it, one contiguous run of x; the taps over the padding are zeros.
+                let left = ow * s.strideW - s.padLeft
+                let begin = max(0, -left) * c, end = max(0, min(s.filterW, s.inW - left) * c)
+                var (fh, p, out, remaining) = (fh0, p0, dst + i * stride, count)
+                while remaining > 0 {
+                    let segmentEnd = min(rowLength, p + remaining)
+                    let ih = oh * s.strideH + fh - s.padTop
+                    var (lo, hi) = (segmentEnd, segmentEnd)
+                    if ih >= 0 && ih < s.inH {
+                        lo = min(max(p, begin), segmentEnd)
+                        hi = max(min(segmentEnd, end), lo)
+                    }
+                    // Runs are short (a few taps of a few channels): plain loops, no calls.
+                    for j in 0 ..< lo - p { out[j] = 0 }
+                    let from = x + (((n * s.inH + ih) * s.inW + left) * c), to = out - p
+                    for j in lo ..< hi { to[j] = from[j] }
+                    for j in hi ..< segmentEnd { to[j] = 0 }
+                    out += segmentEnd - p
+                    remaining -= segmentEnd - p
+                    (fh, p) = (fh + 1, 0)
+                }
+                ow += 1
+                if ow == s.outW { (ow, oh) = (0, oh + 1) }
+                if oh == s.outH { (oh, n) = (0, n + 1) }
+            }
         }
     }
 
@@ -267,5 +287,28 @@ public enum Conv2D {
                 }
             }
         }
+    }
+}
+
+extension OperationMXU {
+    /// The product of x's im2col lowering by shape `s` (x already rounded to the operand
+    /// format) and `w` (`[K, Cout]`): the MXU gathers the lowered rows as it reads them where
+    /// nothing needs the lowered matrix itself; an injection hook or a checksum check sees the
+    /// stored one. The same bits either way.
+    func multiply(lowering x: [Float], _ s: ConvShape, _ w: [Float]) -> Product {
+        let g = s.gemm
+        guard mayGatherOperands, !s.lowersToItself, g.m > 0, g.k > 0, g.n > 0 else {
+            return multiply(Conv2D.im2col(x, s), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
+        }
+        precondition(x.count == s.inputShape.reduce(1, *) && w.count == g.k * g.n, "\(site.name): operand sizes do not match the product")
+        let c = [Float](unsafeUninitializedCapacity: g.m * g.n) { out, written in
+            x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in
+                guard let px = px.baseAddress, let pw = pw.baseAddress, let pc = out.baseAddress else { return }
+                unit.mxu.multiply(gathered: Conv2D.Im2colRows(x: px, shape: s), MatrixView(pw, rowStride: g.n),
+                                  into: pc, shape: g)
+            } }
+            written = g.m * g.n
+        }
+        return Product(values: c, rows: g.m, columns: g.n)
     }
 }

@@ -120,6 +120,10 @@ extension OperationMXU {
     /// changed a zero of the operands) and no checksum check.
     public var mayOmitZeroTerms: Bool { hook == nil && unit.checks == nil }
 
+    /// Whether the MXU may read an operand gathered as it goes (``GatheredOperand``) instead
+    /// of a stored matrix: the same condition, since hooks and checks read stored operands.
+    public var mayGatherOperands: Bool { mayOmitZeroTerms }
+
     /// The MXU's fold length (nil: one running sum), for ``KeptTerms``.
     public var foldLength: Int? { unit.mxu.foldLength }
 
