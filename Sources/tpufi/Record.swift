@@ -11,8 +11,9 @@ struct Record: ParsableCommand {
         data set's digest, the timing model's per-layer cycles) and frames.tpf, an append-only \
         log of snapshots of the whole training state (zstd, deltas against keyframes), per-step \
         metrics with a digest of every MXU operation's output on every replica and of the \
-        state, and per-epoch test metrics. Each step is synced to disk as it completes: a \
-        killed recording keeps every completed step and continues with --resume.
+        state, and per-epoch test metrics. Each step is written and synced to disk while the \
+        next one trains: a killed recording keeps every step written (all but the last one \
+        or two it ran) and continues with --resume.
 
         Examples:
           tpufi record --workload resnet18 --scale small --dataset fashion-mnist --epochs 1 --out golden/resnet18-small

@@ -97,6 +97,10 @@ public enum TraceRecorder {
                 .map { StepMetrics(loss: $0.loss, accuracy: $0.accuracy, learningRate: $0.learningRate) }
         }
         var record: StepRecord?
+        // The writer encodes, writes and syncs each step while the next one trains.
+        let appends = BackgroundAppends(writer)
+        let snapshotEvery = writer.manifest.snapshotEvery
+        defer { appends.waitUntilWritten() }
         let loop = TrainingLoop(run: run, inject: hook, recordDigests: true, evaluation: evaluation, mitigation: mitigation)
         let final = try loop.run(from: state, to: end, epochMetrics: earlier, stop: { s in
             let r = StepRecord(step: s.index, epoch: s.index / perEpoch, stepInEpoch: s.index % perEpoch,
@@ -109,21 +113,61 @@ public enum TraceRecorder {
         }, step: { s in
             // A step mitigation changed is not the plain update of its gradients: its state is
             // stored whole, so that restoring it re-executes nothing mitigation decided.
+            // The previous step's frames are written by now, or this waits for them.
+            appends.waitUntilWritten()
+            let state = s.state
             if s.mitigated {
-                try writer.appendSnapshot(s.state)
-            } else if s.state.step % writer.manifest.snapshotEvery == 0 || s.last {
-                try writer.appendSnapshot(s.state, update: s.gradients)
+                try appends.add { try $0.appendSnapshot(state) }
+            } else if state.step % snapshotEvery == 0 || s.last {
+                let update = s.gradients
+                try appends.add { try $0.appendSnapshot(state, update: update) }
             }
             report(.step(globalStep: s.index, metrics: s.metrics))
         }, epoch: { summary, _ in
-            try writer.appendEpoch(summary)
+            try appends.add { try $0.appendEpoch(summary) }
             report(.epoch(summary))
         }, stepEnd: { s in
             guard let record, record.step == s.index else { throw TraceError.mismatch("step \(s.index) has no record") }
-            try writer.appendStep(record)
+            try appends.add { try $0.appendStep(record) }
         }, mitigated: mitigated)
+        appends.waitUntilWritten()
+        try appends.rethrow()
         try writer.finish(steps: final.step)
         return final
+    }
+}
+
+/// A ``TraceWriter``'s appends, run in order on one background thread so that a step's
+/// snapshot is encoded, written and synced while the next step trains (the training step
+/// keeps both cores busy only between these serial pauses). The loop waits for a step's
+/// appends before queueing the next step's, so at most one step's are pending. The first
+/// error stops all later appends and is thrown by the next ``add(_:)`` or by ``rethrow()``.
+/// Only this thread touches the writer until ``waitUntilWritten()``.
+private final class BackgroundAppends: @unchecked Sendable {
+    private let writer: TraceWriter
+    private let queue = DispatchQueue(label: "tpufi.trace-appends")
+    private let lock = NSLock()
+    private var failure: (any Error)?
+    private let pending = DispatchGroup()
+
+    init(_ writer: TraceWriter) { self.writer = writer }
+
+    /// Queues `append` (after every earlier one), first throwing an earlier append's error.
+    func add(_ append: @escaping @Sendable (TraceWriter) throws -> Void) throws {
+        try rethrow()
+        queue.async(group: pending) { [self] in
+            guard lock.withLock({ failure == nil }) else { return }
+            do { try append(writer) } catch { lock.withLock { failure = failure ?? error } }
+        }
+    }
+
+    /// Waits for every queued append: at a step boundary (bounding what is pending to one
+    /// step's frames), before finishing, and when the loop ends by an error.
+    func waitUntilWritten() { pending.wait() }
+
+    /// The first append's error, if any.
+    func rethrow() throws {
+        if let failure = lock.withLock({ failure }) { throw failure }
     }
 }
 
