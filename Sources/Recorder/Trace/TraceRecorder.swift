@@ -111,11 +111,11 @@ public enum TraceRecorder {
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
             return try stop(r, s.state)
         }, step: { s in
-            // A step mitigation changed is not the plain update of its gradients: its state is
-            // stored whole, so that restoring it re-executes nothing mitigation decided.
             // The previous step's frames are written by now, or this waits for them.
             appends.waitUntilWritten()
             let state = s.state
+            // A step mitigation changed is not the plain update of its gradients: its state is
+            // stored whole, so that restoring it re-executes nothing mitigation decided.
             if s.mitigated {
                 try appends.add { try $0.appendSnapshot(state) }
             } else if state.step % snapshotEvery == 0 || s.last {

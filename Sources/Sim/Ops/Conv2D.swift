@@ -8,7 +8,7 @@ public enum Conv2D {
     /// before the lowering, so it reaches every window the element is gathered into.
     public static func forward(x: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         unit.operation(SiteID(layer: layer, kind: .forward), input: x, inputShape: s.inputShape,
-                              weight: w, weightShape: s.weightShape, outputShape: s.outputShape) { x, w, mxu in
+                       weight: w, weightShape: s.weightShape, outputShape: s.outputShape) { x, w, mxu in
             // Rounding x before the lowering rounds each value once instead of up to Fh*Fw times.
             mxu.multiply(lowering: mxu.operand(x), s, w)
         }
@@ -235,9 +235,12 @@ public enum Conv2D {
                     }
                     // Runs are short (a few taps of a few channels): plain loops, no calls.
                     for j in 0 ..< lo - p { out[j] = 0 }
-                    let from = x + (((n * s.inH + ih) * s.inW + left) * c), to = out - p
-                    for j in lo ..< hi { to[j] = from[j] }
-                    for j in hi ..< segmentEnd { to[j] = 0 }
+                    if hi > lo {
+                        // lo >= begin, so the run starts inside x.
+                        let from = x + (((n * s.inH + ih) * s.inW + left) * c + lo)
+                        for j in 0 ..< hi - lo { out[lo - p + j] = from[j] }
+                    }
+                    for j in hi - p ..< segmentEnd - p { out[j] = 0 }
                     out += segmentEnd - p
                     remaining -= segmentEnd - p
                     (fh, p) = (fh + 1, 0)
