@@ -137,23 +137,24 @@ public enum TraceRecorder {
     }
 }
 
-/// A ``TraceWriter``'s appends, run in order on one background thread so that a step's
-/// snapshot is encoded, written and synced while the next step trains (the training step
-/// keeps both cores busy only between these serial pauses). The loop waits for a step's
-/// appends before queueing the next step's, so at most one step's are pending. The first
-/// error stops all later appends and is thrown by the next ``add(_:)`` or by ``rethrow()``.
-/// Only this thread touches the writer until ``waitUntilWritten()``.
-private final class BackgroundAppends: @unchecked Sendable {
-    private let writer: TraceWriter
+/// A writer's appends (a ``TraceWriter``'s, in ``TraceRecorder/loop(run:writer:from:to:hook:stop:evaluation:mitigation:mitigated:report:)``),
+/// run in order on one background thread so that a step's snapshot is encoded, written and
+/// synced while the next step trains (the training step keeps both cores busy only between
+/// these serial pauses). The loop waits for a step's appends before queueing the next
+/// step's, so at most one step's are pending. The first error stops all later appends and
+/// is thrown by the next ``add(_:)`` or by ``rethrow()``. Only the background thread touches
+/// the writer until ``waitUntilWritten()``.
+final class BackgroundAppends<Writer>: @unchecked Sendable {
+    private let writer: Writer
     private let queue = DispatchQueue(label: "tpufi.trace-appends")
     private let lock = NSLock()
     private var failure: (any Error)?
     private let pending = DispatchGroup()
 
-    init(_ writer: TraceWriter) { self.writer = writer }
+    init(_ writer: Writer) { self.writer = writer }
 
     /// Queues `append` (after every earlier one), first throwing an earlier append's error.
-    func add(_ append: @escaping @Sendable (TraceWriter) throws -> Void) throws {
+    func add(_ append: @escaping @Sendable (Writer) throws -> Void) throws {
         try rethrow()
         queue.async(group: pending) { [self] in
             guard lock.withLock({ failure == nil }) else { return }
