@@ -22,12 +22,15 @@ for t in 1 2; do
   "$BIN" --threads $t --seconds "$SECONDS_PER" --shapes $SHAPES > "$out/mxu_$t.csv"
   ( unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; OPENBLAS_NUM_THREADS=$t "$V/bin/python" Benchmarks/numpy_sgemm.py --shapes $SHAPES --seconds "$SECONDS_PER" ) > "$out/np_$t.csv"
 done
-"$V/bin/python" - "$out" <<'PY'
+Benchmarks/host_line.sh
+grep -h '^#' "$out"/mxu_*.csv | sort -u   # the micro-kernels this build uses
+status=0
+"$V/bin/python" - "$out" <<'PY' || status=$?
 import csv, sys, os
 d = sys.argv[1]
-def load(p, col):
+def load(p, col, kind=float):
     with open(os.path.join(d, p)) as f:
-        return {r["shape"]: float(r[col]) for r in csv.DictReader(l for l in f if not l.startswith("#"))}
+        return {r["shape"]: kind(r[col]) for r in csv.DictReader(l for l in f if not l.startswith("#"))}
 print(f"{'shape (MxKxN)':<18}{'thr':>4}{'MXU GF/s':>10}{'numpy GF/s':>12}{'ratio':>8}{'MXU 2t/1t':>11}")
 for t in (1, 2):
     mxu, npy = load(f"mxu_{t}.csv", "gflops"), load(f"np_{t}.csv", "gflops")
@@ -35,5 +38,11 @@ for t in (1, 2):
     for s in mxu:
         scale = f"{mxu[s] / one[s]:.2f}" if t == 2 else ""
         print(f"{s:<18}{t:>4}{mxu[s]:>10.1f}{npy[s]:>12.1f}{mxu[s] / npy[s]:>8.2f}{scale:>11}")
+# The product's bits may not depend on the thread count: the checksums must agree.
+one_thread, two_threads = load("mxu_1.csv", "checksum", str), load("mxu_2.csv", "checksum", str)
+differ = [s for s in one_thread if two_threads.get(s) != one_thread[s]]
+if differ:
+    sys.exit(f"MXU checksums differ between 1 and 2 threads for {', '.join(differ)}: results depend on the thread count")
 PY
 rm -rf "$out"
+exit $status

@@ -33,6 +33,7 @@ swift build -c release --product TrainStepBench >&2
 BIN="$(swift build -c release --show-bin-path)/TrainStepBench"
 ours=$("$BIN" --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --steps "$STEPS")
 theirs=$("$V/bin/python" Benchmarks/torch_train_step.py --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --steps "$STEPS")
+Benchmarks/host_line.sh
 echo "$ours"
 echo "$theirs"
 python3 - "$ours" "$theirs" "$THREADS" <<'PY'

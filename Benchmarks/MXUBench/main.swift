@@ -44,6 +44,7 @@ func cpuTime() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
 
+print("# \(MXU.kernelsDescription)")
 print("shape,threads,precision,gflops,seconds_per_call,checksum,cpu_gflops_per_thread")
 for shape in shapes {
     var seed: UInt64 = 0x9E37_79B9_7F4A_7C15

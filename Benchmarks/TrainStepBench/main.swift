@@ -59,4 +59,5 @@ cpu.sort()
 // The state's digest after the steps: the same on every build, instruction set and thread count.
 // CPU time per step is the steadier figure on a host shared with other work (one thread).
 print(String(format: "tpufi %@ threads=%d scale=%@: step median %.4f s min %.4f s cpu median %.4f s (state %@ after %d steps)", workload,
-             threads, scaleName, times[times.count / 2], times[0], cpu[cpu.count / 2], state.digest.description, steps + 1))
+             threads, scaleName, times[times.count / 2], times[0], cpu[cpu.count / 2], state.digest.description, steps + 1)
+      + ", \(MXU.kernelsDescription)")

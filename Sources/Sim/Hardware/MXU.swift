@@ -106,6 +106,10 @@ public struct MXU: Sendable {
         self.kernels = kernels
     }
 
+    /// The micro-kernels this build uses, for benchmark output (speed only: every family
+    /// gives the same bits).
+    public static var kernelsDescription: String { KernelFamily.target.description }
+
     /// The operand precision as traces record it; nil for a format that is not a built-in
     /// one (e.g. a test's), which no trace can record.
     public var precision: OperandPrecision? { OperandPrecision(format: format) }
@@ -479,6 +483,14 @@ enum KernelFamily: Sendable, CaseIterable {
     /// 8-lane vectors for AVX2's 16 registers (and any other target: with 16-lane vectors
     /// the accumulators would not fit in 16 registers, nor in NEON's 32 of 4 lanes).
     case narrow
+
+    /// What benchmarks print about the family the build uses.
+    var description: String {
+        switch self {
+        case .wide: return "16-lane micro-kernels (AVX-512 build)"
+        case .narrow: return "8-lane micro-kernels"
+        }
+    }
 
     /// The family of the build's target: `TPUFI_AVX512` is defined by Package.swift when the
     /// target CPU has AVX-512.
