@@ -136,9 +136,13 @@ public struct MXU: Sendable {
     /// `C = A x B` on strided views; `c` is row-major M x N with leading dimension N and is
     /// overwritten.
     public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
-        // One running sum is the same as a single fold; folds only matter when K exceeds one.
-        let fold = foldLength.flatMap { $0 < shape.k ? $0 : nil }
-        multiply(a, b, into: c, shape: shape, plan: .uniform(fold: fold, k: shape.k))
+        multiply(.view(a), b, into: c, shape: shape, plan: uniformPlan(k: shape.k))
+    }
+
+    /// Blocks of whole folds over all of K. One running sum is the same as a single fold;
+    /// folds only matter when K exceeds one.
+    private func uniformPlan(k: Int) -> KPlan {
+        .uniform(fold: foldLength.flatMap { $0 < k ? $0 : nil }, k: k)
     }
 
     /// `C = A x B` where A's columns and B's rows are the `kept` terms of a longer product
@@ -154,9 +158,9 @@ public struct MXU: Sendable {
         precondition(kept.count == shape.k && kept.foldLength == foldLength, "the kept terms are not this product's")
         if foldLength == nil || kept.foldLengths.count <= 1 {
             // One running sum, or one fold: the kept terms summed as one product of K terms.
-            multiply(a, b, into: c, shape: shape, plan: .uniform(fold: nil, k: shape.k))
+            multiply(.view(a), b, into: c, shape: shape, plan: .uniform(fold: nil, k: shape.k))
         } else {
-            multiply(a, b, into: c, shape: shape, plan: .folds(kept.foldLengths))
+            multiply(.view(a), b, into: c, shape: shape, plan: .folds(kept.foldLengths))
         }
     }
 
@@ -164,8 +168,7 @@ public struct MXU: Sendable {
     /// row-major M x N and is overwritten. The same bits as the product of the stored matrix:
     /// only where A's values come from differs.
     public func multiply(gathered a: some GatheredOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
-        let fold = foldLength.flatMap { $0 < shape.k ? $0 : nil }
-        multiply(.gathered(a), b, into: c, shape: shape, plan: .uniform(fold: fold, k: shape.k))
+        multiply(.gathered(a), b, into: c, shape: shape, plan: uniformPlan(k: shape.k))
     }
 
     /// Where the kernels' A comes from.
@@ -175,10 +178,6 @@ public struct MXU: Sendable {
     }
 
     /// The product with K cut into blocks as `plan` says.
-    private func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, plan: KPlan) {
-        multiply(.view(a), b, into: c, shape: shape, plan: plan)
-    }
-
     private func multiply(_ a: AOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, plan: KPlan) {
         let (M, K, N) = (shape.m, shape.k, shape.n)
         guard M > 0, N > 0 else { return }
@@ -222,15 +221,12 @@ public struct MXU: Sendable {
         defer { PackBuffers.shared.give(bBuffer) }
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         let tiles = ceilDiv(M, mr)
-        // A gathered A is packed like a row-major one, row by row as the operand assembles it.
-        let (a, gathered): (MatrixView?, (any GatheredOperand)?)
-        switch operand {
-        case .view(let view): (a, gathered) = (view, nil)
-        case .gathered(let rows): (a, gathered) = (nil, rows)
-        }
-        let readsAInPlace = a.map { $0.columnStride == 1 && (rounding == .identity || $0.isRounded) } ?? false
         // A transposed A (rows contiguous) packs into k-major micro-panels, no transpose needed.
-        let panelA = a.map { $0.columnStride != 1 && $0.rowStride == 1 } ?? false
+        // A gathered A is packed like a row-major one, row by row as the operand assembles it.
+        let (readsAInPlace, panelA) = switch operand {
+        case .view(let a): (a.columnStride == 1 && (rounding == .identity || a.isRounded), a.columnStride != 1 && a.rowStride == 1)
+        case .gathered: (false, false)
+        }
         let workers = min(threads, tiles)
 
         parallel(workers) { [self] worker in
@@ -262,16 +258,16 @@ public struct MXU: Sendable {
                     // block ends in a partial tile (the kernel reads whole tiles).
                     let inPlace = readsAInPlace && rows.count % mr == 0
                     var (aRows, aStride) = (aBlock, lda)
-                    if let gathered {
-                        packA(gathered, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
-                    } else if let a {
-                        if inPlace {
-                            (aRows, aStride) = (UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0), a.rowStride)
-                        } else if panelA {
-                            packAPanels(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, into: aBlock, column: column)
-                        } else {
-                            packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
-                        }
+                    switch operand {
+                    case .view(let a) where inPlace:
+                        (aRows, aStride) = (UnsafeMutablePointer(mutating: a.base + rows.lowerBound * a.rowStride + span0), a.rowStride)
+                    case .view(let a) where panelA:
+                        packAPanels(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, into: aBlock, column: column)
+                    case .view(let a):
+                        packA(a, rows: rows, mr: mr, k0: span0, kLen: spanLen, lda: lda, into: aBlock)
+                    case .gathered(let a):
+                        a.gather(rows: rows, k0: span0, count: spanLen, into: aBlock, stride: lda)
+                        zeroPadding(rows: rows.count, mr: mr, kLen: spanLen, lda: lda, of: aBlock)
                     }
                     for block in span {
                         let k0 = plan.start(block), kLen = plan.start(block + 1) - k0, fold = plan.fold(block)
@@ -394,15 +390,13 @@ public struct MXU: Sendable {
                 }
             }
         }
-        for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
+        zeroPadding(rows: rows.count, mr: mr, kLen: kLen, lda: lda, of: dst)
     }
 
-    /// Gathers rows `rows` x terms `k0 ..< k0 + kLen` of a gathered A into a row-major block
-    /// with leading dimension `lda`, zero rows padding it to whole `mr` tiles.
-    private func packA(_ a: any GatheredOperand, rows: Range<Int>, mr: Int, k0: Int, kLen: Int, lda: Int,
-                       into dst: UnsafeMutablePointer<Float>) {
-        a.gather(rows: rows, k0: k0, count: kLen, into: dst, stride: lda)
-        for i in rows.count ..< ceilDiv(rows.count, mr) * mr { (dst + i * lda).update(repeating: 0, count: kLen) }
+    /// Zeroes the rows after the first `rows` of a row-major block (leading dimension `lda`,
+    /// `kLen` terms a row) up to whole `mr`-row tiles: the kernels read whole tiles.
+    private func zeroPadding(rows: Int, mr: Int, kLen: Int, lda: Int, of block: UnsafeMutablePointer<Float>) {
+        for i in rows ..< ceilDiv(rows, mr) * mr { (block + i * lda).update(repeating: 0, count: kLen) }
     }
 
     /// Rounds rows `rows` x terms `k0 ..< k0 + kLen` of an A whose rows are contiguous (row
