@@ -22,7 +22,9 @@ public enum Reduce {
     /// `out[c] = sum over r of x[r * columns + c]`, in `order`.
     public static func columnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, order: ReductionOrder = .sequential,
                                   into out: UnsafeMutablePointer<Float>) {
-        columnSums(rows: rows, columns: columns, order: order, into: out) { r, c in x[r * columns + c] }
+        // A row pointer, not `r * columns + c` per value: checked index arithmetic in the
+        // inner loop would keep it from vectorising.
+        columnSums(rows: rows, columns: columns, order: order, into: out) { r, c in (x + r * columns)[c] }
     }
 
     /// `out[c] = sum over r of value(r, c)`, in `order`: the sums of

@@ -21,8 +21,11 @@ public enum BatchNorm {
         var variance: [Float] = [], rstd: [Float] = []
         let y = x.withUnsafeBufferPointer { px in
             mean.withUnsafeBufferPointer { pm in
+                guard let base = px.baseAddress else { return [Float]() }
                 variance = Reduce.columnSums(rows: rows, columns: channels, order: order) { r, c in
-                    let d = px[r * channels + c] - pm[c]
+                    // Row pointers, not `r * channels + c` per value: the checked index
+                    // arithmetic would keep the loop from vectorising.
+                    let d = (base + r * channels)[c] - pm[c]
                     return d * d
                 }.map { $0 / m }
                 rstd = variance.map { DeterministicMath.rsqrt($0 + epsilon) }
@@ -31,13 +34,13 @@ public enum BatchNorm {
                         beta.withUnsafeBufferPointer { pb in
                             [Float](unsafeUninitializedCapacity: px.count) { py, writtenY in
                                 xhat = [Float](unsafeUninitializedCapacity: px.count) { ph, writtenH in
-                                    var i = 0
-                                    for _ in 0..<rows {
+                                    guard let yOut = py.baseAddress, let hOut = ph.baseAddress else { return }
+                                    for r in 0..<rows {
+                                        let (xr, hr, yr) = (base + r * channels, hOut + r * channels, yOut + r * channels)
                                         for c in 0..<channels {
-                                            let h = (px[i] - pm[c]) * pr[c]
-                                            ph[i] = h
-                                            py[i] = pg[c] * h + pb[c]
-                                            i += 1
+                                            let h = (xr[c] - pm[c]) * pr[c]
+                                            hr[c] = h
+                                            yr[c] = pg[c] * h + pb[c]
                                         }
                                     }
                                     writtenH = px.count
@@ -56,7 +59,11 @@ public enum BatchNorm {
     public static func forwardInference(x: [Float], rows: Int, channels: Int, gamma: [Float], beta: [Float],
                                         movingMean: [Float], movingVariance: [Float], epsilon: Float) -> [Float] {
         let rstd = movingVariance.map { DeterministicMath.rsqrt($0 + epsilon) }
-        return perChannel(x, channels: channels) { v, c in gamma[c] * ((v - movingMean[c]) * rstd[c]) + beta[c] }
+        return gamma.withUnsafeBufferPointer { g in beta.withUnsafeBufferPointer { b in
+            movingMean.withUnsafeBufferPointer { mean in rstd.withUnsafeBufferPointer { r in
+                perChannel(x, channels: channels) { v, c in g[c] * ((v - mean[c]) * r[c]) + b[c] }
+            } }
+        } }
     }
 
     /// dL/dx, dL/dgamma, dL/dbeta through the batch statistics:
@@ -66,7 +73,8 @@ public enum BatchNorm {
         let dbeta = Reduce.columnSums(dy, rows: rows, columns: channels, order: order)
         let dgamma = dy.withUnsafeBufferPointer { pdy in
             cache.xhat.withUnsafeBufferPointer { px in
-                Reduce.columnSums(rows: rows, columns: channels, order: order) { r, c in pdy[r * channels + c] * px[r * channels + c] }
+                guard let g = pdy.baseAddress, let h = px.baseAddress else { return [Float](repeating: 0, count: channels) }
+                return Reduce.columnSums(rows: rows, columns: channels, order: order) { r, c in (g + r * channels)[c] * (h + r * channels)[c] }
             }
         }
         let m = Float(rows)
@@ -82,9 +90,9 @@ public enum BatchNorm {
                                 guard let o = out.baseAddress, let g = pdy.baseAddress, let h = px.baseAddress,
                                       let sc = ps.baseAddress, let db = pb.baseAddress, let dg = pg.baseAddress else { return }
                                 for r in 0..<rows {
-                                    let row = r * channels
+                                    let (or, gr, hr) = (o + r * channels, g + r * channels, h + r * channels)
                                     for c in 0..<channels {
-                                        o[row + c] = sc[c] * (m * g[row + c] - db[c] - h[row + c] * dg[c])
+                                        or[c] = sc[c] * (m * gr[c] - db[c] - hr[c] * dg[c])
                                     }
                                 }
                             }
@@ -99,12 +107,13 @@ public enum BatchNorm {
     /// `out[r, c] = f(x[r, c], c)` over `[rows, channels]` data.
     @inline(__always)
     static func perChannel(_ x: [Float], channels: Int, _ f: (Float, Int) -> Float) -> [Float] {
-        [Float](unsafeUninitializedCapacity: x.count) { out, written in
+        precondition(channels > 0 && x.count % channels == 0, "per-channel data of \(x.count) values is not whole rows of \(channels)")
+        return [Float](unsafeUninitializedCapacity: x.count) { out, written in
             x.withUnsafeBufferPointer { px in
-                var i = 0
-                while i < px.count {
-                    for c in 0..<channels { out[i + c] = f(px[i + c], c) }
-                    i += channels
+                guard let from = px.baseAddress, let to = out.baseAddress else { return }
+                for r in 0 ..< px.count / channels {
+                    let (xr, yr) = (from + r * channels, to + r * channels)
+                    for c in 0..<channels { yr[c] = f(xr[c], c) }
                 }
             }
             written = x.count

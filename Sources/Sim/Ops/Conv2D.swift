@@ -237,8 +237,8 @@ public enum Conv2D {
                     for j in 0 ..< lo - p { out[j] = 0 }
                     if hi > lo {
                         // lo >= begin, so the run starts inside x.
-                        let from = x + (((n * s.inH + ih) * s.inW + left) * c + lo)
-                        for j in 0 ..< hi - lo { out[lo - p + j] = from[j] }
+                        let from = x + (((n * s.inH + ih) * s.inW + left) * c + lo), to = out + (lo - p)
+                        for j in 0 ..< hi - lo { to[j] = from[j] }
                     }
                     for j in hi - p ..< segmentEnd - p { out[j] = 0 }
                     out += segmentEnd - p

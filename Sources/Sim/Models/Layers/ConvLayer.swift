@@ -135,7 +135,7 @@ public struct ConvLayer: Sendable {
         let channels = shape.outChannels
         var y = Conv2D.forward(x: x, w: p[weight], shape: shape.with(batch: batch), layer: name, unit: unit)
         if let b = bias {
-            y = BatchNorm.perChannel(y, channels: channels) { v, ch in v + p[b][ch] }
+            y = p[b].withUnsafeBufferPointer { bias in BatchNorm.perChannel(y, channels: channels) { v, ch in v + bias[ch] } }
         }
         guard let n = norm else { return (y, Cache(input: x, norm: nil), nil) }
         let bn = settings.forward(y, rows: y.count / channels, norm: n, norms: norms, p, normalization)
