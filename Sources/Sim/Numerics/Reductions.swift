@@ -87,10 +87,13 @@ public enum Reduce {
     /// ``columnSums(rows:columns:order:into:_:)`` into a new array.
     @inline(__always)
     static func columnSums(rows: Int, columns: Int, order: ReductionOrder, _ value: (_ row: Int, _ column: Int) -> Float) -> [Float] {
-        [Float](unsafeUninitializedCapacity: columns) { out, written in
+        // Not `[Float](unsafeUninitializedCapacity:)`: its closure is compiled apart, and
+        // `value` inside it became a call per element.
+        var sums = [Float](repeating: 0, count: columns)
+        sums.withUnsafeMutableBufferPointer { out in
             if let o = out.baseAddress { columnSums(rows: rows, columns: columns, order: order, into: o, value) }
-            written = columns
         }
+        return sums
     }
 
     public static func columnSums(_ x: [Float], rows: Int, columns: Int, order: ReductionOrder = .sequential) -> [Float] {

@@ -95,8 +95,15 @@ public enum Conv2D {
                     let from = src + t * cin * cout, to = dst + (taps - 1 - t) * cout * cin
                     for ci0 in stride(from: 0, to: cin, by: 16) {
                         for co0 in stride(from: 0, to: cout, by: 16) {
+                            let cos = min(cout, co0 + 16) - co0
                             for ci in ci0 ..< min(cin, ci0 + 16) {
-                                for co in co0 ..< min(cout, co0 + 16) { (to + co * cin + ci).initialize(to: from[ci * cout + co]) }
+                                // Pointers stepped, not indices: no checked arithmetic per value.
+                                let row = from + ci * cout + co0
+                                var out = to + co0 * cin + ci
+                                for co in 0..<cos {
+                                    out.initialize(to: row[co])
+                                    out += cin
+                                }
                             }
                         }
                     }
@@ -130,17 +137,25 @@ public enum Conv2D {
                         (plane + (row * wp + qw + w) * n).initialize(repeating: 0, count: (wp - qw - w) * n)
                     }
                 }
-                // Pixel by pixel, the [N, Cin] block of x to [Cin, N]: each channel's N values
-                // are written as one run, read from N rows of x that stay in cache while the
-                // channels advance.
+                // Sixteen images at a time, pixel by pixel, their [16, Cin] block of x to
+                // [Cin, 16]: each channel's 16 values are one cache line written whole, read
+                // from 16 rows of x that stay in cache while the channels advance and that
+                // are each read in order across the pixels (prefetched).
                 let pixelStride = h * w * channels, planeStride = hp * wp * n
-                for ih in 0..<h {
-                    for iw in 0..<w {
-                        let from = src + (ih * w + iw) * channels
-                        let to = dst + ((qh + ih) * wp + qw + iw) * n
-                        for ci in 0..<channels {
-                            let run = to + ci * planeStride, column = from + ci
-                            for b in 0..<n { (run + b).initialize(to: column[b * pixelStride]) }
+                for b0 in stride(from: 0, to: n, by: 16) {
+                    let images = min(16, n - b0)
+                    for ih in 0..<h {
+                        for iw in 0..<w {
+                            let from = src + b0 * pixelStride + (ih * w + iw) * channels
+                            let to = dst + ((qh + ih) * wp + qw + iw) * n + b0
+                            for ci in 0..<channels {
+                                let run = to + ci * planeStride
+                                var value = from + ci
+                                for b in 0..<images {
+                                    (run + b).initialize(to: value.pointee)
+                                    value += pixelStride
+                                }
+                            }
                         }
                     }
                 }
