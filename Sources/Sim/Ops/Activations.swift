@@ -105,14 +105,15 @@ public enum NFBlockPasses {
 @inline(__always)
 func elementwise(_ a: [Float], _ b: [Float], _ f: (Float, Float) -> Float) -> [Float] {
     precondition(a.count == b.count, "elementwise operands differ in length")
-    return [Float](unsafeUninitializedCapacity: a.count) { out, written in
+    var result = [Float].uninitialized(a.count)
+    result.withUnsafeMutableBufferPointer { out in
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 for i in 0..<pa.count { out[i] = f(pa[i], pb[i]) }
             }
         }
-        written = a.count
     }
+    return result
 }
 
 /// Inverted dropout at rate `rate`: an element is kept when its uniform draw `u` satisfies
@@ -250,8 +251,8 @@ public enum Swish {
 func map16(_ a: [Float], _ b: [Float], _ vector: (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>,
            scalar: (Float, Float) -> Float) -> [Float] {
     precondition(a.count == b.count, "elementwise operands differ in length")
-    return [Float](unsafeUninitializedCapacity: a.count) { out, written in
-        written = a.count
+    var result = [Float].uninitialized(a.count)
+    result.withUnsafeMutableBufferPointer { out in
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 guard let x = pa.baseAddress, let y = pb.baseAddress, let o = out.baseAddress else { return }
@@ -269,6 +270,7 @@ func map16(_ a: [Float], _ b: [Float], _ vector: (SIMD16<Float>, SIMD16<Float>) 
             }
         }
     }
+    return result
 }
 
 /// Channel gating (squeeze-and-excite's last step): `y[n, p, c] = x[n, p, c] * gate[n, c]`

@@ -108,7 +108,8 @@ public enum BatchNorm {
     @inline(__always)
     static func perChannel(_ x: [Float], channels: Int, _ f: (Float, Int) -> Float) -> [Float] {
         precondition(channels > 0 && x.count % channels == 0, "per-channel data of \(x.count) values is not whole rows of \(channels)")
-        return [Float](unsafeUninitializedCapacity: x.count) { out, written in
+        var result = [Float].uninitialized(x.count)
+        result.withUnsafeMutableBufferPointer { out in
             x.withUnsafeBufferPointer { px in
                 guard let from = px.baseAddress, let to = out.baseAddress else { return }
                 for r in 0 ..< px.count / channels {
@@ -116,8 +117,8 @@ public enum BatchNorm {
                     for c in 0..<channels { yr[c] = f(xr[c], c) }
                 }
             }
-            written = x.count
         }
+        return result
     }
 
     /// Moving averages, Keras's convention: `moving = momentum * moving + (1 - momentum) * batch`.
