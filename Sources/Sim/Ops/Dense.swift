@@ -9,7 +9,7 @@ public enum Dense {
                                weight: w, weightShape: [inFeatures, outFeatures], outputShape: [batch, outFeatures]) { x, w, mxu in
             mxu.multiply(x, rows: batch, inner: inFeatures, w, cols: outFeatures)
         }
-        for n in 0..<batch { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } }
+        addToEveryRow(&y, b)
         return y
     }
 

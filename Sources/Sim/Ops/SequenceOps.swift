@@ -21,7 +21,7 @@ public enum Projection {
                                weight: w, weightShape: [inFeatures, outFeatures], outputShape: [batch, length, outFeatures]) { x, w, mxu in
             mxu.multiply(x, rows: rows, inner: inFeatures, w, cols: outFeatures)
         }
-        if let b { for n in 0..<rows { for j in 0..<outFeatures { y[n * outFeatures + j] += b[j] } } }
+        if let b { addToEveryRow(&y, b) }
         return y
     }
 
@@ -94,8 +94,26 @@ public enum SharedOutputProjection {
 /// `rows x columns` row-major to `columns x rows`.
 func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
     precondition(x.count == rows * columns, "transpose: shape does not match")
-    var out = [Float](repeating: 0, count: x.count)
-    for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = x[r * columns + c] } }
+    var out = [Float].uninitialized(x.count)
+    out.withUnsafeMutableBufferPointer { po in
+        x.withUnsafeBufferPointer { px in
+            guard let to = po.baseAddress, let from = px.baseAddress else { return }
+            // 16 x 16 tiles, pointers stepped: both sides stay in cache, no checked indices.
+            for r0 in stride(from: 0, to: rows, by: 16) {
+                for c0 in stride(from: 0, to: columns, by: 16) {
+                    let cs = min(columns, c0 + 16) - c0
+                    for r in r0 ..< min(rows, r0 + 16) {
+                        let row = from + r * columns + c0
+                        var column = to + c0 * rows + r
+                        for c in 0..<cs {
+                            column.pointee = row[c]
+                            column += rows
+                        }
+                    }
+                }
+            }
+        }
+    }
     return out
 }
 
@@ -104,21 +122,33 @@ func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
 public enum Heads {
     public static func split(_ x: [Float], batch: Int, length: Int, heads: Int, depth: Int) -> [Float] {
         precondition(x.count == batch * length * heads * depth, "heads: shape does not match")
-        var out = [Float](repeating: 0, count: x.count)
-        for b in 0..<batch { for t in 0..<length { for h in 0..<heads {
-            let from = ((b * length + t) * heads + h) * depth, to = ((b * heads + h) * length + t) * depth
-            for d in 0..<depth { out[to + d] = x[from + d] }
-        } } }
-        return out
+        return moveRuns(x, depth: depth) { emit in
+            for b in 0..<batch { for t in 0..<length { for h in 0..<heads {
+                emit(((b * length + t) * heads + h) * depth, ((b * heads + h) * length + t) * depth)
+            } } }
+        }
     }
 
     public static func merge(_ x: [Float], batch: Int, length: Int, heads: Int, depth: Int) -> [Float] {
         precondition(x.count == batch * length * heads * depth, "heads: shape does not match")
-        var out = [Float](repeating: 0, count: x.count)
-        for b in 0..<batch { for h in 0..<heads { for t in 0..<length {
-            let from = ((b * heads + h) * length + t) * depth, to = ((b * length + t) * heads + h) * depth
-            for d in 0..<depth { out[to + d] = x[from + d] }
-        } } }
+        return moveRuns(x, depth: depth) { emit in
+            for b in 0..<batch { for h in 0..<heads { for t in 0..<length {
+                emit(((b * heads + h) * length + t) * depth, ((b * length + t) * heads + h) * depth)
+            } } }
+        }
+    }
+
+    /// A permutation of `x` in runs of `depth` values: `runs` emits every run's source and
+    /// destination offsets, and together they cover the output.
+    @inline(__always)
+    static func moveRuns(_ x: [Float], depth: Int, _ runs: (_ emit: (_ from: Int, _ to: Int) -> Void) -> Void) -> [Float] {
+        var out = [Float].uninitialized(x.count)
+        out.withUnsafeMutableBufferPointer { po in
+            x.withUnsafeBufferPointer { px in
+                guard let to = po.baseAddress, let from = px.baseAddress else { return }
+                runs { (to + $1).update(from: from + $0, count: depth) }
+            }
+        }
         return out
     }
 }
@@ -265,14 +295,16 @@ public enum MaskedSoftmax {
                 guard let src = ps.baseAddress, let dst = out.baseAddress, let e = pr.baseAddress else { return }
                 for b in 0..<s.batch { for h in 0..<s.heads { for i in 0..<s.queries {
                     let base = ((b * s.heads + h) * s.queries + i) * keys
+                    let (scoreRow, outRow) = (src + base, dst + base)
                     // The score plus the causal bias, then the padding bias, each added only
                     // where it applies (so a -0 score stays -0); the maximum by `Swift.max`'s
                     // rule (a NaN never becomes it).
                     var maxv = -Float.infinity
+                    let padRow = hasPadding ? pp.baseAddress.map { $0 + b * keys } : nil
                     for j in 0..<keys {
-                        var v = src[base + j]
+                        var v = scoreRow[j]
                         if mask.causal && j > i { v += bias }
-                        if hasPadding, let pad = pp.baseAddress, pad[b * keys + j] { v += bias }
+                        if let padRow, padRow[j] { v += bias }
                         e[j] = v
                         maxv = Swift.max(maxv, v)
                     }
@@ -295,11 +327,11 @@ public enum MaskedSoftmax {
                     j = 0
                     while j + 16 <= keys {
                         let q = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) / total
-                        UnsafeMutableRawPointer(dst + base + j).storeBytes(of: q, as: SIMD16<Float>.self)
+                        UnsafeMutableRawPointer(outRow + j).storeBytes(of: q, as: SIMD16<Float>.self)
                         j += 16
                     }
                     while j < keys {
-                        dst[base + j] = e[j] / sum
+                        outRow[j] = e[j] / sum
                         j += 1
                     }
                 } } }
@@ -311,13 +343,16 @@ public enum MaskedSoftmax {
     /// (A masked score's bias is a constant: its gradient is that of the score.)
     public static func backward(dP: [Float], p: [Float], keys: Int) -> [Float] {
         precondition(dP.count == p.count && p.count % keys == 0, "softmax: shapes do not match")
-        var out = [Float](repeating: 0, count: p.count)
-        for r in 0..<(p.count / keys) {
-            let base = r * keys
-            var dot: Float = 0
-            for j in 0..<keys { dot += dP[base + j] * p[base + j] }
-            for j in 0..<keys { out[base + j] = p[base + j] * (dP[base + j] - dot) }
-        }
+        var out = [Float].uninitialized(p.count)
+        out.withUnsafeMutableBufferPointer { po in dP.withUnsafeBufferPointer { pd in p.withUnsafeBufferPointer { pp in
+            guard let o = po.baseAddress, let d = pd.baseAddress, let q = pp.baseAddress else { return }
+            for r in 0..<(pp.count / keys) {
+                let (outRow, dRow, pRow) = (o + r * keys, d + r * keys, q + r * keys)
+                var dot: Float = 0
+                for j in 0..<keys { dot += dRow[j] * pRow[j] }
+                for j in 0..<keys { outRow[j] = pRow[j] * (dRow[j] - dot) }
+            }
+        } } }
         return out
     }
 }
@@ -334,47 +369,58 @@ public enum LayerNorm {
 
     public static func forward(_ x: [Float], gamma: [Float], beta: [Float], rows: Int, features: Int, epsilon: Float) -> (y: [Float], cache: Cache) {
         precondition(x.count == rows * features && gamma.count == features && beta.count == features, "layer norm: shapes do not match")
-        var y = [Float](repeating: 0, count: x.count), xhat = y
-        var rstds = [Float](repeating: 0, count: rows)
+        var y = [Float].uninitialized(x.count), xhat = [Float].uninitialized(x.count)
+        var rstds = [Float].uninitialized(rows)
         let n = Float(features)
-        for r in 0..<rows {
-            let base = r * features
-            var sum: Float = 0
-            for j in 0..<features { sum += x[base + j] }
-            let mean = sum / n
-            var sq: Float = 0
-            for j in 0..<features { let d = x[base + j] - mean; sq += d * d }
-            let rstd = DeterministicMath.rsqrt(sq / n + epsilon)
-            rstds[r] = rstd
-            for j in 0..<features {
-                let h = (x[base + j] - mean) * rstd
-                xhat[base + j] = h
-                y[base + j] = h * gamma[j] + beta[j]
-            }
-        }
+        y.withUnsafeMutableBufferPointer { py in xhat.withUnsafeMutableBufferPointer { ph in rstds.withUnsafeMutableBufferPointer { pr in
+            x.withUnsafeBufferPointer { px in gamma.withUnsafeBufferPointer { g in beta.withUnsafeBufferPointer { bt in
+                guard let yOut = py.baseAddress, let hOut = ph.baseAddress, let from = px.baseAddress else { return }
+                for r in 0..<rows {
+                    let (xr, hr, yr) = (from + r * features, hOut + r * features, yOut + r * features)
+                    var sum: Float = 0
+                    for j in 0..<features { sum += xr[j] }
+                    let mean = sum / n
+                    var sq: Float = 0
+                    for j in 0..<features { let d = xr[j] - mean; sq += d * d }
+                    let rstd = DeterministicMath.rsqrt(sq / n + epsilon)
+                    pr[r] = rstd
+                    for j in 0..<features {
+                        let h = (xr[j] - mean) * rstd
+                        hr[j] = h
+                        yr[j] = h * g[j] + bt[j]
+                    }
+                }
+            } } }
+        } } }
         return (y, Cache(normalized: xhat, rstd: rstds))
     }
 
     /// dL/dx, dL/dgamma, dL/dbeta: `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` with
     /// `g = dy * gamma`; the parameter gradients are column sums.
     public static func backward(dy: [Float], cache: Cache, gamma: [Float], rows: Int, features: Int) -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
-        precondition(dy.count == rows * features && cache.normalized.count == dy.count, "layer norm: shapes do not match")
-        var dx = [Float](repeating: 0, count: dy.count)
+        precondition(dy.count == rows * features && cache.normalized.count == dy.count && gamma.count == features
+                     && cache.rstd.count == rows, "layer norm: shapes do not match")
+        var dx = [Float].uninitialized(dy.count)
         let n = Float(features)
-        for r in 0..<rows {
-            let base = r * features
-            var sg: Float = 0, sgx: Float = 0
-            for j in 0..<features {
-                let g = dy[base + j] * gamma[j]
-                sg += g
-                sgx += g * cache.normalized[base + j]
-            }
-            let mg = sg / n, mgx = sgx / n
-            for j in 0..<features {
-                let g = dy[base + j] * gamma[j]
-                dx[base + j] = cache.rstd[r] * (g - mg - cache.normalized[base + j] * mgx)
-            }
-        }
+        dx.withUnsafeMutableBufferPointer { po in dy.withUnsafeBufferPointer { pdy in cache.normalized.withUnsafeBufferPointer { ph in
+            gamma.withUnsafeBufferPointer { gm in cache.rstd.withUnsafeBufferPointer { rs in
+                guard let o = po.baseAddress, let d = pdy.baseAddress, let h = ph.baseAddress else { return }
+                for r in 0..<rows {
+                    let (dxr, dyr, hr) = (o + r * features, d + r * features, h + r * features)
+                    var sg: Float = 0, sgx: Float = 0
+                    for j in 0..<features {
+                        let g = dyr[j] * gm[j]
+                        sg += g
+                        sgx += g * hr[j]
+                    }
+                    let mg = sg / n, mgx = sgx / n
+                    for j in 0..<features {
+                        let g = dyr[j] * gm[j]
+                        dxr[j] = rs[r] * (g - mg - hr[j] * mgx)
+                    }
+                }
+            } }
+        } } }
         let dgamma = Reduce.columnSums(elementwise(dy, cache.normalized, *), rows: rows, columns: features)
         return (dx, dgamma, Reduce.columnSums(dy, rows: rows, columns: features))
     }

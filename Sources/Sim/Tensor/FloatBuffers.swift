@@ -11,3 +11,20 @@ extension Array where Element == Float {
         [Float](unsafeUninitializedCapacity: count) { _, written in written = count }
     }
 }
+
+/// `y[r, c] += v[c]` over the rows of a row-major `[rows, v.count]` matrix (a bias).
+func addToEveryRow(_ y: inout [Float], _ v: [Float]) {
+    let columns = v.count
+    precondition(columns > 0 && y.count % columns == 0, "a row vector of \(columns) values added to \(y.count) values")
+    y.withUnsafeMutableBufferPointer { py in
+        v.withUnsafeBufferPointer { pv in
+            guard let base = py.baseAddress, let add = pv.baseAddress else { return }
+            for r in 0 ..< py.count / columns {
+                // A row pointer: the checked index arithmetic of `r * columns + c` per value
+                // would keep the loop from vectorising.
+                let row = base + r * columns
+                for c in 0..<columns { row[c] += add[c] }
+            }
+        }
+    }
+}
