@@ -50,7 +50,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "Sim", dependencies: ["CZlib"], swiftSettings: kernelFlags),
+        .target(name: "CHostMemory"),
+        .target(name: "Sim", dependencies: ["CZlib", "CHostMemory"], swiftSettings: kernelFlags),
         .target(name: "Recorder", dependencies: ["Sim", "CZstd"]),
         .target(name: "Replayer", dependencies: ["Sim", "Recorder"]),
         .executableTarget(

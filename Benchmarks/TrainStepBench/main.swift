@@ -20,6 +20,7 @@ while let a = args.next() {
     default: FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8)); exit(2)
     }
 }
+HostMemory.keepFreedMemory()  // as tpufi does
 let config = try TrainingConfig(workload: workload, scale: scaleName)
 let model = try config.makeModel()
 let examples = config.replicas * model.batchPerReplica * (steps + 1)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Recorder
+import Sim
 
 @main
 struct Tpufi: ParsableCommand {
@@ -15,4 +16,9 @@ struct Tpufi: ParsableCommand {
         version: TraceManifest.toolVersion + " (trace format \(TraceManifest.currentFormatVersion))",
         subcommands: [Simulate.self, Sites.self, Train.self, Record.self, Inspect.self, Export.self, Replay.self, Classify.self, BisectCommand.self,
                       CampaignCommand.self, Detect.self, Merge.self, ReportCommand.self, OptimizerStudyCommand.self])
+
+    static func main() {
+        HostMemory.keepFreedMemory()
+        main(nil)
+    }
 }

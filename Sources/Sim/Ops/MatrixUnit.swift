@@ -87,29 +87,37 @@ public struct OperationMXU {
     /// when `transposeA`) and B `[inner, cols]` (or `[cols, inner]`). Transposes are strided
     /// reads, never copies. `aIsRounded`: A's values are already rounded to the operand
     /// precision (saves the MXU its rounding pass; it then reads a row-major A in place).
-    /// This is the GEMM the timing model schedules for the operation; an operation of
-    /// several products in turn (``MXUOperation/products``) calls it once per product,
-    /// `product` counting them from 0.
-    public func multiply(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int,
-                         transposeA: Bool = false, transposeB: Bool = false, aIsRounded: Bool = false, product: Int = 0) -> Product {
-        precondition(a.count == rows * inner && b.count == inner * cols, "\(site.name): operand sizes do not match the product")
+    /// This is the GEMM the timing model schedules for the operation.
+    ///
+    /// An operation of several products in turn (``MXUOperation/products``) passes them as
+    /// `products` stacked pairs: A_g at `g * rows * inner` of `a`, B_g at `g * inner * cols` of
+    /// `b`, each stored as above; the result stacks the products, `[products * rows, cols]`,
+    /// and the hook and the checks see each product on its own, numbered from 0.
+    public func multiply(_ a: [Float], rows: Int, inner: Int, _ b: [Float], cols: Int, transposeA: Bool = false,
+                         transposeB: Bool = false, aIsRounded: Bool = false, products: Int = 1) -> Product {
+        precondition(products >= 1 && a.count == products * rows * inner && b.count == products * inner * cols,
+                     "\(site.name): operand sizes do not match the product")
         let shape = GEMMShape(m: rows, k: inner, n: cols)
         // `multiply` writes every element of C, so it needs no zeroing first.
-        let c = [Float](unsafeUninitializedCapacity: rows * cols) { out, written in
+        let c = [Float](unsafeUninitializedCapacity: products * rows * cols) { out, written in
             a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
                 guard let pa = pa.baseAddress, let pb = pb.baseAddress, let pc = out.baseAddress else {
                     out.initialize(repeating: 0)  // an empty operand: the sum of no products
                     return
                 }
-                let va = MatrixView(pa, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1, isRounded: aIsRounded)
-                let vb = MatrixView(pb, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1)
-                unit.mxu.multiply(va, vb, into: pc, shape: shape)
-                hook?.corruptProduct(site, product: product, a: va, b: vb, c: pc, shape: shape, mxu: unit.mxu, replica: unit.replica)
-                unit.checks?.check(site, a: va, b: vb, c: pc, shape: shape, format: unit.mxu.format)
+                for g in 0..<products {
+                    let va = MatrixView(pa + g * rows * inner, rowStride: transposeA ? 1 : inner, columnStride: transposeA ? rows : 1,
+                                        isRounded: aIsRounded)
+                    let vb = MatrixView(pb + g * inner * cols, rowStride: transposeB ? 1 : cols, columnStride: transposeB ? inner : 1)
+                    let cg = pc + g * rows * cols
+                    unit.mxu.multiply(va, vb, into: cg, shape: shape)
+                    hook?.corruptProduct(site, product: g, a: va, b: vb, c: cg, shape: shape, mxu: unit.mxu, replica: unit.replica)
+                    unit.checks?.check(site, a: va, b: vb, c: cg, shape: shape, format: unit.mxu.format)
+                }
             } }
-            written = rows * cols
+            written = products * rows * cols
         }
-        return Product(values: c, rows: rows, columns: cols)
+        return Product(values: c, rows: products * rows, columns: cols)
     }
 }
 

@@ -98,23 +98,28 @@ func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
     out.withUnsafeMutableBufferPointer { po in
         x.withUnsafeBufferPointer { px in
             guard let to = po.baseAddress, let from = px.baseAddress else { return }
-            // 16 x 16 tiles, pointers stepped: both sides stay in cache, no checked indices.
-            for r0 in stride(from: 0, to: rows, by: 16) {
-                for c0 in stride(from: 0, to: columns, by: 16) {
-                    let cs = min(columns, c0 + 16) - c0
-                    for r in r0 ..< min(rows, r0 + 16) {
-                        let row = from + r * columns + c0
-                        var column = to + c0 * rows + r
-                        for c in 0..<cs {
-                            column.pointee = row[c]
-                            column += rows
-                        }
-                    }
+            transpose(from, rows: rows, columns: columns, into: to)
+        }
+    }
+    return out
+}
+
+/// `rows x columns` row-major at `from` to `columns x rows` at `to` (not overlapping it), in
+/// 16 x 16 tiles with pointers stepped: both sides stay in cache, no checked index per value.
+func transpose(_ from: UnsafePointer<Float>, rows: Int, columns: Int, into to: UnsafeMutablePointer<Float>) {
+    for r0 in stride(from: 0, to: rows, by: 16) {
+        for c0 in stride(from: 0, to: columns, by: 16) {
+            let cs = min(columns, c0 + 16) - c0
+            for r in r0 ..< min(rows, r0 + 16) {
+                let row = from + r * columns + c0
+                var column = to + c0 * rows + r
+                for c in 0..<cs {
+                    column.pointee = row[c]
+                    column += rows
                 }
             }
         }
     }
-    return out
 }
 
 /// Splitting a projection's output into heads and merging them back (vector unit, data
@@ -194,21 +199,20 @@ public enum AttentionProducts {
     /// `g * rows * inner` (stored `[inner, rows]` when `transposeA`), B_g likewise.
     static func batched(_ a: [Float], _ b: [Float], groups: Int, rows: Int, inner: Int, cols: Int,
                         transposeA: Bool = false, transposeB: Bool = false, mxu: OperationMXU) -> Product {
-        var values = [Float]()
-        values.reserveCapacity(groups * rows * cols)
-        let sa = rows * inner, sb = inner * cols
-        for g in 0..<groups {
-            let p = mxu.multiply(Array(a[g * sa ..< (g + 1) * sa]), rows: rows, inner: inner, Array(b[g * sb ..< (g + 1) * sb]), cols: cols,
-                                 transposeA: transposeA, transposeB: transposeB, product: g)
-            values.append(contentsOf: p.values)
-        }
-        return Product(values: values, rows: groups * rows, columns: cols)
+        mxu.multiply(a, rows: rows, inner: inner, b, cols: cols, transposeA: transposeA, transposeB: transposeB, products: groups)
     }
 
     /// Transposes each of `groups` stacked `rows x columns` matrices.
     static func transposeEach(_ x: [Float], groups: Int, rows: Int, columns: Int) -> [Float] {
-        let s = rows * columns
-        return (0..<groups).flatMap { g in transpose(Array(x[g * s ..< (g + 1) * s]), rows: rows, columns: columns) }
+        precondition(x.count == groups * rows * columns, "transpose: shape does not match")
+        var out = [Float].uninitialized(x.count)
+        out.withUnsafeMutableBufferPointer { po in
+            x.withUnsafeBufferPointer { px in
+                guard let to = po.baseAddress, let from = px.baseAddress else { return }
+                for g in 0..<groups { transpose(from + g * rows * columns, rows: rows, columns: columns, into: to + g * rows * columns) }
+            }
+        }
+        return out
     }
 
     public static func scores(q: [Float], k: [Float], shape s: AttentionShape, layer: String, unit: MatrixUnit) -> [Float] {
