@@ -143,7 +143,7 @@ import Testing
 }
 
 /// A hook that wants every site and changes nothing.
-private struct NoChangeHook: OperandHook {
+struct NoChangeHook: OperandHook {
     func wants(_ site: SiteID, replica: Int) -> Bool { true }
     func apply(_ site: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {}
 }

@@ -155,13 +155,7 @@ public struct MXU: Sendable {
     /// The caller vouches that every term left out is an exact zero: a zero operand value
     /// times a value that is finite once rounded to ``format`` (0 x inf is NaN).
     public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, kept: KeptTerms) {
-        precondition(kept.count == shape.k && kept.foldLength == foldLength, "the kept terms are not this product's")
-        if foldLength == nil || kept.foldLengths.count <= 1 {
-            // One running sum, or one fold: the kept terms summed as one product of K terms.
-            multiply(.view(a), b, into: c, shape: shape, plan: .uniform(fold: nil, k: shape.k))
-        } else {
-            multiply(.view(a), b, into: c, shape: shape, plan: .folds(kept.foldLengths))
-        }
+        multiply(.view(a), b, into: c, shape: shape, plan: plan(kept, k: shape.k))
     }
 
     /// `C = A x B` with A's rows gathered as they are read (`a`, already rounded); `c` is
@@ -169,6 +163,20 @@ public struct MXU: Sendable {
     /// only where A's values come from differs.
     public func multiply(gathered a: some GatheredOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
         multiply(.gathered(a), b, into: c, shape: shape, plan: uniformPlan(k: shape.k))
+    }
+
+    /// ``multiply(_:_:into:shape:kept:)`` with A's rows (the kept terms only) gathered as they
+    /// are read, already rounded.
+    public func multiply(gathered a: some GatheredOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape,
+                         kept: KeptTerms) {
+        multiply(.gathered(a), b, into: c, shape: shape, plan: plan(kept, k: shape.k))
+    }
+
+    /// The blocks of K that sum `kept` terms as their longer product's folds would.
+    private func plan(_ kept: KeptTerms, k: Int) -> KPlan {
+        precondition(kept.count == k && kept.foldLength == foldLength, "the kept terms are not this product's")
+        // One running sum, or one fold: the kept terms summed as one product of K terms.
+        return foldLength == nil || kept.foldLengths.count <= 1 ? .uniform(fold: nil, k: k) : .folds(kept.foldLengths)
     }
 
     /// Where the kernels' A comes from.

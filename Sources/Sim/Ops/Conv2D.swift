@@ -48,6 +48,11 @@ public enum Conv2D {
             if let values = gradientInputProductOmittingZeros(x: x, w: w, shape: s, mxu: mxu) {
                 return Product(values: values, rows: g.m, columns: g.n)
             }
+            // Without a hook, x is dL/dy padded: the MXU may read dL/dy itself (and leave the
+            // padding's terms out).
+            if mxu.mayGatherOperands, let unpadded = s.gradientInputConvolutionOfUnpadded {
+                return mxu.multiply(lowering: mxu.operand(dy), unpadded, w)
+            }
             return mxu.multiply(lowering: mxu.operand(x), c, w)
         }
     }
@@ -319,6 +324,10 @@ extension OperationMXU {
             return multiply(Conv2D.im2col(x, s), rows: g.m, inner: g.k, w, cols: g.n, aIsRounded: true)
         }
         precondition(x.count == s.inputShape.reduce(1, *) && w.count == g.k * g.n, "\(site.name): operand sizes do not match the product")
+        let withoutPadding = x.withUnsafeBufferPointer { px in
+            px.baseAddress.flatMap { Conv2D.productOmittingPadding(x: $0, w: w, shape: s, mxu: self) }
+        }
+        if let withoutPadding { return Product(values: withoutPadding, rows: g.m, columns: g.n) }
         let c = [Float](unsafeUninitializedCapacity: g.m * g.n) { out, written in
             x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in
                 guard let px = px.baseAddress, let pw = pw.baseAddress, let pc = out.baseAddress else { return }

@@ -139,6 +139,17 @@ extension ConvShape {
     /// Where dL/dy's first element sits in the `_grad_in` input (rows, columns).
     public var gradientInputOffset: (h: Int, w: Int) { (filterH - 1 - padTop, filterW - 1 - padLeft) }
 
+    /// For a stride-1 convolution, ``gradientInputConvolution`` as a convolution of dL/dy
+    /// itself, padded by ``gradientInputOffset`` (nil for other strides, whose `_grad_in`
+    /// input is also dilated): the same windows over the same values, so the same im2col
+    /// matrix and GEMM, without the padded operand.
+    var gradientInputConvolutionOfUnpadded: ConvShape? {
+        guard strideH == 1 && strideW == 1 else { return nil }
+        let (oh, ow) = gradientInputOffset
+        return ConvShape(batch: batch, inH: outH, inW: outW, inChannels: outChannels, filterH: filterH, filterW: filterW,
+                         outChannels: inChannels, strideH: 1, strideW: 1, outH: inH, outW: inW, padTop: oh, padLeft: ow)
+    }
+
     /// The `_grad_wt` operation in the reference layout: dL/dW as a stride-1 VALID
     /// convolution over the batch. Its input is the forward input padded by `(Fh - 1) / 2`
     /// rows and `(Fw - 1) / 2` columns on every side and transposed to
