@@ -525,30 +525,42 @@ public enum LabelSmoothedCrossEntropy {
         var losses = [Float](repeating: 0, count: labels.count)
         var dlogits = [Float](repeating: 0, count: logits.count)
         var correct = 0
-        for i in labels.indices where labels[i] != 0 {
-            let row = i * vocabulary, label = Int(labels[i])
-            precondition((0..<vocabulary).contains(label), "cross-entropy: label \(label) is outside 0..<\(vocabulary)")
-            var maxv = logits[row], arg = 0
-            for j in 1..<vocabulary where logits[row + j] > maxv || (logits[row + j].isNaN && !maxv.isNaN) {
-                maxv = logits[row + j]
-                arg = j
+        logits.withUnsafeBufferPointer { pl in dlogits.withUnsafeMutableBufferPointer { pd in
+            guard let logitRows = pl.baseAddress, let gradientRows = pd.baseAddress else { return }
+            for i in labels.indices where labels[i] != 0 {
+                let (x, d) = (logitRows + i * vocabulary, gradientRows + i * vocabulary), label = Int(labels[i])
+                precondition((0..<vocabulary).contains(label), "cross-entropy: label \(label) is outside 0..<\(vocabulary)")
+                var maxv = x[0], arg = 0
+                for j in 1..<vocabulary where x[j] > maxv || (x[j].isNaN && !maxv.isNaN) {
+                    maxv = x[j]
+                    arg = j
+                }
+                if arg == label && !maxv.isNaN { correct += 1 }
+                // The exponentials 16 at a time (each lane the scalar exp's bits), then
+                // summed in vocabulary order.
+                let shift = SIMD16<Float>(repeating: maxv)
+                var j = 0
+                while j + 16 <= vocabulary {
+                    let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - shift
+                    UnsafeMutableRawPointer(d + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
+                    j += 16
+                }
+                while j < vocabulary {
+                    d[j] = DeterministicMath.exp(x[j] - maxv)
+                    j += 1
+                }
+                var sum: Float = 0
+                for j in 0..<vocabulary { sum += d[j] }
+                let logSum = DeterministicMath.log(sum) + maxv
+                var loss: Float = 0
+                for j in 0..<vocabulary {
+                    let target = j == label ? confidence : low
+                    loss += target * (logSum - x[j])
+                    d[j] = (d[j] / sum - target) / denominator
+                }
+                losses[i] = loss - constant
             }
-            if arg == label && !maxv.isNaN { correct += 1 }
-            var sum: Float = 0
-            for j in 0..<vocabulary {
-                let e = DeterministicMath.exp(logits[row + j] - maxv)
-                dlogits[row + j] = e
-                sum += e
-            }
-            let logSum = DeterministicMath.log(sum) + maxv
-            var loss: Float = 0
-            for j in 0..<vocabulary {
-                let target = j == label ? confidence : low
-                loss += target * (logSum - logits[row + j])
-                dlogits[row + j] = (dlogits[row + j] / sum - target) / denominator
-            }
-            losses[i] = loss - constant
-        }
+        } }
         return (Reduce.sum(losses) / denominator, correct, dlogits)
     }
 }
