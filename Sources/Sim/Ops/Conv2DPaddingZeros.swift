@@ -51,17 +51,24 @@ extension Conv2D {
             guard !range.isEmpty, count > 0 else { return }
             let s = shape, segment = columns.taps.count * s.inChannels
             let (perImage, width) = (rows.positions.count * columns.positions.count, columns.positions.count)
+            // Row (n, oh, ow) of the first asked for, then advanced row by row (no division per row).
+            let first = range.lowerBound
+            var (n, oh, ow) = (first / perImage, rows.positions.lowerBound + first % perImage / width, columns.positions.lowerBound + first % width)
             for i in 0..<range.count {
-                let r = range.lowerBound + i
-                let n = r / perImage, oh = rows.positions.lowerBound + r % perImage / width
-                let ow = columns.positions.lowerBound + r % width
+                defer {
+                    ow += 1
+                    if ow == columns.positions.upperBound { (ow, oh) = (columns.positions.lowerBound, oh + 1) }
+                    if oh == rows.positions.upperBound { (oh, n) = (rows.positions.lowerBound, n + 1) }
+                }
                 let iw = ow * s.strideW + columns.taps.lowerBound - s.padLeft
                 var (tap, p, out, remaining) = (rows.taps.lowerBound + k0 / segment, k0 % segment, dst + i * stride, count)
                 while remaining > 0 {
                     let ih = oh * s.strideH + tap - s.padTop
                     let run = min(segment - p, remaining)
-                    // Inside the input by the class's construction.
-                    out.update(from: x + ((n * s.inH + ih) * s.inW + iw) * s.inChannels + p, count: run)
+                    // Inside the input by the class's construction. Runs are short (a few taps
+                    // of a few channels): a plain loop, no call.
+                    let from = x + ((n * s.inH + ih) * s.inW + iw) * s.inChannels + p
+                    for j in 0..<run { out[j] = from[j] }
                     (out, remaining, tap, p) = (out + run, remaining - run, tap + 1, 0)
                 }
             }
