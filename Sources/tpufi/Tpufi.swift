@@ -17,6 +17,7 @@ struct Tpufi: ParsableCommand {
         subcommands: [Simulate.self, Sites.self, Train.self, Record.self, Inspect.self, Export.self, Replay.self, Classify.self, BisectCommand.self,
                       CampaignCommand.self, Detect.self, Merge.self, ReportCommand.self, OptimizerStudyCommand.self])
 
+    /// Keeps freed training buffers for reuse (``HostMemory``), then runs the command.
     static func main() {
         HostMemory.keepFreedMemory()
         main(nil)

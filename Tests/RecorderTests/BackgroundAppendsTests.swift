@@ -33,9 +33,16 @@ import Testing
     @Test func theFirstFailureStopsLaterAppendsAndIsThrown() throws {
         let log = Log()
         let appends = BackgroundAppends(log)
-        try appends.add { $0.append(1) }
+        // The first append waits until all three are queued, so that the third is surely
+        // queued before the second fails (else `add` could already throw).
+        let queued = DispatchSemaphore(value: 0)
+        try appends.add { log in
+            queued.wait()
+            log.append(1)
+        }
         try appends.add { _ in throw Refused(entry: 2) }
         try appends.add { $0.append(3) }  // queued before the failure is known: not run
+        queued.signal()
         appends.waitUntilWritten()
         #expect(log.appended == [1])
         #expect(throws: Refused(entry: 2)) { try appends.add { $0.append(4) } }

@@ -13,6 +13,8 @@ public enum BatchNorm {
     /// averages.
     public static func forwardTraining(x: [Float], rows: Int, channels: Int, gamma: [Float], beta: [Float],
                                        epsilon: Float, order: ReductionOrder) -> (y: [Float], mean: [Float], variance: [Float], cache: Cache) {
+        precondition(rows > 0 && x.count == rows * channels && gamma.count == channels && beta.count == channels,
+                     "batch norm: \(x.count) values are not \(rows) rows of \(channels) channels with their gamma and beta")
         let m = Float(rows)
         let mean = Reduce.columnSums(x, rows: rows, columns: channels, order: order).map { $0 / m }
         // Three passes over x: the sums, the sums of the centred squares (formed as they are
@@ -70,6 +72,8 @@ public enum BatchNorm {
     /// `dx = rstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))`, `dxhat = dy * gamma`.
     public static func backward(dy: [Float], cache: Cache, rows: Int, channels: Int,
                                 gamma: [Float], order: ReductionOrder) -> (dx: [Float], dgamma: [Float], dbeta: [Float]) {
+        precondition(dy.count == rows * channels && cache.xhat.count == dy.count && cache.rstd.count == channels && gamma.count == channels,
+                     "batch norm backward: shapes do not match")
         let dbeta = Reduce.columnSums(dy, rows: rows, columns: channels, order: order)
         let dgamma = dy.withUnsafeBufferPointer { pdy in
             cache.xhat.withUnsafeBufferPointer { px in

@@ -94,25 +94,8 @@ public enum Conv2D {
         return [Float](unsafeUninitializedCapacity: w.count) { out, written in
             w.withUnsafeBufferPointer { pw in
                 guard let src = pw.baseAddress, let dst = out.baseAddress else { return }
-                // Tap t's [Cin, Cout] block to tap (taps - 1 - t)'s [Cout, Cin] block,
-                // transposed in 16 x 16 tiles that stay in cache.
-                for t in 0..<taps {
-                    let from = src + t * cin * cout, to = dst + (taps - 1 - t) * cout * cin
-                    for ci0 in stride(from: 0, to: cin, by: 16) {
-                        for co0 in stride(from: 0, to: cout, by: 16) {
-                            let cos = min(cout, co0 + 16) - co0
-                            for ci in ci0 ..< min(cin, ci0 + 16) {
-                                // Pointers stepped, not indices: no checked arithmetic per value.
-                                let row = from + ci * cout + co0
-                                var out = to + co0 * cin + ci
-                                for co in 0..<cos {
-                                    out.initialize(to: row[co])
-                                    out += cin
-                                }
-                            }
-                        }
-                    }
-                }
+                // Tap t's [Cin, Cout] block to tap (taps - 1 - t)'s [Cout, Cin] block.
+                for t in 0..<taps { transpose(src + t * cin * cout, rows: cin, columns: cout, into: dst + (taps - 1 - t) * cout * cin) }
             }
             written = w.count
         }

@@ -104,24 +104,6 @@ func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
     return out
 }
 
-/// `rows x columns` row-major at `from` to `columns x rows` at `to` (not overlapping it), in
-/// 16 x 16 tiles with pointers stepped: both sides stay in cache, no checked index per value.
-func transpose(_ from: UnsafePointer<Float>, rows: Int, columns: Int, into to: UnsafeMutablePointer<Float>) {
-    for r0 in stride(from: 0, to: rows, by: 16) {
-        for c0 in stride(from: 0, to: columns, by: 16) {
-            let cs = min(columns, c0 + 16) - c0
-            for r in r0 ..< min(rows, r0 + 16) {
-                let row = from + r * columns + c0
-                var column = to + c0 * rows + r
-                for c in 0..<cs {
-                    column.pointee = row[c]
-                    column += rows
-                }
-            }
-        }
-    }
-}
-
 /// Splitting a projection's output into heads and merging them back (vector unit, data
 /// movement only): `[batch, length, heads * depth]` <-> `[batch, heads, length, depth]`.
 public enum Heads {
@@ -312,23 +294,10 @@ public enum MaskedSoftmax {
                         e[j] = v
                         maxv = Swift.max(maxv, v)
                     }
-                    // The exponentials 16 at a time (each lane the scalar exp's bits), then summed
-                    // in key order, then each divided by the sum.
-                    let shift = SIMD16<Float>(repeating: maxv)
-                    var j = 0
-                    while j + 16 <= keys {
-                        let v = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) - shift
-                        UnsafeMutableRawPointer(e + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
-                        j += 16
-                    }
-                    while j < keys {
-                        e[j] = DeterministicMath.exp(e[j] - maxv)
-                        j += 1
-                    }
-                    var sum: Float = 0
-                    for j in 0..<keys { sum += e[j] }
+                    // The exponentials, their sum in key order, then each divided by the sum.
+                    let sum = shiftedExponentials(e, minus: maxv, count: keys, into: e)
                     let total = SIMD16<Float>(repeating: sum)
-                    j = 0
+                    var j = 0
                     while j + 16 <= keys {
                         let q = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) / total
                         UnsafeMutableRawPointer(outRow + j).storeBytes(of: q, as: SIMD16<Float>.self)
@@ -536,21 +505,7 @@ public enum LabelSmoothedCrossEntropy {
                     arg = j
                 }
                 if arg == label && !maxv.isNaN { correct += 1 }
-                // The exponentials 16 at a time (each lane the scalar exp's bits), then
-                // summed in vocabulary order.
-                let shift = SIMD16<Float>(repeating: maxv)
-                var j = 0
-                while j + 16 <= vocabulary {
-                    let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - shift
-                    UnsafeMutableRawPointer(d + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
-                    j += 16
-                }
-                while j < vocabulary {
-                    d[j] = DeterministicMath.exp(x[j] - maxv)
-                    j += 1
-                }
-                var sum: Float = 0
-                for j in 0..<vocabulary { sum += d[j] }
+                let sum = shiftedExponentials(x, minus: maxv, count: vocabulary, into: d)
                 let logSum = DeterministicMath.log(sum) + maxv
                 var loss: Float = 0
                 for j in 0..<vocabulary {
@@ -563,4 +518,24 @@ public enum LabelSmoothedCrossEntropy {
         } }
         return (Reduce.sum(losses) / denominator, correct, dlogits)
     }
+}
+
+/// `out[j] = exp(x[j] - shift)` for `count` values, 16 at a time (each lane the scalar
+/// ``DeterministicMath/exp(_:)``'s bits), and their sum in index order. `out` may be `x`.
+@inline(__always)
+func shiftedExponentials(_ x: UnsafePointer<Float>, minus shift: Float, count: Int, into out: UnsafeMutablePointer<Float>) -> Float {
+    let lanes = SIMD16<Float>(repeating: shift)
+    var j = 0
+    while j + 16 <= count {
+        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - lanes
+        UnsafeMutableRawPointer(out + j).storeBytes(of: DeterministicMath.exp(v), as: SIMD16<Float>.self)
+        j += 16
+    }
+    while j < count {
+        out[j] = DeterministicMath.exp(x[j] - shift)
+        j += 1
+    }
+    var sum: Float = 0
+    for j in 0..<count { sum += out[j] }
+    return sum
 }
