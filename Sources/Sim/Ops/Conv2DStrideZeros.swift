@@ -114,7 +114,9 @@ extension Conv2D {
                 guard let base = out.baseAddress, let src = p.baseAddress else { return }
                 starts { start in
                     precondition(emitted < runs && start >= 0 && start + length <= p.count, "a run outside its source")
-                    (base + emitted * length).initialize(from: src + start, count: length)
+                    // Runs are short (one tap's channels): a plain loop, no call per run.
+                    let (from, to) = (src + start, base + emitted * length)
+                    for j in 0..<length { to[j] = from[j] }
                     emitted += 1
                 }
             }
