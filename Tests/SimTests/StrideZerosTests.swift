@@ -24,6 +24,11 @@ import Testing
         running.keep(3..<5)
         running.keep(9..<12)
         #expect(running.foldLengths == [5] && running.count == 5)
+        #expect(!kept.leavesOutNone && !running.leavesOutNone)
+        var every = KeptTerms(foldLength: 4)
+        every.keep(0..<6)
+        every.keep(6..<9)
+        #expect(every.leavesOutNone && every.foldLengths == [4, 4, 1])
     }
 
     /// The full product of A and B whose left-out terms have zero rows of B, against the

@@ -14,6 +14,10 @@ public struct KeptTerms: Sendable, Equatable {
     private var next = 0
     private var lastFold = -1
 
+    /// Whether the kept terms are every term of the longer product up to the last one kept
+    /// (then it is that product of `count` terms, summed by its own plan).
+    public var leavesOutNone: Bool { count == next }
+
     public init(foldLength: Int?) {
         self.foldLength = foldLength
     }

@@ -135,46 +135,33 @@ public struct MXU: Sendable {
 
     /// `C = A x B` on strided views; `c` is row-major M x N with leading dimension N and is
     /// overwritten.
-    public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
-        multiply(.view(a), b, into: c, shape: shape, plan: uniformPlan(k: shape.k))
-    }
-
-    /// Blocks of whole folds over all of K. One running sum is the same as a single fold;
-    /// folds only matter when K exceeds one.
-    private func uniformPlan(k: Int) -> KPlan {
-        .uniform(fold: foldLength.flatMap { $0 < k ? $0 : nil }, k: k)
-    }
-
-    /// `C = A x B` where A's columns and B's rows are the `kept` terms of a longer product
-    /// whose other terms are all exact zeros (`shape.k == kept.count`): the same bits as that
-    /// product, in a fraction of the work. Each fold of the longer product sums its kept terms
-    /// from +0 and is then added to C, as ``multiply(_:_:into:shape:)`` does; a fold that keeps
-    /// none is left out. That changes nothing: a running sum from +0 is never -0, and adding
-    /// +0 or -0 to a value other than -0 leaves it as it is.
     ///
-    /// The caller vouches that every term left out is an exact zero: a zero operand value
-    /// times a value that is finite once rounded to ``format`` (0 x inf is NaN).
-    public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, kept: KeptTerms) {
+    /// With `kept`, A's columns and B's rows are the kept terms of a longer product whose
+    /// other terms are all exact zeros (`shape.k == kept.count`): the same bits as that
+    /// product, in a fraction of the work. Each fold of the longer product sums its kept terms
+    /// from +0 and is then added to C, as the full product does; a fold that keeps none is left
+    /// out. That changes nothing: a running sum from +0 is never -0, and adding +0 or -0 to a
+    /// value other than -0 leaves it as it is. The caller vouches that every term left out is
+    /// an exact zero: a zero operand value times a value that is finite once rounded to
+    /// ``format`` (0 x inf is NaN).
+    public func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape, kept: KeptTerms? = nil) {
         multiply(.view(a), b, into: c, shape: shape, plan: plan(kept, k: shape.k))
     }
 
-    /// `C = A x B` with A's rows gathered as they are read (`a`, already rounded); `c` is
-    /// row-major M x N and is overwritten. The same bits as the product of the stored matrix:
-    /// only where A's values come from differs.
-    public func multiply(gathered a: some GatheredOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape) {
-        multiply(.gathered(a), b, into: c, shape: shape, plan: uniformPlan(k: shape.k))
-    }
-
-    /// ``multiply(_:_:into:shape:kept:)`` with A's rows (the kept terms only) gathered as they
-    /// are read, already rounded.
+    /// ``multiply(_:_:into:shape:kept:)`` with A's rows (the kept terms only, with `kept`)
+    /// gathered as they are read, already rounded. The same bits as the product of the stored
+    /// matrix: only where A's values come from differs.
     public func multiply(gathered a: some GatheredOperand, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, shape: GEMMShape,
-                         kept: KeptTerms) {
+                         kept: KeptTerms? = nil) {
         multiply(.gathered(a), b, into: c, shape: shape, plan: plan(kept, k: shape.k))
     }
 
-    /// The blocks of K that sum `kept` terms as their longer product's folds would.
-    private func plan(_ kept: KeptTerms, k: Int) -> KPlan {
-        precondition(kept.count == k && kept.foldLength == foldLength, "the kept terms are not this product's")
+    /// The blocks of K: whole folds over all of K for a full product (one running sum is the
+    /// same as a single fold; folds only matter when K exceeds one), and for `kept` terms
+    /// the longer product's folds, each summing its kept terms, unless none is left out.
+    private func plan(_ kept: KeptTerms?, k: Int) -> KPlan {
+        precondition(kept.map { $0.count == k && $0.foldLength == foldLength } ?? true, "the kept terms are not this product's")
+        guard let kept, !kept.leavesOutNone else { return .uniform(fold: foldLength.flatMap { $0 < k ? $0 : nil }, k: k) }
         // One running sum, or one fold: the kept terms summed as one product of K terms.
         return foldLength == nil || kept.foldLengths.count <= 1 ? .uniform(fold: nil, k: k) : .folds(kept.foldLengths)
     }

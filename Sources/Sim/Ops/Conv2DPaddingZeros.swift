@@ -129,12 +129,7 @@ extension Conv2D {
         c.withUnsafeMutableBufferPointer { pc in
             b.withUnsafeBufferPointer { pb in
                 guard let pc = pc.baseAddress, let pb = pb.baseAddress else { return }
-                // Every tap kept: the full product's plan.
-                if a.terms == s.gemm.k {
-                    mxu.unit.mxu.multiply(gathered: a, MatrixView(pb, rowStride: cout), into: pc, shape: shape)
-                } else {
-                    mxu.unit.mxu.multiply(gathered: a, MatrixView(pb, rowStride: cout), into: pc, shape: shape, kept: kept)
-                }
+                mxu.unit.mxu.multiply(gathered: a, MatrixView(pb, rowStride: cout), into: pc, shape: shape, kept: kept)
             }
         }
         return c

@@ -91,19 +91,6 @@ public enum SharedOutputProjection {
     }
 }
 
-/// `rows x columns` row-major to `columns x rows`.
-func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
-    precondition(x.count == rows * columns, "transpose: shape does not match")
-    var out = [Float].uninitialized(x.count)
-    out.withUnsafeMutableBufferPointer { po in
-        x.withUnsafeBufferPointer { px in
-            guard let to = po.baseAddress, let from = px.baseAddress else { return }
-            transpose(from, rows: rows, columns: columns, into: to)
-        }
-    }
-    return out
-}
-
 /// Splitting a projection's output into heads and merging them back (vector unit, data
 /// movement only): `[batch, length, heads * depth]` <-> `[batch, heads, length, depth]`.
 public enum Heads {
@@ -394,7 +381,11 @@ public enum LayerNorm {
                 }
             } }
         } } }
-        let dgamma = Reduce.columnSums(elementwise(dy, cache.normalized, *), rows: rows, columns: features)
+        // dgamma: the column sums of dy * xhat, formed as they are added (no array of them).
+        let dgamma = dy.withUnsafeBufferPointer { pdy in cache.normalized.withUnsafeBufferPointer { ph in
+            guard let d = pdy.baseAddress, let h = ph.baseAddress else { return [Float](repeating: 0, count: features) }
+            return Reduce.columnSums(rows: rows, columns: features, order: .sequential) { r, c in (d + r * features)[c] * (h + r * features)[c] }
+        } }
         return (dx, dgamma, Reduce.columnSums(dy, rows: rows, columns: features))
     }
 }

@@ -29,6 +29,19 @@ func addToEveryRow(_ y: inout [Float], _ v: [Float]) {
     }
 }
 
+/// `rows x columns` row-major to `columns x rows`.
+func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
+    precondition(x.count == rows * columns, "transpose: shape does not match")
+    var out = [Float].uninitialized(x.count)
+    out.withUnsafeMutableBufferPointer { po in
+        x.withUnsafeBufferPointer { px in
+            guard let to = po.baseAddress, let from = px.baseAddress else { return }
+            transpose(from, rows: rows, columns: columns, into: to)
+        }
+    }
+    return out
+}
+
 /// `rows x columns` row-major at `from` to `columns x rows` at `to` (not overlapping it), in
 /// 16 x 16 tiles with pointers stepped: both sides stay in cache, no checked index per value.
 func transpose(_ from: UnsafePointer<Float>, rows: Int, columns: Int, into to: UnsafeMutablePointer<Float>) {
