@@ -12,18 +12,28 @@
 # (Package.swift; default native). tpufi's step simulates the TPU's bf16 MXU numerics in a
 # fixed accumulation order; PyTorch runs plain fp32. With --threads 1 it also prints the ratio of
 # CPU time per step, the steadier figure on a host shared with other work.
+# --peer-isa avx2 keeps PyTorch to AVX2 (its ATen kernels, oneDNN and MKL), as it runs on a
+# host without AVX-512; the default is avx2 when TPUFI_TARGET_CPU=haswell (tpufi built for
+# such a host, measured on an AVX-512 one), else native (whatever the host has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=resnet18; THREADS=2; SCALE=small; STEPS=5
+PEER_ISA=$([ "${TPUFI_TARGET_CPU:-native}" = haswell ] && echo avx2 || echo native)
 while [ $# -gt 0 ]; do
   case "$1" in
     --workload) WORKLOAD=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
-    *) echo "usage: $0 [--workload W] [--threads T] [--scale small|tiny|paper] [--steps N]" >&2; exit 2 ;;
+    --peer-isa) PEER_ISA=$2; shift 2 ;;
+    *) echo "usage: $0 [--workload W] [--threads T] [--scale small|tiny|paper] [--steps N] [--peer-isa native|avx2]" >&2; exit 2 ;;
   esac
 done
+case "$PEER_ISA" in
+  native) PEER_ENV=() ;;
+  avx2) PEER_ENV=(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2) ;;
+  *) echo "$0: --peer-isa is '$PEER_ISA'; expected native or avx2" >&2; exit 2 ;;
+esac
 V=${TORCH_VENV:-/tmp/tpufi-torch-venv}
 if ! "$V/bin/python" -c 'import torch, numpy' 2>/dev/null; then
   python3 -m venv "$V"
@@ -32,8 +42,9 @@ fi
 swift build -c release --product TrainStepBench >&2
 BIN="$(swift build -c release --show-bin-path)/TrainStepBench"
 ours=$("$BIN" --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --steps "$STEPS")
-theirs=$("$V/bin/python" Benchmarks/torch_train_step.py --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --steps "$STEPS")
+theirs=$(env "${PEER_ENV[@]}" "$V/bin/python" Benchmarks/torch_train_step.py --workload "$WORKLOAD" --threads "$THREADS" --scale "$SCALE" --steps "$STEPS")
 Benchmarks/host_line.sh
+echo "peer: PyTorch with $( [ "$PEER_ISA" = avx2 ] && echo 'AVX2 only (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2)' || echo 'every instruction set the host has')"
 echo "$ours"
 echo "$theirs"
 python3 - "$ours" "$theirs" "$THREADS" <<'PY'
