@@ -276,6 +276,25 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
         #expect(empty == Digest.of([]))
     }
 
+    /// A byte string digested where it lies is the digest of its bytes copied into whole
+    /// 32-bit words, the last one zero-padded (how frame checksums were first defined), for
+    /// every length around the 32-lane blocks and from unaligned starts.
+    @Test func bytesDigestAsTheirZeroPaddedWords() {
+        var rng = CounterRNG(seed: 11, purpose: .synthetic, 0)
+        let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for start in [0, 1, 3] {
+            for count in [0, 1, 2, 3, 4, 5, 31, 127, 128, 129, 130, 131, 255, 296] {
+                let slice = bytes[start ..< start + count]
+                var padded = [Float](repeating: 0, count: (count + 3) / 4)
+                padded.withUnsafeMutableBytes { dst in slice.withUnsafeBytes { dst.copyMemory(from: $0) } }
+                var direct = Digest(value: 7), copied = Digest(value: 7)
+                slice.withUnsafeBytes { direct.add(bytes: $0) }
+                copied.add(padded)
+                #expect(direct == copied, "start \(start), \(count) bytes")
+            }
+        }
+    }
+
     /// Pinned: the state after two tiny steps. Equal in debug and release builds and for any
     /// thread count (the same value is printed by `tpufi train --scale tiny --dataset
     /// synthetic:train=64,test=16 --steps 2 --replicas 2 --json`, a release build). A change

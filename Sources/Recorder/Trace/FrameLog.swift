@@ -76,14 +76,9 @@ public enum FrameLog {
     /// 64-bit checksum of bytes (the ``Digest`` construction over 32-bit words, the trailing
     /// bytes zero-padded, the length mixed in).
     public static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-        let words = (bytes.count + 3) / 4
-        var padded = [Float](repeating: 0, count: words)
-        padded.withUnsafeMutableBytes { dst in
-            bytes.withUnsafeBytes { src in dst.copyMemory(from: src) }
-        }
         var d = Digest()
         d.add(bytes.count)
-        d.add(padded)
+        bytes.withUnsafeBytes { d.add(bytes: $0) }
         return d.value
     }
 
@@ -231,6 +226,29 @@ public final class AppendFile {
         try Self.write(bytes, to: fd, path: path)
     }
 
+    /// Writes `head` and then `body` in one system call where it can (`writev`): a frame's
+    /// header and payload go out without first being copied into one array.
+    public func write(_ head: [UInt8], then body: [UInt8]) throws(TraceError) {
+        let total = head.count + body.count
+        var written = 0
+        while written < total {
+            let n = head.withUnsafeBytes { h in
+                body.withUnsafeBytes { b in
+                    // What is left of each part.
+                    let fromHead = min(written, h.count), fromBody = written - fromHead
+                    var parts = [iovec(iov_base: h.baseAddress.map { UnsafeMutableRawPointer(mutating: $0 + fromHead) }, iov_len: h.count - fromHead),
+                                 iovec(iov_base: b.baseAddress.map { UnsafeMutableRawPointer(mutating: $0 + fromBody) }, iov_len: b.count - fromBody)]
+                    return writev(fd, &parts, 2)
+                }
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(file: path, reason: "write failed after \(written) of \(total) bytes: \(String(cString: strerror(errno)))")
+            }
+            written += n
+        }
+    }
+
     /// Flushes what was written to the disk.
     public func sync() throws(TraceError) {
         guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
@@ -263,7 +281,7 @@ public final class FrameAppender {
 
     public func append(kind: FrameKind, step: Int, payload: [UInt8]) throws(TraceError) {
         let header = FrameHeader(kind: kind, step: step, length: payload.count, payloadChecksum: FrameLog.checksum(payload[...]))
-        try file.write(header.encoded() + payload)
+        try file.write(header.encoded(), then: payload)
     }
 
     /// Flushes appended frames to the disk.

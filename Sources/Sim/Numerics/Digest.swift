@@ -22,6 +22,23 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
         value = lanes.fold(into: value)
     }
 
+    /// What ``add(_:)-(UnsafeBufferPointer<Float>)`` gives for `bytes` taken as 32-bit words
+    /// in the host's byte order, the last one padded with zero bytes: a byte string (a frame's
+    /// payload) digested where it lies, without copying it into whole words first.
+    public mutating func add(bytes: UnsafeRawBufferPointer) {
+        let whole = bytes.count / 4, words = (bytes.count + 3) / 4
+        var lanes = Lanes(seed: value, count: words)
+        if let base = bytes.baseAddress {
+            lanes.feed(words: base, count: whole)
+            if whole < words {
+                var tail: UInt32 = 0
+                withUnsafeMutableBytes(of: &tail) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[(4 * whole)...])) }
+                lanes.step(bits: tail)
+            }
+        }
+        value = lanes.fold(into: value)
+    }
+
     /// What ``add(_:)-(UnsafeBufferPointer<Float>)`` of the concatenation of `chunks` gives,
     /// without building it (a state's flat layout digested from its tensors where they lie).
     public mutating func add(concatenationOf chunks: [[Float]]) {
@@ -49,11 +66,11 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
             lane ^= lane &>> 29
         }
 
-        /// One element into lane `position mod 32` (the ragged ends of a chunk).
-        mutating func step(_ x: Float) {
+        /// One element's bits into lane `position mod 32` (the ragged ends of a chunk).
+        mutating func step(bits: UInt32) {
             let (v, e) = (position % 32).quotientAndRemainder(dividingBy: 8)
             func one(_ lane: inout SIMD8<UInt64>) {
-                lane[e] = (lane[e] ^ UInt64(x.bitPattern)) &* Self.prime
+                lane[e] = (lane[e] ^ UInt64(bits)) &* Self.prime
                 lane[e] ^= lane[e] >> 29
             }
             switch v {
@@ -66,11 +83,16 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
         }
 
         mutating func feed(_ values: UnsafeBufferPointer<Float>) {
-            let n = values.count
+            guard let base = values.baseAddress else { return }
+            feed(words: UnsafeRawPointer(base), count: values.count)
+        }
+
+        /// `n` 32-bit words from `raw` (any alignment), element by element as ``feed(_:)``.
+        mutating func feed(words raw: UnsafeRawPointer, count n: Int) {
+            @inline(__always) func word(_ i: Int) -> UInt32 { raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) }
             var i = 0
-            while i < n && position % 32 != 0 { step(values[i]); i += 1 }
-            if let base = values.baseAddress, i + 32 <= n {
-                let raw = UnsafeRawPointer(base)
+            while i < n && position % 32 != 0 { step(bits: word(i)); i += 1 }
+            if i + 32 <= n {
                 var (a, b, c, d) = (l0, l1, l2, l3)
                 while i + 32 <= n {
                     Self.step(&a, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self))
@@ -82,13 +104,17 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
                 }
                 (l0, l1, l2, l3) = (a, b, c, d)
             }
-            while i < n { step(values[i]); i += 1 }
+            while i < n { step(bits: word(i)); i += 1 }
         }
 
         /// The lanes folded in order into `value` through SplitMix64's finaliser.
         func fold(into value: UInt64) -> UInt64 {
             var h = value
-            for v in [l0, l1, l2, l3] { for e in 0..<8 { h = CounterRNG.mix(h ^ v[e]) } }
+            // Lane by lane, in order (no array of the four: a digest is taken per MXU output).
+            for e in 0..<8 { h = CounterRNG.mix(h ^ l0[e]) }
+            for e in 0..<8 { h = CounterRNG.mix(h ^ l1[e]) }
+            for e in 0..<8 { h = CounterRNG.mix(h ^ l2[e]) }
+            for e in 0..<8 { h = CounterRNG.mix(h ^ l3[e]) }
             return h
         }
     }
