@@ -35,6 +35,32 @@ import Testing
         }
     }
 
+    /// The reference backward's operands, which are transposes moved 8 x 8 values at a
+    /// time: the `_grad_in` kernel is `w[fh, fw, ci, co]` at `[Fh-1-fh, Fw-1-fw, co, ci]`, the
+    /// `_grad_wt` input `x[n, h, w, ci]` at `[ci, qh + h, qw + w, n]` with zeros around, for
+    /// batches and channel counts on both sides of a block (1, 5, 8, 17, 40).
+    @Test func referenceBackwardOperandsMoveEveryValueWhereTheirDefinitionsDo() {
+        let shapes = Self.shapes + [.same(batch: 17, inH: 3, inW: 2, inChannels: 8, filter: 3, outChannels: 16, stride: 1),
+                                    .same(batch: 9, inH: 4, inW: 4, inChannels: 1, filter: 3, outChannels: 9, stride: 2)]
+        for s in shapes where s.supportsReferenceBackward {
+            let taps = s.filterH * s.filterW, (cin, cout) = (s.inChannels, s.outChannels)
+            let w = operands(taps * cin * cout, seed: 3)
+            let rotated = Conv2D.rotatedKernel(w, s)
+            var wrong = 0
+            for t in 0..<taps { for ci in 0..<cin { for co in 0..<cout where rotated[((taps - 1 - t) * cout + co) * cin + ci] != w[(t * cin + ci) * cout + co] { wrong += 1 } } }
+            #expect(wrong == 0, "\(s): \(wrong) kernel values misplaced")
+
+            let x = operands(s.inputShape.reduce(1, *), seed: 4)
+            let c = s.gradientWeightConvolution, (qh, qw) = s.gradientWeightPadding
+            let input = Conv2D.gradientWeightInput(x, s)
+            var expected = [Float](repeating: 0, count: cin * c.inH * c.inW * s.batch)
+            for n in 0..<s.batch { for h in 0..<s.inH { for iw in 0..<s.inW { for ci in 0..<cin {
+                expected[((ci * c.inH + qh + h) * c.inW + qw + iw) * s.batch + n] = x[((n * s.inH + h) * s.inW + iw) * cin + ci]
+            } } } }
+            #expect(input.map(\.bitPattern) == expected.map(\.bitPattern), "\(s): the _grad_wt input differs")
+        }
+    }
+
     /// Any block of rows and any span of terms, starting and ending inside a filter row, as
     /// the MXU asks for them one block of K at a time.
     @Test func gatheredRowsAreTheLoweredMatrixsRows() {

@@ -125,25 +125,17 @@ public enum Conv2D {
                         (plane + (row * wp + qw + w) * n).initialize(repeating: 0, count: (wp - qw - w) * n)
                     }
                 }
-                // Sixteen images at a time, pixel by pixel, their [16, Cin] block of x to
-                // [Cin, 16]: each channel's 16 values are one cache line written whole, read
-                // from 16 rows of x that stay in cache while the channels advance and that
-                // are each read in order across the pixels (prefetched).
+                // Sixteen images at a time, pixel by pixel, their [16, Cin] block of x
+                // transposed to [Cin, 16]: each channel's 16 values are one cache line written
+                // whole, read from 16 rows of x that stay in cache while the channels advance
+                // and that are each read in order across the pixels (prefetched).
                 let pixelStride = h * w * channels, planeStride = hp * wp * n
                 for b0 in stride(from: 0, to: n, by: 16) {
                     let images = min(16, n - b0)
                     for ih in 0..<h {
                         for iw in 0..<w {
-                            let from = src + b0 * pixelStride + (ih * w + iw) * channels
-                            let to = dst + ((qh + ih) * wp + qw + iw) * n + b0
-                            for ci in 0..<channels {
-                                let run = to + ci * planeStride
-                                var value = from + ci
-                                for b in 0..<images {
-                                    (run + b).initialize(to: value.pointee)
-                                    value += pixelStride
-                                }
-                            }
+                            transpose(src + b0 * pixelStride + (ih * w + iw) * channels, rowStride: pixelStride, rows: images, columns: channels,
+                                      into: dst + ((qh + ih) * wp + qw + iw) * n + b0, rowStride: planeStride)
                         }
                     }
                 }
