@@ -116,10 +116,19 @@ public struct Trainer: Sendable {
         let results = slots.values.map(\.0)
         let siteDigests = slots.values.map { $0.1?.entries ?? [] }
         let scale = 1 / Float(replicas)
+        // Replica by replica in order, then the scale: each element's sum is the plain loop's,
+        // the elements side by side in vectors (a checked index per element kept this serial
+        // part of the step scalar).
         func average(_ tensors: [[Float]]) -> [Float] {
             var sum = tensors[0]
-            for t in tensors.dropFirst() { for i in sum.indices { sum[i] += t[i] } }
-            return sum.map { $0 * scale }
+            sum.withUnsafeMutableBufferPointer { total in
+                for t in tensors.dropFirst() {
+                    precondition(t.count == total.count, "replicas' tensors differ in size")
+                    t.withUnsafeBufferPointer { values in for i in 0..<total.count { total[i] += values[i] } }
+                }
+                for i in 0..<total.count { total[i] *= scale }
+            }
+            return sum
         }
         let grads = state.parameters.indices.map { t in average(results.map { $0.gradients[t] }) }
         let stats = state.modelState.indices.map { n in average(results.map { $0.statistics[n] }) }
