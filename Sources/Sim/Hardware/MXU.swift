@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Operand precision of the functional MXU, as traces record it (the raw values are part of
 /// the trace format). Each names a ``NumberFormat`` (``format``), which is what the MXU, the
@@ -198,12 +199,17 @@ public struct MXU: Sendable {
     /// The blocked product with micro-kernel `Kern`.
     ///
     /// B is rounded and packed once per call, into `nr`-column panels over all of K that every
-    /// thread shares. Each thread then takes an equal share of C's rows (whole `mr`-row tiles)
-    /// and walks it in blocks of `mc` rows: it rounds a span of A's block into a row-major
+    /// thread shares. Then C is computed in blocks of `mc` rows (whole `mr`-row tiles), each by
+    /// one thread: it rounds a span of A's block into a row-major
     /// buffer (all of K when that fits ``Blocking/aBlockFloats``, so that the rows are read
     /// as one sequential stream; else one block of K), then for every block of K (`plan`)
     /// and every B panel runs the kernel down the block's tiles, the B panel staying in cache
     /// while A's tiles stream past it.
+    ///
+    /// Threads claim the parts of B to pack and then the blocks of C as they come
+    /// (``ClaimedWork``) instead of being dealt equal shares: the calling thread starts at once
+    /// and a helper that wakes late takes what is left, rather than the call waiting for it
+    /// twice. Which thread computes a block changes nothing in its bits.
     private func multiply<Kern: MicroKernel>(_: Kern.Type, _ operand: AOperand, _ b: MatrixView,
                                              _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, plan: KPlan) {
         let mr = Kern.mr, nr = Kern.nr
@@ -223,27 +229,30 @@ public struct MXU: Sendable {
         case .gathered: (false, false)
         }
         let workers = min(threads, tiles)
+        // Row-major B is packed in runs of rows (each read in order across all panels), a
+        // transposed B panel by panel.
+        let bRows = Blocking.bRowsPerPart
+        // Blocks of C of at most `mc` rows, at least four per thread where M allows (so that
+        // the threads end together).
+        let blockRows = min(mc, ceilDiv(tiles, 4 * workers) * mr)
+        let work = ClaimedWork(first: b.columnStride == 1 ? ceilDiv(K, bRows) : panels, then: ceilDiv(M, blockRows))
 
-        parallel(workers) { [self] worker in
-            if b.columnStride == 1 {
-                // Row-major B: each worker a share of the rows, read in order across all panels.
-                packB(b, rows: K * worker / workers ..< K * (worker + 1) / workers, nr: nr, k: K, n: N, into: bOut.pointer)
-            } else {
-                var p = worker
-                while p < panels {
-                    packB(b, panel: p, nr: nr, k: K, n: N, into: bOut.pointer + p * nr * K)
-                    p += workers
+        parallel(workers) { [self] _ in
+            while let part = work.claimFirst() {
+                if b.columnStride == 1 {
+                    packB(b, rows: part * bRows ..< min(K, (part + 1) * bRows), nr: nr, k: K, n: N, into: bOut.pointer)
+                } else {
+                    packB(b, panel: part, nr: nr, k: K, n: N, into: bOut.pointer + part * nr * K)
                 }
+                work.finishFirst()
             }
-        }
-        parallel(workers) { [self] worker in
+            work.waitForFirst()
+            guard var block = work.claimThen() else { return }
             let buffer = PackBuffers.shared.take(mc * lda + mr * nr + mc)
             defer { PackBuffers.shared.give(buffer) }
             let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda, column = edge + mr * nr
-            let end = min(M, tiles * (worker + 1) / workers * mr)
-            var m0 = tiles * worker / workers * mr
-            while m0 < end {
-                let rows = m0 ..< min(end, m0 + mc)
+            while true {
+                let rows = block * blockRows ..< min(M, (block + 1) * blockRows)
                 var firstBlock = 0
                 while firstBlock < blocks {
                     let span = firstBlock ..< (wholeK ? blocks : firstBlock + 1)
@@ -297,7 +306,8 @@ public struct MXU: Sendable {
                         }
                     }
                 }
-                m0 = rows.upperBound
+                guard let next = work.claimThen() else { break }
+                block = next
             }
         }
     }
@@ -506,6 +516,46 @@ enum Blocking {
     /// Padding of each packed row of A (one cache line), so that the rows a kernel reads do
     /// not all fall into the same cache sets when K is a power of two.
     static let rowPadding = 16
+    /// Rows of a row-major B per part that one thread claims to pack.
+    static let bRowsPerPart = 64
+}
+
+/// Two lists of work items, numbered from 0, that threads claim one item at a time (the
+/// first list's before the second's): whichever thread asks next gets the next item. The
+/// second list waits until every item of the first is finished (what the first packs, the
+/// second reads), not until every thread has arrived, so a thread that starts late only
+/// takes what is left.
+final class ClaimedWork: Sendable {
+    let first: Int, then: Int
+    private let claimedFirst = Atomic<Int>(0), finishedFirst = Atomic<Int>(0), claimedThen = Atomic<Int>(0)
+
+    init(first: Int, then: Int) {
+        (self.first, self.then) = (first, then)
+    }
+
+    /// The next item of the first list, nil when all are claimed.
+    func claimFirst() -> Int? {
+        let i = claimedFirst.wrappingAdd(1, ordering: .relaxed).oldValue
+        return i < first ? i : nil
+    }
+
+    /// Marks a claimed item of the first list finished: its writes are visible to every
+    /// thread past ``waitForFirst()``.
+    func finishFirst() {
+        finishedFirst.wrappingAdd(1, ordering: .releasing)
+    }
+
+    /// Returns once every item of the first list is finished (claimed ones by other threads
+    /// take moments).
+    func waitForFirst() {
+        while finishedFirst.load(ordering: .acquiring) < first { sched_yield() }
+    }
+
+    /// The next item of the second list, nil when all are claimed.
+    func claimThen() -> Int? {
+        let i = claimedThen.wrappingAdd(1, ordering: .relaxed).oldValue
+        return i < then ? i : nil
+    }
 }
 
 /// How ``MXU`` cuts K into blocks for its kernels: block `i` is terms
