@@ -85,6 +85,42 @@ import Testing
         #expect(ConvShape.same(batch: 1, inH: 4, inW: 4, inChannels: 1, filter: 3, outChannels: 1, stride: 2).gradientInputConvolutionOfUnpadded == nil)
     }
 
+    /// An operation's lazily built input is built only when something reads it: never for a
+    /// product that does not ask (the stride-1 `_grad_in` reading dL/dy itself), once for a
+    /// hook that wants the site (which corrupts that copy and hands it to the product), and
+    /// never for a hook that wants other sites.
+    @Test func aLazyInputIsBuiltOnlyForWhatReadsIt() {
+        final class Count: @unchecked Sendable { var builds = 0, productSawCorrupted = false }
+        struct Negate: OperandHook {
+            let site: SiteID
+            func wants(_ s: SiteID, replica: Int) -> Bool { s == site }
+            func apply(_ s: SiteID, role: OperandRole, values: inout [Float], shape: [Int], replica: Int) {
+                if role == .input { values = values.map { -$0 } }
+            }
+        }
+        let site = SiteID(layer: "c", kind: .gradIn), other = SiteID(layer: "d", kind: .gradIn)
+        let mxu = MXU(foldLength: 16, precision: .bfloat16)
+        for (hook, expected) in [(nil, 0), (Negate(site: other), 0), (Negate(site: site), 1)] as [(Negate?, Int)] {
+            let count = Count()
+            let unit = MatrixUnit(mxu: mxu, hook: hook)
+            let y = unit.operation(site, input: { count.builds += 1; return [1, 2] }, inputShape: [1, 2], weight: [1, 1], weightShape: [2, 1],
+                                   outputShape: [1, 1]) { x, w, mxu in
+                // Asks for the input only when a hook may have corrupted it (as backwardInputReference does).
+                if !mxu.mayGatherOperands { count.productSawCorrupted = x() == [-1, -2] }
+                return mxu.multiply([1, 2], rows: 1, inner: 2, w, cols: 1)
+            }
+            #expect(y == [3])
+            #expect(count.builds == expected, "hook \(String(describing: hook))")
+            #expect(count.productSawCorrupted == (expected == 1))
+        }
+        // Through the convolution: no hook, no build (dL/dy is read where it lies).
+        let s = ConvShape.same(batch: 2, inH: 5, inW: 5, inChannels: 3, filter: 3, outChannels: 4, stride: 1)
+        let dy = StrideZerosTests.signedOperands(s.outputShape.reduce(1, *), seed: 3), w = StrideZerosTests.signedOperands(s.weightShape.reduce(1, *), seed: 4)
+        let plain = Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: MatrixUnit(mxu: mxu))
+        let hooked = Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: MatrixUnit(mxu: mxu, hook: NoChangeHook()))
+        #expect(differing(plain, hooked) == 0)
+    }
+
     /// A weight that is infinite once rounded makes a padding term NaN: every term is then
     /// computed, and the output has the full product's NaNs. A hook or a checksum check that
     /// reads the terms gets them all too.

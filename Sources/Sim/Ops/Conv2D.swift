@@ -41,17 +41,18 @@ public enum Conv2D {
     public static func backwardInputReference(dy: [Float], w: [Float], shape s: ConvShape, layer: String, unit: MatrixUnit) -> [Float] {
         precondition(s.supportsReferenceBackward, "\(layer): the reference backward layout needs odd filters and SAME-style padding")
         let c = s.gradientInputConvolution, g = c.gemm
-        // dL/dy[n, i, j, :] -> operand[n, oh + i * strideH, ow + j * strideW, :].
-        let operand = gradientInputOperand(dy, s), rotated = rotatedKernel(w, s)
-        return unit.operation(SiteID(layer: layer, kind: .gradIn), input: operand, inputShape: c.inputShape,
-                              weight: rotated, weightShape: c.weightShape, outputShape: c.outputShape) { x, w, mxu in
-            if let values = gradientInputProductOmittingZeros(x: x, w: w, shape: s, mxu: mxu) {
-                return Product(values: values, rows: g.m, columns: g.n)
-            }
-            // Without a hook, x is dL/dy padded: the MXU may read dL/dy itself (and leave the
-            // padding's terms out).
+        // The operand: dL/dy[n, i, j, :] at [n, oh + i * strideH, ow + j * strideW, :], zeros
+        // elsewhere; built only for a hook or a product that reads it.
+        return unit.operation(SiteID(layer: layer, kind: .gradIn), input: { gradientInputOperand(dy, s) }, inputShape: c.inputShape,
+                              weight: rotatedKernel(w, s), weightShape: c.weightShape, outputShape: c.outputShape) { operand, w, mxu in
+            // Without a hook or checks, the operand would be dL/dy padded (at stride 1): the MXU
+            // reads dL/dy itself and leaves the padding's terms out.
             if mxu.mayGatherOperands, let unpadded = s.gradientInputConvolutionOfUnpadded {
                 return mxu.multiply(lowering: mxu.operand(dy), unpadded, w)
+            }
+            let x = operand()
+            if let values = gradientInputProductOmittingZeros(x: x, w: w, shape: s, mxu: mxu) {
+                return Product(values: values, rows: g.m, columns: g.n)
             }
             return mxu.multiply(lowering: mxu.operand(x), c, w)
         }

@@ -31,21 +31,32 @@ public struct MatrixUnit: Sendable {
     public func operation(_ site: SiteID, input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], outputShape: [Int],
                           product: (_ input: [Float], _ weight: [Float], _ mxu: OperationMXU) -> Product,
                           unlower: ([Float]) -> [Float] = { $0 }) -> [Float] {
+        operation(site, input: { input }, inputShape: inputShape, weight: weight, weightShape: weightShape, outputShape: outputShape,
+                  product: { x, w, mxu in product(x(), w, mxu) }, unlower: unlower)
+    }
+
+    /// ``operation(_:input:inputShape:weight:weightShape:outputShape:product:unlower:)`` with
+    /// an input that is built only when something reads it stored: a hook that wants the site
+    /// (to corrupt it), or the product when it calls `input()`. A product that can read the
+    /// values the input is laid out from (dL/dy itself rather than dL/dy padded) builds nothing.
+    public func operation(_ site: SiteID, input: () -> [Float], inputShape: [Int], weight: [Float], weightShape: [Int], outputShape: [Int],
+                          product: (_ input: () -> [Float], _ weight: [Float], _ mxu: OperationMXU) -> Product,
+                          unlower: ([Float]) -> [Float] = { $0 }) -> [Float] {
         let hook = self.hook.flatMap { $0.wants(site, replica: replica) ? $0 : nil }
         var raw: Product
         if let hook {
-            var x = input, w = weight
+            var x = input(), w = weight
             hook.apply(site, role: .input, values: &x, shape: inputShape, replica: replica)
             hook.apply(site, role: .weight, values: &w, shape: weightShape, replica: replica)
-            raw = product(x, w, OperationMXU(unit: self, site: site, hook: hook))
+            raw = product({ x }, w, OperationMXU(unit: self, site: site, hook: hook))
             hook.adjustProduct(site, product: &raw.values, rows: raw.rows, columns: raw.columns, golden: {
                 // The fault-free product for comparison: not the array's work, so not checked.
                 var plain = self
                 plain.checks = nil
-                return product(input, weight, OperationMXU(unit: plain, site: site, hook: nil)).values
+                return withoutActuallyEscaping(input) { product($0, weight, OperationMXU(unit: plain, site: site, hook: nil)).values }
             }, replica: replica)
         } else {
-            raw = product(input, weight, OperationMXU(unit: self, site: site, hook: nil))
+            raw = withoutActuallyEscaping(input) { product($0, weight, OperationMXU(unit: self, site: site, hook: nil)) }
         }
         var output = unlower(raw.values)
         precondition(output.count == outputShape.reduce(1, *), "\(site.name): output has \(output.count) values, shape \(outputShape)")
