@@ -232,9 +232,10 @@ public struct MXU: Sendable {
         // Row-major B is packed in runs of rows (each read in order across all panels), a
         // transposed B panel by panel.
         let bRows = Blocking.bRowsPerPart
-        // Blocks of C of at most `mc` rows, at least four per thread where M allows (so that
-        // the threads end together).
-        let blockRows = min(mc, ceilDiv(tiles, 4 * workers) * mr)
+        // Blocks of C of `mc` rows; with several threads smaller where M is short, so that
+        // each thread gets about four and they end together (one thread walks whole blocks:
+        // a shorter one streams all of B's panels again for fewer rows).
+        let blockRows = workers == 1 ? mc : min(mc, ceilDiv(tiles, 4 * workers) * mr)
         let work = ClaimedWork(first: b.columnStride == 1 ? ceilDiv(K, bRows) : panels, then: ceilDiv(M, blockRows))
 
         parallel(workers) { [self] _ in
