@@ -178,21 +178,30 @@ public struct MXU: Sendable {
         let (M, K, N) = (shape.m, shape.k, shape.n)
         guard M > 0, N > 0 else { return }
         guard K > 0 else { c.update(repeating: 0, count: M * N); return }
-        // The kernel whose panels pad N the least; on a tie the earlier one (the wider, which
-        // loads fewer values per multiply-add).
-        let padded = { (nr: Int) in ceilDiv(N, nr) * nr }
-        func choose<K1: MicroKernel, K2: MicroKernel, K3: MicroKernel>(_ k1: K1.Type, _ k2: K2.Type, _ k3: K3.Type) {
-            if padded(K1.nr) <= padded(K2.nr) && padded(K1.nr) <= padded(K3.nr) {
-                multiply(K1.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            } else if padded(K2.nr) <= padded(K3.nr) {
-                multiply(K2.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            } else {
-                multiply(K3.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            }
+        // The kernel that computes the fewest values of C padded to whole tiles, give or take
+        // 5 % (so that a long product keeps the earlier kernel, whose taller or wider tile
+        // loads fewer values per multiply-add, over a few rows of padding saved).
+        let padded = { (mr: Int, nr: Int) in ceilDiv(M, mr) * mr * ceilDiv(N, nr) * nr }
+        func choose(_ kernels: [any MicroKernel.Type]) -> Int {
+            var least = Int.max
+            for k in kernels { least = min(least, padded(k.mr, k.nr)) }
+            return kernels.firstIndex { padded($0.mr, $0.nr) * 20 <= least * 21 } ?? 0
         }
+        // The cases follow the order of `KernelFamily.wideKernels` and `.narrowKernels`.
         switch kernels {
-        case .wide: choose(Kernel6x64.self, Kernel12x32.self, Kernel24x16.self)
-        case .narrow: choose(Kernel6x16.self, Kernel4x24.self, Kernel12x8.self)
+        case .wide:
+            switch choose(KernelFamily.wideKernels) {
+            case 0: multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            case 1: multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            case 2: multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            default: multiply(Kernel12x16.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            }
+        case .narrow:
+            switch choose(KernelFamily.narrowKernels) {
+            case 0: multiply(Kernel6x16.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            case 1: multiply(Kernel4x24.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            default: multiply(Kernel12x8.self, a, b, c, M: M, K: K, N: N, plan: plan)
+            }
         }
     }
 
@@ -478,6 +487,11 @@ public struct MXU: Sendable {
 /// The two families of micro-kernels (see ``MicroKernel``), sized for the vector registers
 /// of the build's target.
 enum KernelFamily: Sendable, CaseIterable {
+    /// Each family's kernels in order of preference (``MXU``'s choice takes the first of
+    /// those that pad C the least).
+    static let wideKernels: [any MicroKernel.Type] = [Kernel6x64.self, Kernel12x32.self, Kernel24x16.self, Kernel12x16.self]
+    static let narrowKernels: [any MicroKernel.Type] = [Kernel6x16.self, Kernel4x24.self, Kernel12x8.self]
+
     /// 16-lane vectors for AVX-512's 32 registers.
     case wide
     /// 8-lane vectors for AVX2's 16 registers (and any other target: with 16-lane vectors

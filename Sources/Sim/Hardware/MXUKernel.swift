@@ -8,12 +8,14 @@
 /// ascending, so the order is the scalar loop's.
 ///
 /// Two families, one per vector register file; ``MXU`` uses the family of the build's
-/// target (``KernelFamily``) and, within it, the shape that pads N the least.
+/// target (``KernelFamily``) and, within it, the shape that computes the fewest padded
+/// values of C (rows and columns rounded up to whole tiles; ``MXU``'s choice).
 /// - 16-lane vectors for the 32 registers of AVX-512: 64, 32 or 16 columns (four, two or
 ///   one vector), so that narrow products (N = 16, 32) do not leave lanes idle, and as many
 ///   rows as keep 24 accumulators (6, 12 or 24), so that every B vector loaded is reused for
 ///   several rows and the loads (one broadcast per row) stay below the rate of fused
-///   multiply-adds.
+///   multiply-adds; and 12 x 16 (12 accumulators) for products of few rows, where 24 rows
+///   would be mostly padding (a transformer head's 32 queries).
 /// - 8-lane vectors for the 16 registers of AVX2 (where a 16-lane vector takes two
 ///   registers, and the 16-lane kernels' 48 would spill): 12 accumulators over 16, 24 or 8
 ///   columns (6, 4 or 12 rows).
@@ -1050,6 +1052,250 @@ enum Kernel6x64: MicroKernel {
             r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + c5_1, toByteOffset: 64, as: SIMD16<Float>.self)
             r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self) + c5_2, toByteOffset: 128, as: SIMD16<Float>.self)
             r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self) + c5_3, toByteOffset: 192, as: SIMD16<Float>.self)
+        }
+    }
+}
+
+/// 12 rows x 16 columns in 16-lane vectors: 12 accumulators, 1 B vector and
+/// one broadcast A value in registers (14 of the 32 AVX-512 registers).
+enum Kernel12x16: MicroKernel {
+    static let mr = 12
+    static let nr = 16
+
+    @inline(never)
+    static func run(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>, lda: Int,
+                    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulate(a, lda, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulate(a, lda, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    @inline(never)
+    static func runPanel(kLen: Int, fold: Int, overwrite: Bool, a: UnsafePointer<Float>,
+                         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if fold == 0 {
+            var t = overwrite ? Tile() : Tile(loading: c, ldc)
+            t.accumulatePanel(a, b, 0..<kLen)
+            t.store(c, ldc)
+            return
+        }
+        var k0 = 0
+        while k0 < kLen {
+            var t = Tile()
+            t.accumulatePanel(a, b, k0..<min(kLen, k0 + fold))
+            if overwrite && k0 == 0 {
+                t.addToZero()
+                t.store(c, ldc)
+            } else {
+                t.addInto(c, ldc)
+            }
+            k0 += fold
+        }
+    }
+
+    struct Tile {
+        var c0_0 = SIMD16<Float>()
+        var c1_0 = SIMD16<Float>()
+        var c2_0 = SIMD16<Float>()
+        var c3_0 = SIMD16<Float>()
+        var c4_0 = SIMD16<Float>()
+        var c5_0 = SIMD16<Float>()
+        var c6_0 = SIMD16<Float>()
+        var c7_0 = SIMD16<Float>()
+        var c8_0 = SIMD16<Float>()
+        var c9_0 = SIMD16<Float>()
+        var c10_0 = SIMD16<Float>()
+        var c11_0 = SIMD16<Float>()
+
+        init() {}
+
+        @inline(__always)
+        init(loading c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeRawPointer(c + 0 * ldc)
+            c0_0 = r0.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r1 = UnsafeRawPointer(c + 1 * ldc)
+            c1_0 = r1.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r2 = UnsafeRawPointer(c + 2 * ldc)
+            c2_0 = r2.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r3 = UnsafeRawPointer(c + 3 * ldc)
+            c3_0 = r3.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r4 = UnsafeRawPointer(c + 4 * ldc)
+            c4_0 = r4.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r5 = UnsafeRawPointer(c + 5 * ldc)
+            c5_0 = r5.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r6 = UnsafeRawPointer(c + 6 * ldc)
+            c6_0 = r6.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r7 = UnsafeRawPointer(c + 7 * ldc)
+            c7_0 = r7.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r8 = UnsafeRawPointer(c + 8 * ldc)
+            c8_0 = r8.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r9 = UnsafeRawPointer(c + 9 * ldc)
+            c9_0 = r9.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r10 = UnsafeRawPointer(c + 10 * ldc)
+            c10_0 = r10.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+            let r11 = UnsafeRawPointer(c + 11 * ldc)
+            c11_0 = r11.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+        }
+
+        @inline(__always)
+        mutating func accumulate(_ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            for k in ks {
+                let bp = UnsafeRawPointer(b + k * 16)
+                let b0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let ap = a + k
+                let a0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(a0, b0)
+                let a1 = SIMD16<Float>(repeating: ap[lda])
+                c1_0 = c1_0.addingProduct(a1, b0)
+                let a2 = SIMD16<Float>(repeating: ap[2 * lda])
+                c2_0 = c2_0.addingProduct(a2, b0)
+                let a3 = SIMD16<Float>(repeating: ap[3 * lda])
+                c3_0 = c3_0.addingProduct(a3, b0)
+                let a4 = SIMD16<Float>(repeating: ap[4 * lda])
+                c4_0 = c4_0.addingProduct(a4, b0)
+                let a5 = SIMD16<Float>(repeating: ap[5 * lda])
+                c5_0 = c5_0.addingProduct(a5, b0)
+                let a6 = SIMD16<Float>(repeating: ap[6 * lda])
+                c6_0 = c6_0.addingProduct(a6, b0)
+                let a7 = SIMD16<Float>(repeating: ap[7 * lda])
+                c7_0 = c7_0.addingProduct(a7, b0)
+                let a8 = SIMD16<Float>(repeating: ap[8 * lda])
+                c8_0 = c8_0.addingProduct(a8, b0)
+                let a9 = SIMD16<Float>(repeating: ap[9 * lda])
+                c9_0 = c9_0.addingProduct(a9, b0)
+                let a10 = SIMD16<Float>(repeating: ap[10 * lda])
+                c10_0 = c10_0.addingProduct(a10, b0)
+                let a11 = SIMD16<Float>(repeating: ap[11 * lda])
+                c11_0 = c11_0.addingProduct(a11, b0)
+            }
+        }
+
+        @inline(__always)
+        mutating func accumulatePanel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ks: Range<Int>) {
+            var ap = a + ks.lowerBound &* 12
+            var bp = UnsafeRawPointer(b + ks.lowerBound &* 16)
+            let n = ks.count
+            var k = 0
+            while k < n {
+                let b0_0 = bp.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self)
+                let x0_0 = SIMD16<Float>(repeating: ap[0])
+                c0_0 = c0_0.addingProduct(x0_0, b0_0)
+                let x1_0 = SIMD16<Float>(repeating: ap[1])
+                c1_0 = c1_0.addingProduct(x1_0, b0_0)
+                let x2_0 = SIMD16<Float>(repeating: ap[2])
+                c2_0 = c2_0.addingProduct(x2_0, b0_0)
+                let x3_0 = SIMD16<Float>(repeating: ap[3])
+                c3_0 = c3_0.addingProduct(x3_0, b0_0)
+                let x4_0 = SIMD16<Float>(repeating: ap[4])
+                c4_0 = c4_0.addingProduct(x4_0, b0_0)
+                let x5_0 = SIMD16<Float>(repeating: ap[5])
+                c5_0 = c5_0.addingProduct(x5_0, b0_0)
+                let x6_0 = SIMD16<Float>(repeating: ap[6])
+                c6_0 = c6_0.addingProduct(x6_0, b0_0)
+                let x7_0 = SIMD16<Float>(repeating: ap[7])
+                c7_0 = c7_0.addingProduct(x7_0, b0_0)
+                let x8_0 = SIMD16<Float>(repeating: ap[8])
+                c8_0 = c8_0.addingProduct(x8_0, b0_0)
+                let x9_0 = SIMD16<Float>(repeating: ap[9])
+                c9_0 = c9_0.addingProduct(x9_0, b0_0)
+                let x10_0 = SIMD16<Float>(repeating: ap[10])
+                c10_0 = c10_0.addingProduct(x10_0, b0_0)
+                let x11_0 = SIMD16<Float>(repeating: ap[11])
+                c11_0 = c11_0.addingProduct(x11_0, b0_0)
+                ap += 12
+                bp += 64
+                k &+= 1
+            }
+        }
+
+        @inline(__always)
+        func store(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: c0_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: c1_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: c2_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: c3_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r4 = UnsafeMutableRawPointer(c + 4 * ldc)
+            r4.storeBytes(of: c4_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r5 = UnsafeMutableRawPointer(c + 5 * ldc)
+            r5.storeBytes(of: c5_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r6 = UnsafeMutableRawPointer(c + 6 * ldc)
+            r6.storeBytes(of: c6_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r7 = UnsafeMutableRawPointer(c + 7 * ldc)
+            r7.storeBytes(of: c7_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r8 = UnsafeMutableRawPointer(c + 8 * ldc)
+            r8.storeBytes(of: c8_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r9 = UnsafeMutableRawPointer(c + 9 * ldc)
+            r9.storeBytes(of: c9_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r10 = UnsafeMutableRawPointer(c + 10 * ldc)
+            r10.storeBytes(of: c10_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r11 = UnsafeMutableRawPointer(c + 11 * ldc)
+            r11.storeBytes(of: c11_0, toByteOffset: 0, as: SIMD16<Float>.self)
+        }
+
+        /// Each accumulator becomes `+0 + accumulator`, what adding it to a zeroed C gives
+        /// (a sum of -0 turns into +0).
+        @inline(__always)
+        mutating func addToZero() {
+            let zero = SIMD16<Float>()
+            c0_0 = zero + c0_0
+            c1_0 = zero + c1_0
+            c2_0 = zero + c2_0
+            c3_0 = zero + c3_0
+            c4_0 = zero + c4_0
+            c5_0 = zero + c5_0
+            c6_0 = zero + c6_0
+            c7_0 = zero + c7_0
+            c8_0 = zero + c8_0
+            c9_0 = zero + c9_0
+            c10_0 = zero + c10_0
+            c11_0 = zero + c11_0
+        }
+
+        @inline(__always)
+        func addInto(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+            let r0 = UnsafeMutableRawPointer(c + 0 * ldc)
+            r0.storeBytes(of: r0.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c0_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r1 = UnsafeMutableRawPointer(c + 1 * ldc)
+            r1.storeBytes(of: r1.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c1_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r2 = UnsafeMutableRawPointer(c + 2 * ldc)
+            r2.storeBytes(of: r2.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c2_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r3 = UnsafeMutableRawPointer(c + 3 * ldc)
+            r3.storeBytes(of: r3.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c3_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r4 = UnsafeMutableRawPointer(c + 4 * ldc)
+            r4.storeBytes(of: r4.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c4_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r5 = UnsafeMutableRawPointer(c + 5 * ldc)
+            r5.storeBytes(of: r5.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c5_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r6 = UnsafeMutableRawPointer(c + 6 * ldc)
+            r6.storeBytes(of: r6.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c6_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r7 = UnsafeMutableRawPointer(c + 7 * ldc)
+            r7.storeBytes(of: r7.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c7_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r8 = UnsafeMutableRawPointer(c + 8 * ldc)
+            r8.storeBytes(of: r8.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c8_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r9 = UnsafeMutableRawPointer(c + 9 * ldc)
+            r9.storeBytes(of: r9.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c9_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r10 = UnsafeMutableRawPointer(c + 10 * ldc)
+            r10.storeBytes(of: r10.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c10_0, toByteOffset: 0, as: SIMD16<Float>.self)
+            let r11 = UnsafeMutableRawPointer(c + 11 * ldc)
+            r11.storeBytes(of: r11.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self) + c11_0, toByteOffset: 0, as: SIMD16<Float>.self)
         }
     }
 }
