@@ -208,8 +208,8 @@ public struct MXU: Sendable {
     /// The blocked product with micro-kernel `Kern`.
     ///
     /// B is rounded and packed once per call, into `nr`-column panels over all of K that every
-    /// thread shares. Then C is computed in blocks of `mc` rows (whole `mr`-row tiles), each by
-    /// one thread: it rounds a span of A's block into a row-major
+    /// thread shares. Then C is computed in blocks of at most `mc` rows (whole `mr`-row tiles),
+    /// each by one thread: it rounds a span of A's block into a row-major
     /// buffer (all of K when that fits ``Blocking/aBlockFloats``, so that the rows are read
     /// as one sequential stream; else one block of K), then for every block of K (`plan`)
     /// and every B panel runs the kernel down the block's tiles, the B panel staying in cache
