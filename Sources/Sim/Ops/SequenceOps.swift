@@ -274,17 +274,41 @@ public enum MaskedSoftmax {
                     // rule (a NaN never becomes it).
                     var maxv = -Float.infinity
                     let padRow = hasPadding ? pp.baseAddress.map { $0 + b * keys } : nil
-                    for j in 0..<keys {
+                    // 16 keys at a time, each lane keeping its own maximum (a NaN never
+                    // replaces it). Which of two equal zeros ends as the maximum may differ
+                    // from the scalar rule's, but only in sign, and v - (+0) and v - (-0)
+                    // have the same exponential: the bits are the scalar loop's.
+                    var j = 0
+                    if keys >= 16 {
+                        var lanesMax = SIMD16<Float>(repeating: -.infinity)
+                        let lane = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+                        while j + 16 <= keys {
+                            var v = UnsafeRawPointer(scoreRow + j).loadUnaligned(as: SIMD16<Float>.self)
+                            if mask.causal { v = v.replacing(with: v + bias, where: lane &+ Int32(j) .> Int32(i)) }
+                            if let padRow {
+                                // A Bool is one byte, 0 or 1.
+                                let flags = UnsafeRawPointer(padRow + j).loadUnaligned(as: SIMD16<UInt8>.self)
+                                let padded = SIMD16<Int32>(truncatingIfNeeded: flags) .!= 0
+                                v = v.replacing(with: v + bias, where: padded)
+                            }
+                            UnsafeMutableRawPointer(e + j).storeBytes(of: v, as: SIMD16<Float>.self)
+                            lanesMax = lanesMax.replacing(with: v, where: v .> lanesMax)
+                            j += 16
+                        }
+                        for l in 0..<16 where lanesMax[l] > maxv { maxv = lanesMax[l] }
+                    }
+                    while j < keys {
                         var v = scoreRow[j]
                         if mask.causal && j > i { v += bias }
                         if let padRow, padRow[j] { v += bias }
                         e[j] = v
                         maxv = Swift.max(maxv, v)
+                        j += 1
                     }
                     // The exponentials, their sum in key order, then each divided by the sum.
                     let sum = shiftedExponentials(e, minus: maxv, count: keys, into: e)
                     let total = SIMD16<Float>(repeating: sum)
-                    var j = 0
+                    j = 0
                     while j + 16 <= keys {
                         let q = UnsafeRawPointer(e + j).loadUnaligned(as: SIMD16<Float>.self) / total
                         UnsafeMutableRawPointer(outRow + j).storeBytes(of: q, as: SIMD16<Float>.self)
