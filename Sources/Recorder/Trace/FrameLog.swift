@@ -226,9 +226,20 @@ public final class AppendFile {
         try Self.write(bytes, to: fd, path: path)
     }
 
-    /// Writes `head` and then `body` in one system call where it can (`writev`): a frame's
-    /// header and payload go out without first being copied into one array.
+    /// Writes `head` and then `body` (a frame's header and payload), without first copying
+    /// them into one array.
     public func write(_ head: [UInt8], then body: [UInt8]) throws(TraceError) {
+        try Self.write(head, then: body, to: fd, path: path)
+    }
+
+    /// Flushes what was written to the disk.
+    public func sync() throws(TraceError) {
+        guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Writes all of `head` and then all of `body` to `fd` (the file `path`), in one system
+    /// call where it can (`writev`), retrying short and interrupted writes.
+    public static func write(_ head: [UInt8], then body: [UInt8] = [], to fd: Int32, path: String) throws(TraceError) {
         let total = head.count + body.count
         var written = 0
         while written < total {
@@ -244,24 +255,6 @@ public final class AppendFile {
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .io(file: path, reason: "write failed after \(written) of \(total) bytes: \(String(cString: strerror(errno)))")
-            }
-            written += n
-        }
-    }
-
-    /// Flushes what was written to the disk.
-    public func sync() throws(TraceError) {
-        guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
-    }
-
-    /// Writes all of `bytes` to `fd` (the file `path`), retrying short and interrupted writes.
-    public static func write(_ bytes: [UInt8], to fd: Int32, path: String) throws(TraceError) {
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(file: path, reason: "write failed after \(written) of \(bytes.count) bytes: \(String(cString: strerror(errno)))")
             }
             written += n
         }

@@ -182,26 +182,22 @@ public struct MXU: Sendable {
         // 5 % (so that a long product keeps the earlier kernel, whose taller or wider tile
         // loads fewer values per multiply-add, over a few rows of padding saved).
         let padded = { (mr: Int, nr: Int) in ceilDiv(M, mr) * mr * ceilDiv(N, nr) * nr }
-        func choose(_ kernels: [any MicroKernel.Type]) -> Int {
+        func best(_ kernels: [any MicroKernel.Type]) -> ObjectIdentifier {
             var least = Int.max
             for k in kernels { least = min(least, padded(k.mr, k.nr)) }
-            return kernels.firstIndex { padded($0.mr, $0.nr) * 20 <= least * 21 } ?? 0
+            return ObjectIdentifier(kernels.first { padded($0.mr, $0.nr) * 20 <= least * 21 } ?? kernels[0])
         }
-        // The cases follow the order of `KernelFamily.wideKernels` and `.narrowKernels`.
-        switch kernels {
-        case .wide:
-            switch choose(KernelFamily.wideKernels) {
-            case 0: multiply(Kernel6x64.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            case 1: multiply(Kernel12x32.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            case 2: multiply(Kernel24x16.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            default: multiply(Kernel12x16.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            }
-        case .narrow:
-            switch choose(KernelFamily.narrowKernels) {
-            case 0: multiply(Kernel6x16.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            case 1: multiply(Kernel4x24.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            default: multiply(Kernel12x8.self, a, b, c, M: M, K: K, N: N, plan: plan)
-            }
+        // Each kernel's own case, so that the product is specialised for its tile.
+        func run<Kern: MicroKernel>(_ kernel: Kern.Type) { multiply(kernel, a, b, c, M: M, K: K, N: N, plan: plan) }
+        switch best(kernels.kernels) {
+        case ObjectIdentifier(Kernel6x64.self): run(Kernel6x64.self)
+        case ObjectIdentifier(Kernel12x32.self): run(Kernel12x32.self)
+        case ObjectIdentifier(Kernel24x16.self): run(Kernel24x16.self)
+        case ObjectIdentifier(Kernel12x16.self): run(Kernel12x16.self)
+        case ObjectIdentifier(Kernel6x16.self): run(Kernel6x16.self)
+        case ObjectIdentifier(Kernel4x24.self): run(Kernel4x24.self)
+        case ObjectIdentifier(Kernel12x8.self): run(Kernel12x8.self)
+        default: preconditionFailure("a micro-kernel without a case here")
         }
     }
 
@@ -257,11 +253,10 @@ public struct MXU: Sendable {
                 work.finishFirst()
             }
             work.waitForFirst()
-            guard var block = work.claimThen() else { return }
             let buffer = PackBuffers.shared.take(mc * lda + mr * nr + mc)
             defer { PackBuffers.shared.give(buffer) }
             let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda, column = edge + mr * nr
-            while true {
+            while let block = work.claimThen() {
                 let rows = block * blockRows ..< min(M, (block + 1) * blockRows)
                 var firstBlock = 0
                 while firstBlock < blocks {
@@ -316,8 +311,6 @@ public struct MXU: Sendable {
                         }
                     }
                 }
-                guard let next = work.claimThen() else { break }
-                block = next
             }
         }
     }
@@ -487,10 +480,16 @@ public struct MXU: Sendable {
 /// The two families of micro-kernels (see ``MicroKernel``), sized for the vector registers
 /// of the build's target.
 enum KernelFamily: Sendable, CaseIterable {
-    /// Each family's kernels in order of preference (``MXU``'s choice takes the first of
+    /// The family's kernels in order of preference (``MXU``'s choice takes the first of
     /// those that pad C the least).
-    static let wideKernels: [any MicroKernel.Type] = [Kernel6x64.self, Kernel12x32.self, Kernel24x16.self, Kernel12x16.self]
-    static let narrowKernels: [any MicroKernel.Type] = [Kernel6x16.self, Kernel4x24.self, Kernel12x8.self]
+    var kernels: [any MicroKernel.Type] {
+        switch self {
+        case .wide: Self.wideKernels
+        case .narrow: Self.narrowKernels
+        }
+    }
+    private static let wideKernels: [any MicroKernel.Type] = [Kernel6x64.self, Kernel12x32.self, Kernel24x16.self, Kernel12x16.self]
+    private static let narrowKernels: [any MicroKernel.Type] = [Kernel6x16.self, Kernel4x24.self, Kernel12x8.self]
 
     /// 16-lane vectors for AVX-512's 32 registers.
     case wide

@@ -104,24 +104,4 @@ extension Conv2D {
         }
         return mxu.multiply(a, rows: rows, b, cols: cout, kept: kept, aIsRounded: xIsRounded)
     }
-
-    /// `runs` runs of `length` values of `source`, one after another, starting at the offsets
-    /// `starts` emits in order: the operands of the products above, gathered.
-    static func gatherRuns(of source: [Float], length: Int, runs: Int, _ starts: (_ emit: (Int) -> Void) -> Void) -> [Float] {
-        [Float](unsafeUninitializedCapacity: runs * length) { out, written in
-            var emitted = 0
-            source.withUnsafeBufferPointer { p in
-                guard let base = out.baseAddress, let src = p.baseAddress else { return }
-                starts { start in
-                    precondition(emitted < runs && start >= 0 && start + length <= p.count, "a run outside its source")
-                    // Runs are short (one tap's channels): a plain loop, no call per run.
-                    let (from, to) = (src + start, base + emitted * length)
-                    for j in 0..<length { to[j] = from[j] }
-                    emitted += 1
-                }
-            }
-            precondition(emitted == runs || runs * length == 0, "\(emitted) runs gathered of \(runs)")
-            written = emitted * length
-        }
-    }
 }

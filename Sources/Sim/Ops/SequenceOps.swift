@@ -94,36 +94,22 @@ public enum SharedOutputProjection {
 /// Splitting a projection's output into heads and merging them back (vector unit, data
 /// movement only): `[batch, length, heads * depth]` <-> `[batch, heads, length, depth]`.
 public enum Heads {
+    /// Runs of `depth` values gathered in the output's order: per batch element and head,
+    /// each position's slice of that head.
     public static func split(_ x: [Float], batch: Int, length: Int, heads: Int, depth: Int) -> [Float] {
         precondition(x.count == batch * length * heads * depth, "heads: shape does not match")
-        return moveRuns(x, depth: depth) { emit in
-            for b in 0..<batch { for t in 0..<length { for h in 0..<heads {
-                emit(((b * length + t) * heads + h) * depth, ((b * heads + h) * length + t) * depth)
-            } } }
+        return gatherRuns(of: x, length: depth, runs: batch * heads * length) { emit in
+            for b in 0..<batch { for h in 0..<heads { for t in 0..<length { emit(((b * length + t) * heads + h) * depth) } } }
         }
     }
 
+    /// Runs of `depth` values gathered in the output's order: per batch element and position,
+    /// each head's slice of it.
     public static func merge(_ x: [Float], batch: Int, length: Int, heads: Int, depth: Int) -> [Float] {
         precondition(x.count == batch * length * heads * depth, "heads: shape does not match")
-        return moveRuns(x, depth: depth) { emit in
-            for b in 0..<batch { for h in 0..<heads { for t in 0..<length {
-                emit(((b * heads + h) * length + t) * depth, ((b * length + t) * heads + h) * depth)
-            } } }
+        return gatherRuns(of: x, length: depth, runs: batch * length * heads) { emit in
+            for b in 0..<batch { for t in 0..<length { for h in 0..<heads { emit(((b * heads + h) * length + t) * depth) } } }
         }
-    }
-
-    /// A permutation of `x` in runs of `depth` values: `runs` emits every run's source and
-    /// destination offsets, and together they cover the output.
-    @inline(__always)
-    static func moveRuns(_ x: [Float], depth: Int, _ runs: (_ emit: (_ from: Int, _ to: Int) -> Void) -> Void) -> [Float] {
-        var out = [Float].uninitialized(x.count)
-        out.withUnsafeMutableBufferPointer { po in
-            x.withUnsafeBufferPointer { px in
-                guard let to = po.baseAddress, let from = px.baseAddress else { return }
-                runs { (to + $1).update(from: from + $0, count: depth) }
-            }
-        }
-        return out
     }
 }
 
@@ -164,13 +150,6 @@ public struct AttentionShape: Sendable, Equatable {
 }
 
 public enum AttentionProducts {
-    /// `groups` products `A_g (rows x inner) B_g (inner x cols)` stacked, A_g read from `a` at
-    /// `g * rows * inner` (stored `[inner, rows]` when `transposeA`), B_g likewise.
-    static func batched(_ a: [Float], _ b: [Float], groups: Int, rows: Int, inner: Int, cols: Int,
-                        transposeA: Bool = false, transposeB: Bool = false, mxu: OperationMXU) -> Product {
-        mxu.multiply(a, rows: rows, inner: inner, b, cols: cols, transposeA: transposeA, transposeB: transposeB, products: groups)
-    }
-
     /// Transposes each of `groups` stacked `rows x columns` matrices.
     static func transposeEach(_ x: [Float], groups: Int, rows: Int, columns: Int) -> [Float] {
         precondition(x.count == groups * rows * columns, "transpose: shape does not match")
@@ -188,7 +167,7 @@ public enum AttentionProducts {
         precondition(q.count == s.queryShape.reduce(1, *) && k.count == s.keyShape.reduce(1, *), "\(layer): shapes do not match")
         return unit.operation(SiteID(layer: layer + "_scores", kind: .forward), input: q, inputShape: s.queryShape, weight: k, weightShape: s.keyShape,
                               outputShape: s.scoreShape) { q, k, mxu in
-            batched(q, k, groups: s.groups, rows: s.queries, inner: s.depth, cols: s.keys, transposeB: true, mxu: mxu)
+            mxu.multiply(q, rows: s.queries, inner: s.depth, k, cols: s.keys, transposeB: true, products: s.groups)
         }
     }
 
@@ -196,7 +175,7 @@ public enum AttentionProducts {
         precondition(dS.count == s.scoreShape.reduce(1, *) && k.count == s.keyShape.reduce(1, *), "\(layer): shapes do not match")
         return unit.operation(SiteID(layer: layer + "_scores", kind: .gradIn), input: dS, inputShape: s.scoreShape, weight: k, weightShape: s.keyShape,
                               outputShape: s.queryShape) { d, k, mxu in
-            batched(d, k, groups: s.groups, rows: s.queries, inner: s.keys, cols: s.depth, mxu: mxu)
+            mxu.multiply(d, rows: s.queries, inner: s.keys, k, cols: s.depth, products: s.groups)
         }
     }
 
@@ -204,7 +183,7 @@ public enum AttentionProducts {
         precondition(dS.count == s.scoreShape.reduce(1, *) && q.count == s.queryShape.reduce(1, *), "\(layer): shapes do not match")
         return unit.operation(SiteID(layer: layer + "_scores", kind: .gradWt), input: q, inputShape: s.queryShape, weight: dS, weightShape: s.scoreShape,
                               outputShape: s.keyShape,
-                              product: { q, d, mxu in batched(q, d, groups: s.groups, rows: s.depth, inner: s.queries, cols: s.keys, transposeA: true, mxu: mxu) },
+                              product: { q, d, mxu in mxu.multiply(q, rows: s.depth, inner: s.queries, d, cols: s.keys, transposeA: true, products: s.groups) },
                               unlower: { transposeEach($0, groups: s.groups, rows: s.depth, columns: s.keys) })
     }
 
@@ -212,7 +191,7 @@ public enum AttentionProducts {
         precondition(p.count == s.scoreShape.reduce(1, *) && v.count == s.keyShape.reduce(1, *), "\(layer): shapes do not match")
         return unit.operation(SiteID(layer: layer + "_context", kind: .forward), input: p, inputShape: s.scoreShape, weight: v, weightShape: s.keyShape,
                               outputShape: s.queryShape) { p, v, mxu in
-            batched(p, v, groups: s.groups, rows: s.queries, inner: s.keys, cols: s.depth, mxu: mxu)
+            mxu.multiply(p, rows: s.queries, inner: s.keys, v, cols: s.depth, products: s.groups)
         }
     }
 
@@ -220,7 +199,7 @@ public enum AttentionProducts {
         precondition(dC.count == s.queryShape.reduce(1, *) && v.count == s.keyShape.reduce(1, *), "\(layer): shapes do not match")
         return unit.operation(SiteID(layer: layer + "_context", kind: .gradIn), input: dC, inputShape: s.queryShape, weight: v, weightShape: s.keyShape,
                               outputShape: s.scoreShape) { d, v, mxu in
-            batched(d, v, groups: s.groups, rows: s.queries, inner: s.depth, cols: s.keys, transposeB: true, mxu: mxu)
+            mxu.multiply(d, rows: s.queries, inner: s.depth, v, cols: s.keys, transposeB: true, products: s.groups)
         }
     }
 
@@ -228,7 +207,7 @@ public enum AttentionProducts {
         precondition(p.count == s.scoreShape.reduce(1, *) && dC.count == s.queryShape.reduce(1, *), "\(layer): shapes do not match")
         return unit.operation(SiteID(layer: layer + "_context", kind: .gradWt), input: p, inputShape: s.scoreShape, weight: dC, weightShape: s.queryShape,
                               outputShape: s.keyShape) { p, d, mxu in
-            batched(p, d, groups: s.groups, rows: s.keys, inner: s.queries, cols: s.depth, transposeA: true, mxu: mxu)
+            mxu.multiply(p, rows: s.keys, inner: s.queries, d, cols: s.depth, transposeA: true, products: s.groups)
         }
     }
 }

@@ -29,6 +29,27 @@ func addToEveryRow(_ y: inout [Float], _ v: [Float]) {
     }
 }
 
+/// `runs` runs of `length` values of `source`, one after another, starting at the offsets
+/// `starts` emits in order (the kept terms of the zero-skipping products, heads split or
+/// merged).
+func gatherRuns(of source: [Float], length: Int, runs: Int, _ starts: (_ emit: (Int) -> Void) -> Void) -> [Float] {
+    [Float](unsafeUninitializedCapacity: runs * length) { out, written in
+        var emitted = 0
+        source.withUnsafeBufferPointer { p in
+            guard let base = out.baseAddress, let src = p.baseAddress else { return }
+            starts { start in
+                precondition(emitted < runs && start >= 0 && start + length <= p.count, "a run outside its source")
+                // Runs are short (a tap's channels, a head's depth): a plain loop, no call per run.
+                let (from, to) = (src + start, base + emitted * length)
+                for j in 0..<length { to[j] = from[j] }
+                emitted += 1
+            }
+        }
+        precondition(emitted == runs || runs * length == 0, "\(emitted) runs gathered of \(runs)")
+        written = emitted * length
+    }
+}
+
 /// `rows x columns` row-major to `columns x rows`.
 func transpose(_ x: [Float], rows: Int, columns: Int) -> [Float] {
     precondition(x.count == rows * columns, "transpose: shape does not match")
