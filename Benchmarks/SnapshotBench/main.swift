@@ -200,6 +200,20 @@ print("  keyframe encode    " + mbps(try best { for s in snapshots { sink &+= tr
 print("  keyframe decode    " + mbps(try best { for b in keyBlobs { sink &+= try codec.decode(b).count } }))
 print("  xor-key16 encode   " + mbps(try best { for i in snapshots.indices { sink &+= try codec.encode(snapshots[i], reference: ref16(i)).count } }))
 print("  xor-key16 decode   " + mbps(try best { for i in snapshots.indices { sink &+= try codec.decode(blobs16[i], reference: ref16(i)).count } }))
+// The update delta a recording writes every step, with each of zstd's match finders (the
+// small one is what traces use): throughput over the update's raw bytes, and stored bytes.
+let updateMB = Double(4 * updates[0].count * (steps - 1)) / 1e6
+for (name, finder) in [("update encode      ", Zstd.MatchFinder.small), ("  level's finder   ", .levels)] {
+    let c = SnapshotCodec(options: .init(level: level, matchFinder: finder))
+    var stored = 0
+    let seconds = try best {
+        stored = 0
+        for i in 1..<steps {
+            stored += try c.encodeUpdate(updates[i], stateDigest: Digest(value: 1), stateElements: layout.elementCount, referenceDigest: Digest(value: 1)).count
+        }
+    }
+    print("  " + name + String(format: "%8.0f MB/s  (update MB/s; %.4fx)", updateMB / seconds, updateMB * 1e6 / Double(stored)))
+}
 
 // Restore: step t's state from blobs alone. Keyframe policy: decode the keyframe, then at most
 // one delta. Chain (xor-prev with one keyframe at the start): every delta up to t.

@@ -18,7 +18,8 @@ func awkwardValues(count: Int = 1_031, seed: UInt64 = 7) -> [Float] {
 func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
 
 @Suite struct SnapshotCodecTests {
-    static let codecs = [SnapshotCodec(), SnapshotCodec(options: .init(shuffle: false)), SnapshotCodec(options: .init(level: 9))]
+    static let codecs = [SnapshotCodec(), SnapshotCodec(options: .init(shuffle: false)), SnapshotCodec(options: .init(level: 9)),
+                         SnapshotCodec(options: .init(matchFinder: .levels))]
 
     @Test func keyframesRoundTripToTheBit() throws {
         for codec in Self.codecs {
@@ -62,6 +63,34 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
         #expect(throws: SnapshotCodecError.referenceSizeMismatch(elements: 3, expected: values.count)) {
             try codec.encode(values, reference: [1, 2, 3])
         }
+    }
+
+    /// A recording shuffles an update from its tensors where they lie, behind the frame's own
+    /// header: the bytes must be those of the concatenated update's blob behind that header.
+    @Test func anUpdateFromChunksIsTheUpdateOfTheirConcatenation() throws {
+        let all = awkwardValues(count: 1_113)
+        var chunks: [[Float]] = [], start = 0
+        for n in [0, 1, 15, 16, 17, 1_031, 0, 33] {
+            chunks.append(Array(all[start..<(start + n)]))
+            start += n
+        }
+        for shuffle in [true, false] {
+            // elementsEqual: a failure prints a verdict, not two 4 KB arrays.
+            let whole = try SnapshotCodec.transform(all, shuffle: shuffle)
+            #expect(SnapshotCodec.transform(concatenationOf: chunks, shuffle: shuffle).elementsEqual(whole), "shuffle=\(shuffle)")
+        }
+        let prefix: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        for codec in Self.codecs {
+            let whole = try codec.encodeUpdate(all, stateDigest: Digest(value: 5), stateElements: 2_000, referenceDigest: Digest(value: 6))
+            let parts = try codec.encodeUpdate(concatenationOf: chunks, stateDigest: Digest(value: 5), stateElements: 2_000,
+                                               referenceDigest: Digest(value: 6), after: prefix)
+            #expect(parts.elementsEqual(prefix + whole), "options=\(codec.options)")
+            let (_, decoded) = try codec.decodeUpdate(whole, updateElements: all.count, referenceDigest: Digest(value: 6))
+            #expect(bits(decoded) == bits(all))
+        }
+        let keyframe = try SnapshotCodec().encode(all, after: prefix)
+        #expect(Array(keyframe.prefix(8)) == prefix)
+        #expect(bits(try SnapshotCodec().decode(Array(keyframe.dropFirst(8)))) == bits(all))
     }
 
     @Test func deltaOffWritesKeyframesAndKeyframesIgnoreAReference() throws {

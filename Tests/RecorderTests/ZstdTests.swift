@@ -11,6 +11,18 @@ import Testing
         #expect(try Zstd.decompress(try Zstd.compress([]), limit: 0) == [])
     }
 
+    @Test func bothMatchFindersRoundTripBehindAPrefix() throws {
+        for finder in [Zstd.MatchFinder.levels, .small] {
+            let out = try Self.sample.withUnsafeBytes { try Zstd.compress($0, matchFinder: finder, after: [9, 8, 7]) }
+            #expect(Array(out.prefix(3)) == [9, 8, 7])
+            #expect(out.count < Self.sample.count / 2)
+            #expect(try Zstd.decompress(Array(out.dropFirst(3)), limit: Self.sample.count) == Self.sample, "\(finder)")
+            let empty = try [UInt8]().withUnsafeBytes { try Zstd.compress($0, matchFinder: finder, after: [1]) }
+            #expect(empty.first == 1)
+            #expect(try Zstd.decompress(Array(empty.dropFirst()), limit: 0) == [])
+        }
+    }
+
     @Test func refusesFramesLargerThanTheLimitBeforeAllocating() throws {
         let frame = try Zstd.compress(Self.sample)
         #expect(throws: ZstdError.sizeLimitExceeded(declared: 100_000, limit: 99_999)) {

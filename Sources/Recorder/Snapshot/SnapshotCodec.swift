@@ -180,13 +180,18 @@ public struct SnapshotCodec: Sendable {
         public var delta: Bool
         /// zstd level (1 is within about 1 % of 9 on training state, at several times the speed).
         public var level: Int32
+        /// zstd's match finder (the small one is faster and stores no more on shuffled fp32;
+        /// either decodes the same way).
+        public var matchFinder: Zstd.MatchFinder
         /// The largest raw size the decoder accepts (bounds allocation on damaged input).
         public var maxRawBytes: Int
 
-        public init(shuffle: Bool = true, delta: Bool = true, level: Int32 = 1, maxRawBytes: Int = SnapshotCodec.defaultMaxRawBytes) {
+        public init(shuffle: Bool = true, delta: Bool = true, level: Int32 = 1, matchFinder: Zstd.MatchFinder = .small,
+                    maxRawBytes: Int = SnapshotCodec.defaultMaxRawBytes) {
             self.shuffle = shuffle
             self.delta = delta
             self.level = level
+            self.matchFinder = matchFinder
             self.maxRawBytes = maxRawBytes
         }
     }
@@ -202,8 +207,9 @@ public struct SnapshotCodec: Sendable {
     }
 
     /// Encodes `values`: a delta against `reference` when one is given and
-    /// ``Options/delta`` is on, otherwise a keyframe.
-    public func encode(_ values: [Float], reference: [Float]? = nil) throws(SnapshotCodecError) -> [UInt8] {
+    /// ``Options/delta`` is on, otherwise a keyframe. The blob follows `prefix` in the
+    /// returned bytes (a caller's own header, without copying the blob behind it).
+    public func encode(_ values: [Float], reference: [Float]? = nil, after prefix: [UInt8] = []) throws(SnapshotCodecError) -> [UInt8] {
         let n = values.count
         guard n * 4 <= options.maxRawBytes else { throw .tooLarge(rawBytes: UInt64(n) * 4, limit: options.maxRawBytes) }
         let ref = options.delta ? reference : nil
@@ -212,10 +218,17 @@ public struct SnapshotCodec: Sendable {
                                     level: Int8(clamping: options.level), elementCount: n,
                                     digest: Digest.of(values), referenceDigest: ref.map(Digest.of))
         let transformed = try Self.transform(values, reference: ref, shuffle: options.shuffle)
-        do {
-            return header.bytes + (try Zstd.compress(transformed, level: options.level))
-        } catch {
-            throw .compressionFailed(error.description)
+        return try compress(transformed, after: prefix + header.bytes)
+    }
+
+    /// `prefix` and the zstd frame of `transformed`.
+    private func compress(_ transformed: [UInt8], after prefix: [UInt8]) throws(SnapshotCodecError) -> [UInt8] {
+        let result = transformed.withUnsafeBytes { bytes in
+            Result { () throws(ZstdError) in try Zstd.compress(bytes, level: options.level, matchFinder: options.matchFinder, after: prefix) }
+        }
+        switch result {
+        case .success(let blob): return blob
+        case .failure(let error): throw .compressionFailed(error.description)
         }
     }
 
@@ -255,22 +268,25 @@ public struct SnapshotCodec: Sendable {
     /// recorded one (``checkUpdateResult(_:header:)``).
     public func encodeUpdate(_ update: [Float], stateDigest: Digest, stateElements: Int,
                              referenceDigest: Digest) throws(SnapshotCodecError) -> [UInt8] {
+        try encodeUpdate(concatenationOf: [update], stateDigest: stateDigest, stateElements: stateElements, referenceDigest: referenceDigest)
+    }
+
+    /// ``encodeUpdate(_:stateDigest:stateElements:referenceDigest:)`` of the concatenation of
+    /// `chunks` (the update's tensors, shuffled from where they lie), after `prefix`.
+    public func encodeUpdate(concatenationOf chunks: [[Float]], stateDigest: Digest, stateElements: Int,
+                             referenceDigest: Digest, after prefix: [UInt8] = []) throws(SnapshotCodecError) -> [UInt8] {
         guard stateElements * 4 <= options.maxRawBytes else {
             throw .tooLarge(rawBytes: UInt64(stateElements) * 4, limit: options.maxRawBytes)
         }
         // The decoder bounds the payload by the state's size; an update never exceeds it
         // (the optimizer keeps at least the parameters, the moving statistics mirror the batch's).
-        guard update.count <= stateElements else {
-            throw .inconsistentHeader("an update of \(update.count) values for a state of \(stateElements)")
+        let count = chunks.reduce(0) { $0 + $1.count }
+        guard count <= stateElements else {
+            throw .inconsistentHeader("an update of \(count) values for a state of \(stateElements)")
         }
         let header = SnapshotHeader(kind: .update, shuffled: options.shuffle, level: Int8(clamping: options.level),
                                     elementCount: stateElements, digest: stateDigest, referenceDigest: referenceDigest)
-        let transformed = try Self.transform(update, shuffle: options.shuffle)
-        do {
-            return header.bytes + (try Zstd.compress(transformed, level: options.level))
-        } catch {
-            throw .compressionFailed(error.description)
-        }
+        return try compress(Self.transform(concatenationOf: chunks, shuffle: options.shuffle), after: prefix + header.bytes)
     }
 
     /// Decodes an update delta's values (exactly `updateElements` of them) after checking that
@@ -326,6 +342,20 @@ extension SnapshotCodec {
         }
     }
 
+    /// ``transform(_:reference:shuffle:)`` of the concatenation of `chunks` (no reference),
+    /// without building it.
+    public static func transform(concatenationOf chunks: [[Float]], shuffle: Bool = true) -> [UInt8] {
+        let n = chunks.reduce(0) { $0 + $1.count }
+        return [UInt8](unsafeUninitializedCapacity: 4 * n) { dst, initialized in
+            var first = 0
+            for chunk in chunks {
+                chunk.withUnsafeBytes { ByteTransform.forward($0, reference: nil, shuffle: shuffle, into: dst, at: first) }
+                first += chunk.count
+            }
+            initialized = 4 * n
+        }
+    }
+
     /// The inverse of ``transform(_:reference:shuffle:)``.
     public static func inverseTransform(_ bytes: [UInt8], reference: [Float]? = nil, shuffled: Bool = true) throws(SnapshotCodecError) -> [Float] {
         guard bytes.count % 4 == 0 else { throw .inconsistentHeader("\(bytes.count) bytes is not a whole number of fp32 values") }
@@ -363,15 +393,18 @@ public struct KeyframePolicy: Sendable, Equatable {
 /// The byte transforms on fp32 words: optional XOR with a reference, then optional byte
 /// shuffle, and back. Raw pointers throughout: these run over the whole state every snapshot.
 enum ByteTransform {
-    /// `dst[k*n + i]` = byte k (little-endian) of `src[i] ^ ref[i]` (shuffled) or the XORed
-    /// words in order (not shuffled). `dst` holds `src.count` bytes.
+    /// `dst[k*n + first + i]` = byte k (little-endian) of `src[i] ^ ref[i]` (shuffled), or the
+    /// XORed words in order from word `first` (not shuffled), where `dst` holds the `4 n`
+    /// bytes of all `n` words and `src` is words `first..<first + src.count / 4` of them.
     static func forward(_ src: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?, shuffle: Bool,
-                        into dst: UnsafeMutableBufferPointer<UInt8>) {
-        let n = src.count / 4
-        guard n > 0, let s = src.baseAddress, let d = dst.baseAddress else { return }
+                        into dst: UnsafeMutableBufferPointer<UInt8>, at first: Int = 0) {
+        let n = src.count / 4, total = dst.count / 4
+        precondition(first >= 0 && first + n <= total, "words \(first)..<\(first + n) of \(total)")
+        guard n > 0, let s = src.baseAddress, let start = dst.baseAddress else { return }
         let a = s.assumingMemoryBound(to: UInt32.self)
         let b = reference?.baseAddress?.assumingMemoryBound(to: UInt32.self)
         if !shuffle {
+            let d = start + 4 * first
             let w = UnsafeMutableRawPointer(d).assumingMemoryBound(to: UInt32.self)
             if let b {
                 for i in 0..<n { w[i] = (a[i] ^ b[i]).littleEndian }
@@ -385,7 +418,7 @@ enum ByteTransform {
         }
         // Bytes are taken by shifts of the native word, so byte k is the k-th little-endian
         // byte on any host. Blocks of 16 words go through SIMD registers, then a scalar tail.
-        let d0 = d, d1 = d + n, d2 = d + 2 * n, d3 = d + 3 * n
+        let d0 = start + first, d1 = d0 + total, d2 = d1 + total, d3 = d2 + total
         let blocks = n / 16
         let bv = b.map(UnsafeRawPointer.init)
         for blk in 0..<blocks {

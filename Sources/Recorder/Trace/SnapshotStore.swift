@@ -67,10 +67,10 @@ struct SnapshotStore: Sendable {
 
     /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values.
     func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String) throws(TraceError) -> [UInt8] {
-        var out: [UInt8] = []
-        out.appendLE(UInt64(bitPattern: Int64(step)))
+        var step8: [UInt8] = []
+        step8.appendLE(UInt64(bitPattern: Int64(step)))
         do {
-            return out + (try codec.encode(flat, reference: keyframe))
+            return try codec.encode(flat, reference: keyframe, after: step8)
         } catch {
             throw .io(file: file, reason: "cannot encode the snapshot after step \(step): \(error)")
         }
@@ -84,21 +84,22 @@ struct SnapshotStore: Sendable {
         guard g.gradients.count == p, g.statistics.count == layout.modelStateNames.count else {
             throw bad("\(g.gradients.count) gradient tensors and \(g.statistics.count) statistics; the state has \(p) and \(layout.modelStateNames.count)")
         }
-        var values: [Float] = []
-        values.reserveCapacity(updateElements)
+        var chunks: [[Float]] = []
+        chunks.reserveCapacity(g.gradients.count + g.statistics.count)
         for (t, grad) in g.gradients.enumerated() {
             guard grad.count == layout.tensors[t].count else { throw bad("gradient of \(layout.tensors[t].name) has \(grad.count) values, the parameter \(layout.tensors[t].count)") }
-            values.append(contentsOf: grad)
+            chunks.append(grad)
         }
         let state = Array(layout.tensors.suffix(layout.modelStateNames.count))
         for (n, s) in g.statistics.enumerated() {
             guard s.count == state[n].count else { throw bad("statistic of \(state[n].name) has \(s.count) values, the state \(state[n].count)") }
-            values.append(contentsOf: s)
+            chunks.append(s)
         }
-        var out: [UInt8] = []
-        out.appendLE(UInt64(bitPattern: Int64(step)))
+        var step8: [UInt8] = []
+        step8.appendLE(UInt64(bitPattern: Int64(step)))
         do {
-            return out + (try codec.encodeUpdate(values, stateDigest: digest, stateElements: layout.elementCount, referenceDigest: previous))
+            return try codec.encodeUpdate(concatenationOf: chunks, stateDigest: digest, stateElements: layout.elementCount,
+                                          referenceDigest: previous, after: step8)
         } catch {
             throw bad("\(error)")
         }
