@@ -7,10 +7,4 @@
 /// without `mallopt`, where it does nothing).
 int tpufi_keep_freed_memory(int mmapThreshold, int trimThreshold);
 
-/// Moves the calling thread to Linux's SCHED_IDLE policy: it runs only on a core that no
-/// normal thread wants, and yields to any that wakes. Returns 1 when the policy was taken, 0
-/// when not (another kernel, or refused). Permanent for the thread: an unprivileged thread
-/// may not return to the normal policy, so call it only on a thread of its own.
-int tpufi_run_thread_when_idle(void);
-
 #endif

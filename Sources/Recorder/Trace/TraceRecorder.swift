@@ -138,85 +138,37 @@ public enum TraceRecorder {
 }
 
 /// A writer's appends (a ``TraceWriter``'s, in ``TraceRecorder/loop(run:writer:from:to:hook:stop:evaluation:mitigation:mitigated:report:)``),
-/// run in order on a thread of their own so that a step's snapshot is encoded, written and
-/// synced while the next step trains. That thread runs only when a core is otherwise idle
-/// (``HostScheduling/runThisThreadWhenIdle()``): in the step's serial parts and at its joins,
-/// not in place of one of the step's threads, which the others would then wait for. The
-/// loop waits for a step's appends before queueing the next step's, so at most one step's
-/// are pending, and a writer that found too few idle moments gets a core then. The first
-/// error stops all later appends and is thrown by the next ``add(_:)`` or by ``rethrow()``.
-/// Only the background thread touches the writer until ``waitUntilWritten()``.
+/// run in order on one background thread so that a step's snapshot is encoded, written and
+/// synced while the next step trains (the training step keeps both cores busy only between
+/// these serial pauses). The loop waits for a step's appends before queueing the next
+/// step's, so at most one step's are pending. The first error stops all later appends and
+/// is thrown by the next ``add(_:)`` or by ``rethrow()``. Only the background thread touches
+/// the writer until ``waitUntilWritten()``.
 final class BackgroundAppends<Writer>: @unchecked Sendable {
-    /// What the caller and the thread share, under `condition`. The thread holds this, not
-    /// the ``BackgroundAppends``, so that releasing the latter ends the thread.
-    private final class Queue: @unchecked Sendable {
-        let writer: Writer
-        let condition = NSCondition()
-        var jobs: [@Sendable (Writer) throws -> Void] = []
-        /// A job is running (taken off `jobs`, not finished).
-        var busy = false
-        var failure: (any Error)?
-        var closed = false
+    private let writer: Writer
+    private let queue = DispatchQueue(label: "tpufi.trace-appends")
+    private let lock = NSLock()
+    private var failure: (any Error)?
+    private let pending = DispatchGroup()
 
-        init(_ writer: Writer) { self.writer = writer }
-
-        /// The thread's body: runs jobs in order until closed and empty.
-        func serve() {
-            HostScheduling.runThisThreadWhenIdle()
-            condition.lock()
-            while true {
-                while jobs.isEmpty && !closed { condition.wait() }
-                if jobs.isEmpty { break }
-                let job = jobs.removeFirst()
-                busy = true
-                let skip = failure != nil
-                condition.unlock()
-                var error: (any Error)?
-                if !skip {
-                    do { try job(writer) } catch let e { error = e }
-                }
-                condition.lock()
-                failure = failure ?? error
-                busy = false
-                condition.broadcast()
-            }
-            condition.unlock()
-        }
-    }
-
-    private let queue: Queue
-
-    init(_ writer: Writer) {
-        queue = Queue(writer)
-        let q = queue
-        let thread = Thread { q.serve() }
-        thread.name = "tpufi.trace-appends"
-        thread.start()
-    }
-
-    deinit {
-        queue.condition.withLock { queue.closed = true }
-        queue.condition.broadcast()
-    }
+    init(_ writer: Writer) { self.writer = writer }
 
     /// Queues `append` (after every earlier one), first throwing an earlier append's error.
     func add(_ append: @escaping @Sendable (Writer) throws -> Void) throws {
         try rethrow()
-        queue.condition.withLock { queue.jobs.append(append) }
-        queue.condition.broadcast()
+        queue.async(group: pending) { [self] in
+            guard lock.withLock({ failure == nil }) else { return }
+            do { try append(writer) } catch { lock.withLock { failure = failure ?? error } }
+        }
     }
 
     /// Waits for every queued append: at a step boundary (bounding what is pending to one
     /// step's frames), before finishing, and when the loop ends by an error.
-    func waitUntilWritten() {
-        queue.condition.withLock {
-            while !queue.jobs.isEmpty || queue.busy { queue.condition.wait() }
-        }
-    }
+    func waitUntilWritten() { pending.wait() }
 
     /// The first append's error, if any.
     func rethrow() throws {
-        if let failure = queue.condition.withLock({ queue.failure }) { throw failure }
+        if let failure = lock.withLock({ failure }) { throw failure }
     }
 }
 

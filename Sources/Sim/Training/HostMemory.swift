@@ -16,16 +16,3 @@ public enum HostMemory {
         tpufi_keep_freed_memory(32 << 20, 1 << 30) == 1
     }
 }
-
-/// How the host schedules helper threads whose work can wait.
-public enum HostScheduling {
-    /// Lets the calling thread run only when a core is otherwise idle (Linux `SCHED_IDLE`):
-    /// a background writer then fills the gaps of a training step (its serial parts, the
-    /// waits at its joins) instead of taking a core from one of the step's threads, which
-    /// the others would wait for. Permanent for the thread; use it on a thread of its own.
-    /// Values never depend on it. Returns whether the policy was taken.
-    @discardableResult
-    public static func runThisThreadWhenIdle() -> Bool {
-        tpufi_run_thread_when_idle() == 1
-    }
-}
