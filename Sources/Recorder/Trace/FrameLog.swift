@@ -205,11 +205,16 @@ final class FrameFile: @unchecked Sendable {
 public final class AppendFile {
     public let path: String
     private let fd: Int32
+    /// ``sync()`` drops what it made durable from the page cache.
+    private let dropsSyncedPages: Bool
 
     /// Opens (creating) `path` for appending, truncating it to `length` bytes first when given
-    /// (to drop a torn tail before resuming).
-    public init(path: String, truncateTo length: Int? = nil) throws(TraceError) {
+    /// (to drop a torn tail before resuming). `dropsSyncedPages` is for a file written much
+    /// and not read back soon (a trace's frames): each ``sync()`` then lets the system reuse
+    /// the file's pages at once.
+    public init(path: String, truncateTo length: Int? = nil, dropsSyncedPages: Bool = false) throws(TraceError) {
         self.path = path
+        self.dropsSyncedPages = dropsSyncedPages
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(file: path, reason: "cannot open for appending: \(String(cString: strerror(errno)))") }
         if let length, ftruncate(fd, off_t(length)) != 0 {
@@ -235,11 +240,11 @@ public final class AppendFile {
     /// Flushes what was written to the disk.
     public func sync() throws(TraceError) {
         guard fsync(fd) == 0 else { throw .io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
-        // The synced pages are on disk: drop them from the page cache, so that the next
-        // step's frames are copied into pages just freed instead of fresh ones (a recording
-        // appends gigabytes it does not read back; on a virtual machine the first touch of a
-        // guest page made the copy ten times slower). Advice only: nothing depends on it.
-        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        // The synced pages are on disk: dropped from the page cache, the next step's frames
+        // are copied into pages just freed instead of fresh ones (on a virtual machine the
+        // first touch of a guest page made that copy ten times slower). Advice only: nothing
+        // depends on whether the system takes it.
+        if dropsSyncedPages { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
     }
 
     /// Writes all of `head` and then all of `body` to `fd` (the file `path`), in one system
@@ -274,7 +279,7 @@ public final class FrameAppender {
     /// Opens `path` for appending, truncating it to `length` bytes first when given (to drop
     /// a torn tail before resuming).
     public init(path: String, truncateTo length: Int? = nil) throws(TraceError) {
-        file = try AppendFile(path: path, truncateTo: length)
+        file = try AppendFile(path: path, truncateTo: length, dropsSyncedPages: true)
     }
 
     public func append(kind: FrameKind, step: Int, payload: [UInt8]) throws(TraceError) {

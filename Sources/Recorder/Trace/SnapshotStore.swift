@@ -67,10 +67,8 @@ struct SnapshotStore: Sendable {
 
     /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values.
     func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String) throws(TraceError) -> [UInt8] {
-        var step8: [UInt8] = []
-        step8.appendLE(UInt64(bitPattern: Int64(step)))
         do {
-            return try codec.encode(flat, reference: keyframe, after: step8)
+            return try codec.encode(flat, reference: keyframe, after: Self.stepBytes(step))
         } catch {
             throw .io(file: file, reason: "cannot encode the snapshot after step \(step): \(error)")
         }
@@ -95,14 +93,19 @@ struct SnapshotStore: Sendable {
             guard s.count == state[n].count else { throw bad("statistic of \(state[n].name) has \(s.count) values, the state \(state[n].count)") }
             chunks.append(s)
         }
-        var step8: [UInt8] = []
-        step8.appendLE(UInt64(bitPattern: Int64(step)))
         do {
             return try codec.encodeUpdate(concatenationOf: chunks, stateDigest: digest, stateElements: layout.elementCount,
-                                          referenceDigest: previous, after: step8)
+                                          referenceDigest: previous, after: Self.stepBytes(step))
         } catch {
             throw bad("\(error)")
         }
+    }
+
+    /// A payload's first 8 bytes: the step, little-endian.
+    static func stepBytes(_ step: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.appendLE(UInt64(bitPattern: Int64(step)))
+        return bytes
     }
 
     /// Bytes at the start of a payload that say what it holds: the step and the codec header.
