@@ -318,9 +318,6 @@ public struct Transformer: Model {
 
     static func apply(_ mask: [Float]?, _ x: [Float]) -> [Float] { mask.map { Dropout.forward(x, mask: $0) } ?? x }
 
-    /// `x * factor` element by element, in one vector pass (`Array.map` appends one value at a time).
-    func scaled(_ x: [Float], by factor: Float) -> [Float] { elementwise(x, x) { v, _ in v * factor } }
-
     struct AttentionTape {
         var norm: LayerNorm.Cache
         var normalized: [Float]    // the block's layer-norm output (the query's input)
@@ -363,8 +360,8 @@ public struct Transformer: Model {
             Projection.forward(x: input, w: p[w], b: nil, batch: batch, length: length, inFeatures: h, outFeatures: h, layer: a.name + suffix, unit: unit)
         }
         let scaleQ = Float(1 / Double(scale.depth).squareRoot())
-        let q = scaled(Heads.split(project(normalized, a.query, "_query", queries), batch: batch, length: queries, heads: scale.heads, depth: scale.depth),
-                       by: scaleQ)
+        let q = ScalarGain.forward(Heads.split(project(normalized, a.query, "_query", queries), batch: batch, length: queries, heads: scale.heads, depth: scale.depth),
+                                   gain: scaleQ)
         let k = Heads.split(project(kv, a.key, "_key", keys), batch: batch, length: keys, heads: scale.heads, depth: scale.depth)
         let v = Heads.split(project(kv, a.value, "_value", keys), batch: batch, length: keys, heads: scale.heads, depth: scale.depth)
         let scores = AttentionProducts.scores(q: q, k: k, shape: s, layer: a.name, unit: unit)
@@ -400,7 +397,7 @@ public struct Transformer: Model {
         let dP = t.pMask.map { Dropout.backward(dy: dDropped, mask: $0) } ?? dDropped
         let dScores = MaskedSoftmax.backward(dP: dP, p: t.p, keys: keys)
         let scaleQ = Float(1 / Double(scale.depth).squareRoot())
-        let dq = scaled(AttentionProducts.scoresBackwardQuery(dS: dScores, k: t.k, shape: s, layer: a.name, unit: unit), by: scaleQ)
+        let dq = ScalarGain.backward(dy: AttentionProducts.scoresBackwardQuery(dS: dScores, k: t.k, shape: s, layer: a.name, unit: unit), gain: scaleQ)
         let dk = AttentionProducts.scoresBackwardKey(q: t.q, dS: dScores, shape: s, layer: a.name, unit: unit)
         let merge = { (x: [Float], length: Int) in Heads.merge(x, batch: batch, length: length, heads: self.scale.heads, depth: self.scale.depth) }
         var dkv = backward(merge(dv, keys), input: kv, a.value, "_value", keys)
