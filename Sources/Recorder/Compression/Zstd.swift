@@ -18,8 +18,10 @@ public enum ZstdError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// One-shot zstd frames with their content size and a content checksum in the header, so
-/// that a reader can bound its allocation before decoding and detect damaged data.
+/// One-shot zstd frames that declare their content size, so that a reader can bound its
+/// allocation before decoding; ordinary frames also carry zstd's content checksum, frames
+/// written plane by plane (``compress(planes:of:level:matchFinder:after:)``) leave checking
+/// to their callers.
 public enum Zstd {
     /// How the compressor looks for repeated strings.
     public enum MatchFinder: Sendable, Equatable {
@@ -71,6 +73,170 @@ public enum Zstd {
         guard let result else { throw .compressionFailed("cannot allocate \(prefix.count + bound) bytes of output") }
         if ZSTD_isError(result) != 0 { throw .compressionFailed(String(cString: ZSTD_getErrorName(result))) }
         return out
+    }
+
+    /// `prefix` followed by one standard zstd frame of `input`, which is `planes` runs of
+    /// (nearly) equal length, such as the byte planes of a shuffle. Of byte-shuffled fp32 the
+    /// low mantissa bytes are noise that zstd tries and gives up on (most of its time on an
+    /// update, for nothing), while the sign-and-exponent bytes compress. So leading planes
+    /// that look like noise (``looksIncompressible(_:)``) are stored as raw blocks without
+    /// trying, and zstd compresses from the first plane that does not, block by block, storing
+    /// a block raw where it does not compress, as zstd itself does. (Only leading planes can
+    /// be skipped: a compressed block may refer to any bytes before it that zstd has seen.)
+    /// Deterministic: the same input gives the same frame.
+    ///
+    /// The frame is written here (header, block headers), its compressed blocks by zstd's
+    /// block functions; it declares its content size and has no content checksum: callers
+    /// check what they decode (snapshots carry the digest of their values). Any zstd decoder
+    /// reads it.
+    public static func compress(planes: Int, of input: UnsafeRawBufferPointer, level: Int32 = 1,
+                                matchFinder: MatchFinder = .small, after prefix: [UInt8] = []) throws(ZstdError) -> [UInt8] {
+        precondition(planes >= 1, "at least one plane")
+        let n = input.count
+        func plane(_ p: Int) -> Range<Int> { p * n / planes..<(p + 1) * n / planes }
+        // The bytes stored raw without trying: the planes before the first that may compress.
+        var rawPrefix = 0
+        for p in 0..<planes {
+            guard looksIncompressible(UnsafeRawBufferPointer(rebasing: input[plane(p)])) else { break }
+            rawPrefix = plane(p).upperBound
+        }
+
+        var cParams = ZSTD_getCParams(level, UInt64(n - rawPrefix), 0)
+        if matchFinder == .small {
+            cParams.strategy = ZSTD_fast
+            cParams.hashLog = 8
+            cParams.minMatch = 7
+        }
+        guard let cctx = ZSTD_createCCtx() else { throw .compressionFailed("cannot allocate a context") }
+        defer { ZSTD_freeCCtx(cctx) }
+        // The compression parameters travel in an empty dictionary: the one way to set them
+        // for block compression that zstd does not mark deprecated.
+        let noAllocator = ZSTD_customMem(customAlloc: nil, customFree: nil, opaque: nil)
+        guard let parameters = ZSTD_createCDict_advanced(nil, 0, ZSTD_dlm_byRef, ZSTD_dct_rawContent, cParams, noAllocator) else {
+            throw .compressionFailed("cannot set the compression parameters (\(cParams))")
+        }
+        defer { ZSTD_freeCDict(parameters) }
+        func check(_ rc: Int) throws(ZstdError) -> Int {
+            if ZSTD_isError(rc) != 0 { throw .compressionFailed(String(cString: ZSTD_getErrorName(rc))) }
+            return rc
+        }
+        _ = try check(ZSTD_compressBegin_usingCDict(cctx, parameters))
+        let blockLimit = ZSTD_getBlockSize(cctx)
+        guard blockLimit > 0 else { throw .compressionFailed("block size 0") }
+        // Blocks are cut at the raw prefix's end and every blockLimit bytes on either side. A
+        // block is stored raw or kept compressed only when smaller, but zstd may write up to
+        // its bound while trying the last one.
+        let blockCount = 2 + n / blockLimit
+        let capacity = prefix.count + 18 + n + 3 * blockCount + ZSTD_compressBound(blockLimit)
+
+        var failure: ZstdError?
+        let out = [UInt8](unsafeUninitializedCapacity: capacity) { dst, initialized in
+            initialized = 0
+            guard let base = dst.baseAddress else { return }
+            prefix.withUnsafeBufferPointer { p in
+                if let from = p.baseAddress { base.initialize(from: from, count: p.count) }
+            }
+            var at = prefix.count
+            func put(_ bytes: [UInt8]) {
+                for b in bytes { base[at] = b; at += 1 }
+            }
+            func blockHeader(size: Int, type: UInt32, last: Bool) {
+                let h = UInt32(size) << 3 | type << 1 | (last ? 1 : 0)
+                put([UInt8(truncatingIfNeeded: h), UInt8(truncatingIfNeeded: h >> 8), UInt8(truncatingIfNeeded: h >> 16)])
+            }
+            put(frameHeader(contentSize: n))
+            guard n > 0, let source = input.baseAddress else {
+                blockHeader(size: 0, type: 0, last: true)
+                initialized = at
+                return
+            }
+            func raw(_ from: Int, _ count: Int) {
+                blockHeader(size: count, type: 0, last: from + count == n)
+                (base + at).initialize(from: (source + from).assumingMemoryBound(to: UInt8.self), count: count)
+                at += count
+            }
+            do throws(ZstdError) {
+                var offset = 0
+                while offset < rawPrefix {
+                    let count = min(blockLimit, rawPrefix - offset)
+                    raw(offset, count)
+                    offset += count
+                }
+                while offset < n {
+                    let count = min(blockLimit, n - offset)
+                    let size = try check(ZSTD_compressBlock(cctx, base + at + 3, capacity - at - 3, source + offset, count))
+                    if size > blockLimit { throw .compressionFailed("a block of \(count) bytes compressed to \(size)") }
+                    if size > 0 {
+                        blockHeader(size: size, type: 2, last: offset + count == n)
+                        at += size
+                    } else {
+                        raw(offset, count)   // zstd wrote nothing there; its history has the block
+                    }
+                    offset += count
+                }
+            } catch {
+                failure = error
+                at = 0
+            }
+            initialized = at
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// Whether `bytes` look like noise to an entropy coder: in each of four windows of 16 KiB
+    /// spread over them (or in all of them, if shorter), the byte values' order-0 entropy is
+    /// above 7.68 bits, so a Huffman code could save under 4 % (zstd keeps a block compressed
+    /// only when it saves about 2 %, and near-uniform bytes get integer code lengths that save
+    /// less than the entropy promises). The low mantissa bytes of fp32 gradients and moments
+    /// measure 7.76-7.99 bits; their exponents about 3, an optimizer's fresh zeros 0. Integer
+    /// arithmetic only (the choice lands in traces).
+    static func looksIncompressible(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let window = 16_384, windows = 4
+        // Short runs: the estimate is noisy and zstd's try costs little.
+        guard bytes.count >= window, let base = bytes.baseAddress else { return false }
+        let starts = bytes.count <= windows * window
+            ? Array(stride(from: 0, to: bytes.count - window + 1, by: window))
+            : (0..<windows).map { k in k * (bytes.count - window) / (windows - 1) }
+        var counts = [Int](repeating: 0, count: 256)
+        for start in starts {
+            for i in 0..<256 { counts[i] = 0 }
+            for i in start..<start + window { counts[Int(base.load(fromByteOffset: i, as: UInt8.self))] += 1 }
+            // Bits to code the window, 1/256 bit units: sum of c * log2(window / c).
+            let whole = log2Q8(window)
+            let bits = counts.reduce(0) { sum, c in c == 0 ? sum : sum + c * (whole - log2Q8(c)) }
+            // Under 96 % of 8 bits a byte: worth trying.
+            if 25 * bits < 24 * 8 * 256 * window { return false }
+        }
+        return true
+    }
+
+    /// `floor(256 log2(x))` for x >= 1, by repeated squaring of the mantissa (no libm).
+    static func log2Q8(_ x: Int) -> Int {
+        precondition(x >= 1 && x < 1 << 31, "log2 of \(x)")
+        let n = Int.bitWidth - 1 - x.leadingZeroBitCount
+        var m = UInt64(x) << (31 - n)          // the mantissa in [1, 2), 31 fraction bits
+        var r = n << 8
+        for bit in stride(from: 7, through: 0, by: -1) {
+            m = (m * m) >> 31                  // squared: in [1, 4)
+            if m >= 1 << 32 { m >>= 1; r |= 1 << bit }
+        }
+        return r
+    }
+
+    /// A single-segment frame header declaring `contentSize` bytes and no checksum.
+    private static func frameHeader(contentSize n: Int) -> [UInt8] {
+        var h: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD]   // magic 0xFD2FB528, little-endian
+        let value: UInt64, bytes: Int, flag: UInt8
+        switch n {
+        case ..<256: (value, bytes, flag) = (UInt64(n), 1, 0)
+        case ..<(65_536 + 256): (value, bytes, flag) = (UInt64(n - 256), 2, 1)
+        case ...Int(UInt32.max): (value, bytes, flag) = (UInt64(n), 4, 2)
+        default: (value, bytes, flag) = (UInt64(n), 8, 3)
+        }
+        h.append(flag << 6 | 0x20)                  // content-size field size, single segment
+        for i in 0..<bytes { h.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
+        return h
     }
 
     /// The content size a frame's header declares, if any.

@@ -221,10 +221,15 @@ public struct SnapshotCodec: Sendable {
         return try compress(transformed, after: prefix + header.bytes)
     }
 
-    /// `prefix` and the zstd frame of `transformed`.
+    /// `prefix` and the zstd frame of `transformed`: shuffled bytes plane by plane (a plane
+    /// of noise is stored, not tried), others as one ordinary frame.
     private func compress(_ transformed: [UInt8], after prefix: [UInt8]) throws(SnapshotCodecError) -> [UInt8] {
+        let (level, finder, shuffled) = (options.level, options.matchFinder, options.shuffle)
         let result = transformed.withUnsafeBytes { bytes in
-            Result { () throws(ZstdError) in try Zstd.compress(bytes, level: options.level, matchFinder: options.matchFinder, after: prefix) }
+            Result { () throws(ZstdError) in
+                shuffled ? try Zstd.compress(planes: 4, of: bytes, level: level, matchFinder: finder, after: prefix)
+                         : try Zstd.compress(bytes, level: level, matchFinder: finder, after: prefix)
+            }
         }
         switch result {
         case .success(let blob): return blob
