@@ -11,17 +11,21 @@ public enum ChannelConcat {
         precondition(a.count == rows * channelsA && b.count == rows * channelsB,
                      "concatenation operands \(a.count) and \(b.count) do not fit \(rows) rows of \(channelsA) + \(channelsB) channels")
         let width = channelsA + channelsB
-        return [Float](unsafeUninitializedCapacity: rows * width) { out, written in
+        var out = [Float].uninitialized(rows * width)
+        out.withUnsafeMutableBufferPointer { po in
             a.withUnsafeBufferPointer { pa in
                 b.withUnsafeBufferPointer { pb in
+                    guard let o = po.baseAddress else { return }
+                    // Row pointers: checked `r * width + c` per value kept the copies scalar.
                     for r in 0..<rows {
-                        for c in 0..<channelsA { out[r * width + c] = pa[r * channelsA + c] }
-                        for c in 0..<channelsB { out[r * width + channelsA + c] = pb[r * channelsB + c] }
+                        let row = o + r * width
+                        if let from = pa.baseAddress { row.update(from: from + r * channelsA, count: channelsA) }
+                        if let from = pb.baseAddress { (row + channelsA).update(from: from + r * channelsB, count: channelsB) }
                     }
                 }
             }
-            written = rows * width
         }
+        return out
     }
 
     /// The split of dL/d[a | b] (`[rows, channelsA + channelsB]`) into dL/da and dL/db: the
@@ -30,11 +34,17 @@ public enum ChannelConcat {
         let width = channelsA + channelsB
         precondition(channelsA >= 0 && channelsB >= 0 && rows >= 0 && dy.count == rows * width,
                      "gradient of \(dy.count) values does not fit \(rows) rows of \(channelsA) + \(channelsB) channels")
-        var da = [Float](repeating: 0, count: rows * channelsA), db = [Float](repeating: 0, count: rows * channelsB)
+        var da = [Float].uninitialized(rows * channelsA), db = [Float].uninitialized(rows * channelsB)
         dy.withUnsafeBufferPointer { pd in
-            for r in 0..<rows {
-                for c in 0..<channelsA { da[r * channelsA + c] = pd[r * width + c] }
-                for c in 0..<channelsB { db[r * channelsB + c] = pd[r * width + channelsA + c] }
+            da.withUnsafeMutableBufferPointer { pa in
+                db.withUnsafeMutableBufferPointer { pb in
+                    guard let d = pd.baseAddress else { return }
+                    for r in 0..<rows {
+                        let row = d + r * width
+                        pa.baseAddress?.advanced(by: r * channelsA).update(from: row, count: channelsA)
+                        pb.baseAddress?.advanced(by: r * channelsB).update(from: row + channelsA, count: channelsB)
+                    }
+                }
             }
         }
         return (da, db)
