@@ -111,6 +111,13 @@ import Testing
         #expect(Array(frame[first..<first + 1000]) == Array(input.prefix(1000)))
         #expect(try Zstd.decompress(frame, limit: input.count) == input)
 
+        // A short compressible remainder (zstd's blocks of 32 KiB for it) leaves the raw
+        // prefix in blocks as long as the format allows.
+        let short = Self.noise(19 * 20_000, seed: 9) + Self.exponents(20_000)
+        let shortBlocks = Self.blocks(try Self.planeFrame(short, planes: 20))
+        #expect(shortBlocks.prefix { $0.type == 0 }.map(\.size) == [131_072, 131_072, 117_856])
+        #expect(try Zstd.decompress(try Self.planeFrame(short, planes: 20), limit: short.count) == short)
+
         // A compressible first plane: everything goes through zstd, which stores the noise
         // blocks raw itself.
         let zerosFirst = [UInt8](repeating: 0, count: plane) + Self.noise(plane, seed: 2) + Self.exponents(plane)

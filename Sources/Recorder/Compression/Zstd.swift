@@ -123,9 +123,11 @@ public enum Zstd {
         _ = try check(ZSTD_compressBegin_usingCDict(cctx, parameters))
         let blockLimit = ZSTD_getBlockSize(cctx)
         guard blockLimit > 0 else { throw .compressionFailed("block size 0") }
-        // Blocks are cut at the raw prefix's end and every blockLimit bytes on either side. A
+        // Raw blocks of the prefix are as long as the format allows (128 KiB; a single-segment
+        // frame's window is its whole content), the rest is cut every blockLimit bytes. A
         // block is stored raw or kept compressed only when smaller, but zstd may write up to
         // its bound while trying the last one.
+        let rawLimit = 1 << 17
         let blockCount = 2 + n / blockLimit
         let capacity = prefix.count + 18 + n + 3 * blockCount + ZSTD_compressBound(blockLimit)
 
@@ -158,7 +160,7 @@ public enum Zstd {
             do throws(ZstdError) {
                 var offset = 0
                 while offset < rawPrefix {
-                    let count = min(blockLimit, rawPrefix - offset)
+                    let count = min(rawLimit, rawPrefix - offset)
                     raw(offset, count)
                     offset += count
                 }
