@@ -77,6 +77,46 @@ private struct SetElementHook: OperandHook {
         #expect(faulty == expected)
     }
 
+    /// Replicas share a `_grad_in`'s rotated kernel (``DerivedOperands``); a hook that corrupts
+    /// it on one replica corrupts that replica's copy, before or after the others use it.
+    @Test func aCorruptedSharedKernelStaysWithItsReplica() {
+        let s = ConvShape.same(batch: 2, inH: 5, inW: 5, inChannels: 3, filter: 3, outChannels: 4, stride: 1)
+        let w: [Float] = (0..<(9 * 3 * 4)).map { Float($0 % 7) - 3 }
+        let dy: [Float] = (0..<(2 * 5 * 5 * 4)).map { Float($0 % 5) - 2 }
+        let golden = Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: Self.fp32)
+        let hook = SetElementHook(site: SiteID(layer: "c", kind: .gradIn), role: .weight, index: 5, value: 100)
+        let mxu = MXU(config: .tiny, precision: .float32)
+        for faultyFirst in [true, false] {
+            let shared = DerivedOperands()
+            let faultyUnit = MatrixUnit(mxu: mxu, replica: 0, hook: hook, derived: shared)
+            let cleanUnit = MatrixUnit(mxu: mxu, replica: 1, derived: shared)
+            func faulty() -> [Float] { Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: faultyUnit) }
+            func clean() -> [Float] { Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: cleanUnit) }
+            let (a, b) = faultyFirst ? (faulty(), clean()) : (clean(), faulty())
+            let (f, c) = faultyFirst ? (a, b) : (b, a)
+            #expect(f != golden && c == golden && clean() == golden, "faulty first: \(faultyFirst)")
+        }
+    }
+
+    /// A derived operand is reused only for the very array it was made from.
+    @Test func derivedOperandsAreReusedOnlyForTheirOwnArray() {
+        let unit = MatrixUnit(mxu: MXU(config: .tiny), derived: DerivedOperands())
+        var made = 0
+        func double(_ v: [Float]) -> [Float] {
+            made += 1
+            return v.map { $0 * 2 }
+        }
+        let w: [Float] = [1, 2, 3]
+        #expect(unit.derived("k", of: w, double) == [2, 4, 6] && made == 1)
+        #expect(unit.derived("k", of: w, double) == [2, 4, 6] && made == 1)
+        var changed = w
+        changed[0] = 5
+        #expect(unit.derived("k", of: changed, double) == [10, 4, 6] && made == 2)
+        #expect(unit.derived("k", of: w.map { $0 }, double) == [2, 4, 6] && made == 3, "equal values elsewhere are made again")
+        #expect(unit.derived("other", of: w, double) == [2, 4, 6] && made == 4)
+        #expect(Self.fp32.derived("k", of: w, double) == [2, 4, 6] && made == 5, "no sharing without DerivedOperands")
+    }
+
     /// The pairwise order is the documented tree, and it is accurate where a running sum is not.
     @Test func pairwiseColumnSumsFollowTheDocumentedTree() {
         func tree(_ x: [Float]) -> Float {

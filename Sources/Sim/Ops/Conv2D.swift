@@ -44,7 +44,7 @@ public enum Conv2D {
         // The operand: dL/dy[n, i, j, :] at [n, oh + i * strideH, ow + j * strideW, :], zeros
         // elsewhere; built only for a hook or a product that reads it.
         return unit.operation(SiteID(layer: layer, kind: .gradIn), input: { gradientInputOperand(dy, s) }, inputShape: c.inputShape,
-                              weight: rotatedKernel(w, s), weightShape: c.weightShape, outputShape: c.outputShape) { operand, w, mxu in
+                              weight: unit.derived("\(layer)_grad_in", of: w) { rotatedKernel($0, s) }, weightShape: c.weightShape, outputShape: c.outputShape) { operand, w, mxu in
             // Without a hook or checks, the operand would be dL/dy padded (at stride 1): the MXU
             // reads dL/dy itself and leaves the padding's terms out.
             if mxu.mayGatherOperands, let unpadded = s.gradientInputConvolutionOfUnpadded {

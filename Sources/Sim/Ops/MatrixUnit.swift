@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The matrix unit as a model sees it: the functional MXU, the replica it computes for, the
 /// injection hook (if any) and where to record output digests. A model runs every MXU
 /// operation through one call, ``operation(_:input:inputShape:weight:weightShape:outputShape:product:unlower:)``;
@@ -10,13 +12,25 @@ public struct MatrixUnit: Sendable {
     public var digests: SiteDigests?
     /// Where to check every product's checksums (the `abft` detector), if anywhere.
     public var checks: ProductChecks?
+    /// Operands derived from the step's parameters that the replicas share, if anything
+    /// shares them (``DerivedOperands``).
+    public var derived: DerivedOperands?
 
-    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil, checks: ProductChecks? = nil) {
+    public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil, checks: ProductChecks? = nil,
+                derived: DerivedOperands? = nil) {
         self.mxu = mxu
         self.replica = replica
         self.hook = hook
         self.digests = digests
         self.checks = checks
+        self.derived = derived
+    }
+
+    /// `make(source)`, computed once for every replica of the step that asks with the same
+    /// `key` and the same `source` array, when the unit has ``derived`` operands; else
+    /// computed here.
+    public func derived(_ key: String, of source: [Float], _ make: ([Float]) -> [Float]) -> [Float] {
+        derived?.value(key, of: source, make) ?? make(source)
     }
 
     /// One MXU operation, `site`: its operands `input` (`inputShape`) and `weight`
@@ -195,5 +209,31 @@ public final class SiteDigests: @unchecked Sendable {
     func record(_ site: SiteID, _ values: [Float], shape: [Int]) {
         entries.append((site, Digest.of(values)))
         capture?(replica, site, shape, values)
+    }
+}
+
+/// Operands that every replica of a step derives alike from the same parameter, such as the
+/// rotated kernel of a convolution's reference `_grad_in`: the first replica to ask computes
+/// it, the others reuse it. A value is reused only for the very array it was made from: the
+/// entry keeps that array alive, so its storage cannot be freed and reused by another array
+/// while the entry lasts, and an array whose storage is shared is never written in place
+/// (copy on write). So the same storage means the same values, and a replica with other
+/// values (its own copy, a corrupted parameter) computes its own. One per step; the values
+/// are what `make` gives, whichever replica computed them. A hook that corrupts an operand
+/// corrupts a copy (``MatrixUnit/operation(_:input:inputShape:weight:weightShape:outputShape:product:unlower:)``).
+public final class DerivedOperands: Sendable {
+    private let entries = Mutex<[String: (source: [Float], value: [Float])]>([:])
+
+    public init() {}
+
+    func value(_ key: String, of source: [Float], _ make: ([Float]) -> [Float]) -> [Float] {
+        if let cached = entries.withLock({ $0[key] }), Self.sameStorage(cached.source, source) { return cached.value }
+        let value = make(source)
+        entries.withLock { if $0[key] == nil { $0[key] = (source, value) } }
+        return value
+    }
+
+    private static func sameStorage(_ a: [Float], _ b: [Float]) -> Bool {
+        a.count == b.count && a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress } }
     }
 }

@@ -101,12 +101,14 @@ public struct Trainer: Sendable {
         let workers = min(mxu.threads, replicas)
         let unitMXU = workers > 1 ? MXU(foldLength: mxu.foldLength, format: mxu.format, threads: 1) : mxu
         let slots = ResultSlots<(ReplicaResult, SiteDigests?, ProductChecks?)>(count: replicas)
+        // What the replicas derive alike from the parameters, computed once for the step.
+        let derived = DerivedOperands()
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
                 let digests = recordDigests || capture != nil ? SiteDigests(replica: r, capture: capture) : nil
                 let checks = checkProducts ? ProductChecks(replica: r) : nil
-                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests, checks: checks)
+                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests, checks: checks, derived: derived)
                 slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit),
                               digests, checks))
                 r += workers
