@@ -88,8 +88,8 @@ private struct SetElementHook: OperandHook {
         let mxu = MXU(config: .tiny, precision: .float32)
         for faultyFirst in [true, false] {
             let shared = DerivedOperands()
-            let faultyUnit = MatrixUnit(mxu: mxu, replica: 0, hook: hook, derived: shared)
-            let cleanUnit = MatrixUnit(mxu: mxu, replica: 1, derived: shared)
+            let faultyUnit = MatrixUnit(mxu: mxu, replica: 0, hook: hook, derivedOperands: shared)
+            let cleanUnit = MatrixUnit(mxu: mxu, replica: 1, derivedOperands: shared)
             func faulty() -> [Float] { Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: faultyUnit) }
             func clean() -> [Float] { Conv2D.backwardInputReference(dy: dy, w: w, shape: s, layer: "c", unit: cleanUnit) }
             let (a, b) = faultyFirst ? (faulty(), clean()) : (clean(), faulty())
@@ -100,7 +100,7 @@ private struct SetElementHook: OperandHook {
 
     /// A derived operand is reused only for the very array it was made from.
     @Test func derivedOperandsAreReusedOnlyForTheirOwnArray() {
-        let unit = MatrixUnit(mxu: MXU(config: .tiny), derived: DerivedOperands())
+        let unit = MatrixUnit(mxu: MXU(config: .tiny), derivedOperands: DerivedOperands())
         var made = 0
         func double(_ v: [Float]) -> [Float] {
             made += 1

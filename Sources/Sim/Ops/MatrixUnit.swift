@@ -13,24 +13,24 @@ public struct MatrixUnit: Sendable {
     /// Where to check every product's checksums (the `abft` detector), if anywhere.
     public var checks: ProductChecks?
     /// Operands derived from the step's parameters that the replicas share, if anything
-    /// shares them (``DerivedOperands``).
-    public var derived: DerivedOperands?
+    /// shares them (``derived(_:of:_:)``).
+    public var derivedOperands: DerivedOperands?
 
     public init(mxu: MXU, replica: Int = 0, hook: (any OperandHook)? = nil, digests: SiteDigests? = nil, checks: ProductChecks? = nil,
-                derived: DerivedOperands? = nil) {
+                derivedOperands: DerivedOperands? = nil) {
         self.mxu = mxu
         self.replica = replica
         self.hook = hook
         self.digests = digests
         self.checks = checks
-        self.derived = derived
+        self.derivedOperands = derivedOperands
     }
 
     /// `make(source)`, computed once for every replica of the step that asks with the same
-    /// `key` and the same `source` array, when the unit has ``derived`` operands; else
+    /// `key` and the same `source` array, when the unit has ``derivedOperands``; else
     /// computed here.
     public func derived(_ key: String, of source: [Float], _ make: ([Float]) -> [Float]) -> [Float] {
-        derived?.value(key, of: source, make) ?? make(source)
+        derivedOperands?.value(key, of: source, make) ?? make(source)
     }
 
     /// One MXU operation, `site`: its operands `input` (`inputShape`) and `weight`

@@ -108,7 +108,7 @@ public struct Trainer: Sendable {
             while r < replicas {
                 let digests = recordDigests || capture != nil ? SiteDigests(replica: r, capture: capture) : nil
                 let checks = checkProducts ? ProductChecks(replica: r) : nil
-                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests, checks: checks, derived: derived)
+                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests, checks: checks, derivedOperands: derived)
                 slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit),
                               digests, checks))
                 r += workers
