@@ -617,8 +617,14 @@ final class PackBuffers: @unchecked Sendable {
     func take(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
         lock.lock()
         defer { lock.unlock() }
-        let fitting = kept.indices.filter { kept[$0].count >= count }
-        if let i = fitting.min(by: { kept[$0].count < kept[$1].count }) { return kept.remove(at: i) }
+        // The smallest that fits, by a plain loop (a filtered index array was an allocation
+        // per product, and a transformer step runs thousands of small products).
+        var best: Int?
+        for i in kept.indices where kept[i].count >= count {
+            if let b = best, kept[b].count <= kept[i].count { continue }
+            best = i
+        }
+        if let best { return kept.remove(at: best) }
         return .allocate(capacity: count)
     }
 
