@@ -34,6 +34,12 @@ public enum Zstd {
         /// update of the `small` ResNet-18: `zstd -b` 1.179x at 870 MB/s against 1.175x at
         /// 630 MB/s; `SnapshotBench`'s update encode 993 against 540 MB/s).
         case small
+
+        /// What ``small`` sets instead of the level's own: strategy, hash table (2^8 entries)
+        /// and shortest match; nil for ``levels``.
+        var overrides: (strategy: ZSTD_strategy, hashLog: Int32, minMatch: Int32)? {
+            self == .small ? (ZSTD_fast, 8, 7) : nil
+        }
     }
 
     /// Compresses `input` at `level` (1 is within about 1 % of level 9 on training state, at
@@ -51,27 +57,42 @@ public enum Zstd {
         guard let cctx = ZSTD_createCCtx() else { throw .compressionFailed("cannot allocate a context") }
         defer { ZSTD_freeCCtx(cctx) }
         var settings = [(ZSTD_c_compressionLevel, level), (ZSTD_c_checksumFlag, 1), (ZSTD_c_contentSizeFlag, 1)]
-        if matchFinder == .small {
-            settings += [(ZSTD_c_strategy, Int32(ZSTD_fast.rawValue)), (ZSTD_c_hashLog, 8), (ZSTD_c_minMatch, 7)]
+        if let o = matchFinder.overrides {
+            settings += [(ZSTD_c_strategy, Int32(o.strategy.rawValue)), (ZSTD_c_hashLog, o.hashLog), (ZSTD_c_minMatch, o.minMatch)]
         }
-        for (param, value) in settings {
-            let rc = ZSTD_CCtx_setParameter(cctx, param, value)
-            if ZSTD_isError(rc) != 0 { throw .compressionFailed(String(cString: ZSTD_getErrorName(rc))) }
-        }
+        for (param, value) in settings { _ = try check(ZSTD_CCtx_setParameter(cctx, param, value)) }
         let bound = ZSTD_compressBound(input.count)
-        var result: Int?
-        let out = [UInt8](unsafeUninitializedCapacity: prefix.count + bound) { dst, initialized in
+        return try written(after: prefix, capacity: bound) { (out: UnsafeMutablePointer<UInt8>) throws(ZstdError) in
+            try check(ZSTD_compress2(cctx, out, bound, input.baseAddress, input.count))
+        }
+    }
+
+    /// `rc`, or zstd's error for it.
+    private static func check(_ rc: Int) throws(ZstdError) -> Int {
+        if ZSTD_isError(rc) != 0 { throw .compressionFailed(String(cString: ZSTD_getErrorName(rc))) }
+        return rc
+    }
+
+    /// `prefix` followed by what `write` puts behind it (at most `capacity` bytes; it returns
+    /// how many), in one array written in place: no zero-filled buffer, no concatenation.
+    private static func written(after prefix: [UInt8], capacity: Int,
+                                _ write: (UnsafeMutablePointer<UInt8>) throws(ZstdError) -> Int) throws(ZstdError) -> [UInt8] {
+        var failure: ZstdError? = .compressionFailed("cannot allocate \(prefix.count + capacity) bytes of output")
+        let out = [UInt8](unsafeUninitializedCapacity: prefix.count + capacity) { dst, initialized in
             initialized = 0
             guard let base = dst.baseAddress else { return }
             prefix.withUnsafeBufferPointer { p in
                 if let from = p.baseAddress { base.initialize(from: from, count: p.count) }
             }
-            let written = ZSTD_compress2(cctx, base + prefix.count, bound, input.baseAddress, input.count)
-            initialized = prefix.count + (ZSTD_isError(written) != 0 ? 0 : written)
-            result = written
+            do throws(ZstdError) {
+                let count = try write(base + prefix.count)
+                initialized = prefix.count + count
+                failure = nil
+            } catch {
+                failure = error
+            }
         }
-        guard let result else { throw .compressionFailed("cannot allocate \(prefix.count + bound) bytes of output") }
-        if ZSTD_isError(result) != 0 { throw .compressionFailed(String(cString: ZSTD_getErrorName(result))) }
+        if let failure { throw failure }
         return out
     }
 
@@ -102,10 +123,8 @@ public enum Zstd {
         }
 
         var cParams = ZSTD_getCParams(level, UInt64(n - rawPrefix), 0)
-        if matchFinder == .small {
-            cParams.strategy = ZSTD_fast
-            cParams.hashLog = 8
-            cParams.minMatch = 7
+        if let o = matchFinder.overrides {
+            (cParams.strategy, cParams.hashLog, cParams.minMatch) = (o.strategy, UInt32(o.hashLog), UInt32(o.minMatch))
         }
         guard let cctx = ZSTD_createCCtx() else { throw .compressionFailed("cannot allocate a context") }
         defer { ZSTD_freeCCtx(cctx) }
@@ -116,10 +135,6 @@ public enum Zstd {
             throw .compressionFailed("cannot set the compression parameters (\(cParams))")
         }
         defer { ZSTD_freeCDict(parameters) }
-        func check(_ rc: Int) throws(ZstdError) -> Int {
-            if ZSTD_isError(rc) != 0 { throw .compressionFailed(String(cString: ZSTD_getErrorName(rc))) }
-            return rc
-        }
         _ = try check(ZSTD_compressBegin_usingCDict(cctx, parameters))
         let blockLimit = ZSTD_getBlockSize(cctx)
         guard blockLimit > 0 else { throw .compressionFailed("block size 0") }
@@ -129,16 +144,10 @@ public enum Zstd {
         // its bound while trying the last one.
         let rawLimit = 1 << 17
         let blockCount = 2 + n / blockLimit
-        let capacity = prefix.count + 18 + n + 3 * blockCount + ZSTD_compressBound(blockLimit)
+        let capacity = 18 + n + 3 * blockCount + ZSTD_compressBound(blockLimit)
 
-        var failure: ZstdError?
-        let out = [UInt8](unsafeUninitializedCapacity: capacity) { dst, initialized in
-            initialized = 0
-            guard let base = dst.baseAddress else { return }
-            prefix.withUnsafeBufferPointer { p in
-                if let from = p.baseAddress { base.initialize(from: from, count: p.count) }
-            }
-            var at = prefix.count
+        return try written(after: prefix, capacity: capacity) { (base: UnsafeMutablePointer<UInt8>) throws(ZstdError) in
+            var at = 0
             func put(_ bytes: [UInt8]) {
                 for b in bytes { base[at] = b; at += 1 }
             }
@@ -149,41 +158,33 @@ public enum Zstd {
             put(frameHeader(contentSize: n))
             guard n > 0, let source = input.baseAddress else {
                 blockHeader(size: 0, type: 0, last: true)
-                initialized = at
-                return
+                return at
             }
             func raw(_ from: Int, _ count: Int) {
                 blockHeader(size: count, type: 0, last: from + count == n)
                 (base + at).initialize(from: (source + from).assumingMemoryBound(to: UInt8.self), count: count)
                 at += count
             }
-            do throws(ZstdError) {
-                var offset = 0
-                while offset < rawPrefix {
-                    let count = min(rawLimit, rawPrefix - offset)
-                    raw(offset, count)
-                    offset += count
-                }
-                while offset < n {
-                    let count = min(blockLimit, n - offset)
-                    let size = try check(ZSTD_compressBlock(cctx, base + at + 3, capacity - at - 3, source + offset, count))
-                    if size > blockLimit { throw .compressionFailed("a block of \(count) bytes compressed to \(size)") }
-                    if size > 0 {
-                        blockHeader(size: size, type: 2, last: offset + count == n)
-                        at += size
-                    } else {
-                        raw(offset, count)   // zstd wrote nothing there; its history has the block
-                    }
-                    offset += count
-                }
-            } catch {
-                failure = error
-                at = 0
+            var offset = 0
+            while offset < rawPrefix {
+                let count = min(rawLimit, rawPrefix - offset)
+                raw(offset, count)
+                offset += count
             }
-            initialized = at
+            while offset < n {
+                let count = min(blockLimit, n - offset)
+                let size = try check(ZSTD_compressBlock(cctx, base + at + 3, capacity - at - 3, source + offset, count))
+                if size > blockLimit { throw .compressionFailed("a block of \(count) bytes compressed to \(size)") }
+                if size > 0 {
+                    blockHeader(size: size, type: 2, last: offset + count == n)
+                    at += size
+                } else {
+                    raw(offset, count)   // zstd wrote nothing there; its history has the block
+                }
+                offset += count
+            }
+            return at
         }
-        if let failure { throw failure }
-        return out
     }
 
     /// Whether `bytes` look like noise to an entropy coder: in each of four windows of 16 KiB
