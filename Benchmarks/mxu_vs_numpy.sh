@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # Functional-MXU throughput (bf16 operands, fixed accumulation order) next to numpy/OpenBLAS
 # fp32 sgemm on the same shapes, 1 and 2 threads, in one run.
-#   Benchmarks/mxu_vs_numpy.sh [--seconds S] [--peer-isa native|avx2]
+#   Benchmarks/mxu_vs_numpy.sh [--seconds S] [--rounds R] [--peer-isa native|avx2]
+# The two sides run in R alternating rounds (default 3: MXU then numpy, 1 thread then 2), so
+# that a neighbour's burst on a shared host falls on both rather than on one side's only run;
+# the table shows each side's median and the lowest and highest ratio of one round's pair.
 # numpy comes from PyPI into a throwaway venv (NUMPY_VENV, default /tmp/tpufi-numpy-venv).
 # --peer-isa avx2 runs OpenBLAS's Haswell (AVX2) kernels, as on a host without AVX-512; the
 # default is avx2 when TPUFI_TARGET_CPU=haswell, else native (OpenBLAS picks for the host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=0.5
+ROUNDS=3
 PEER_ISA=$([ "${TPUFI_TARGET_CPU:-native}" = haswell ] && echo avx2 || echo native)
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_PER=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --peer-isa) PEER_ISA=$2; shift 2 ;;
-    *) echo "usage: $0 [--seconds S] [--peer-isa native|avx2]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--seconds S] [--rounds R] [--peer-isa native|avx2]" >&2; exit 2 ;;
   esac
 done
+case "$ROUNDS" in
+  ''|*[!0-9]*|0) echo "$0: --rounds is '$ROUNDS'; expected a whole number of at least 1" >&2; exit 2 ;;
+esac
 case "$PEER_ISA" in
   native) CORETYPE= ;;
   avx2) CORETYPE=Haswell ;;
@@ -27,32 +35,42 @@ swift build -c release --product MXUBench >&2
 BIN="$(swift build -c release --show-bin-path)/MXUBench"
 SHAPES=512x512x512,25088x144x16,1568x576x128,131072x576x64,8192x2304x256,2048x4608x512
 out=$(mktemp -d)
-for t in 1 2; do
-  "$BIN" --threads $t --seconds "$SECONDS_PER" --shapes $SHAPES > "$out/mxu_$t.csv"
-  ( unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; [ -n "$CORETYPE" ] && export OPENBLAS_CORETYPE=$CORETYPE; OPENBLAS_NUM_THREADS=$t "$V/bin/python" Benchmarks/numpy_sgemm.py --shapes $SHAPES --seconds "$SECONDS_PER" ) > "$out/np_$t.csv"
+for r in $(seq "$ROUNDS"); do
+  for t in 1 2; do
+    "$BIN" --threads $t --seconds "$SECONDS_PER" --shapes $SHAPES > "$out/mxu_${t}_$r.csv"
+    ( unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; [ -n "$CORETYPE" ] && export OPENBLAS_CORETYPE=$CORETYPE; OPENBLAS_NUM_THREADS=$t "$V/bin/python" Benchmarks/numpy_sgemm.py --shapes $SHAPES --seconds "$SECONDS_PER" ) > "$out/np_${t}_$r.csv"
+  done
 done
 Benchmarks/host_line.sh
 echo "peer: numpy/OpenBLAS with $( [ "$PEER_ISA" = avx2 ] && echo 'its Haswell (AVX2) kernels (OPENBLAS_CORETYPE=Haswell)' || echo 'the kernels it picks for this host')"
+echo "rounds: $ROUNDS alternating, ${SECONDS_PER} s per shape and side; medians, and the range of one round's ratio"
 grep -h '^#' "$out"/mxu_*.csv | sort -u   # the micro-kernels this build uses
 status=0
-"$V/bin/python" - "$out" <<'PY' || status=$?
-import csv, sys, os
-d = sys.argv[1]
+"$V/bin/python" - "$out" "$ROUNDS" <<'PY' || status=$?
+import csv, sys, os, statistics
+d, rounds = sys.argv[1], int(sys.argv[2])
 def load(p, col, kind=float):
     with open(os.path.join(d, p)) as f:
         return {r["shape"]: kind(r[col]) for r in csv.DictReader(l for l in f if not l.startswith("#"))}
-print(f"{'shape (MxKxN)':<18}{'thr':>4}{'MXU GF/s':>10}{'numpy GF/s':>12}{'ratio':>8}{'MXU 2t/1t':>11}")
+def rates(side, t, col="gflops"):
+    return [load(f"{side}_{t}_{r}.csv", col) for r in range(1, rounds + 1)]
+median = lambda xs: statistics.median(xs)
+print(f"{'shape (MxKxN)':<18}{'thr':>4}{'MXU GF/s':>10}{'numpy GF/s':>12}{'ratio':>8}{'range':>12}{'MXU 2t/1t':>11}")
+one = rates("mxu", 1)
 for t in (1, 2):
-    mxu, npy = load(f"mxu_{t}.csv", "gflops"), load(f"np_{t}.csv", "gflops")
-    one = load("mxu_1.csv", "gflops")
-    for s in mxu:
-        scale = f"{mxu[s] / one[s]:.2f}" if t == 2 else ""
-        print(f"{s:<18}{t:>4}{mxu[s]:>10.1f}{npy[s]:>12.1f}{mxu[s] / npy[s]:>8.2f}{scale:>11}")
-# The product's bits may not depend on the thread count: the checksums must agree.
-one_thread, two_threads = load("mxu_1.csv", "checksum", str), load("mxu_2.csv", "checksum", str)
-differ = [s for s in one_thread if two_threads.get(s) != one_thread[s]]
+    mxu, npy = rates("mxu", t), rates("np", t)
+    for s in mxu[0]:
+        m, n = median([x[s] for x in mxu]), median([x[s] for x in npy])
+        pairs = [a[s] / b[s] for a, b in zip(mxu, npy)]
+        spread = f"{min(pairs):.2f}-{max(pairs):.2f}"
+        scale = f"{m / median([x[s] for x in one]):.2f}" if t == 2 else ""
+        print(f"{s:<18}{t:>4}{m:>10.1f}{n:>12.1f}{m / n:>8.2f}{spread:>12}{scale:>11}")
+# The product's bits may not depend on the thread count or the run: every checksum must agree.
+sums = {(t, r): load(f"mxu_{t}_{r}.csv", "checksum", str) for t in (1, 2) for r in range(1, rounds + 1)}
+first = sums[(1, 1)]
+differ = sorted({s for c in sums.values() for s in first if c.get(s) != first[s]})
 if differ:
-    sys.exit(f"MXU checksums differ between 1 and 2 threads for {', '.join(differ)}: results depend on the thread count")
+    sys.exit(f"MXU checksums differ between runs or thread counts for {', '.join(differ)}: results depend on the thread count")
 PY
 rm -rf "$out"
 exit $status

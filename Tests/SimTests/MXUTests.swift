@@ -133,14 +133,20 @@ func differing(_ x: [Float], _ y: [Float]) -> Int {
         var shapes = (1...13).map { GEMMShape(m: $0, k: 150, n: 17) }             // every M remainder of 6, 4, 12 (and 24's first)
         shapes += (1...49).map { GEMMShape(m: 13, k: 150, n: $0) }               // every N remainder, each kernel chosen
         shapes += [GEMMShape(m: 30, k: 150, n: 65), GEMMShape(m: 25, k: 150, n: 72), GEMMShape(m: 49, k: 40, n: 96)]
-        shapes += [GEMMShape(m: 110, k: 700, n: 23), GEMMShape(m: 100, k: 520, n: 40)]  // several M and K blocks
+        let severalBlocks = [GEMMShape(m: 110, k: 700, n: 23), GEMMShape(m: 100, k: 520, n: 40)]  // several M and K blocks
+        shapes += severalBlocks
         for shape in shapes {
             let a = operands(shape.m * shape.k, seed: UInt64(shape.m * 1000 + shape.n)), b = operands(shape.k * shape.n, seed: UInt64(shape.k + shape.n))
+            // A rounded all of K at once, and (the long shapes) in spans of one and of two blocks of K.
+            let aBlocks = severalBlocks.contains(shape) ? [nil, 2048, 60000] : [nil] as [Int?]
             for fold in [128, nil] as [Int?] {
                 for precision in OperandPrecision.allCases {
-                    let mxu = MXU(foldLength: fold, precision: precision).using(family)
-                    let expected = scalarReference(a, b, shape, fold: fold, bf16: precision == .bfloat16)
-                    #expect(differing(try mxu.multiply(a, b, shape: shape), expected) == 0, "\(family) \(shape) fold=\(String(describing: fold)) \(precision)")
+                    for aBlock in aBlocks {
+                        let mxu = MXU(foldLength: fold, precision: precision).using(family)
+                        let expected = scalarReference(a, b, shape, fold: fold, bf16: precision == .bfloat16)
+                        let product = try (aBlock.map { mxu.roundingA(inBlocksOf: $0) } ?? mxu).multiply(a, b, shape: shape)
+                        #expect(differing(product, expected) == 0, "\(family) \(shape) fold=\(String(describing: fold)) \(precision) A block \(String(describing: aBlock))")
+                    }
                 }
             }
         }

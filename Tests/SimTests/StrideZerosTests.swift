@@ -67,6 +67,15 @@ import Testing
                         written = m * n
                     }
                     #expect(full.count == m * n && differing(c, full) == 0, "\(m)x\(k)x\(n) fold \(String(describing: fold)) threads \(threads)")
+                    // A rounded in spans of a few blocks of K (the longer product's folds, each a block).
+                    let spans = [Float](unsafeUninitializedCapacity: m * n) { out, written in
+                        aKept.withUnsafeBufferPointer { pa in bKept.withUnsafeBufferPointer { pb in
+                            mxu.roundingA(inBlocksOf: 300).multiply(MatrixView(pa.baseAddress!, rowStride: kept.count), MatrixView(pb.baseAddress!, rowStride: n),
+                                                                    into: out.baseAddress!, shape: GEMMShape(m: m, k: kept.count, n: n), kept: kept)
+                        } }
+                        written = m * n
+                    }
+                    #expect(differing(spans, c) == 0, "\(m)x\(k)x\(n) fold \(String(describing: fold)) threads \(threads), A in spans")
                 }
             }
         }

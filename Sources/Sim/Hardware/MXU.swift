@@ -65,6 +65,9 @@ public struct MXU: Sendable {
     private let rounding: RoundingKind
     /// The micro-kernels used (speed only: every family gives the same bits).
     let kernels: KernelFamily
+    /// Largest block of A rounded in one pass, in values, instead of ``Blocking``'s (speed
+    /// only; tests make it small so that short products are cut into several spans of K).
+    let aBlockFloats: Int?
 
     /// The MXU of `config` (folds of `rows` terms under ws/is) with operands of `precision`.
     public init(config: ChipConfig, precision: OperandPrecision = .bfloat16, threads: Int = 1) {
@@ -92,19 +95,27 @@ public struct MXU: Sendable {
         self.rounding = format.roundingKind
         self.threads = max(1, threads)
         self.kernels = .target
+        self.aBlockFloats = nil
     }
 
     /// This MXU with the micro-kernels of `family` (tests run every family on any host).
     func using(_ family: KernelFamily) -> MXU {
-        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: family)
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: family, aBlockFloats: aBlockFloats)
     }
 
-    private init(foldLength: Int?, format: any NumberFormat, rounding: RoundingKind, threads: Int, kernels: KernelFamily) {
+    /// This MXU rounding A in blocks of at most `floats` values (at least one block of K).
+    func roundingA(inBlocksOf floats: Int) -> MXU {
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: kernels, aBlockFloats: floats)
+    }
+
+    private init(foldLength: Int?, format: any NumberFormat, rounding: RoundingKind, threads: Int, kernels: KernelFamily,
+                 aBlockFloats: Int?) {
         self.foldLength = foldLength
         self.format = format
         self.rounding = rounding
         self.threads = threads
         self.kernels = kernels
+        self.aBlockFloats = aBlockFloats
     }
 
     /// The micro-kernels this build uses, for benchmark output (speed only: every family
@@ -206,10 +217,10 @@ public struct MXU: Sendable {
     /// B is rounded and packed once per call, into `nr`-column panels over all of K that every
     /// thread shares. Then C is computed in blocks of at most `mc` rows (whole `mr`-row tiles),
     /// each by one thread: it rounds a span of A's block into a row-major
-    /// buffer (all of K when that fits ``Blocking/aBlockFloats``, so that the rows are read
-    /// as one sequential stream; else one block of K), then for every block of K (`plan`)
-    /// and every B panel runs the kernel down the block's tiles, the B panel staying in cache
-    /// while A's tiles stream past it.
+    /// buffer (as many whole blocks of K as fit ``Blocking/aBlockFloats``, or
+    /// ``Blocking/aRowsFloats`` for a row-major A), then for every block of K in the span
+    /// (`plan`) and every B panel runs the kernel down the block's tiles, the B panel staying
+    /// in cache while A's tiles stream past it.
     ///
     /// Threads claim the parts of B to pack and then the blocks of C as they come
     /// (``ClaimedWork``) instead of being dealt equal shares: the calling thread starts at once
@@ -219,28 +230,33 @@ public struct MXU: Sendable {
                                              _ c: UnsafeMutablePointer<Float>, M: Int, K: Int, N: Int, plan: KPlan) {
         let mr = Kern.mr, nr = Kern.nr
         let mc = max(mr, Blocking.mc / mr * mr)
-        // A's block is rounded a span of K at a time: all of K, or one block of K each.
-        let wholeK = mc * K <= Blocking.aBlockFloats, blocks = plan.blocks
-        let lda = (wholeK ? K : plan.longestBlock) + Blocking.rowPadding
-        let panels = ceilDiv(N, nr)
-        let bBuffer = PackBuffers.shared.take(panels * nr * K)
-        defer { PackBuffers.shared.give(bBuffer) }
-        let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
-        let tiles = ceilDiv(M, mr)
+        let panels = ceilDiv(N, nr), tiles = ceilDiv(M, mr)
+        let workers = min(threads, tiles)
+        // Blocks of C of `mc` rows; with several threads smaller where M is short, so that
+        // each thread gets about four and they end together (one thread walks whole blocks:
+        // a shorter one streams all of B's panels again for fewer rows).
+        let blockRows = workers == 1 ? mc : min(mc, ceilDiv(tiles, 4 * workers) * mr)
         // A transposed A (rows contiguous) packs into k-major micro-panels, no transpose needed.
         // A gathered A is packed like a row-major one, row by row as the operand assembles it.
         let (readsAInPlace, panelA) = switch operand {
         case .view(let a): (a.columnStride == 1 && (rounding == .identity || a.isRounded), a.columnStride != 1 && a.rowStride == 1)
         case .gathered: (false, false)
         }
-        let workers = min(threads, tiles)
+        let packsRowMajorA = if case .view(let a) = operand { a.columnStride == 1 && !readsAInPlace } else { false }
+        // A's block is rounded a span of whole blocks of K at a time, spans of at most
+        // `spanLimit` terms: all of K when the block fits the budget; else, for a row-major A
+        // that needs rounding, as many blocks as fit (each row one long read), for any other
+        // one block.
+        let blocks = plan.blocks
+        let budget = aBlockFloats ?? (packsRowMajorA ? Blocking.aRowsFloats : Blocking.aBlockFloats)
+        let spanLimit = mc * K <= budget ? K : packsRowMajorA ? max(plan.longestBlock, budget / mc) : plan.longestBlock
+        let lda = spanLimit + Blocking.rowPadding
+        let bBuffer = PackBuffers.shared.take(panels * nr * K)
+        defer { PackBuffers.shared.give(bBuffer) }
+        let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         // Row-major B is packed in runs of rows (each read in order across all panels), a
         // transposed B panel by panel.
         let bRows = Blocking.bRowsPerPart
-        // Blocks of C of `mc` rows; with several threads smaller where M is short, so that
-        // each thread gets about four and they end together (one thread walks whole blocks:
-        // a shorter one streams all of B's panels again for fewer rows).
-        let blockRows = workers == 1 ? mc : min(mc, ceilDiv(tiles, 4 * workers) * mr)
         let work = ClaimedWork(first: b.columnStride == 1 ? ceilDiv(K, bRows) : panels, then: ceilDiv(M, blockRows))
 
         parallel(workers) { [self] _ in
@@ -260,8 +276,10 @@ public struct MXU: Sendable {
                 let rows = block * blockRows ..< min(M, (block + 1) * blockRows)
                 var firstBlock = 0
                 while firstBlock < blocks {
-                    let span = firstBlock ..< (wholeK ? blocks : firstBlock + 1)
-                    firstBlock = span.upperBound
+                    var end = firstBlock + 1
+                    while end < blocks && plan.start(end + 1) - plan.start(firstBlock) <= spanLimit { end += 1 }
+                    let span = firstBlock ..< end
+                    firstBlock = end
                     let span0 = plan.start(span.lowerBound), spanLen = plan.start(span.upperBound) - span0
                     // A row-major A that needs no rounding is read where it lies, unless the
                     // block ends in a partial tile (the kernel reads whole tiles).
@@ -527,6 +545,13 @@ enum Blocking {
     /// Largest block of A (`mc` rows x span of K), in values, rounded in one pass: a quarter
     /// of L2.
     static let aBlockFloats = 65536
+    /// The same for a row-major A that is rounded as it is packed (2 MB), whose rows are then
+    /// read as one stream per span. A quarter of L2 measured 3-9 % slower on products with K
+    /// of 2304 and 4608 (both builds): their rows were read in pieces of one block of K, 1 KB
+    /// each, from rows 9-18 KB apart. The block outgrows L2, but each block of K of it is read
+    /// back once per B panel, the first time from L3. A transposed or gathered A is read in
+    /// order either way, and an A read in place is not copied.
+    static let aRowsFloats = 1 << 19
     /// Padding of each packed row of A (one cache line), so that the rows a kernel reads do
     /// not all fall into the same cache sets when K is a power of two.
     static let rowPadding = 16
