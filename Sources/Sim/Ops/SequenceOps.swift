@@ -263,12 +263,14 @@ public enum MaskedSoftmax {
                         let lane = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
                         while j + 16 <= keys {
                             var v = UnsafeRawPointer(scoreRow + j).loadUnaligned(as: SIMD16<Float>.self)
-                            if mask.causal { v = v.replacing(with: v + bias, where: lane &+ Int32(j) .> Int32(i)) }
+                            // Lane masks by arithmetic, all ones where the bias applies (integer
+                            // SIMD comparisons are lane-by-lane code in the AVX2 build): key
+                            // `j + lane` is after query `i` where `i - j - lane` is negative.
+                            if mask.causal { v = biased(v, where: (SIMD16<Int32>(repeating: Int32(i - j)) &- lane) &>> 31) }
                             if let padRow {
-                                // A Bool is one byte, 0 or 1.
+                                // A Bool is one byte, 0 or 1: negated, all ones or zero.
                                 let flags = UnsafeRawPointer(padRow + j).loadUnaligned(as: SIMD16<UInt8>.self)
-                                let padded = SIMD16<Int32>(truncatingIfNeeded: flags) .!= 0
-                                v = v.replacing(with: v + bias, where: padded)
+                                v = biased(v, where: 0 &- SIMD16<Int32>(truncatingIfNeeded: flags))
                             }
                             UnsafeMutableRawPointer(e + j).storeBytes(of: v, as: SIMD16<Float>.self)
                             lanesMax = lanesMax.replacing(with: v, where: v .> lanesMax)
@@ -300,6 +302,14 @@ public enum MaskedSoftmax {
                 } } }
             } } }
         }
+    }
+
+    /// `v + bias` in the lanes where `mask` is all ones, `v` (bit for bit) where it is zero.
+    @inline(__always)
+    private static func biased(_ v: SIMD16<Float>, where mask: SIMD16<Int32>) -> SIMD16<Float> {
+        let plain = unsafeBitCast(v, to: SIMD16<Int32>.self)
+        let withBias = unsafeBitCast(v + AttentionMask.bias, to: SIMD16<Int32>.self)
+        return unsafeBitCast((plain & ~mask) | (withBias & mask), to: SIMD16<Float>.self)
     }
 
     /// dL/dscores from dL/dP and the forward output P: `P * (dP - sum_j dP_j P_j)` per row.
