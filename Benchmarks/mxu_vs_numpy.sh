@@ -37,14 +37,15 @@ SHAPES=512x512x512,25088x144x16,1568x576x128,131072x576x64,8192x2304x256,2048x46
 out=$(mktemp -d)
 for r in $(seq "$ROUNDS"); do
   for t in 1 2; do
-    "$BIN" --threads $t --seconds "$SECONDS_PER" --shapes $SHAPES > "$out/mxu_${t}_$r.csv"
+    rate=$([ "$r$t" = 11 ] && echo --kernel-rate || true)   # once: the kernel's own rate, in cache
+    "$BIN" --threads $t --seconds "$SECONDS_PER" --shapes $SHAPES $rate > "$out/mxu_${t}_$r.csv"
     ( unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; [ -n "$CORETYPE" ] && export OPENBLAS_CORETYPE=$CORETYPE; OPENBLAS_NUM_THREADS=$t "$V/bin/python" Benchmarks/numpy_sgemm.py --shapes $SHAPES --seconds "$SECONDS_PER" ) > "$out/np_${t}_$r.csv"
   done
 done
 Benchmarks/host_line.sh
 echo "peer: numpy/OpenBLAS with $( [ "$PEER_ISA" = avx2 ] && echo 'its Haswell (AVX2) kernels (OPENBLAS_CORETYPE=Haswell)' || echo 'the kernels it picks for this host')"
 echo "rounds: $ROUNDS alternating, ${SECONDS_PER} s per shape and side; medians, and the range of one round's ratio"
-grep -h '^#' "$out"/mxu_*.csv | sort -u   # the micro-kernels this build uses
+grep -h '^#' "$out"/mxu_*.csv | awk '!seen[$0]++'   # the micro-kernels this build uses, the kernel's rate
 status=0
 "$V/bin/python" - "$out" "$ROUNDS" <<'PY' || status=$?
 import csv, sys, os, statistics

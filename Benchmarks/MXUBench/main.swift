@@ -1,6 +1,8 @@
 // Functional-MXU throughput, printed as CSV for Benchmarks/mxu_vs_numpy.sh to pair with
 // numpy/OpenBLAS on the same shapes.
-//   swift run -c release MXUBench [--threads 1,2] [--shapes MxKxN,...] [--seconds S]
+//   swift run -c release MXUBench [--threads 1,2] [--shapes MxKxN,...] [--seconds S] [--fp32] [--kernel-rate]
+// --kernel-rate first prints the main micro-kernel's rate on packed operands in cache, the
+// ceiling a whole product is measured against.
 import Dispatch
 import Foundation
 import Sim
@@ -17,6 +19,7 @@ var shapes: [GEMMShape] = [
 ]
 var minSeconds = 0.5
 var precision = OperandPrecision.bfloat16
+var kernelRate = false
 
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let arg = args.next() {
@@ -24,6 +27,7 @@ while let arg = args.next() {
     case "--threads": threadCounts = (args.next() ?? "1").split(separator: ",").compactMap { Int($0) }
     case "--seconds": minSeconds = Double(args.next() ?? "") ?? minSeconds
     case "--fp32": precision = .float32
+    case "--kernel-rate": kernelRate = true
     case "--shapes":
         shapes = (args.next() ?? "").split(separator: ",").compactMap { s in
             let d = s.split(separator: "x").compactMap { Int($0) }
@@ -45,6 +49,10 @@ func cpuTime() -> Double {
 }
 
 print("# \(MXU.kernelsDescription)")
+if kernelRate {
+    let (tile, gflops) = MXU.microKernelRate(seconds: minSeconds)
+    print("# \(tile) micro-kernel alone, operands packed and in cache, one thread: \(String(format: "%.1f", gflops)) GFLOP/s")
+}
 print("shape,threads,precision,gflops,seconds_per_call,checksum,cpu_gflops_per_thread")
 for shape in shapes {
     var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
