@@ -207,22 +207,8 @@ public enum DepthwiseConv2D {
         let g = s.gradientWeightConvolution, c = s.inChannels, n = s.batch
         let (hp, wp, lh, lw) = (g.inH, g.inW, g.filterH, g.filterW)
         let plane = hp * wp * n
-        let t = [Float](unsafeUninitializedCapacity: input.count) { out, written in
-            input.withUnsafeBufferPointer { src in
-                guard let src = src.baseAddress, let dst = out.baseAddress else { return }
-                // 64 positions at a time, so that the output lines being filled stay in cache.
-                var q0 = 0
-                while q0 < plane {
-                    let q1 = min(plane, q0 + 64)
-                    for ch in 0..<c {
-                        let from = src + ch * plane
-                        for q in q0..<q1 { (dst + q * c + ch).initialize(to: from[q]) }
-                    }
-                    q0 = q1
-                }
-            }
-            written = input.count
-        }
+        // Channels last, so that each position's channels are one vector (8 x 8 blocks).
+        let t = transpose(input, rows: c, columns: plane)
         let taps = s.filterH * s.filterW
         let count = c * taps
         let out = [Float](unsafeUninitializedCapacity: count) { out, written in
