@@ -93,14 +93,14 @@ import Testing
         typealias G = GradientCheckTests
         let (n, pixels, c) = (2, 3, 4)
         let x = G.values(n * pixels * c, seed: 1, scale: 3), gate = G.values(n * c, seed: 2), r = G.values(n * pixels * c, seed: 3)
-        #expect(G.worstError(x, analytic: Swish.backward(dy: r, x: x)) { G.dot(Swish.forward($0), r) } < 1e-3)
+        #expect(G.worstError(x, analytic: Swish.backward(dy: r, x: x, sigmoid: Swish.forward(x).sigmoid)) { G.dot(Swish.forward($0).y, r) } < 1e-3)
         #expect(G.worstError(x, analytic: Sigmoid.backward(dy: r, y: Sigmoid.forward(x))) { G.dot(Sigmoid.forward($0), r) } < 1e-3)
         let g = ChannelGate.backward(dy: r, x: x, gate: gate, batch: n, pixels: pixels, channels: c, order: .pairwise)
         let f = { (x: [Float], gate: [Float]) in G.dot(ChannelGate.forward(x: x, gate: gate, batch: n, pixels: pixels, channels: c), r) }
         #expect(G.worstError(x, analytic: g.dx) { f($0, gate) } < 1e-3)
         #expect(G.worstError(gate, analytic: g.dgate) { f(x, $0) } < 1e-3)
         // Saturation: no NaN for large inputs.
-        #expect(Sigmoid.forward([-200, 200]) == [0, 1] && Swish.forward([-200, 200]) == [-0.0, 200])
+        #expect(Sigmoid.forward([-200, 200]) == [0, 1] && Swish.forward([-200, 200]).y == [-0.0, 200])
     }
 
     /// A padding tap multiplies zero by the weight, as the MXU's convolutions do: an infinite

@@ -274,23 +274,28 @@ public struct EfficientNetB0: Model {
     struct BlockTape {
         var expand: ConvLayer.Cache
         var expanded: [Float]        // after `_bn1`, before swish
+        var expandedSigmoid: [Float] // its sigmoid (swish's, for the backward)
         var depthwiseInput: [Float]  // after swish
         var depthwiseNorm: BatchNorm.Cache?
         var normalized: [Float]      // after `_bn2`: the SE input and the gated tensor
         var reduce: ConvLayer.Cache
         var reduced: [Float]         // SE reduce output, before swish
+        var reducedSigmoid: [Float]
         var excite: ConvLayer.Cache
         var gate: [Float]            // sigmoid output [N, C]
         var gated: [Float]           // before the block's swish
+        var gatedSigmoid: [Float]
         var project: ConvLayer.Cache
     }
 
     struct Tape {
         var stem: ConvLayer.Cache
         var stemOutput: [Float]      // after `bn1`, before swish
+        var stemSigmoid: [Float]     // its sigmoid (swish's, for the backward)
         var blocks: [BlockTape]
         var head: ConvLayer.Cache
         var headOutput: [Float]      // after `bn2`, before swish
+        var headSigmoid: [Float]
         var pooled: [Float]
         var pixels: Int
         var statistics: [(mean: [Float], variance: [Float])]
@@ -305,11 +310,11 @@ public struct EfficientNetB0: Model {
             return (r.y, r.cache)
         }
         let (stemOutput, stemCache) = conv(stem, images)
-        var x = Swish.forward(stemOutput)
+        var (x, stemSigmoid) = Swish.forward(stemOutput)
         var tapes: [BlockTape] = []
         for b in blocks {
             let (expanded, expandCache) = conv(b.expand, x)
-            let dwInput = Swish.forward(expanded)
+            let (dwInput, expandedSigmoid) = Swish.forward(expanded)
             let dwShape = b.depthwise.with(batch: batch)
             let dw = DepthwiseConv2D.forward(x: dwInput, w: p[b.depthwiseKernel], shape: dwShape, layer: b.name + "_depthwise", unit: unit)
             let bn = normSettings.forward(dw, rows: dw.count / dwShape.outChannels, norm: b.depthwiseNorm, norms: norms, p, normalization)
@@ -318,23 +323,27 @@ public struct EfficientNetB0: Model {
             let pixels = dwShape.outH * dwShape.outW, channels = dwShape.outChannels
             let squeezed = GlobalAveragePool.forward(x: bn.y, batch: batch, pixels: pixels, channels: channels)
             let (reduced, reduceCache) = conv(b.seReduce, squeezed)
-            let (excited, exciteCache) = conv(b.seExpand, Swish.forward(reduced))
+            let reducedSwish = Swish.forward(reduced)
+            let (excited, exciteCache) = conv(b.seExpand, reducedSwish.y)
             let gate = Sigmoid.forward(excited)
             let gated = ChannelGate.forward(x: bn.y, gate: gate, batch: batch, pixels: pixels, channels: channels)
-            var (y, projectCache) = conv(b.project, Swish.forward(gated))
+            let gatedSwish = Swish.forward(gated)
+            var (y, projectCache) = conv(b.project, gatedSwish.y)
             if b.residual { y = elementwise(y, x, +) }
-            tapes.append(BlockTape(expand: expandCache, expanded: expanded, depthwiseInput: dwInput, depthwiseNorm: bn.cache, normalized: bn.y,
-                                   reduce: reduceCache, reduced: reduced, excite: exciteCache, gate: gate, gated: gated, project: projectCache))
+            tapes.append(BlockTape(expand: expandCache, expanded: expanded, expandedSigmoid: expandedSigmoid, depthwiseInput: dwInput,
+                                   depthwiseNorm: bn.cache, normalized: bn.y, reduce: reduceCache, reduced: reduced,
+                                   reducedSigmoid: reducedSwish.sigmoid, excite: exciteCache, gate: gate, gated: gated,
+                                   gatedSigmoid: gatedSwish.sigmoid, project: projectCache))
             x = y
         }
         let (headOutput, headCache) = conv(head, x)
-        let activated = Swish.forward(headOutput)
+        let (activated, headSigmoid) = Swish.forward(headOutput)
         let pixels = head.shape.outH * head.shape.outW
         let pooled = GlobalAveragePool.forward(x: activated, batch: batch, pixels: pixels, channels: scale.headWidth)
         let logits = Dense.forward(x: pooled, w: p[denseWeight], b: p[denseBias], batch: batch, inFeatures: scale.headWidth,
                                    outFeatures: scale.classes, layer: "dense", unit: unit)
-        return (logits, Tape(stem: stemCache, stemOutput: stemOutput, blocks: tapes, head: headCache, headOutput: headOutput, pooled: pooled,
-                             pixels: pixels, statistics: statistics))
+        return (logits, Tape(stem: stemCache, stemOutput: stemOutput, stemSigmoid: stemSigmoid, blocks: tapes, head: headCache,
+                             headOutput: headOutput, headSigmoid: headSigmoid, pooled: pooled, pixels: pixels, statistics: statistics))
     }
 
     /// Forward, loss and backward for one replica's batch, normalising with the batch's
@@ -353,15 +362,15 @@ public struct EfficientNetB0: Model {
         (grads[denseWeight], grads[denseBias]) = Dense.backwardWeight(x: tape.pooled, dy: dlogits, batch: batch, inFeatures: scale.headWidth,
                                                                        outFeatures: scale.classes, layer: "dense", unit: unit)
         let dactivated = GlobalAveragePool.backward(dy: dpooled, batch: batch, pixels: tape.pixels, channels: scale.headWidth)
-        var dx = conv(head, Swish.backward(dy: dactivated, x: tape.headOutput), tape.head)
+        var dx = conv(head, Swish.backward(dy: dactivated, x: tape.headOutput, sigmoid: tape.headSigmoid), tape.head)
         for (b, t) in zip(blocks, tape.blocks).reversed() {
             let dwShape = b.depthwise.with(batch: batch)
             let pixels = dwShape.outH * dwShape.outW, channels = dwShape.outChannels
-            let dgated = Swish.backward(dy: conv(b.project, dx, t.project), x: t.gated)
+            let dgated = Swish.backward(dy: conv(b.project, dx, t.project), x: t.gated, sigmoid: t.gatedSigmoid)
             let gate = ChannelGate.backward(dy: dgated, x: t.normalized, gate: t.gate, batch: batch, pixels: pixels, channels: channels,
                                             order: reduction)
             let dexcited = Sigmoid.backward(dy: gate.dgate, y: t.gate)
-            let dreduced = Swish.backward(dy: conv(b.seExpand, dexcited, t.excite), x: t.reduced)
+            let dreduced = Swish.backward(dy: conv(b.seExpand, dexcited, t.excite), x: t.reduced, sigmoid: t.reducedSigmoid)
             let dsqueezed = conv(b.seReduce, dreduced, t.reduce)
             let dnormalized = elementwise(gate.dx, GlobalAveragePool.backward(dy: dsqueezed, batch: batch, pixels: pixels, channels: channels), +)
             guard let dwCache = t.depthwiseNorm else { preconditionFailure("\(b.name): backward without a training forward") }
@@ -370,10 +379,10 @@ public struct EfficientNetB0: Model {
             let dwName = b.name + "_depthwise"
             let dinput = DepthwiseConv2D.backwardInput(dy: ddw, w: p[b.depthwiseKernel], shape: dwShape, layer: dwName, unit: unit)
             grads[b.depthwiseKernel] = DepthwiseConv2D.backwardWeight(x: t.depthwiseInput, dy: ddw, shape: dwShape, layer: dwName, unit: unit)
-            let dblockInput = conv(b.expand, Swish.backward(dy: dinput, x: t.expanded), t.expand)
+            let dblockInput = conv(b.expand, Swish.backward(dy: dinput, x: t.expanded, sigmoid: t.expandedSigmoid), t.expand)
             dx = b.residual ? elementwise(dblockInput, dx, +) : dblockInput
         }
-        _ = conv(stem, Swish.backward(dy: dx, x: tape.stemOutput), tape.stem, needInput: false)
+        _ = conv(stem, Swish.backward(dy: dx, x: tape.stemOutput, sigmoid: tape.stemSigmoid), tape.stem, needInput: false)
         return ReplicaResult(loss: loss, correct: correct, gradients: grads, statistics: tape.statistics.flatMap { [$0.mean, $0.variance] })
     }
 

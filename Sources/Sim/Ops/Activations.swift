@@ -227,21 +227,18 @@ public enum Sigmoid {
 
 /// Swish (SiLU), `x * sigmoid(x)`, TensorFlow's `tf.nn.swish`.
 public enum Swish {
-    public static func forward(_ x: [Float]) -> [Float] {
-        map16(x, x) { v, _ in v * Sigmoid.value(v) } scalar: { v, _ in v * Sigmoid.value(v) }
+    /// `y = x * s` with `s = sigmoid(x)`, and `s`, which the backward reuses rather than
+    /// taking every exponential again.
+    public static func forward(_ x: [Float]) -> (y: [Float], sigmoid: [Float]) {
+        let s = Sigmoid.forward(x)
+        return (elementwise(x, s, *), s)
     }
 
-    /// dL/dx from dL/dy and the forward input `x`: `dy * s * (1 + x * (1 - s))`, `s = sigmoid(x)`
-    /// (TensorFlow's gradient of swish).
-    public static func backward(dy: [Float], x: [Float]) -> [Float] {
-        precondition(dy.count == x.count, "swish backward: dy and x differ in length")
-        return map16(x, dy) { v, g in
-            let s = Sigmoid.value(v)
-            return g * (s * (1 + v * (1 - s)))
-        } scalar: { v, g in
-            let s = Sigmoid.value(v)
-            return g * (s * (1 + v * (1 - s)))
-        }
+    /// dL/dx from dL/dy, the forward input `x` and its sigmoid `s` (``forward(_:)``'s):
+    /// `dy * (s * (1 + x * (1 - s)))` (TensorFlow's gradient of swish).
+    public static func backward(dy: [Float], x: [Float], sigmoid s: [Float]) -> [Float] {
+        precondition(dy.count == x.count && s.count == x.count, "swish backward: dy, x and sigmoid differ in length")
+        return elementwise(dy, elementwise(x, s) { v, sv in sv * (1 + v * (1 - sv)) }, *)
     }
 }
 
