@@ -4,9 +4,10 @@ extension MXU {
     /// The rate of the build's main micro-kernel (the first of its family, ``KernelFamily``)
     /// on operands already packed and in cache, for benchmarks: the ceiling that a whole
     /// product's rate (packing, rounding, fold sums, memory) is measured against. A block of
-    /// ``Blocking/mc`` rows of A, `kc` terms long (in L2), runs against 32 B panels (in L2,
+    /// A as the products pack it (96 rows, 256 terms, in L2) runs against 32 B panels (in L2,
     /// each in L1 while the block's tiles pass it), folds of 128 terms, C rows 32 panels
-    /// wide, for at least `seconds`.
+    /// wide, for at least `seconds`. Only the rate is returned; the values are not checked
+    /// (the MXU's tests check the kernels).
     public static func microKernelRate(seconds: Double) -> (tile: String, gflops: Double) {
         let kernel = KernelFamily.target.kernels[0]
         let (mr, nr, kLen, fold, panels) = (kernel.mr, kernel.nr, Blocking.kc, 128, 32)
