@@ -172,6 +172,43 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
         #expect(abs(pa[0] - expectedAdagrad) < 1e-6)
     }
 
+    /// Long tensors (vector loops with a remainder) update every value, and every slot, with
+    /// the bits of each optimizer's rule written out per element, over three steps.
+    @Test(arguments: [OptimizerConfig(kind: .adam), OptimizerConfig(kind: .sgd), OptimizerConfig(kind: .sgd, momentum: 0.9),
+                      OptimizerConfig(kind: .rmsprop), OptimizerConfig(kind: .adagrad)])
+    func everyValueFollowsTheRuleWrittenPerElement(optimizer o: OptimizerConfig) {
+        let n = 1037
+        var p = operands(n, seed: 7), slots = o.slotNames.map { _ in [Float](repeating: o.slotInitialValue, count: n) }
+        var expectedP = p, expectedSlots = slots
+        for step in 0..<3 {
+            let g = operands(n, seed: UInt64(20 + step)), lr: Float = 0.01
+            o.apply(parameters: &p, gradients: g, slots: &slots, learningRate: lr, step: step)
+            for i in 0..<n {
+                switch o.kind {
+                case .adam:
+                    let t = step + 1
+                    let lrT = lr * Float((1 - power(Double(o.beta2), t)).squareRoot() / (1 - power(Double(o.beta1), t)))
+                    expectedSlots[0][i] = o.beta1 * expectedSlots[0][i] + (1 - o.beta1) * g[i]
+                    expectedSlots[1][i] = o.beta2 * expectedSlots[1][i] + (1 - o.beta2) * (g[i] * g[i])
+                    expectedP[i] -= lrT * expectedSlots[0][i] / (expectedSlots[1][i].squareRoot() + o.epsilon)
+                case .sgd where o.momentum == 0:
+                    expectedP[i] -= lr * g[i]
+                case .sgd:
+                    expectedSlots[0][i] = o.momentum * expectedSlots[0][i] - lr * g[i]
+                    expectedP[i] += expectedSlots[0][i]
+                case .rmsprop:
+                    expectedSlots[0][i] = o.rho * expectedSlots[0][i] + (1 - o.rho) * (g[i] * g[i])
+                    expectedP[i] -= lr * g[i] / (expectedSlots[0][i].squareRoot() + o.epsilon)
+                case .adagrad:
+                    expectedSlots[0][i] += g[i] * g[i]
+                    expectedP[i] -= lr * g[i] / (expectedSlots[0][i].squareRoot() + o.epsilon)
+                }
+            }
+        }
+        #expect(differing(p, expectedP) == 0, "\(o.kind)")
+        #expect(slots.count == expectedSlots.count && zip(slots, expectedSlots).allSatisfy { differing($0, $1) == 0 }, "\(o.kind) slots")
+    }
+
     @Test func learningRateDecaysLinearlyThenHolds() {
         let s = LearningRateSchedule.reference(for: .adam)
         #expect(s.rate(at: 0) == 1e-3)

@@ -39,36 +39,57 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     /// Applies one update in place. `step` counts updates from 0 (Adam's bias correction uses
     /// `step + 1`); `slots` holds ``slotNames`` in order for this tensor.
     public func apply(parameters p: inout [Float], gradients g: [Float], slots: inout [[Float]], learningRate lr: Float, step: Int) {
-        switch kind {
-        case .adam:
-            let t = step + 1
-            let correction = Float((1 - power(Double(beta2), t)).squareRoot() / (1 - power(Double(beta1), t)))
-            let lrT = lr * correction
-            for i in p.indices {
-                slots[0][i] = beta1 * slots[0][i] + (1 - beta1) * g[i]
-                slots[1][i] = beta2 * slots[1][i] + (1 - beta2) * (g[i] * g[i])
-                p[i] -= lrT * slots[0][i] / (slots[1][i].squareRoot() + epsilon)
-            }
-        case .sgd:
-            if momentum == 0 {
-                for i in p.indices { p[i] -= lr * g[i] }
-            } else {
-                for i in p.indices {
-                    slots[0][i] = momentum * slots[0][i] - lr * g[i]
-                    p[i] += slots[0][i]
+        precondition(g.count == p.count && slots.count == slotNames.count && slots.allSatisfy { $0.count == p.count },
+                     "optimizer: parameter, gradient and slots differ in length")
+        // The slots are moved out of `slots` while the loops run on raw pointers (element by
+        // element through `slots[0][i]` every write checked bounds and uniqueness, and the
+        // loops stayed scalar); each value's operations and their order are the same.
+        var first: [Float] = [], second: [Float] = []
+        if slots.count > 0 { swap(&first, &slots[0]) }
+        if slots.count > 1 { swap(&second, &slots[1]) }
+        defer {
+            if slots.count > 0 { swap(&first, &slots[0]) }
+            if slots.count > 1 { swap(&second, &slots[1]) }
+        }
+        p.withUnsafeMutableBufferPointer { pp in g.withUnsafeBufferPointer { pg in
+        first.withUnsafeMutableBufferPointer { ps0 in second.withUnsafeMutableBufferPointer { ps1 in
+            guard let p = pp.baseAddress, let g = pg.baseAddress else { return }
+            let n = pp.count
+            switch kind {
+            case .adam:
+                guard let m = ps0.baseAddress, let v = ps1.baseAddress else { return }
+                let t = step + 1
+                let correction = Float((1 - power(Double(beta2), t)).squareRoot() / (1 - power(Double(beta1), t)))
+                let lrT = lr * correction
+                for i in 0..<n {
+                    m[i] = beta1 * m[i] + (1 - beta1) * g[i]
+                    v[i] = beta2 * v[i] + (1 - beta2) * (g[i] * g[i])
+                    p[i] -= lrT * m[i] / (v[i].squareRoot() + epsilon)
+                }
+            case .sgd:
+                if momentum == 0 {
+                    for i in 0..<n { p[i] -= lr * g[i] }
+                } else {
+                    guard let velocity = ps0.baseAddress else { return }
+                    for i in 0..<n {
+                        velocity[i] = momentum * velocity[i] - lr * g[i]
+                        p[i] += velocity[i]
+                    }
+                }
+            case .rmsprop:
+                guard let rms = ps0.baseAddress else { return }
+                for i in 0..<n {
+                    rms[i] = rho * rms[i] + (1 - rho) * (g[i] * g[i])
+                    p[i] -= lr * g[i] / (rms[i].squareRoot() + epsilon)
+                }
+            case .adagrad:
+                guard let accumulator = ps0.baseAddress else { return }
+                for i in 0..<n {
+                    accumulator[i] += g[i] * g[i]
+                    p[i] -= lr * g[i] / (accumulator[i].squareRoot() + epsilon)
                 }
             }
-        case .rmsprop:
-            for i in p.indices {
-                slots[0][i] = rho * slots[0][i] + (1 - rho) * (g[i] * g[i])
-                p[i] -= lr * g[i] / (slots[0][i].squareRoot() + epsilon)
-            }
-        case .adagrad:
-            for i in p.indices {
-                slots[0][i] += g[i] * g[i]
-                p[i] -= lr * g[i] / (slots[0][i].squareRoot() + epsilon)
-            }
-        }
+        } } } }
     }
 }
 
