@@ -55,7 +55,7 @@ def load(p, col, kind=float):
         return {r["shape"]: kind(r[col]) for r in csv.DictReader(l for l in f if not l.startswith("#"))}
 def rates(side, t, col="gflops"):
     return [load(f"{side}_{t}_{r}.csv", col) for r in range(1, rounds + 1)]
-median = lambda xs: statistics.median(xs)
+median = statistics.median
 print(f"{'shape (MxKxN)':<18}{'thr':>4}{'MXU GF/s':>10}{'numpy GF/s':>12}{'ratio':>8}{'range':>12}{'MXU 2t/1t':>11}")
 one = rates("mxu", 1)
 for t in (1, 2):

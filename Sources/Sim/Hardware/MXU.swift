@@ -90,12 +90,8 @@ public struct MXU: Sendable {
     /// `format`.
     public init(foldLength: Int?, format: any NumberFormat, threads: Int = 1) {
         precondition(foldLength.map { $0 > 0 } ?? true, "fold length must be positive")
-        self.foldLength = foldLength
-        self.format = format
-        self.rounding = format.roundingKind
-        self.threads = max(1, threads)
-        self.kernels = .target
-        self.aBlockFloats = nil
+        self.init(foldLength: foldLength, format: format, rounding: format.roundingKind, threads: max(1, threads), kernels: .target,
+                  aBlockFloats: nil)
     }
 
     /// This MXU with the micro-kernels of `family` (tests run every family on any host).
@@ -238,11 +234,17 @@ public struct MXU: Sendable {
         let blockRows = workers == 1 ? mc : min(mc, ceilDiv(tiles, 4 * workers) * mr)
         // A transposed A (rows contiguous) packs into k-major micro-panels, no transpose needed.
         // A gathered A is packed like a row-major one, row by row as the operand assembles it.
-        let (readsAInPlace, panelA) = switch operand {
-        case .view(let a): (a.columnStride == 1 && (rounding == .identity || a.isRounded), a.columnStride != 1 && a.rowStride == 1)
-        case .gathered: (false, false)
+        // A row-major A that needs rounding is packed row by row.
+        let readsAInPlace: Bool, panelA: Bool, packsRowMajorA: Bool
+        switch operand {
+        case .view(let a):
+            let rowMajor = a.columnStride == 1
+            readsAInPlace = rowMajor && (rounding == .identity || a.isRounded)
+            panelA = !rowMajor && a.rowStride == 1
+            packsRowMajorA = rowMajor && !readsAInPlace
+        case .gathered:
+            (readsAInPlace, panelA, packsRowMajorA) = (false, false, false)
         }
-        let packsRowMajorA = if case .view(let a) = operand { a.columnStride == 1 && !readsAInPlace } else { false }
         // A's block is rounded a span of whole blocks of K at a time, spans of at most
         // `spanLimit` terms: all of K when the block fits the budget; else, for a row-major A
         // that needs rounding, as many blocks as fit (each row one long read), for any other
