@@ -115,7 +115,7 @@ struct Inspect: ParsableCommand {
         if m.injection != nil {
             print("snapshot steps: \(TraceReader.ranges(reader.snapshotSteps))")
         }
-        print("format: version \(m.formatVersion)")
+        print("format: version \(m.formatVersion)" + (m.outputDigest.map { ", operation digests \($0.rawValue)" } ?? ""))
         print("integrity: \(checked) frames checked, all checksums and snapshot digests match")
     }
 }

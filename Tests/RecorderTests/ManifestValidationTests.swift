@@ -58,6 +58,21 @@ import Sim
         #expect(try Self.error("sites") { $0["sites"] = ["conv1"] }.contains("field 'sites': 1 sites that are not those of resnet18 tiny (62)"))
     }
 
+    /// Format 3 states how operation outputs were digested; formats 1 and 2 digested them
+    /// element by element, and a manifest saying otherwise is refused rather than compared
+    /// against digests taken another way.
+    @Test func theOperationDigestMustFitTheFormat() throws {
+        let manifest = try TraceReader(directory: Self.golden).manifest
+        #expect(manifest.formatVersion == 3 && manifest.outputDigest == .pairLanes && manifest.outputDigests == .pairLanes)
+        #expect(try Self.error("digest-missing") { $0["outputDigest"] = nil }
+            .contains("field 'outputDigest': missing; format 3 states how operation outputs were digested"))
+        #expect(try Self.error("digest-v2") { $0["formatVersion"] = 2 }
+            .contains("field 'outputDigest': 'pair-lanes' in format 2, which digests operation outputs element by element"))
+        #expect(try Self.error("digest-unknown") { $0["outputDigest"] = "lanes" }.contains("outputDigest"))
+        #expect(try Self.error("digest-v2-absent") { $0["formatVersion"] = 2; $0["outputDigest"] = nil } == "no error")
+        #expect(try Self.error("digest-v3-element") { $0["outputDigest"] = "element-lanes" } == "no error")
+    }
+
     /// A field of the wrong type, out of its type's range or missing is named, with the file,
     /// not reported as "not valid JSON" (Foundation's decoder gives no path for a number that
     /// does not fit).

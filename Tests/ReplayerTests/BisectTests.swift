@@ -3,6 +3,7 @@ import Testing
 @testable import Replayer
 import Recorder
 import Sim
+import Synchronization
 
 @Suite(.serialized) struct BisectTests {
     static let dataset = "synthetic:train=64,test=16,shape=16x16x1"
@@ -11,25 +12,34 @@ import Sim
     /// loop. `fault`: a verbatim corruption injected at its step, written into the manifest
     /// only when `recordInjection` (a trace that hides its fault cannot be re-executed).
     static func record(_ name: String, workload: String = "resnet18", steps: Int = 16, threads: Int = 1, seed: UInt64 = 0, snapshotEvery: Int = 4,
-                       initialSnapshot: Bool = true, fault: (target: InjectionTarget, value: Float)? = nil,
-                       recordInjection: Bool = true) throws -> TraceReader {
+                       initialSnapshot: Bool = true, fault: (target: InjectionTarget, value: Float)? = nil, faultOffset: Int = 0,
+                       recordInjection: Bool = true, format2: Bool = false) throws -> TraceReader {
         let data = try DatasetSource.parse(dataset).load()
         let run = try TrainingRun(config: TrainingConfig(workload: workload, scale: "tiny", replicas: 2, seed: seed), data: data, threads: threads)
         let dir = ReplayTests.scratch("bisect-\(name)")
         let policy = TraceRecorder.Policy(snapshotEvery: snapshotEvery)
-        let writer = try TraceWriter(creating: dir, manifest: try TraceRecorder.manifest(run: run, dataset: dataset, steps: steps, policy: policy))
+        var manifest = try TraceRecorder.manifest(run: run, dataset: dataset, steps: steps, policy: policy)
+        // Format 2: operation outputs digested element by element, as before format 3.
+        if format2 { (manifest.formatVersion, manifest.outputDigest) = (2, nil) }
+        let writer = try TraceWriter(creating: dir, manifest: manifest)
         let initial = run.initialState()
         if initialSnapshot { try writer.appendSnapshot(initial) }
-        let hook = fault.map { InjectionHook(target: $0.target, corruption: Corruption(offsets: [0], values: [$0.value])) }
+        let hook = fault.map { InjectionHook(target: $0.target, corruption: Corruption(offsets: [faultOffset], values: [$0.value])) }
         if let f = fault, recordInjection {
             let t = f.target
             try writer.setInjection(.init(golden: "none", site: t.site.name, role: t.role, replica: t.replica, globalStep: t.globalStep,
-                                          fault: .software(.RD), positions: .operand([run.model.operandShape(t.site, t.role).map { $0.map { _ in 0 } } ?? []]),
+                                          fault: .software(.RD), positions: .operand([Self.position(faultOffset, in: run.model.operandShape(t.site, t.role) ?? [])]),
                                           values: [f.value]))
         }
         try TraceRecorder.loop(run: run, writer: writer, from: initial, to: steps, hook: { $0 == fault?.target.globalStep ? hook : nil },
                                report: { _ in })
         return try TraceReader(directory: dir)
+    }
+
+    /// The row-major index of element `offset` of a tensor of `shape`.
+    static func position(_ offset: Int, in shape: [Int]) -> [Int] {
+        var rest = offset
+        return shape.reversed().map { d in defer { rest /= d }; return rest % d }.reversed()
     }
 
     /// The golden trace of ``record(_:workload:steps:threads:seed:snapshotEvery:initialSnapshot:fault:recordInjection:)``
@@ -166,6 +176,37 @@ import Sim
         let r = try Bisect.run(Self.golden, b)
         #expect(r.firstDivergentStep == nil && r.sites.isEmpty && r.onsetStep == nil && r.commonSteps == 0...15)
         #expect(r.cost.reexecutions == 0 && r.cost.linearSteps == 32)
+    }
+
+    /// A format-2 trace digested its operations element by element, a format-3 one two
+    /// elements at a time: their records cannot say whether a step's operations matched, so
+    /// the first common step is re-executed on both sides and compared value by value. The
+    /// same run does not diverge; a fault masked within that step is still found.
+    @Test func tracesWhoseOperationDigestsDifferAreComparedByReexecution() throws {
+        let old = try Self.record("format2", format2: true)
+        defer { Self.remove(old) }
+        #expect(old.manifest.outputDigests == .elementLanes && Self.golden.manifest.outputDigests == .pairLanes)
+        let same = try Bisect.run(old, Self.golden)
+        #expect(same.firstDivergentStep == nil && same.sites.isEmpty && same.commonSteps == 0...15, "\(same)")
+        #expect(same.cost.reexecutions == 2 && same.cost.linearSteps == 32)
+
+        // Without batch norm, a negative value written over a negative forward output is
+        // hidden by the ReLU after it: at step 0 only the operations differ, not the state.
+        let plain = try Self.record("format2-nobn", workload: "resnet18_nobn", steps: 2, format2: true)
+        let run = try TrainingRun(config: plain.manifest.config, data: try DatasetSource.parse(Self.dataset).load())
+        let conv1 = Mutex<[Float]>([])
+        _ = run.trainer.gradients(run.initialState(), batches: run.batches(step: 0), capture: { replica, site, _, values in
+            if replica == 0 && site.name == "conv1" { conv1.withLock { $0 = values } }
+        })
+        let golden = conv1.withLock { $0 }
+        let offset = try #require(golden.firstIndex { $0 < 0 })
+        let target = InjectionTarget(site: SiteID(layer: "conv1", kind: .forward), role: .output, replica: 0, globalStep: 0)
+        let masked = try Self.record("format3-masked", workload: "resnet18_nobn", steps: 2, fault: (target, 2 * golden[offset] - 1),
+                                     faultOffset: offset)
+        defer { Self.remove(plain, masked) }
+        #expect(try plain.stepRecords().map(\.stateDigest) == masked.stepRecords().map(\.stateDigest))
+        let r = try Bisect.run(plain, masked)
+        #expect(r.firstDivergentStep == 0 && r.firstDivergentSite == "conv1" && r.replica == 0 && r.sites.count == 1, "\(r)")
     }
 
     @Test func aFaultInAModelWithBatchNormIsBisectedInLogarithmicComparisons() throws {

@@ -67,14 +67,14 @@ import Sim
         let data = try DatasetSource.parse("synthetic:train=64,test=16,shape=16x16x1").load()
         let run = try TrainingRun(config: TrainingConfig(workload: "resnet18", scale: "tiny", replicas: 2), data: data)
         let state = run.initialState()
-        let golden = run.trainer.gradients(state, batches: run.batches(step: 0), recordDigests: true)
+        let golden = run.trainer.gradients(state, batches: run.batches(step: 0), digests: .current)
         let site = SiteID(layer: "basicblock_2_basic_1_conv1", kind: .forward)
         #expect(run.model.operandShape(site, .output) == [4, 4, 4, 8])
         #expect(run.model.operandShape(SiteID(layer: "conv1", kind: .gradIn), .output) == nil)
         for model in [FaultModel.RD, .WT, .N16_RD_CORRECT] {
             let role = model.tensor
             let hook = InjectionHook(target: InjectionTarget(site: site, role: role, replica: 1, globalStep: 0), model: model, seed: 5)
-            let faulty = run.trainer.gradients(state, batches: run.batches(step: 0), hook: hook, recordDigests: true)
+            let faulty = run.trainer.gradients(state, batches: run.batches(step: 0), hook: hook, digests: .current)
             let applied = try #require(hook.applied)
             #expect(applied.offsets.count == (model == .N16_RD_CORRECT ? 16 : 1))
             #expect(faulty.siteDigests[0].map(\.digest) == golden.siteDigests[0].map(\.digest))
@@ -82,7 +82,7 @@ import Sim
             #expect(first == site, "\(model)")
             // Replaying the resolved corruption verbatim gives the same result.
             let verbatim = InjectionHook(target: InjectionTarget(site: site, role: role, replica: 1, globalStep: 0), corruption: applied)
-            let again = run.trainer.gradients(state, batches: run.batches(step: 0), hook: verbatim, recordDigests: true)
+            let again = run.trainer.gradients(state, batches: run.batches(step: 0), hook: verbatim, digests: .current)
             #expect(again.siteDigests[1].map(\.digest) == faulty.siteDigests[1].map(\.digest))
         }
     }

@@ -107,7 +107,7 @@ import Testing
     @Test func aStepRunsTheOperationTableInOrder() throws {
         let model = try #require(try Workloads.model("densenet", scale: "tiny") as? DenseNet121)
         let seen = Seen()
-        let digests = SiteDigests { _, site, shape, values in seen.append((site, shape, values.count)) }
+        let digests = SiteDigests(.current) { _, site, shape, values in seen.append((site, shape, values.count)) }
         let unit = MatrixUnit(mxu: MXU(config: .tiny, precision: .float32), digests: digests)
         let (params, moving) = model.initialState(seed: 3)
         let images = GradientCheckTests.values(4 * 16 * 16, seed: 9)

@@ -332,6 +332,56 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
         }
     }
 
+    /// Trace format 3's operation digest is its definition written out one word at a time:
+    /// word `j` = `bits(2j) | bits(2j+1) << 32` (an odd count's last element alone) steps lane
+    /// `j mod 32` by `(lane ^ word) * P`, then `^= >> 29`; the lanes start at `seed ^ k` with
+    /// the seed taken from the count, and fold in order. Lengths around the 32-word blocks,
+    /// from a fresh digest and a used one.
+    @Test func pairDigestIsItsDefinitionWordByWord() {
+        func reference(_ x: [Float], from value: UInt64) -> UInt64 {
+            let seed = value ^ UInt64(x.count) &* 0x9E37_79B9_7F4A_7C15
+            var lanes = (0..<32).map { seed ^ UInt64($0) }
+            for j in 0 ..< (x.count + 1) / 2 {
+                let high = 2 * j + 1 < x.count ? UInt64(x[2 * j + 1].bitPattern) << 32 : 0
+                var lane = (lanes[j % 32] ^ (UInt64(x[2 * j].bitPattern) | high)) &* 0x0000_0100_0000_01B3
+                lane ^= lane >> 29
+                lanes[j % 32] = lane
+            }
+            return lanes.reduce(value) { CounterRNG.mix($0 ^ $1) }
+        }
+        let x = GradientCheckTests.values(1000, seed: 6)
+        for count in [0, 1, 2, 3, 63, 64, 65, 66, 127, 128, 129, 130, 999, 1000] {
+            let part = Array(x[..<count])
+            #expect(OutputDigest.pairLanes.of(part).value == reference(part, from: Digest().value), "\(count) values")
+            var used = Digest(value: 42)
+            part.withUnsafeBufferPointer { used.add(pairsOf: $0) }
+            #expect(used.value == reference(part, from: 42), "\(count) values, used digest")
+        }
+        // The element-by-element digest of formats 1 and 2 is Digest.of itself.
+        #expect(OutputDigest.elementLanes.of(x) == Digest.of(x) && OutputDigest.pairLanes.of(x) != Digest.of(x))
+        // Pinned: traces of format 3 hold these digests; a change here breaks every such trace.
+        #expect(OutputDigest.pairLanes.of((0..<100).map { Float($0) * 0.25 - 3 }).description == "bb30a3cb069ea02d")
+    }
+
+    /// Every single bit flip changes the pair digest, in either element of a word and in the
+    /// lone last element of an odd count; so does the order of two elements of one word.
+    @Test func anySingleBitFlipChangesThePairDigest() {
+        for count in [999, 1000] {
+            let x = GradientCheckTests.values(count, seed: 7)
+            let d = OutputDigest.pairLanes.of(x)
+            for i in Array(stride(from: 0, to: count, by: 97)) + [1, count - 1] {
+                for bit in [0, 13, 22, 23, 31] {
+                    var y = x
+                    y[i] = Float(bitPattern: y[i].bitPattern ^ (1 << UInt32(bit)))
+                    #expect(OutputDigest.pairLanes.of(y) != d, "\(count) values, element \(i), bit \(bit)")
+                }
+            }
+        }
+        #expect(OutputDigest.pairLanes.of([0]) != OutputDigest.pairLanes.of([-0.0]))
+        #expect(OutputDigest.pairLanes.of([1, 2]) != OutputDigest.pairLanes.of([2, 1]))
+        #expect(OutputDigest.pairLanes.of([1]) != OutputDigest.pairLanes.of([1, 0]))
+    }
+
     /// Pinned: the state after two tiny steps. Equal in debug and release builds and for any
     /// thread count (the same value is printed by `tpufi train --scale tiny --dataset
     /// synthetic:train=64,test=16 --steps 2 --replicas 2 --json`, a release build). A change
@@ -347,7 +397,7 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
     @Test func everySiteOfEveryReplicaIsDigestedAndAFaultShowsWhereItLands() throws {
         let run = try TrainingRunTests.tinyRun()
         let state = run.initialState()
-        let golden = run.trainer.gradients(state, batches: run.batches(step: 0), recordDigests: true)
+        let golden = run.trainer.gradients(state, batches: run.batches(step: 0), digests: .current)
         #expect(golden.siteDigests.count == 2)
         for replica in golden.siteDigests { #expect(replica.map(\.site) == run.model.sites) }
         let plain = run.trainer.gradients(state, batches: run.batches(step: 0))
@@ -355,7 +405,7 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
 
         let target = SiteID(layer: "basicblock_3_basic_0_conv2", kind: .gradIn)
         let faulty = run.trainer.gradients(state, batches: run.batches(step: 0), hook: RecordingHook(target: target, replica: 1),
-                                           recordDigests: true)
+                                           digests: .current)
         #expect(faulty.siteDigests[0].map(\.digest) == golden.siteDigests[0].map(\.digest))   // other replica untouched
         let first = zip(faulty.siteDigests[1], golden.siteDigests[1]).first { $0.0.digest != $0.1.digest }?.0.site
         #expect(first == target)

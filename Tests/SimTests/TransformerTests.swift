@@ -335,8 +335,8 @@ import TestSupport
             Trainer(model: model, optimizer: OptimizerConfig(kind: .adam), schedule: LearningRateSchedule(initial: 1e-3, final: 1e-3, decaySteps: 1),
                     mxu: MXU(config: .tpuV2, precision: .bfloat16, threads: threads))
         }
-        let one = trainer(1).gradients(state, batches: batches, recordDigests: true)
-        let two = trainer(2).gradients(state, batches: batches, recordDigests: true)
+        let one = trainer(1).gradients(state, batches: batches, digests: .current)
+        let two = trainer(2).gradients(state, batches: batches, digests: .current)
         #expect(one.siteDigests[0].map(\.site) == model.sites)
         #expect(one.gradients == two.gradients && one.metrics == two.metrics)
         #expect(one.metrics.loss.isFinite && one.gradients.allSatisfy { g in g.allSatisfy(\.isFinite) })

@@ -7,10 +7,12 @@ import Sim
 /// it holds no timestamps, so the same inputs give byte-identical traces.
 public struct TraceManifest: Codable, Sendable, Equatable {
     /// Bumped whenever a reader of the previous version could misread a trace. Version 2
-    /// added update deltas (snapshots stored as the step's gradients and batch statistics).
-    public static let currentFormatVersion = 2
-    /// Versions this tpufi reads: 1 (keyframes and XOR deltas only) and 2.
-    public static let readableFormatVersions = 1...2
+    /// added update deltas (snapshots stored as the step's gradients and batch statistics);
+    /// version 3 names how the step records' operation digests are taken (``outputDigest``),
+    /// and new traces take them two elements at a time.
+    public static let currentFormatVersion = 3
+    /// Versions this tpufi reads: 1 (keyframes and XOR deltas only), 2 and 3.
+    public static let readableFormatVersions = 1...3
 
     public var formatVersion: Int = TraceManifest.currentFormatVersion
     public var tool: String = "tpufi \(TraceManifest.toolVersion)"
@@ -35,6 +37,10 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public var plannedSteps: Int
     /// MXU operations in execution order: each step record's per-replica digests align to it.
     public var sites: [String]
+    /// How the step records' operation digests were taken: stated from format 3 on (a
+    /// replay's trace states its golden's, so that the two compare); absent in formats 1 and
+    /// 2, which took them element by element. Read it through ``outputDigests``.
+    public var outputDigest: OutputDigest? = OutputDigest.current
     public var parameterNames: [String]
     /// Per-layer cycle counts of one replica's step from the timing model.
     public var timing: SimulationReport
@@ -51,6 +57,10 @@ public struct TraceManifest: Codable, Sendable, Equatable {
 
     /// A fault as injected (``InjectionRecord``): enough to reproduce the run from this alone.
     public typealias Injection = InjectionRecord
+
+    /// How this trace's operation digests are taken (``outputDigest``, or the element-by-element
+    /// digest of formats 1 and 2).
+    public var outputDigests: OutputDigest { outputDigest ?? .elementLanes }
 
     /// Largest step counts and replica count a manifest may state (far beyond any real run;
     /// they keep every product of step numbers inside `Int`).
@@ -83,6 +93,12 @@ public struct TraceManifest: Codable, Sendable, Equatable {
             model = try config.makeModel()
         } catch {
             throw bad("config.scale", "\(error)")
+        }
+        switch (formatVersion, outputDigest) {
+        case (3..., nil): throw bad("outputDigest", "missing; format \(formatVersion) states how operation outputs were digested")
+        case (...2, .some(let d)) where d != .elementLanes:
+            throw bad("outputDigest", "'\(d.rawValue)' in format \(formatVersion), which digests operation outputs element by element")
+        default: break
         }
         guard sites == model.sites.map(\.name) else {
             throw bad("sites", "\(sites.count) sites that are not those of \(config.title) (\(model.sites.count))")

@@ -105,7 +105,7 @@ public enum TraceRecorder {
         let appends = BackgroundAppends(writer)
         let snapshotEvery = writer.manifest.snapshotEvery
         defer { appends.waitUntilWritten() }
-        let loop = TrainingLoop(run: run, inject: hook, recordDigests: true, evaluation: evaluation, mitigation: mitigation)
+        let loop = TrainingLoop(run: run, inject: hook, digests: writer.manifest.outputDigests, evaluation: evaluation, mitigation: mitigation)
         let final = try loop.run(from: state, to: end, epochMetrics: earlier, stop: { s in
             var r = StepRecord(step: s.index, epoch: s.index / perEpoch, stepInEpoch: s.index % perEpoch,
                                loss: s.metrics.loss, accuracy: s.metrics.accuracy, learningRate: s.metrics.learningRate,

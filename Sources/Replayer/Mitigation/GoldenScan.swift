@@ -47,7 +47,7 @@ public enum GoldenScan {
         }
         guard timedSteps >= 0 else { throw ReplayError.specMismatch("timed steps must be non-negative (got \(timedSteps))") }
         var events: [MitigationEvent] = []
-        let loop = TrainingLoop(run: run, recordDigests: false, evaluation: .never, mitigation: detect)
+        let loop = TrainingLoop(run: run, evaluation: .never, mitigation: detect)
         var failure: String?
         _ = loop.run(from: try restorer.state(at: steps.lowerBound), to: steps.upperBound, stop: { s in
             guard let recorded = restorer.records[s.index]?.stateDigest, recorded == s.state.digest.description else {

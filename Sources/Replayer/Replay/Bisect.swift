@@ -138,6 +138,8 @@ public enum Bisect {
         } else if ra[lo]?.siteDigests != rb[lo]?.siteDigests {
             // The states agree, but operations of the first common step did not: a fault
             // masked exactly within that step (a replay's first step is its injected one).
+            // Traces whose operation digests were taken differently always come here: the
+            // re-execution below decides.
             step = lo
         } else {
             result.comparisons = comparisons
@@ -150,6 +152,11 @@ public enum Bisect {
 
         let (differences, cost) = try reexecute(step: step, a, b, records: (ra, rb), threads: threads)
         result.sites = differences
+        if differences.isEmpty && a.manifest.outputDigests != b.manifest.outputDigests {
+            // Re-executed only because the records could not say: nothing differs.
+            result.firstDivergentStep = nil
+            result.cost.linearSteps = linear(through: hi)
+        }
         result.cost.restoreSteps = cost.restoreSteps
         result.cost.divergentStepExecutions = cost.divergentStepExecutions
         result.cost.reexecutions = cost.reexecutions
@@ -280,7 +287,8 @@ public enum Bisect {
         func execute(from state: TrainingState, capture: OutputCapture? = nil,
                      wrap: ((any OperandHook)?) -> (any OperandHook)? = { $0 }) throws -> TrainingState {
             let run = restorer.run, step = state.step
-            let g = run.trainer.gradients(state, batches: run.batches(step: step), hook: wrap(hook(step)), recordDigests: true, capture: capture)
+            let g = run.trainer.gradients(state, batches: run.batches(step: step), hook: wrap(hook(step)),
+                                          digests: reader.manifest.outputDigests, capture: capture)
             let next = run.trainer.apply(g, to: state)
             guard let record = records[step] else {
                 throw BisectError.notReproduced(directory: reader.directory, step: step, reason: "the trace has no record of it")

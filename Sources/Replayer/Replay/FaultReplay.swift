@@ -341,8 +341,10 @@ public enum FaultReplay {
         // Clamped before adding: any count past the golden's end means to the end (even Int.max).
         let end = options.stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + min($0, reader.completedSteps)) } ?? reader.completedSteps
         var manifest = m
-        // A new trace: the current format (update deltas), whatever the golden's version.
+        // A new trace: the current format (update deltas), whatever the golden's version, but
+        // the golden's operation digests, so that the two traces' records compare.
         manifest.formatVersion = TraceManifest.currentFormatVersion
+        manifest.outputDigest = m.outputDigests
         manifest.plannedSteps = end
         manifest.complete = false
         manifest.completedSteps = 0

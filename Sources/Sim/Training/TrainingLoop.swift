@@ -48,20 +48,20 @@ public struct TrainingLoop {
     public var slotOrigin: Int
     /// The operand hook of a global step, if any.
     public var inject: (Int) -> (any OperandHook)?
-    /// Record every MXU operation's output digest (``Trainer/Gradients/siteDigests``).
-    public var recordDigests: Bool
+    /// Digest every MXU operation's output this way (``Trainer/Gradients/siteDigests``); nil: none.
+    public var digests: OutputDigest?
     public var evaluation: TestEvaluation
     /// Detectors and the response to them, if any.
     public var mitigation: Mitigation?
 
     public init(run: TrainingRun, trainer: Trainer? = nil, slotOrigin: Int = 0, inject: @escaping (Int) -> (any OperandHook)? = { _ in nil },
-                recordDigests: Bool = false, evaluation: TestEvaluation = .everyEpoch, mitigation: Mitigation? = nil) {
+                digests: OutputDigest? = nil, evaluation: TestEvaluation = .everyEpoch, mitigation: Mitigation? = nil) {
         self.run = run
         self.mitigation = mitigation
         self.trainer = trainer ?? run.trainer
         self.slotOrigin = slotOrigin
         self.inject = inject
-        self.recordDigests = recordDigests
+        self.digests = digests
         self.evaluation = evaluation
     }
 
@@ -91,7 +91,7 @@ public struct TrainingLoop {
             let before = state
             let reexecuted = index < reexecuteBelow
             let g = trainer.gradients(state, batches: run.batches(step: index), hook: reexecuted ? nil : inject(index),
-                                      recordDigests: recordDigests, checkProducts: mitigation?.checksProducts ?? false)
+                                      digests: digests, checkProducts: mitigation?.checksProducts ?? false)
             var next = trainer.apply(g, to: state, slotOrigin: slotOrigin)
             var changed = reexecuted
             if let mitigation {

@@ -89,10 +89,11 @@ public struct Trainer: Sendable {
 
     /// Forward and backward on every replica (each normalising with its own batch
     /// statistics), then the all-reduce. `hook`, if given, may corrupt MXU operands of any
-    /// replica. `capture`, if given, sees every MXU output (and digests are recorded).
-    /// `checkProducts`: check every MXU product's checksums (``ProductChecksum``).
+    /// replica. `digests`, if given, digests every MXU output that way (``Gradients/siteDigests``);
+    /// `capture`, if given, sees every MXU output. `checkProducts`: check every MXU product's
+    /// checksums (``ProductChecksum``).
     public func gradients(_ state: TrainingState, batches: [Batch], hook: (any OperandHook)? = nil,
-                          recordDigests: Bool = false, capture: OutputCapture? = nil, checkProducts: Bool = false) -> Gradients {
+                          digests: OutputDigest? = nil, capture: OutputCapture? = nil, checkProducts: Bool = false) -> Gradients {
         let replicas = batches.count
         precondition(replicas > 0, "a step needs at least one replica")
         // Replicas are independent until the all-reduce: with several host threads they run
@@ -106,11 +107,12 @@ public struct Trainer: Sendable {
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
-                let digests = recordDigests || capture != nil ? SiteDigests(replica: r, capture: capture) : nil
+                // (A capture alone rides on the digests' pass over the outputs.)
+                let siteDigests = digests != nil || capture != nil ? SiteDigests(digests ?? .current, replica: r, capture: capture) : nil
                 let checks = checkProducts ? ProductChecks(replica: r) : nil
-                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: digests, checks: checks, derivedOperands: derived)
+                let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: siteDigests, checks: checks, derivedOperands: derived)
                 slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit),
-                              digests, checks))
+                              siteDigests, checks))
                 r += workers
             }
         }
