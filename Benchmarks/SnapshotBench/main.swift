@@ -196,9 +196,11 @@ print("  digest             " + mbps(best { for s in snapshots { sink &+= Int(tr
 print("  zstd-raw encode    " + mbps(try best { for s in snapshots { sink &+= try Zstd.compress(StateLayout.littleEndianBytes(of: s), level: level).count } }))
 let keyBlobs = try snapshots.map { try codec.encode($0) }
 let blobs16 = try snapshots.indices.map { try codec.encode(snapshots[$0], reference: ref16($0)) }
-print("  keyframe encode    " + mbps(try best { for s in snapshots { sink &+= try codec.encode(s).count } }))
+// Encodes in reused buffers, as a trace writer does.
+var buffers = EncodeBuffers()
+print("  keyframe encode    " + mbps(try best { for s in snapshots { sink &+= try codec.encode(s, using: &buffers).count } }))
 print("  keyframe decode    " + mbps(try best { for b in keyBlobs { sink &+= try codec.decode(b).count } }))
-print("  xor-key16 encode   " + mbps(try best { for i in snapshots.indices { sink &+= try codec.encode(snapshots[i], reference: ref16(i)).count } }))
+print("  xor-key16 encode   " + mbps(try best { for i in snapshots.indices { sink &+= try codec.encode(snapshots[i], reference: ref16(i), using: &buffers).count } }))
 print("  xor-key16 decode   " + mbps(try best { for i in snapshots.indices { sink &+= try codec.decode(blobs16[i], reference: ref16(i)).count } }))
 // The update delta a recording writes every step, with each of zstd's match finders (the
 // small one is what traces use): throughput over the update's raw bytes, and stored bytes.
@@ -209,7 +211,8 @@ for (name, finder) in [("update encode      ", Zstd.MatchFinder.small), ("  leve
     let seconds = try best {
         stored = 0
         for i in 1..<steps {
-            stored += try c.encodeUpdate(updates[i], stateDigest: Digest(value: 1), stateElements: layout.elementCount, referenceDigest: Digest(value: 1)).count
+            stored += try c.encodeUpdate(concatenationOf: [updates[i]], stateDigest: Digest(value: 1), stateElements: layout.elementCount,
+                                         referenceDigest: Digest(value: 1), using: &buffers).count
         }
     }
     print("  " + name + String(format: "%8.0f MB/s  (update MB/s; %.4fx)", updateMB / seconds, updateMB * 1e6 / Double(stored)))

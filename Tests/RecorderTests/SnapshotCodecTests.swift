@@ -65,6 +65,35 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
         }
     }
 
+    /// A writer encodes every snapshot in the same buffers, which keep the bytes of larger
+    /// earlier snapshots past the current one's end: each blob must be the one a fresh encode
+    /// gives, whatever came before (big, small, empty; keyframes, deltas, updates).
+    @Test func reusedBuffersEncodeAsFreshOnes() throws {
+        let big = awkwardValues(count: 70_001), small = Array(awkwardValues(count: 301).reversed())
+        let sequence: [(values: [Float], reference: [Float]?, update: Bool)] = [
+            (big, nil, false), (small, nil, true), (small, Array(big.prefix(301)), false), ([], nil, true), (big, big.reversed(), false),
+            (Array(big.prefix(40_000)), nil, true), (small, nil, false),
+        ]
+        for codec in Self.codecs {
+            var buffers = EncodeBuffers()
+            for (i, s) in sequence.enumerated() {
+                let prefix: [UInt8] = [UInt8(i), 0xFF]
+                if s.update {
+                    let fresh = try codec.encodeUpdate(concatenationOf: [s.values], stateDigest: Digest(value: 1), stateElements: 80_000,
+                                                       referenceDigest: Digest(value: 2), after: prefix)
+                    let reused = try codec.encodeUpdate(concatenationOf: [s.values], stateDigest: Digest(value: 1), stateElements: 80_000,
+                                                        referenceDigest: Digest(value: 2), after: prefix, using: &buffers)
+                    #expect(reused.elementsEqual(fresh), "options=\(codec.options), snapshot \(i)")
+                } else {
+                    let fresh = try codec.encode(s.values, reference: s.reference, after: prefix)
+                    let reused = try codec.encode(s.values, reference: s.reference, after: prefix, using: &buffers)
+                    #expect(reused.elementsEqual(fresh), "options=\(codec.options), snapshot \(i)")
+                    #expect(bits(try codec.decode(Array(reused.dropFirst(2)), reference: s.reference)) == bits(s.values))
+                }
+            }
+        }
+    }
+
     /// A recording shuffles an update from its tensors where they lie, behind the frame's own
     /// header: the bytes must be those of the concatenated update's blob behind that header.
     @Test func anUpdateFromChunksIsTheUpdateOfTheirConcatenation() throws {

@@ -112,6 +112,18 @@ public enum Zstd {
     /// reads it.
     public static func compress(planes: Int, of input: UnsafeRawBufferPointer, level: Int32 = 1,
                                 matchFinder: MatchFinder = .small, after prefix: [UInt8] = []) throws(ZstdError) -> [UInt8] {
+        var out: [UInt8] = []
+        let count = try compress(planes: planes, of: input, level: level, matchFinder: matchFinder, after: prefix, into: &out)
+        out.removeLast(out.count - count)
+        return out
+    }
+
+    /// ``compress(planes:of:level:matchFinder:after:)`` written into `out`, a buffer reused
+    /// from one call to the next (grown with zeros when too short, never shrunk): returns how
+    /// many of its bytes hold `prefix` and the frame. A writer that takes megabytes of fresh
+    /// memory for every step's frame pays page faults and the kernel's zeroing of the pages.
+    public static func compress(planes: Int, of input: UnsafeRawBufferPointer, level: Int32 = 1, matchFinder: MatchFinder = .small,
+                                after prefix: [UInt8] = [], into out: inout [UInt8]) throws(ZstdError) -> Int {
         precondition(planes >= 1, "at least one plane")
         let n = input.count
         func plane(_ p: Int) -> Range<Int> { p * n / planes..<(p + 1) * n / planes }
@@ -146,7 +158,7 @@ public enum Zstd {
         let blockCount = 2 + n / blockLimit
         let capacity = 18 + n + 3 * blockCount + ZSTD_compressBound(blockLimit)
 
-        return try written(after: prefix, capacity: capacity) { (base: UnsafeMutablePointer<UInt8>) throws(ZstdError) in
+        return try written(after: prefix, capacity: capacity, into: &out) { (base: UnsafeMutablePointer<UInt8>) throws(ZstdError) in
             var at = 0
             func put(_ bytes: [UInt8]) {
                 for b in bytes { base[at] = b; at += 1 }
@@ -185,6 +197,23 @@ public enum Zstd {
             }
             return at
         }
+    }
+
+    /// ``written(after:capacity:_:)`` into `out` (grown with zeros when shorter than `prefix`
+    /// plus `capacity`): returns the count of bytes written.
+    private static func written(after prefix: [UInt8], capacity: Int, into out: inout [UInt8],
+                                _ write: (UnsafeMutablePointer<UInt8>) throws(ZstdError) -> Int) throws(ZstdError) -> Int {
+        if out.count < prefix.count + capacity { out = [UInt8](repeating: 0, count: prefix.count + capacity) }
+        let result = out.withUnsafeMutableBufferPointer { dst in
+            Result { () throws(ZstdError) -> Int in
+                guard let base = dst.baseAddress else { throw .compressionFailed("no output buffer") }
+                prefix.withUnsafeBufferPointer { p in
+                    if let from = p.baseAddress { base.update(from: from, count: p.count) }
+                }
+                return prefix.count + (try write(base + prefix.count))
+            }
+        }
+        return try result.get()
     }
 
     /// Whether `bytes` look like noise to an entropy coder: in each of four windows of 16 KiB

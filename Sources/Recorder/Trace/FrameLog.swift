@@ -233,7 +233,7 @@ public final class AppendFile {
 
     /// Writes `head` and then `body` (a frame's header and payload), without first copying
     /// them into one array.
-    public func write(_ head: [UInt8], then body: [UInt8]) throws(TraceError) {
+    public func write(_ head: [UInt8], then body: ArraySlice<UInt8>) throws(TraceError) {
         try Self.write(head, then: body, to: fd, path: path)
     }
 
@@ -249,7 +249,7 @@ public final class AppendFile {
 
     /// Writes all of `head` and then all of `body` to `fd` (the file `path`), in one system
     /// call where it can (`writev`), retrying short and interrupted writes.
-    public static func write(_ head: [UInt8], then body: [UInt8] = [], to fd: Int32, path: String) throws(TraceError) {
+    public static func write(_ head: [UInt8], then body: ArraySlice<UInt8> = [], to fd: Int32, path: String) throws(TraceError) {
         let total = head.count + body.count
         var written = 0
         while written < total {
@@ -283,7 +283,12 @@ public final class FrameAppender {
     }
 
     public func append(kind: FrameKind, step: Int, payload: [UInt8]) throws(TraceError) {
-        let header = FrameHeader(kind: kind, step: step, length: payload.count, payloadChecksum: FrameLog.checksum(payload[...]))
+        try append(kind: kind, step: step, payload: payload[...])
+    }
+
+    /// The same for bytes that lie in a larger buffer (an encoder's, reused step to step).
+    public func append(kind: FrameKind, step: Int, payload: ArraySlice<UInt8>) throws(TraceError) {
+        let header = FrameHeader(kind: kind, step: step, length: payload.count, payloadChecksum: FrameLog.checksum(payload))
         try file.write(header.encoded(), then: payload)
     }
 

@@ -66,9 +66,10 @@ struct SnapshotStore: Sendable {
     }
 
     /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values.
-    func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String) throws(TraceError) -> [UInt8] {
+    func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String,
+                using buffers: inout EncodeBuffers) throws(TraceError) -> ArraySlice<UInt8> {
         do {
-            return try codec.encode(flat, reference: keyframe, after: Self.stepBytes(step))
+            return try codec.encode(flat, reference: keyframe, after: Self.stepBytes(step), using: &buffers)
         } catch {
             throw .io(file: file, reason: "cannot encode the snapshot after step \(step): \(error)")
         }
@@ -76,7 +77,8 @@ struct SnapshotStore: Sendable {
 
     /// An update delta: `g`'s gradients and batch statistics, which take the state with flat
     /// digest `previous` (after `step - 1` updates) to the one with `digest`.
-    func encodeUpdate(_ g: Trainer.Gradients, step: Int, digest: Digest, previous: Digest, file: String) throws(TraceError) -> [UInt8] {
+    func encodeUpdate(_ g: Trainer.Gradients, step: Int, digest: Digest, previous: Digest, file: String,
+                      using buffers: inout EncodeBuffers) throws(TraceError) -> ArraySlice<UInt8> {
         func bad(_ reason: String) -> TraceError { .io(file: file, reason: "cannot encode the update of step \(step - 1): \(reason)") }
         let p = layout.parameterNames.count
         guard g.gradients.count == p, g.statistics.count == layout.modelStateNames.count else {
@@ -95,7 +97,7 @@ struct SnapshotStore: Sendable {
         }
         do {
             return try codec.encodeUpdate(concatenationOf: chunks, stateDigest: digest, stateElements: layout.elementCount,
-                                          referenceDigest: previous, after: Self.stepBytes(step))
+                                          referenceDigest: previous, after: Self.stepBytes(step), using: &buffers)
         } catch {
             throw bad("\(error)")
         }

@@ -18,6 +18,8 @@ public final class TraceWriter {
     /// The latest snapshot written: its step and flat digest, for update deltas.
     private var previous: (step: Int, digest: Digest)?
     private var snapshotsWritten: Int
+    /// The encoder's byte buffers, reused snapshot to snapshot.
+    private var buffers = EncodeBuffers()
     /// Held for the writer's lifetime: a second writer of the same directory (two `record
     /// --resume` at once, two replays into one `--out`) is refused instead of interleaving
     /// frames.
@@ -122,15 +124,17 @@ public final class TraceWriter {
     /// on the snapshots written before, so a resumed trace encodes like an uninterrupted one.
     public func appendSnapshot(_ state: TrainingState, update: Trainer.Gradients? = nil) throws(TraceError) {
         let isKey = snapshotsWritten % manifest.keyframeEvery == 0 || keyframe == nil
-        let payload: [UInt8], digest: Digest
+        let payload: ArraySlice<UInt8>, digest: Digest
         var flatValues: [Float]?
         if !isKey, writesUpdates, let update, let previous, previous.step == state.step - 1 {
             digest = try snapshots.flatDigest(state, file: frames.path)
-            payload = try snapshots.encodeUpdate(update, step: state.step, digest: digest, previous: previous.digest, file: frames.path)
+            payload = try snapshots.encodeUpdate(update, step: state.step, digest: digest, previous: previous.digest, file: frames.path,
+                                                 using: &buffers)
         } else {
             let flat = try snapshots.flatten(state, file: frames.path)
             digest = flat.digest
-            payload = try snapshots.encode(flat.values, step: state.step, against: isKey ? nil : keyframe, file: frames.path)
+            payload = try snapshots.encode(flat.values, step: state.step, against: isKey ? nil : keyframe, file: frames.path,
+                                           using: &buffers)
             flatValues = flat.values
         }
         try frames.append(kind: .snapshot, step: state.step, payload: payload)
