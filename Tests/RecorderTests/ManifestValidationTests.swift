@@ -71,6 +71,21 @@ import Sim
         #expect(try Self.error("digest-unknown") { $0["outputDigest"] = "lanes" }.contains("outputDigest"))
         #expect(try Self.error("digest-v2-absent") { $0["formatVersion"] = 2; $0["outputDigest"] = nil } == "no error")
         #expect(try Self.error("digest-v3-element") { $0["outputDigest"] = "element-lanes" } == "no error")
+
+        // A writer refuses, before creating anything, a manifest no reader would accept.
+        for (version, digest) in [(2, OutputDigest.pairLanes), (4, .pairLanes)] {
+            var m = manifest
+            (m.formatVersion, m.outputDigest) = (version, digest)
+            let dir = scratch("validation-writer-\(version)")
+            try? FileManager.default.removeItem(atPath: dir)
+            do {
+                _ = try TraceWriter(creating: dir, manifest: m)
+                Issue.record("format \(version) with \(digest) was written")
+            } catch {
+                #expect(error.description.contains(version == 2 ? "field 'outputDigest'" : "trace format version 4"), "\(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir))
+        }
     }
 
     /// A field of the wrong type, out of its type's range or missing is named, with the file,

@@ -67,6 +67,22 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     public static let maximumSteps = 1 << 40
     public static let maximumReplicas = 1 << 12
 
+    /// Checks that this tpufi reads the format version and that the operation digest fits it
+    /// (stated from format 3 on, element by element before); the error names the field. A
+    /// writer checks this before it creates anything: a trace no reader accepts is not written.
+    public func validateFormat(file: String) throws(TraceError) {
+        guard Self.readableFormatVersions.contains(formatVersion) else {
+            throw .malformed(file: file, reason: "trace format version \(formatVersion); this tpufi reads versions \(Self.readableFormatVersions.lowerBound)-\(Self.readableFormatVersions.upperBound)")
+        }
+        func bad(_ reason: String) -> TraceError { .malformed(file: file, reason: "field 'outputDigest': \(reason)") }
+        switch (formatVersion, outputDigest) {
+        case (3..., nil): throw bad("missing; format \(formatVersion) states how operation outputs were digested")
+        case (...2, .some(let d)) where d != .elementLanes:
+            throw bad("'\(d.rawValue)' in format \(formatVersion), which digests operation outputs element by element")
+        default: break
+        }
+    }
+
     /// Checks every field a reader computes with, and that the sites and parameter names are
     /// those of the model the configuration describes; the error names the field. Returns
     /// that model.
@@ -94,12 +110,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         } catch {
             throw bad("config.scale", "\(error)")
         }
-        switch (formatVersion, outputDigest) {
-        case (3..., nil): throw bad("outputDigest", "missing; format \(formatVersion) states how operation outputs were digested")
-        case (...2, .some(let d)) where d != .elementLanes:
-            throw bad("outputDigest", "'\(d.rawValue)' in format \(formatVersion), which digests operation outputs element by element")
-        default: break
-        }
+        try validateFormat(file: file)
         guard sites == model.sites.map(\.name) else {
             throw bad("sites", "\(sites.count) sites that are not those of \(config.title) (\(model.sites.count))")
         }

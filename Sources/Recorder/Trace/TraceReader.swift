@@ -35,9 +35,7 @@ public struct TraceReader: Sendable {
         case .success(let m): manifest = m
         case .failure(let e): throw .malformed(file: manifestPath, reason: "not a valid manifest: \(e)")
         }
-        guard TraceManifest.readableFormatVersions.contains(manifest.formatVersion) else {
-            throw .malformed(file: manifestPath, reason: "trace format version \(manifest.formatVersion); this tpufi reads versions \(TraceManifest.readableFormatVersions.lowerBound)-\(TraceManifest.readableFormatVersions.upperBound)")
-        }
+        try manifest.validateFormat(file: manifestPath)
         snapshots = try SnapshotStore(manifest: manifest, model: try manifest.validate(file: manifestPath))
         let path = TraceWriter.framesPath(directory)
         file = try FrameFile(path: path)

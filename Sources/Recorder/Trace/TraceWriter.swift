@@ -34,6 +34,7 @@ public final class TraceWriter {
 
     /// Starts a new trace in `directory`, which must not exist or be empty.
     public init(creating directory: String, manifest: TraceManifest) throws(TraceError) {
+        try manifest.validateFormat(file: Self.manifestPath(directory))
         let fm = FileManager.default
         let unfinishedManifest = temporaryPath(Self.manifestPath(directory))
         // Refused before anything is created in a directory that holds something else.
