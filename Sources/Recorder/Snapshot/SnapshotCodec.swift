@@ -435,7 +435,7 @@ public struct KeyframePolicy: Sendable, Equatable {
 /// The byte buffers an encoder reuses from one snapshot to the next: the transformed (XORed,
 /// shuffled) values and the compressed frame. Each is grown with zeros when too short and
 /// never shrunk, so a writer touches the same pages every step instead of megabytes of
-/// fresh memory (page faults and the kernel's zeroing of new pages, 0.2-0.5 % of a
+/// fresh memory (page faults and the kernel's zeroing of new pages, 0.1-0.5 % of a
 /// recording's CPU when measured). One per writer; bytes handed out by an encode are valid
 /// until the buffers' next use (copy on write keeps them intact if kept longer).
 public struct EncodeBuffers: Sendable {

@@ -88,6 +88,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     /// that model.
     @discardableResult
     public func validate(file: String) throws(TraceError) -> any Model {
+        try validateFormat(file: file)
         func bad(_ field: String, _ reason: String) -> TraceError { .malformed(file: file, reason: "field '\(field)': \(reason)") }
         let counts: [(String, Int, ClosedRange<Int>)] = [
             // (Only divisors: a campaign's sparse traces snapshot "never but at the end", Int.max.)
@@ -110,7 +111,6 @@ public struct TraceManifest: Codable, Sendable, Equatable {
         } catch {
             throw bad("config.scale", "\(error)")
         }
-        try validateFormat(file: file)
         guard sites == model.sites.map(\.name) else {
             throw bad("sites", "\(sites.count) sites that are not those of \(config.title) (\(model.sites.count))")
         }

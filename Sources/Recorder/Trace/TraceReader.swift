@@ -35,7 +35,6 @@ public struct TraceReader: Sendable {
         case .success(let m): manifest = m
         case .failure(let e): throw .malformed(file: manifestPath, reason: "not a valid manifest: \(e)")
         }
-        try manifest.validateFormat(file: manifestPath)
         snapshots = try SnapshotStore(manifest: manifest, model: try manifest.validate(file: manifestPath))
         let path = TraceWriter.framesPath(directory)
         file = try FrameFile(path: path)
