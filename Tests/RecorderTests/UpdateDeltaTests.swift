@@ -57,6 +57,47 @@ import Sim
         #expect(try reader.verify() == reader.frames.count)
     }
 
+    /// Format 3: an update delta's header records the digest of the state it rebuilds, the
+    /// one its step record holds (taken once on the writer's thread); format 2 recorded the
+    /// digest of that state's flat values. Both restore every step exactly, and the records
+    /// hold the states' digests either way, with and without a stop rule (which takes the
+    /// digest on the training thread and hands it to the writer).
+    @Test func updateDeltasOfFormat3RecordTheStateDigest() throws {
+        let run = try Self.run(OptimizerConfig(kind: .adam))
+        let steps = 5
+        let direct = Self.direct(run, steps: steps)
+        let store = try SnapshotStore(manifest: try TraceRecorder.manifest(run: run, dataset: Self.dataset, steps: steps, policy: Self.policy))
+        for (version, stopRule) in [(2, false), (3, false), (3, true)] {
+            let dir = scratch("updates-digest-\(version)-\(stopRule)")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let reader: TraceReader
+            if stopRule {
+                let manifest = try TraceRecorder.manifest(run: run, dataset: Self.dataset, steps: steps, policy: Self.policy)
+                let writer = try TraceWriter(creating: dir, manifest: manifest)
+                try writer.appendSnapshot(run.initialState())
+                try TraceRecorder.loop(run: run, writer: writer, from: run.initialState(), to: steps, stop: { _, _ in false }, report: { _ in })
+                reader = try TraceReader(directory: dir)
+            } else {
+                reader = try Self.record(run, steps: steps, version: version, to: dir)
+            }
+            let records = try reader.stepRecords()
+            #expect(records.map(\.stateDigest) == direct.dropFirst().map(\.digest.description), "format \(version)")
+            var updates = 0
+            for frame in reader.frames where frame.header.kind == .snapshot {
+                let header = try #require(reader.snapshotHeader(frame))
+                guard header.kind == .update else { continue }
+                updates += 1
+                let state = direct[frame.header.step]
+                let flat = try store.layout.flatDigest(state)
+                let (expected, other) = version >= 3 ? (state.digest, flat) : (flat, state.digest)
+                #expect(header.digest == expected && header.digest != other, "format \(version), step \(frame.header.step)")
+            }
+            #expect(updates == 4)
+            for t in 0...steps { #expect(try reader.snapshot(at: t) == direct[t], "format \(version), step \(t)") }
+            #expect(try reader.verify() == reader.frames.count)
+        }
+    }
+
     /// A delta whose reconstruction is not the recorded state is an error naming the frame and
     /// the step, whether the update was altered (frame checksums intact) or the manifest
     /// describes another optimizer than the one that recorded the trace.

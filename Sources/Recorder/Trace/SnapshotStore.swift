@@ -10,9 +10,14 @@ struct SnapshotStore: Sendable {
     /// Applies update deltas; only its optimizer, schedule and the model's state update are used.
     let trainer: Trainer
     let codec = SnapshotCodec()
+    /// Whether an update delta's header holds the digest of the state it rebuilds
+    /// (``TrainingState/digest``, which the step record holds too: from trace format 3) rather
+    /// than the digest of that state's flat values (format 2), a second pass over the state.
+    let updatesHoldStateDigests: Bool
 
-    /// A decoded snapshot: the state and the digest of its flat values (what blob headers
-    /// record), verified, so that the next update's reference check needs no rehash.
+    /// A decoded snapshot: the state and the digest its blob header records, verified (of its
+    /// flat values, or for a format-3 update delta the state's digest), so that the next
+    /// update's reference check needs no rehash.
     struct Decoded: Sendable {
         var state: TrainingState
         var digest: Digest
@@ -38,6 +43,7 @@ struct SnapshotStore: Sendable {
             throw .mismatch("cannot lay out the state of \(c.title): \(error)")
         }
         trainer = Trainer(model: model, optimizer: c.optimizer, schedule: c.schedule, mxu: MXU(config: c.chip, precision: c.precision))
+        updatesHoldStateDigests = manifest.formatVersion >= 3
     }
 
     /// Values in an update delta: one gradient per parameter, then one statistic per
@@ -144,7 +150,15 @@ struct SnapshotStore: Sendable {
             }
             let (_, values) = try codec.decodeUpdate(blob, updateElements: updateElements, referenceDigest: reference.digest)
             let next = trainer.apply(gradients(values), to: reference.state)
-            try SnapshotCodec.checkUpdateResult(try layout.flatten(next), header: header)
+            if updatesHoldStateDigests {
+                guard Int(header.elementCount) == layout.elementCount else {
+                    throw SnapshotCodecError.referenceSizeMismatch(elements: layout.elementCount, expected: Int(header.elementCount))
+                }
+                let got = next.digest
+                guard got == header.digest else { throw SnapshotCodecError.updateMismatch(expected: header.digest, got: got) }
+            } else {
+                try SnapshotCodec.checkUpdateResult(try layout.flatten(next), header: header)
+            }
             return Decoded(state: next, digest: header.digest)
         } catch let error as TraceError {
             throw error

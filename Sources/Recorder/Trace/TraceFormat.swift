@@ -9,7 +9,8 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     /// Bumped whenever a reader of the previous version could misread a trace. Version 2
     /// added update deltas (snapshots stored as the step's gradients and batch statistics);
     /// version 3 names how the step records' operation digests are taken (``outputDigest``),
-    /// and new traces take them two elements at a time.
+    /// new traces take them two elements at a time, and an update delta records the digest of
+    /// the state it rebuilds (``TrainingState/digest``) rather than of its flat values.
     public static let currentFormatVersion = 3
     /// Versions this tpufi reads: 1 (keyframes and XOR deltas only), 2 and 3.
     public static let readableFormatVersions = 1...3
@@ -38,7 +39,7 @@ public struct TraceManifest: Codable, Sendable, Equatable {
     /// MXU operations in execution order: each step record's per-replica digests align to it.
     public var sites: [String]
     /// How the step records' operation digests were taken: stated from format 3 on (a
-    /// replay's trace states its golden's, so that the two compare); absent in formats 1 and
+    /// replay writes its golden's format, so that the two compare); absent in formats 1 and
     /// 2, which took them element by element. Read it through ``outputDigests``.
     public var outputDigest: OutputDigest? = OutputDigest.current
     public var parameterNames: [String]

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Sim
 
 /// Records golden runs: the training loop of ``TrainingRun`` with a ``TraceWriter`` around it.
@@ -101,6 +102,11 @@ public enum TraceRecorder {
         var record: StepRecord?
         // The state whose digest the record still lacks (no `stop` asked for it).
         var undigested: TrainingState?
+        // A state digest already taken: by `stop` (on this thread), or by the writer for an
+        // update delta that records it (format 3), for the step record to reuse. Keyed by the
+        // state's step; each step's state is committed once.
+        var digested: (step: Int, digest: Digest)?
+        let taken = Mutex<(step: Int, digest: Digest)?>(nil)
         // The writer encodes, writes and syncs each step while the next one trains.
         let appends = BackgroundAppends(writer)
         let snapshotEvery = writer.manifest.snapshotEvery
@@ -115,8 +121,9 @@ public enum TraceRecorder {
                 (record, undigested) = (r, s.state)
                 return false
             }
-            r.stateDigest = s.state.digest.description
-            (record, undigested) = (r, nil)
+            let digest = s.state.digest
+            r.stateDigest = digest.description
+            (record, undigested, digested) = (r, nil, (s.state.step, digest))
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
             return try stop(r, s.state)
         }, step: { s in
@@ -129,7 +136,10 @@ public enum TraceRecorder {
                 try appends.add { try $0.appendSnapshot(state) }
             } else if state.step % snapshotEvery == 0 || s.last {
                 let update = s.gradients
-                try appends.add { try $0.appendSnapshot(state, update: update) }
+                let known = digested?.step == state.step ? digested?.digest : nil
+                try appends.add { writer in
+                    if let d = try writer.appendSnapshot(state, update: update, stateDigest: known) { taken.withLock { $0 = (state.step, d) } }
+                }
             }
             report(.step(globalStep: s.index, metrics: s.metrics))
         }, epoch: { summary, _ in
@@ -140,7 +150,10 @@ public enum TraceRecorder {
             let state = undigested
             try appends.add { writer in
                 var complete = record
-                if let state { complete.stateDigest = state.digest.description }
+                if let state {
+                    let reused = taken.withLock { $0?.step == state.step ? $0?.digest : nil }
+                    complete.stateDigest = (reused ?? state.digest).description
+                }
                 try writer.appendStep(complete)
             }
         }, mitigated: mitigated)

@@ -15,7 +15,7 @@ public final class TraceWriter {
     private let snapshots: SnapshotStore
     /// The latest keyframe written (flat values), for XOR deltas.
     private var keyframe: [Float]?
-    /// The latest snapshot written: its step and flat digest, for update deltas.
+    /// The latest snapshot written: its step and the digest its header records, for update deltas.
     private var previous: (step: Int, digest: Digest)?
     private var snapshotsWritten: Int
     /// The encoder's byte buffers, reused snapshot to snapshot.
@@ -123,12 +123,24 @@ public final class TraceWriter {
     /// the frame stores just that (an update delta) unless a keyframe is due. Otherwise the
     /// frame is a keyframe or an XOR delta against the latest keyframe. Which one depends only
     /// on the snapshots written before, so a resumed trace encodes like an uninterrupted one.
-    public func appendSnapshot(_ state: TrainingState, update: Trainer.Gradients? = nil) throws(TraceError) {
+    ///
+    /// `stateDigest`: `state.digest`, when the caller has it. Returns the state's digest when
+    /// the snapshot took it (a format-3 update delta records it), so that the step record
+    /// need not take it again; nil otherwise.
+    @discardableResult
+    public func appendSnapshot(_ state: TrainingState, update: Trainer.Gradients? = nil,
+                               stateDigest: Digest? = nil) throws(TraceError) -> Digest? {
         let isKey = snapshotsWritten % manifest.keyframeEvery == 0 || keyframe == nil
         let payload: ArraySlice<UInt8>, digest: Digest
         var flatValues: [Float]?
+        var taken: Digest?
         if !isKey, writesUpdates, let update, let previous, previous.step == state.step - 1 {
-            digest = try snapshots.flatDigest(state, file: frames.path)
+            if snapshots.updatesHoldStateDigests {
+                digest = stateDigest ?? state.digest
+                taken = digest
+            } else {
+                digest = try snapshots.flatDigest(state, file: frames.path)
+            }
             payload = try snapshots.encodeUpdate(update, step: state.step, digest: digest, previous: previous.digest, file: frames.path,
                                                  using: &buffers)
         } else {
@@ -142,6 +154,7 @@ public final class TraceWriter {
         if isKey { keyframe = flatValues }
         previous = (state.step, digest)
         snapshotsWritten += 1
+        return taken
     }
 
     /// Appends a step's record and makes everything so far durable.

@@ -341,10 +341,11 @@ public enum FaultReplay {
         // Clamped before adding: any count past the golden's end means to the end (even Int.max).
         let end = options.stepsAfterInjection.map { min(reader.completedSteps, globalStep + 1 + min($0, reader.completedSteps)) } ?? reader.completedSteps
         var manifest = m
-        // A new trace: the current format (update deltas), whatever the golden's version, but
-        // the golden's operation digests, so that the two traces' records compare.
-        manifest.formatVersion = TraceManifest.currentFormatVersion
-        manifest.outputDigest = m.outputDigests
+        // A new trace in the golden's format, at least 2 (update deltas): its records then
+        // compare with the golden's (operation digests taken alike), and the replay of an
+        // older golden writes the bytes the tool of its time wrote.
+        manifest.formatVersion = max(m.formatVersion, 2)
+        manifest.outputDigest = m.outputDigest
         manifest.plannedSteps = end
         manifest.complete = false
         manifest.completedSteps = 0
