@@ -93,6 +93,13 @@ import Sim
                 #expect(header.digest == expected && header.digest != other, "format \(version), step \(frame.header.step)")
             }
             #expect(updates == 4)
+            // Payload checksums: two words a lane step from format 3 on, one before.
+            let bytes = fileBytes(reader.framesPath)
+            for frame in reader.frames {
+                let payload = bytes[frame.payloadOffset ..< frame.end]
+                let (expected, other) = (FrameLog.payloadChecksum(payload, formatVersion: version), FrameLog.payloadChecksum(payload, formatVersion: 5 - version))
+                #expect(frame.header.payloadChecksum == expected && expected != other, "format \(version), frame \(frame.index)")
+            }
             for t in 0...steps { #expect(try reader.snapshot(at: t) == direct[t], "format \(version), step \(t)") }
             #expect(try reader.verify() == reader.frames.count)
         }
@@ -111,7 +118,8 @@ import Sim
 
         // Re-encode step 2's update with one gradient changed by one ulp, same digests, and
         // rewrite the frame file with valid checksums around it.
-        let payload = try FrameLog.payload(victim, in: fileBytes(reader.framesPath), file: reader.framesPath)
+        let payload = try FrameLog.payload(victim, in: fileBytes(reader.framesPath), file: reader.framesPath,
+                                           formatVersion: reader.manifest.formatVersion)
         let blob = Array(payload.dropFirst(8))
         let header = try SnapshotHeader(parsing: blob)
         let referenceDigest = try #require(header.referenceDigest)
@@ -121,7 +129,7 @@ import Sim
                                                                             stateElements: Int(header.elementCount), referenceDigest: referenceDigest))
         let bytes = fileBytes(reader.framesPath)
         try FileManager.default.removeItem(atPath: reader.framesPath)
-        let appender = try FrameAppender(path: reader.framesPath)
+        let appender = try FrameAppender(path: reader.framesPath, formatVersion: reader.manifest.formatVersion)
         for f in reader.frames {
             try appender.append(kind: f.header.kind, step: f.header.step,
                                 payload: f.index == victim.index ? forged : Array(bytes[f.payloadOffset ..< f.end]))

@@ -320,7 +320,7 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
         var rng = CounterRNG(seed: 11, purpose: .synthetic, 0)
         let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for start in [0, 1, 3] {
-            for count in [0, 1, 2, 3, 4, 5, 31, 127, 128, 129, 130, 131, 255, 296] {
+            for count in [0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 31, 127, 128, 129, 130, 131, 255, 256, 257, 260, 261, 296] {
                 let slice = bytes[start ..< start + count]
                 var padded = [Float](repeating: 0, count: (count + 3) / 4)
                 padded.withUnsafeMutableBytes { dst in slice.withUnsafeBytes { dst.copyMemory(from: $0) } }
@@ -328,6 +328,11 @@ final class ProductShapeHook: OperandHook, @unchecked Sendable {
                 slice.withUnsafeBytes { direct.add(bytes: $0) }
                 copied.add(padded)
                 #expect(direct == copied, "start \(start), \(count) bytes")
+                // The same for the pair form (format-3 frame checksums).
+                var pairDirect = Digest(value: 7), pairCopied = Digest(value: 7)
+                slice.withUnsafeBytes { pairDirect.add(pairBytes: $0) }
+                padded.withUnsafeBufferPointer { pairCopied.add(pairsOf: $0) }
+                #expect(pairDirect == pairCopied, "pairs: start \(start), \(count) bytes")
             }
         }
     }

@@ -37,7 +37,7 @@ public struct TraceReader: Sendable {
         }
         snapshots = try SnapshotStore(manifest: manifest, model: try manifest.validate(file: manifestPath))
         let path = TraceWriter.framesPath(directory)
-        file = try FrameFile(path: path)
+        file = try FrameFile(path: path, formatVersion: manifest.formatVersion)
         let scan = try file.scan()
         // A frame's step is a number from the file: bound it before anything computes with it.
         let planned = manifest.plannedSteps

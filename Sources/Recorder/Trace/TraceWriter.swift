@@ -64,7 +64,7 @@ public final class TraceWriter {
         self.directory = directory
         self.manifest = manifest
         try writeAtomically(try Self.encode(manifest, path: Self.manifestPath(directory)), to: Self.manifestPath(directory))
-        frames = try FrameAppender(path: Self.framesPath(directory))
+        frames = try FrameAppender(path: Self.framesPath(directory), formatVersion: manifest.formatVersion)
         snapshots = try SnapshotStore(manifest: manifest)
         snapshotsWritten = 0
     }
@@ -104,7 +104,7 @@ public final class TraceWriter {
         directory = reader.directory
         manifest = reader.manifest
         manifest.complete = false
-        frames = try FrameAppender(path: Self.framesPath(directory), truncateTo: length)
+        frames = try FrameAppender(path: Self.framesPath(directory), formatVersion: manifest.formatVersion, truncateTo: length)
         snapshots = try SnapshotStore(manifest: manifest)
         let kept = reader.frames.filter { $0.header.kind == .snapshot && $0.header.step <= reader.completedSteps }
         snapshotsWritten = kept.count

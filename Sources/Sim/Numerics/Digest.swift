@@ -59,6 +59,23 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
         value = lanes.fold(into: value)
     }
 
+    /// What ``add(pairsOf:)`` gives for `bytes` taken as 32-bit words in the host's byte order,
+    /// the last one padded with zero bytes, without copying them into whole words first (a
+    /// format-3 frame's payload checksum).
+    public mutating func add(pairBytes bytes: UnsafeRawBufferPointer) {
+        let pairs = bytes.count / 8
+        var lanes = Lanes(seed: value, count: (bytes.count + 3) / 4)
+        if let base = bytes.baseAddress {
+            lanes.feed(pairs: base, count: pairs)
+            if 8 * pairs < bytes.count {
+                var tail: UInt64 = 0
+                withUnsafeMutableBytes(of: &tail) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[(8 * pairs)...])) }
+                lanes.step(word: tail)
+            }
+        }
+        value = lanes.fold(into: value)
+    }
+
     /// What ``add(_:)-(UnsafeBufferPointer<Float>)`` of the concatenation of `chunks` gives,
     /// without building it (a state's flat layout digested from its tensors where they lie).
     public mutating func add(concatenationOf chunks: [[Float]]) {
