@@ -210,6 +210,15 @@ func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
         let flat = try layout.flatten(state)
         #expect(flat.count == layout.elementCount && layout.byteCount == 4 * flat.count)
         #expect(Array(flat[layout.tensors[p + 1].range]) == state.slots[1][0])
+        // Into a buffer that held other values, longer and shorter: the same values, and
+        // the buffer's own storage when nothing else refers to it.
+        for staleCount in [flat.count + 1000, 3] {
+            var reused = [Float](repeating: .nan, count: staleCount)
+            let before = reused.withUnsafeBufferPointer { $0.baseAddress }
+            try layout.flatten(state, into: &reused)
+            #expect(bits(reused) == bits(flat))
+            if staleCount > flat.count { #expect(reused.withUnsafeBufferPointer { $0.baseAddress } == before) }
+        }
         let restored = try layout.state(from: flat, step: state.step)
         #expect(restored.digest == state.digest)
         #expect(bits(restored.parameters[0]) == bits(state.parameters[0]))

@@ -149,9 +149,18 @@ public struct StateLayout: Sendable, Equatable {
     /// tensor counts differ from the layout.
     public func flatten(_ state: TrainingState) throws(StateLayoutError) -> [Float] {
         var out = [Float]()
-        out.reserveCapacity(elementCount)
-        for t in try tensors(of: state) { out.append(contentsOf: t) }
+        try flatten(state, into: &out)
         return out
+    }
+
+    /// ``flatten(_:)`` into `out`, replacing its values; its storage is reused when nothing
+    /// else refers to it (a trace writer's keyframe: the same pages every keyframe, not fresh
+    /// megabytes).
+    public func flatten(_ state: TrainingState, into out: inout [Float]) throws(StateLayoutError) {
+        let tensors = try tensors(of: state)
+        out.removeAll(keepingCapacity: true)
+        out.reserveCapacity(elementCount)
+        for t in tensors { out.append(contentsOf: t) }
     }
 
     /// The digest of ``flatten(_:)``'s values (`Digest.of`), read from the state's tensors

@@ -54,9 +54,16 @@ struct SnapshotStore: Sendable {
 
     /// `state`'s flat values and their digest.
     func flatten(_ state: TrainingState, file: String) throws(TraceError) -> (values: [Float], digest: Digest) {
+        var values: [Float] = []
+        let digest = try flatten(state, into: &values, file: file)
+        return (values, digest)
+    }
+
+    /// ``flatten(_:file:)`` into `values` (``StateLayout/flatten(_:into:)``); returns the digest.
+    func flatten(_ state: TrainingState, into values: inout [Float], file: String) throws(TraceError) -> Digest {
         do {
-            let values = try layout.flatten(state)
-            return (values, Digest.of(values))
+            try layout.flatten(state, into: &values)
+            return Digest.of(values)
         } catch {
             throw .io(file: file, reason: "cannot lay out the state after step \(state.step): \(error)")
         }

@@ -20,6 +20,8 @@ public final class TraceWriter {
     private var snapshotsWritten: Int
     /// The encoder's byte buffers, reused snapshot to snapshot.
     private var buffers = EncodeBuffers()
+    /// The flat values of the last XOR delta, whose storage the next one reuses.
+    private var deltaValues: [Float] = []
     /// Held for the writer's lifetime: a second writer of the same directory (two `record
     /// --resume` at once, two replays into one `--out`) is refused instead of interleaving
     /// frames.
@@ -132,8 +134,8 @@ public final class TraceWriter {
                                stateDigest: Digest? = nil) throws(TraceError) -> Digest? {
         let isKey = snapshotsWritten % manifest.keyframeEvery == 0 || keyframe == nil
         let payload: ArraySlice<UInt8>, digest: Digest
-        var flatValues: [Float]?
         var taken: Digest?
+        var flat: [Float]?
         if !isKey, writesUpdates, let update, let previous, previous.step == state.step - 1 {
             if snapshots.updatesHoldStateDigests {
                 digest = stateDigest ?? state.digest
@@ -144,14 +146,18 @@ public final class TraceWriter {
             payload = try snapshots.encodeUpdate(update, step: state.step, digest: digest, previous: previous.digest, file: frames.path,
                                                  using: &buffers)
         } else {
-            let flat = try snapshots.flatten(state, file: frames.path)
-            digest = flat.digest
-            payload = try snapshots.encode(flat.values, step: state.step, against: isKey ? nil : keyframe, file: frames.path,
+            // Flattened into the storage of the keyframe it replaces (a keyframe needs no
+            // reference) or of the last XOR delta: the same pages each time, not fresh ones.
+            var values: [Float]
+            if isKey { (values, keyframe) = (keyframe ?? [], nil) } else { (values, deltaValues) = (deltaValues, []) }
+            digest = try snapshots.flatten(state, into: &values, file: frames.path)
+            payload = try snapshots.encode(values, step: state.step, against: isKey ? nil : keyframe, file: frames.path,
                                            using: &buffers)
-            flatValues = flat.values
+            flat = values
         }
         try frames.append(kind: .snapshot, step: state.step, payload: payload)
-        if isKey { keyframe = flatValues }
+        // Kept only once written (an XOR delta must not refer to a keyframe the file lacks).
+        if let flat { if isKey { keyframe = flat } else { deltaValues = flat } }
         previous = (state.step, digest)
         snapshotsWritten += 1
         return taken
