@@ -215,8 +215,9 @@ public struct SnapshotCodec: Sendable {
     }
 
     /// ``encode(_:reference:after:)`` in `buffers` (reused from one snapshot to the next):
-    /// the returned bytes lie in them, valid until their next use.
-    public func encode(_ values: [Float], reference: [Float]? = nil, after prefix: [UInt8] = [],
+    /// the returned bytes lie in them, valid until their next use. `digest`: `Digest.of(values)`,
+    /// when the caller has taken it already.
+    public func encode(_ values: [Float], digest: Digest? = nil, reference: [Float]? = nil, after prefix: [UInt8] = [],
                        using buffers: inout EncodeBuffers) throws(SnapshotCodecError) -> ArraySlice<UInt8> {
         let n = values.count
         guard n * 4 <= options.maxRawBytes else { throw .tooLarge(rawBytes: UInt64(n) * 4, limit: options.maxRawBytes) }
@@ -224,7 +225,7 @@ public struct SnapshotCodec: Sendable {
         if let ref, ref.count != n { throw .referenceSizeMismatch(elements: ref.count, expected: n) }
         let header = SnapshotHeader(kind: ref == nil ? .keyframe : .delta, shuffled: options.shuffle,
                                     level: Int8(clamping: options.level), elementCount: n,
-                                    digest: Digest.of(values), referenceDigest: ref.map(Digest.of))
+                                    digest: digest ?? Digest.of(values), referenceDigest: ref.map(Digest.of))
         let transformed = buffers.transformed(bytes: 4 * n) { dst in
             values.withUnsafeBytes { src in
                 if let ref {
@@ -354,10 +355,15 @@ public struct SnapshotCodec: Sendable {
     /// Checks the flat state an update delta reconstructed against the digest its header
     /// records; a mismatch is ``SnapshotCodecError/updateMismatch(expected:got:)``.
     public static func checkUpdateResult(_ values: [Float], header: SnapshotHeader) throws(SnapshotCodecError) {
-        guard values.count == Int(header.elementCount) else {
-            throw .referenceSizeMismatch(elements: values.count, expected: Int(header.elementCount))
+        try checkUpdateResult(elements: values.count, digest: Digest.of(values), header: header)
+    }
+
+    /// The same for a reconstructed state of `elements` values whose digest, as the header
+    /// records it, is `got` (a format-3 trace's update records the state's own digest).
+    public static func checkUpdateResult(elements: Int, digest got: Digest, header: SnapshotHeader) throws(SnapshotCodecError) {
+        guard elements == Int(header.elementCount) else {
+            throw .referenceSizeMismatch(elements: elements, expected: Int(header.elementCount))
         }
-        let got = Digest.of(values)
         guard got == header.digest else { throw .updateMismatch(expected: header.digest, got: got) }
     }
 }

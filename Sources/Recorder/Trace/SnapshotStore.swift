@@ -52,18 +52,10 @@ struct SnapshotStore: Sendable {
         layout.tensors.reduce(0) { $0 + ($1.kind == .weights || $1.kind == .modelState ? $1.count : 0) }
     }
 
-    /// `state`'s flat values and their digest.
-    func flatten(_ state: TrainingState, file: String) throws(TraceError) -> (values: [Float], digest: Digest) {
-        var values: [Float] = []
-        let digest = try flatten(state, into: &values, file: file)
-        return (values, digest)
-    }
-
-    /// ``flatten(_:file:)`` into `values` (``StateLayout/flatten(_:into:)``); returns the digest.
-    func flatten(_ state: TrainingState, into values: inout [Float], file: String) throws(TraceError) -> Digest {
+    /// `state`'s flat values, into `values` (``StateLayout/flatten(_:into:)``: its storage reused).
+    func flatten(_ state: TrainingState, into values: inout [Float], file: String) throws(TraceError) {
         do {
             try layout.flatten(state, into: &values)
-            return Digest.of(values)
         } catch {
             throw .io(file: file, reason: "cannot lay out the state after step \(state.step): \(error)")
         }
@@ -78,11 +70,12 @@ struct SnapshotStore: Sendable {
         }
     }
 
-    /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values.
-    func encode(_ flat: [Float], step: Int, against keyframe: [Float]?, file: String,
+    /// A keyframe (no `keyframe`) or an XOR delta against `keyframe`'s flat values; `digest`
+    /// is `Digest.of(flat)`.
+    func encode(_ flat: [Float], digest: Digest, step: Int, against keyframe: [Float]?, file: String,
                 using buffers: inout EncodeBuffers) throws(TraceError) -> ArraySlice<UInt8> {
         do {
-            return try codec.encode(flat, reference: keyframe, after: Self.stepBytes(step), using: &buffers)
+            return try codec.encode(flat, digest: digest, reference: keyframe, after: Self.stepBytes(step), using: &buffers)
         } catch {
             throw .io(file: file, reason: "cannot encode the snapshot after step \(step): \(error)")
         }
@@ -158,11 +151,7 @@ struct SnapshotStore: Sendable {
             let (_, values) = try codec.decodeUpdate(blob, updateElements: updateElements, referenceDigest: reference.digest)
             let next = trainer.apply(gradients(values), to: reference.state)
             if updatesHoldStateDigests {
-                guard Int(header.elementCount) == layout.elementCount else {
-                    throw SnapshotCodecError.referenceSizeMismatch(elements: layout.elementCount, expected: Int(header.elementCount))
-                }
-                let got = next.digest
-                guard got == header.digest else { throw SnapshotCodecError.updateMismatch(expected: header.digest, got: got) }
+                try SnapshotCodec.checkUpdateResult(elements: layout.elementCount, digest: next.digest, header: header)
             } else {
                 try SnapshotCodec.checkUpdateResult(try layout.flatten(next), header: header)
             }

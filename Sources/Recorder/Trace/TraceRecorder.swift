@@ -102,11 +102,10 @@ public enum TraceRecorder {
         var record: StepRecord?
         // The state whose digest the record still lacks (no `stop` asked for it).
         var undigested: TrainingState?
-        // A state digest already taken: by `stop` (on this thread), or by the writer for an
-        // update delta that records it (format 3), for the step record to reuse. Keyed by the
-        // state's step; each step's state is committed once.
-        var digested: (step: Int, digest: Digest)?
-        let taken = Mutex<(step: Int, digest: Digest)?>(nil)
+        // The latest state digest taken, by `stop` (on this thread) or by the writer for an
+        // update delta that records it (format 3): the snapshot and the step record of that
+        // state reuse it. Keyed by the state's step; each step's state is committed once.
+        let stateDigest = Mutex<(step: Int, digest: Digest)?>(nil)
         // The writer encodes, writes and syncs each step while the next one trains.
         let appends = BackgroundAppends(writer)
         let snapshotEvery = writer.manifest.snapshotEvery
@@ -123,7 +122,8 @@ public enum TraceRecorder {
             }
             let digest = s.state.digest
             r.stateDigest = digest.description
-            (record, undigested, digested) = (r, nil, (s.state.step, digest))
+            (record, undigested) = (r, nil)
+            stateDigest.withLock { $0 = (s.state.step, digest) }
             // `stop` sees every record, the last one included (a replay records its drawn fault there).
             return try stop(r, s.state)
         }, step: { s in
@@ -136,9 +136,9 @@ public enum TraceRecorder {
                 try appends.add { try $0.appendSnapshot(state) }
             } else if state.step % snapshotEvery == 0 || s.last {
                 let update = s.gradients
-                let known = digested?.step == state.step ? digested?.digest : nil
                 try appends.add { writer in
-                    if let d = try writer.appendSnapshot(state, update: update, stateDigest: known) { taken.withLock { $0 = (state.step, d) } }
+                    let known = stateDigest.withLock { $0?.step == state.step ? $0?.digest : nil }
+                    if let d = try writer.appendSnapshot(state, update: update, stateDigest: known) { stateDigest.withLock { $0 = (state.step, d) } }
                 }
             }
             report(.step(globalStep: s.index, metrics: s.metrics))
@@ -151,7 +151,7 @@ public enum TraceRecorder {
             try appends.add { writer in
                 var complete = record
                 if let state {
-                    let reused = taken.withLock { $0?.step == state.step ? $0?.digest : nil }
+                    let reused = stateDigest.withLock { $0?.step == state.step ? $0?.digest : nil }
                     complete.stateDigest = (reused ?? state.digest).description
                 }
                 try writer.appendStep(complete)

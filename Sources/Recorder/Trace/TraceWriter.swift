@@ -111,7 +111,9 @@ public final class TraceWriter {
         let kept = reader.frames.filter { $0.header.kind == .snapshot && $0.header.step <= reader.completedSteps }
         snapshotsWritten = kept.count
         if let k = kept.last(where: reader.isKeyframe) {
-            keyframe = try snapshots.flatten(try reader.snapshot(at: k.header.step), file: reader.framesPath).values
+            var values: [Float] = []
+            try snapshots.flatten(try reader.snapshot(at: k.header.step), into: &values, file: reader.framesPath)
+            keyframe = values
         }
         // The next update delta refers to the last kept snapshot (decoded and verified by
         // `resume` before this runs), by the digest its header records.
@@ -150,8 +152,9 @@ public final class TraceWriter {
             // reference) or of the last XOR delta: the same pages each time, not fresh ones.
             var values: [Float]
             if isKey { (values, keyframe) = (keyframe ?? [], nil) } else { (values, deltaValues) = (deltaValues, []) }
-            digest = try snapshots.flatten(state, into: &values, file: frames.path)
-            payload = try snapshots.encode(values, step: state.step, against: isKey ? nil : keyframe, file: frames.path,
+            try snapshots.flatten(state, into: &values, file: frames.path)
+            digest = Digest.of(values)
+            payload = try snapshots.encode(values, digest: digest, step: state.step, against: isKey ? nil : keyframe, file: frames.path,
                                            using: &buffers)
             flat = values
         }

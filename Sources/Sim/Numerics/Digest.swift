@@ -50,13 +50,7 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// cancel for any data; the one-element-per-step form has no such pattern.) The
     /// per-operation output digest of trace format 3 (``OutputDigest/pairLanes``).
     public mutating func add(pairsOf values: UnsafeBufferPointer<Float>) {
-        var lanes = Lanes(seed: value, count: values.count)
-        if let base = values.baseAddress {
-            let pairs = values.count / 2
-            lanes.feed(pairs: UnsafeRawPointer(base), count: pairs)
-            if values.count % 2 == 1 { lanes.step(word: UInt64(values[values.count - 1].bitPattern)) }
-        }
-        value = lanes.fold(into: value)
+        add(pairBytes: UnsafeRawBufferPointer(values))
     }
 
     /// What ``add(pairsOf:)`` gives for `bytes` taken as 32-bit words in the host's byte order,
@@ -99,8 +93,7 @@ public struct Digest: Sendable, Equatable, Hashable, CustomStringConvertible {
         }
 
         @inline(__always) static func step(_ lane: inout SIMD8<UInt64>, _ bits: SIMD8<UInt32>) {
-            lane = (lane ^ SIMD8<UInt64>(truncatingIfNeeded: bits)) &* prime
-            lane ^= lane &>> 29
+            step(&lane, words: SIMD8<UInt64>(truncatingIfNeeded: bits))
         }
 
         @inline(__always) static func step(_ lane: inout SIMD8<UInt64>, words: SIMD8<UInt64>) {
