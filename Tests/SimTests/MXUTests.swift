@@ -127,7 +127,8 @@ func differing(_ x: [Float], _ y: [Float]) -> Int {
 
     /// Every kernel family (the AVX-512 and the AVX2 one, whichever this build uses), every
     /// row and column remainder of their tiles, K not a multiple of the fold, one running sum,
-    /// and K long enough to be cut into several cache blocks: all against the scalar loop.
+    /// and K long enough to be cut into several cache blocks, with and without prefetching B's
+    /// panels (the 8-lane family's path for a large B): all against the scalar loop.
     @Test(arguments: KernelFamily.allCases)
     func everyKernelAndTileRemainderMatchesTheScalarLoop(family: KernelFamily) throws {
         var shapes = (1...13).map { GEMMShape(m: $0, k: 150, n: 17) }             // every M remainder of 6, 4, 12 (and 24's first)
@@ -141,11 +142,15 @@ func differing(_ x: [Float], _ y: [Float]) -> Int {
             let aBlocks = severalBlocks.contains(shape) ? [nil, 2048, 60000] : [nil] as [Int?]
             for fold in [128, nil] as [Int?] {
                 for precision in OperandPrecision.allCases {
+                    let expected = scalarReference(a, b, shape, fold: fold, bf16: precision == .bfloat16)
                     for aBlock in aBlocks {
-                        let mxu = MXU(foldLength: fold, precision: precision).using(family)
-                        let expected = scalarReference(a, b, shape, fold: fold, bf16: precision == .bfloat16)
-                        let product = try (aBlock.map { mxu.roundingA(inBlocksOf: $0) } ?? mxu).multiply(a, b, shape: shape)
-                        #expect(differing(product, expected) == 0, "\(family) \(shape) fold=\(String(describing: fold)) \(precision) A block \(String(describing: aBlock))")
+                        for prefetching in family == .narrow ? [false, true] : [false] {
+                            var mxu = MXU(foldLength: fold, precision: precision).using(family)
+                            if let aBlock { mxu = mxu.roundingA(inBlocksOf: aBlock) }
+                            if prefetching { mxu = mxu.prefetchingB(above: 0) }
+                            let product = try mxu.multiply(a, b, shape: shape)
+                            #expect(differing(product, expected) == 0, "\(family) \(shape) fold=\(String(describing: fold)) \(precision) A block \(String(describing: aBlock)) prefetching B \(prefetching)")
+                        }
                     }
                 }
             }

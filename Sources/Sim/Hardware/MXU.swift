@@ -1,3 +1,4 @@
+import CHostMemory
 import Dispatch
 import Foundation
 import Synchronization
@@ -68,6 +69,9 @@ public struct MXU: Sendable {
     /// Largest block of A rounded in one pass, in values, instead of ``Blocking``'s (speed
     /// only; tests make it small so that short products are cut into several spans of K).
     let aBlockFloats: Int?
+    /// Packed B, in values, above which the 8-lane kernels prefetch its panels, instead of
+    /// ``Blocking/prefetchBFloats`` (speed only; tests make it 0 to run that path everywhere).
+    let prefetchBFloats: Int?
 
     /// The MXU of `config` (folds of `rows` terms under ws/is) with operands of `precision`.
     public init(config: ChipConfig, precision: OperandPrecision = .bfloat16, threads: Int = 1) {
@@ -91,27 +95,36 @@ public struct MXU: Sendable {
     public init(foldLength: Int?, format: any NumberFormat, threads: Int = 1) {
         precondition(foldLength.map { $0 > 0 } ?? true, "fold length must be positive")
         self.init(foldLength: foldLength, format: format, rounding: format.roundingKind, threads: max(1, threads), kernels: .target,
-                  aBlockFloats: nil)
+                  aBlockFloats: nil, prefetchBFloats: nil)
     }
 
     /// This MXU with the micro-kernels of `family` (tests run every family on any host).
     func using(_ family: KernelFamily) -> MXU {
-        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: family, aBlockFloats: aBlockFloats)
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: family, aBlockFloats: aBlockFloats,
+            prefetchBFloats: prefetchBFloats)
     }
 
     /// This MXU rounding A in blocks of at most `floats` values (at least one block of K).
     func roundingA(inBlocksOf floats: Int) -> MXU {
-        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: kernels, aBlockFloats: floats)
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: kernels, aBlockFloats: floats,
+            prefetchBFloats: prefetchBFloats)
+    }
+
+    /// This MXU prefetching packed B of more than `floats` values (8-lane kernels only).
+    func prefetchingB(above floats: Int) -> MXU {
+        MXU(foldLength: foldLength, format: format, rounding: rounding, threads: threads, kernels: kernels, aBlockFloats: aBlockFloats,
+            prefetchBFloats: floats)
     }
 
     private init(foldLength: Int?, format: any NumberFormat, rounding: RoundingKind, threads: Int, kernels: KernelFamily,
-                 aBlockFloats: Int?) {
+                 aBlockFloats: Int?, prefetchBFloats: Int?) {
         self.foldLength = foldLength
         self.format = format
         self.rounding = rounding
         self.threads = threads
         self.kernels = kernels
         self.aBlockFloats = aBlockFloats
+        self.prefetchBFloats = prefetchBFloats
     }
 
     /// The micro-kernels this build uses, for benchmark output (speed only: every family
@@ -259,6 +272,11 @@ public struct MXU: Sendable {
         // Row-major B is packed in runs of rows (each read in order across all panels), a
         // transposed B panel by panel.
         let bRows = Blocking.bRowsPerPart
+        // A B larger than `Blocking.prefetchBFloats` comes from memory each time a block of
+        // rows reads it, and the block's first tile over a panel would read that panel's block
+        // of K faster than memory delivers it; so each tile prefetches a share of the next one
+        // (8-lane kernels only: the 16-lane ones measured slower with it).
+        let prefetchB = kernels == .narrow && panels * nr * K > (prefetchBFloats ?? Blocking.prefetchBFloats)
         let work = ClaimedWork(first: b.columnStride == 1 ? ceilDiv(K, bRows) : panels, then: ceilDiv(M, blockRows))
 
         parallel(workers) { [self] _ in
@@ -303,8 +321,22 @@ public struct MXU: Sendable {
                         for p in 0..<panels {
                             let bPanel = UnsafePointer(bOut.pointer + p * nr * K + k0 * nr)
                             let nValid = min(nr, N - p * nr)
+                            // What this panel's tiles prefetch: the next panel's block of K, or
+                            // the next block's first panel.
+                            var ahead: UnsafePointer<Float>?, aheadCount = 0, aheadPerTile = 0
+                            let (aheadPanel, aheadBlock) = p + 1 < panels ? (p + 1, block) : (0, block + 1)
+                            if prefetchB && aheadBlock < plan.blocks {
+                                let start = plan.start(aheadBlock)
+                                ahead = UnsafePointer(bOut.pointer + aheadPanel * nr * K + start * nr)
+                                aheadCount = (plan.start(aheadBlock + 1) - start) * nr
+                                aheadPerTile = ceilDiv(aheadCount, ceilDiv(rows.count, mr))
+                            }
                             var ir = 0
                             while ir < rows.count {
+                                if let ahead {
+                                    let from = min(aheadCount, ir / mr * aheadPerTile)
+                                    prefetch(ahead + from, count: min(aheadPerTile, aheadCount - from))
+                                }
                                 let aTile = panelA ? UnsafePointer(aBlock + ir * spanLen + (k0 - span0) * mr)
                                                    : UnsafePointer(aRows + ir * aStride + (k0 - span0))
                                 let mValid = min(mr, rows.count - ir)
@@ -332,6 +364,16 @@ public struct MXU: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Prefetches the cache lines of `count` values from `values` (speed only).
+    @inline(__always)
+    private func prefetch(_ values: UnsafePointer<Float>, count: Int) {
+        var i = 0
+        while i < count {
+            tpufi_prefetch(values + i)
+            i += 16
         }
     }
 
@@ -559,6 +601,14 @@ enum Blocking {
     static let rowPadding = 16
     /// Rows of a row-major B per part that one thread claims to pack.
     static let bRowsPerPart = 64
+    /// Packed B, in values, above which the 8-lane kernels prefetch its panels (8 MB, a
+    /// quarter of a 32 MB L3 that A's stream and the other cores share). Paired one-thread
+    /// runs (`haswell` build, Zen 4): 2048 x 4608 x 512 (9.4 MB of B) 1.10x, 1.12x on two
+    /// threads; with B of 4.7 MB (2048 x 2304 x 512) 0.98x and of 2.4 MB (8192 x 2304 x 256)
+    /// 0.95x, where B stays in L3 and the hardware's own prefetch keeps up. The 16-lane
+    /// kernels ran 0.89x with it on 2048 x 4608 x 512 (their panel's block of K, 64 KB, is
+    /// twice L1).
+    static let prefetchBFloats = 1 << 21
 }
 
 /// Two lists of work items, numbered from 0, that threads claim one item at a time (the
