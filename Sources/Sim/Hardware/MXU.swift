@@ -211,7 +211,6 @@ public struct MXU: Sendable {
         func run<Kern: MicroKernel>(_ kernel: Kern.Type) { multiply(kernel, a, b, c, M: M, K: K, N: N, plan: plan) }
         switch best(kernels.kernels) {
         case ObjectIdentifier(Kernel6x64.self): run(Kernel6x64.self)
-        case ObjectIdentifier(Kernel12x32.self): run(Kernel12x32.self)
         case ObjectIdentifier(Kernel24x16.self): run(Kernel24x16.self)
         case ObjectIdentifier(Kernel12x16.self): run(Kernel12x16.self)
         case ObjectIdentifier(Kernel6x16.self): run(Kernel6x16.self)
@@ -550,7 +549,7 @@ enum KernelFamily: Sendable, CaseIterable {
         case .narrow: Self.narrowKernels
         }
     }
-    private static let wideKernels: [any MicroKernel.Type] = [Kernel6x64.self, Kernel12x32.self, Kernel24x16.self, Kernel12x16.self]
+    private static let wideKernels: [any MicroKernel.Type] = [Kernel6x64.self, Kernel24x16.self, Kernel12x16.self]
     private static let narrowKernels: [any MicroKernel.Type] = [Kernel6x16.self, Kernel4x24.self, Kernel12x8.self]
 
     /// 16-lane vectors for AVX-512's 32 registers.
