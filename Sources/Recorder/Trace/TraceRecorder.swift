@@ -106,6 +106,9 @@ public enum TraceRecorder {
         // update delta that records it (format 3): the snapshot and the step record of that
         // state reuse it. Keyed by the state's step; each step's state is committed once.
         let stateDigest = Mutex<(step: Int, digest: Digest)?>(nil)
+        @Sendable func knownDigest(of state: TrainingState) -> Digest? {
+            stateDigest.withLock { $0?.step == state.step ? $0?.digest : nil }
+        }
         // The writer encodes, writes and syncs each step while the next one trains.
         let appends = BackgroundAppends(writer)
         let snapshotEvery = writer.manifest.snapshotEvery
@@ -137,8 +140,9 @@ public enum TraceRecorder {
             } else if state.step % snapshotEvery == 0 || s.last {
                 let update = s.gradients
                 try appends.add { writer in
-                    let known = stateDigest.withLock { $0?.step == state.step ? $0?.digest : nil }
-                    if let d = try writer.appendSnapshot(state, update: update, stateDigest: known) { stateDigest.withLock { $0 = (state.step, d) } }
+                    if let d = try writer.appendSnapshot(state, update: update, stateDigest: knownDigest(of: state)) {
+                        stateDigest.withLock { $0 = (state.step, d) }
+                    }
                 }
             }
             report(.step(globalStep: s.index, metrics: s.metrics))
@@ -150,10 +154,7 @@ public enum TraceRecorder {
             let state = undigested
             try appends.add { writer in
                 var complete = record
-                if let state {
-                    let reused = stateDigest.withLock { $0?.step == state.step ? $0?.digest : nil }
-                    complete.stateDigest = (reused ?? state.digest).description
-                }
+                if let state { complete.stateDigest = (knownDigest(of: state) ?? state.digest).description }
                 try writer.appendStep(complete)
             }
         }, mitigated: mitigated)

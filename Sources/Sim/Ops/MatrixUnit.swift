@@ -198,18 +198,19 @@ public typealias OutputCapture = @Sendable (_ replica: Int, _ site: SiteID, _ sh
 /// One per replica, filled by that replica's thread only.
 public final class SiteDigests: @unchecked Sendable {
     public private(set) var entries: [(site: SiteID, digest: Digest)] = []
-    let scheme: OutputDigest
+    /// How outputs are digested; nil: not at all (only `capture` sees them).
+    let scheme: OutputDigest?
     let replica: Int
     let capture: OutputCapture?
 
-    public init(_ scheme: OutputDigest, replica: Int = 0, capture: OutputCapture? = nil) {
+    public init(_ scheme: OutputDigest?, replica: Int = 0, capture: OutputCapture? = nil) {
         self.scheme = scheme
         self.replica = replica
         self.capture = capture
     }
 
     func record(_ site: SiteID, _ values: [Float], shape: [Int]) {
-        entries.append((site, scheme.of(values)))
+        if let scheme { entries.append((site, scheme.of(values))) }
         capture?(replica, site, shape, values)
     }
 }

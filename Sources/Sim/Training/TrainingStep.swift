@@ -107,8 +107,7 @@ public struct Trainer: Sendable {
         let work: @Sendable (Int) -> Void = { [model] worker in
             var r = worker
             while r < replicas {
-                // (A capture alone rides on the digests' pass over the outputs.)
-                let siteDigests = digests != nil || capture != nil ? SiteDigests(digests ?? .current, replica: r, capture: capture) : nil
+                let siteDigests = digests != nil || capture != nil ? SiteDigests(digests, replica: r, capture: capture) : nil
                 let checks = checkProducts ? ProductChecks(replica: r) : nil
                 let unit = MatrixUnit(mxu: unitMXU, replica: r, hook: hook, digests: siteDigests, checks: checks, derivedOperands: derived)
                 slots.set(r, (model.trainReplica(parameters: state.parameters, modelState: state.modelState, batch: batches[r], unit: unit),
