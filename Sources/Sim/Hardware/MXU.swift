@@ -265,7 +265,10 @@ public struct MXU: Sendable {
         let budget = aBlockFloats ?? (packsRowMajorA ? Blocking.aRowsFloats : Blocking.aBlockFloats)
         let spanLimit = mc * K <= budget ? K : packsRowMajorA ? max(plan.longestBlock, budget / mc) : plan.longestBlock
         let lda = spanLimit + Blocking.rowPadding
-        let bBuffer = PackBuffers.shared.take(panels * nr * K)
+        // Packed B, then (one thread) the thread's own space for A's block, the edge tile and
+        // a transposed A's runs: one buffer, not two (thousands of small products a step).
+        let bFloats = panels * nr * K, aFloats = mc * lda + mr * nr + Blocking.panelTerms * mc
+        let bBuffer = PackBuffers.shared.take(workers == 1 ? bFloats + aFloats : bFloats)
         defer { PackBuffers.shared.give(bBuffer) }
         let bOut = SendablePointer(bBuffer.baseAddress!), cOut = SendablePointer(c)
         // Row-major B is packed in runs of rows (each read in order across all panels), a
@@ -288,9 +291,9 @@ public struct MXU: Sendable {
                 work.finishFirst()
             }
             work.waitForFirst()
-            let buffer = PackBuffers.shared.take(mc * lda + mr * nr + Blocking.panelTerms * mc)
-            defer { PackBuffers.shared.give(buffer) }
-            let aBlock = buffer.baseAddress!, edge = aBlock + mc * lda, columns = edge + mr * nr
+            let own = workers == 1 ? nil : PackBuffers.shared.take(aFloats)
+            defer { if let own { PackBuffers.shared.give(own) } }
+            let aBlock = own?.baseAddress ?? bOut.pointer + bFloats, edge = aBlock + mc * lda, columns = edge + mr * nr
             while let block = work.claimThen() {
                 let rows = block * blockRows ..< min(M, (block + 1) * blockRows)
                 var firstBlock = 0
@@ -652,8 +655,9 @@ enum Blocking {
 /// first list's before the second's): whichever thread asks next gets the next item. The
 /// second list waits until every item of the first is finished (what the first packs, the
 /// second reads), not until every thread has arrived, so a thread that starts late only
-/// takes what is left.
-final class ClaimedWork: Sendable {
+/// takes what is left. Not copyable: the threads borrow the one instance (no allocation
+/// per product).
+struct ClaimedWork: ~Copyable, Sendable {
     let first: Int, then: Int
     private let claimedFirst = Atomic<Int>(0), finishedFirst = Atomic<Int>(0), claimedThen = Atomic<Int>(0)
 
@@ -724,7 +728,8 @@ final class PackBuffers: @unchecked Sendable {
     /// Buffers kept at most; beyond that the smallest are freed.
     private static let limit = 8
     private let lock = NSLock()
-    private var kept: [UnsafeMutableBufferPointer<Float>] = []
+    /// Only under `lock` (so the runtime's own exclusivity check, a cost per access, is off).
+    @exclusivity(unchecked) private var kept: [UnsafeMutableBufferPointer<Float>] = []
 
     /// A buffer of at least `count` values: the smallest kept one that is large enough, else
     /// a new one. Hand it back with ``give(_:)``.
