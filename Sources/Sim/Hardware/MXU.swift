@@ -326,12 +326,14 @@ public struct MXU: Sendable {
                             // What this panel's tiles prefetch: the next panel's block of K, or
                             // the next block's first panel.
                             var ahead: UnsafePointer<Float>?, aheadCount = 0, aheadPerTile = 0
-                            let (aheadPanel, aheadBlock) = p + 1 < panels ? (p + 1, block) : (0, block + 1)
-                            if prefetchB && aheadBlock < plan.blocks {
-                                let start = plan.start(aheadBlock)
-                                ahead = UnsafePointer(bOut.pointer + aheadPanel * nr * K + start * nr)
-                                aheadCount = (plan.start(aheadBlock + 1) - start) * nr
-                                aheadPerTile = ceilDiv(aheadCount, ceilDiv(rows.count, mr))
+                            if prefetchB {
+                                let (aheadPanel, aheadBlock) = p + 1 < panels ? (p + 1, block) : (0, block + 1)
+                                if aheadBlock < plan.blocks {
+                                    let start = plan.start(aheadBlock)
+                                    ahead = UnsafePointer(bOut.pointer + aheadPanel * nr * K + start * nr)
+                                    aheadCount = (plan.start(aheadBlock + 1) - start) * nr
+                                    aheadPerTile = ceilDiv(aheadCount, ceilDiv(rows.count, mr))
+                                }
                             }
                             var ir = 0
                             while ir < rows.count {
